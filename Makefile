@@ -1,0 +1,33 @@
+# Two entry points: `make run` (set-up + the default benchmark) and `make test` (set-up + tests).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+OUT ?= runs/default
+
+.PHONY: setup run test bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+run: setup
+	@for domain in privacy copyright; do \
+	  $(BIN)/knowundo finetune --domain $$domain --out $(OUT)/$$domain/finetune || exit $$?; \
+	  $(BIN)/knowundo eval --domain $$domain --adapter $(OUT)/$$domain/finetune/adapter \
+	    --out $(OUT)/$$domain/eval/vanilla.json || exit $$?; \
+	done
+
+test: setup
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/python benchmarks/foundation.py
+
+clean:
+	rm -rf $(VENV) runs

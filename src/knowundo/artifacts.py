@@ -1,0 +1,132 @@
+"""Atomic, pickle-free artefact I/O: a reader sees either the old file or the new one, never a torn one."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import tempfile
+from pathlib import Path
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+
+@contextmanager
+def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; rename it over ``target`` only if the block succeeds."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp_path, target)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def _json_safe(value: Any) -> Any:
+    """Non-finite floats become strings so the file stays strict JSON (PPL of a diverged model is inf)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "inf" if value > 0 else ("-inf" if value < 0 else "nan")
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def write_json(target: str | os.PathLike, data: Any) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_text(json.dumps(_json_safe(data), indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def hash_json(data: Any) -> str:
+    """Stable content hash of a JSON-able object (used to key caches and to stamp results)."""
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of everything that can change a number, saved beside every result."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"python": platform.python_version()}
+    for name in ("knowundo", "torch", "transformers", "peft", "datasets", "accelerate", "tokenizers",
+                 "rouge-score", "lm-eval", "numpy"):
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def file_hash(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+class StageOutput:
+    """A stage's output directory, keyed by a hash of everything that shapes it.
+
+    Work happens in ``<out>.partial`` (so Trainer checkpoints there survive an interruption and can be resumed);
+    a finished stage is one rename away, so ``<out>`` is never half-written. A directory that holds a result of
+    other settings is refused, never silently reused.
+    """
+
+    def __init__(self, out_dir: str | os.PathLike, key: str, record_name: str):
+        self.out_dir, self.key, self.record_name = Path(out_dir), key, record_name
+        self.partial = self.out_dir.with_name(self.out_dir.name + ".partial")
+
+    def finished(self) -> dict | None:
+        """The saved record if this exact stage is done; raise if the directory holds something else."""
+        from knowundo.errors import KnowUndoError
+
+        record_path = self.out_dir / self.record_name
+        if record_path.is_file():
+            record = read_json(record_path)
+            if record.get("key") != self.key:
+                raise KnowUndoError(f"{self.out_dir} holds results of other settings (key {record.get('key')}, "
+                                    f"now {self.key}); choose another output directory or remove it")
+            return record
+        if self.out_dir.exists() and any(self.out_dir.iterdir()):
+            raise KnowUndoError(f"{self.out_dir} exists and is not a finished {self.record_name[:-5]} stage; "
+                                f"choose another output directory or remove it")
+        return None
+
+    def begin(self) -> Path:
+        """The working directory: kept if it belongs to this key (resume), wiped if it belongs to another."""
+        import shutil
+
+        key_file = self.partial / "key"
+        if self.partial.exists() and (not key_file.is_file() or key_file.read_text() != self.key):
+            shutil.rmtree(self.partial)
+        self.partial.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(self.key)
+        return self.partial
+
+    def last_checkpoint(self) -> str | None:
+        from transformers.trainer_utils import get_last_checkpoint
+
+        checkpoints = self.partial / "checkpoints"
+        return get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+
+    def commit(self, record: dict) -> dict:
+        write_json(self.partial / self.record_name, record)
+        (self.partial / "key").unlink()
+        if self.out_dir.exists():
+            self.out_dir.rmdir()  # empty: finished() refused anything else
+        os.replace(self.partial, self.out_dir)
+        return record

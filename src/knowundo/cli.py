@@ -1,0 +1,150 @@
+"""``knowundo`` command line: parse, call the stages, turn user errors into one line and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from collections import Counter
+from pathlib import Path
+
+from knowundo.errors import KnowUndoError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line and exit code 2 like every other bad input."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", default="tiny", help="settings preset: tiny (default), llama2-7b-chat, "
+                                                         "qwen1.5-7b-chat")
+    parser.add_argument("--config", help="YAML file of settings, applied over the preset")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override one setting, e.g. --set finetune.epochs=3 (repeatable)")
+
+
+def _config(args):
+    from knowundo.config import load_config
+
+    return load_config(args.preset, args.config, args.overrides)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="knowundo", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    data = sub.add_parser("data", help="load and validate KnowUnDo data; print its shape; export the bundled set")
+    _add_config_options(data)
+    data.add_argument("--export", metavar="DIR", help="write the bundled set in the Hub's layout to DIR")
+
+    finetune = sub.add_parser("finetune", help="LoRA fine-tune a model on one domain so that it knows the data")
+    _add_config_options(finetune)
+    finetune.add_argument("--domain", required=True)
+    finetune.add_argument("--out", required=True, metavar="DIR", help="where the adapter and record go")
+
+    unlearn = sub.add_parser("unlearn", help="unlearn the Unlearn Scope of one domain with one method")
+    _add_config_options(unlearn)
+    unlearn.add_argument("--domain", required=True)
+    unlearn.add_argument("--method", required=True, help="ga, random_label, adversarial, ga_gd, ga_kl")
+    unlearn.add_argument("--general", action="store_true",
+                         help="retain on the general-knowledge set (out-of-distribution) instead of the "
+                              "retention train split")
+    unlearn.add_argument("--finetuned", required=True, metavar="DIR", help="output of `knowundo finetune`")
+    unlearn.add_argument("--out", required=True, metavar="DIR")
+
+    evaluate = sub.add_parser("eval", help="teacher-forced metrics on the val splits of one domain")
+    _add_config_options(evaluate)
+    evaluate.add_argument("--domain", required=True)
+    evaluate.add_argument("--adapter", metavar="DIR", help="a fine-tuned or unlearned adapter (default: base model)")
+    evaluate.add_argument("--out", metavar="FILE", help="write metrics and per-item scores as JSON")
+    return parser
+
+
+def cmd_data(args) -> None:
+    from knowundo.artifacts import hash_json
+    from knowundo.data.bundled import DOMAINS
+    from knowundo.data.knowundo import DataSource, export_hub_layout, load_domain, load_general
+
+    cfg = _config(args)
+    if args.export:
+        if cfg.data.source != "bundled":
+            raise KnowUndoError("--export writes the bundled set; drop data.source or set it to bundled")
+        print(f"wrote {export_hub_layout(cfg.data.seed, args.export)}")
+        return
+    source = DataSource.from_config(cfg.data)
+    for domain in DOMAINS:
+        data = load_domain(source, domain)
+        for scope, splits in data.items():
+            for split, items in splits.items():
+                categories = Counter(item.get("category", "-") for item in items)
+                instances = len({item.get("instance") for item in items})
+                print(f"{domain:9} {scope:9} {split:5} {len(items):5} items  {instances:3} instances  "
+                      + ", ".join(f"{c}: {n}" for c, n in sorted(categories.items())))
+        print(f"{domain:9} data hash {hash_json(data)}")
+    general = load_general(source)
+    print("general   " + ", ".join(f"{part}: {len(items)} items" for part, items in general.items()))
+
+
+def cmd_finetune(args) -> None:
+    from knowundo.finetune import finetune
+
+    record = finetune(_config(args), args.domain, args.out)
+    print(f"fine-tuned {args.domain}: {record['items']} items, train loss {record['train_loss']:.4f}, "
+          f"{record['trainable_parameters']} trainable parameters, {record['wall_seconds']:.0f}s -> {args.out}")
+
+
+def cmd_unlearn(args) -> None:
+    from knowundo.unlearn import unlearn
+
+    record = unlearn(_config(args), args.domain, args.method, Path(args.finetuned) / "adapter", args.out,
+                     retain="general" if args.general else "retention")
+    stopped = f", stopped early at step {record['stopped_early']['step']}" if record["stopped_early"] else ""
+    retain = f" + {record['retain']} retain data" if record["retain"] else ""
+    print(f"unlearned {args.domain} with {args.method}{retain}: {record['steps']} steps, "
+          f"{record['seconds_per_step']:.2f}s/step{stopped} -> {args.out}")
+
+
+def cmd_eval(args) -> None:
+    from knowundo.evaluate.run import evaluate_checkpoint
+
+    result = evaluate_checkpoint(_config(args), args.domain, args.adapter, args.out)
+    print(f"{args.domain}: Unlearn Success {result['unlearn_success']:.1f}  Retention Success "
+          f"{result['retention_success']:.1f}  Avg Success {result['avg_success']:.1f}")
+    for scope in ("unlearn", "retention"):
+        m = result[scope]
+        print(f"  {scope:9} acc {m['accuracy']:6.2f}  ppl {_ppl(m['ppl'])}  exact {m['exact_match']:6.2f}  "
+              f"({m['items']} items)")
+
+
+def _ppl(value: float) -> str:
+    return ">1e10" if value > 1e10 else f"{value:.3f}"
+
+
+COMMANDS = {"data": cmd_data, "finetune": cmd_finetune, "unlearn": cmd_unlearn, "eval": cmd_eval}
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # usage errors (2) and --help (0) end here, as a return code
+        return exc.code
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        COMMANDS[args.command](args)
+    except KnowUndoError as exc:
+        print(f"knowundo: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""Settings: dataclasses, YAML presets shipped in the package, and ``section.key=value`` overrides.
+
+Unknown keys are errors with a "did you mean" (a typo must never fall back to a default silently).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from knowundo.errors import KnowUndoError
+
+
+@dataclass
+class ModelConfig:
+    name: str = "tiny"  # "tiny" (built here) or a Hugging Face id / local directory of a causal LM
+    dtype: str = "float32"  # float32 | bfloat16 | float16 | auto
+    trust_remote_code: bool = False
+    template: str = "plain"  # plain (question + "\n\n") | chat (the tokenizer's chat template)
+    max_length: int = 256
+
+
+@dataclass
+class LoraConfig:
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.1
+    target_modules: str = "all-linear"
+
+
+@dataclass
+class DataConfig:
+    source: str = "bundled"  # bundled | local | hub
+    path: str | None = None  # directory (local) or repo id / mirror (hub)
+    revision: str | None = None
+    seed: int = 0  # seed of the bundled generator
+
+
+@dataclass
+class TinyConfig:
+    """Shape and pretraining of the offline tiny Llama (used when model.name == "tiny")."""
+
+    vocab_size: int = 2048
+    hidden_size: int = 128
+    intermediate_size: int = 512
+    num_layers: int = 2
+    num_heads: int = 4
+    max_position_embeddings: int = 256
+    pretrain_epochs: float = 8
+    pretrain_lr: float = 3e-3
+    pretrain_batch_size: int = 32
+    seed: int = 0
+
+
+@dataclass
+class TrainConfig:
+    epochs: float = 2
+    learning_rate: float = 5e-5
+    batch_size: int = 1
+    grad_accum: int = 16
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.03
+    scheduler: str = "cosine"
+    save_steps: int = 0  # checkpoint every N optimizer steps (0: none); checkpoints allow resuming
+
+
+@dataclass
+class UnlearnConfig(TrainConfig):
+    """Baseline unlearning (paper Table 7: 2 epochs, batch 1 x 16, lr 5e-5, cosine, warmup 0.03, no decay)."""
+
+    save_steps: int = 5  # checkpoints trace metrics across training (paper Figure 4)
+    adversarial_top_k: int = 1  # adversarial labels: 1 = argmax over a != gold; >1 samples within the top k
+    adversarial_top_p: float = 1.0
+
+
+@dataclass
+class EvalConfig:
+    batch_size: int = 32
+
+
+@dataclass
+class Config:
+    seed: int = 42
+    model: ModelConfig = field(default_factory=ModelConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    tiny: TinyConfig = field(default_factory=TinyConfig)
+    finetune: TrainConfig = field(default_factory=TrainConfig)
+    unlearn: UnlearnConfig = field(default_factory=UnlearnConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+PRESETS = ("tiny", "llama2-7b-chat", "qwen1.5-7b-chat")
+
+
+def _merge(target: Any, values: dict, where: str) -> None:
+    names = [f.name for f in dataclasses.fields(target)]
+    for key, value in values.items():
+        if key not in names:
+            hint = difflib.get_close_matches(key, names, n=1)
+            suggestion = f"; did you mean '{where}{hint[0]}'?" if hint else f"; known: {', '.join(names)}"
+            raise KnowUndoError(f"unknown config key '{where}{key}'{suggestion}")
+        current = getattr(target, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise KnowUndoError(f"config key '{where}{key}' is a section; give it a mapping")
+            _merge(current, value, f"{where}{key}.")
+        else:
+            setattr(target, key, _coerce(value, current, f"{where}{key}"))
+
+
+def _coerce(value: Any, current: Any, key: str) -> Any:
+    """Keep each key's type: ints stay ints, floats accept '1e-4' (the reference typed mu/sigma as int)."""
+    if current is None or value is None:
+        return value
+    kind = type(current)
+    try:
+        if kind is bool:
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError
+                return value.lower() in ("true", "1", "yes")
+            return bool(value)
+        if kind is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(float(value)) if isinstance(value, str) else int(value)
+        return kind(value)
+    except (TypeError, ValueError):
+        raise KnowUndoError(f"config key '{key}' expects {kind.__name__}, got {value!r}") from None
+
+
+def load_config(preset: str = "tiny", file: str | Path | None = None, overrides: list[str] = ()) -> Config:
+    """Defaults, then a preset, then a YAML file, then ``section.key=value`` overrides (later wins)."""
+    cfg = Config()
+    if preset not in PRESETS:
+        hint = difflib.get_close_matches(preset, PRESETS, n=1)
+        raise KnowUndoError(f"unknown preset {preset!r}" + (f"; did you mean '{hint[0]}'?" if hint else
+                                                             f"; choose one of {', '.join(PRESETS)}"))
+    text = resources.files("knowundo").joinpath("presets", f"{preset}.yaml").read_text()
+    _merge(cfg, yaml.safe_load(text) or {}, "")
+    if file is not None:
+        path = Path(file)
+        if not path.is_file():
+            raise KnowUndoError(f"{path}: config file not found")
+        try:
+            values = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise KnowUndoError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        if not isinstance(values, dict):
+            raise KnowUndoError(f"{path}: expected a mapping of config sections")
+        _merge(cfg, values, "")
+    for item in overrides:
+        if "=" not in item:
+            raise KnowUndoError(f"override {item!r} must look like section.key=value")
+        dotted, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw else None
+        nested: dict = {}
+        cursor = nested
+        parts = dotted.split(".")
+        for part in parts[:-1]:
+            cursor = cursor.setdefault(part, {})
+        cursor[parts[-1]] = value
+        _merge(cfg, nested, "")
+    return cfg

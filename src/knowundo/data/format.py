@@ -1,0 +1,106 @@
+"""Turning question/answer items into token ids with answer-only labels.
+
+``input_ids = prompt(question) + answer + eos``; ``labels`` are -100 on the prompt and on padding, so loss and
+every metric see answer tokens only. Masking is by position, never by ``token == pad``: when pad == eos that
+would also hide the real end of the answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from knowundo.errors import KnowUndoError
+
+IGNORE = -100
+TEMPLATES = ("plain", "chat")
+
+
+@dataclass
+class Formatter:
+    """How a question becomes a prompt. ``plain`` is ``system + question + separator`` (the reference's
+    ``"\\n\\n"``); ``chat`` uses the tokenizer's chat template with the system prompt as a system turn."""
+
+    tokenizer: object
+    template: str = "plain"
+    max_length: int = 256
+    separator: str = "\n\n"
+    system_prompt: str | None = None
+
+    def __post_init__(self):
+        if self.template not in TEMPLATES:
+            raise KnowUndoError(f"unknown template {self.template!r}; choose one of {', '.join(TEMPLATES)}")
+        if self.template == "chat" and not getattr(self.tokenizer, "chat_template", None):
+            raise KnowUndoError("template 'chat' needs a tokenizer with a chat template; use template 'plain'")
+        if self.tokenizer.eos_token_id is None:
+            raise KnowUndoError("the tokenizer has no EOS token; answers must end with one")
+
+    def prompt_ids(self, question: str) -> list[int]:
+        if self.template == "chat":
+            messages = [{"role": "user", "content": question}]
+            if self.system_prompt:
+                messages.insert(0, {"role": "system", "content": self.system_prompt})
+            text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        prefix = f"{self.system_prompt}{self.separator}" if self.system_prompt else ""
+        return self.tokenizer(prefix + question + self.separator)["input_ids"]
+
+    def answer_ids(self, answer: str) -> list[int]:
+        return self.tokenizer(answer, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
+
+    def encode(self, item: dict) -> dict | None:
+        """Token ids and answer-only labels for one item; ``None`` if no answer token fits in max_length."""
+        prompt, answer = self.prompt_ids(item["text"]), self.answer_ids(item["labels"])
+        ids = (prompt + answer)[: self.max_length]
+        if len(ids) <= len(prompt):
+            return None
+        labels = [IGNORE] * len(prompt) + ids[len(prompt):]
+        return {"input_ids": ids, "labels": labels, "truncated": len(prompt) + len(answer) > self.max_length}
+
+
+@dataclass
+class Encoded:
+    """A list of encoded items plus what encoding had to do to them (reported, never silent)."""
+
+    features: list[dict] = field(default_factory=list)
+    kept: list[int] = field(default_factory=list)  # index in the input list of each feature
+    truncated: int = 0
+    dropped: int = 0
+
+
+def encode_items(items: list[dict], formatter: Formatter) -> Encoded:
+    out = Encoded()
+    for index, item in enumerate(items):
+        enc = formatter.encode(item)
+        if enc is None:
+            out.dropped += 1
+            continue
+        out.truncated += enc.pop("truncated")
+        out.features.append(enc)
+        out.kept.append(index)
+    if not out.features:
+        raise KnowUndoError(f"no item keeps an answer token within max_length={formatter.max_length}")
+    return out
+
+
+def pad_batch(features: list[dict], pad_id: int, side: str = "right") -> dict[str, torch.Tensor]:
+    """Pad ``input_ids`` (with ``pad_id``), ``labels`` (with -100) and build ``attention_mask``."""
+    width = max(len(f["input_ids"]) for f in features)
+    ids, labels, mask = [], [], []
+    for f in features:
+        gap = width - len(f["input_ids"])
+        def place(seq, fill):
+            return seq + [fill] * gap if side == "right" else [fill] * gap + seq
+        ids.append(place(f["input_ids"], pad_id))
+        mask.append(place([1] * len(f["input_ids"]), 0))
+        if "labels" in f:
+            labels.append(place(f["labels"], IGNORE))
+    batch = {"input_ids": torch.tensor(ids), "attention_mask": torch.tensor(mask)}
+    if labels:
+        batch["labels"] = torch.tensor(labels)
+    return batch
+
+
+def pad_id_of(tokenizer) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id

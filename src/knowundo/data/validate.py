@@ -1,0 +1,55 @@
+"""Validation of KnowUnDo-format split files: one-line errors that name the file and the item."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from knowundo.errors import KnowUndoError
+
+SPLITS = ("train", "val")
+
+
+def validate_scope(obj: Any, where: str) -> dict[str, list[dict]]:
+    """Check one ``<domain>/<scope>.json`` object ``{"train": [...], "val": [...]}`` and return it.
+
+    Extra keys on items (``category``, ``instance``, ``protected``) are kept untouched.
+    """
+    if not isinstance(obj, dict):
+        raise KnowUndoError(f"{where}: expected one JSON object with 'train' and 'val' lists, "
+                            f"got {type(obj).__name__}")
+    for split in SPLITS:
+        if split not in obj:
+            raise KnowUndoError(f"{where}: missing the '{split}' list")
+        items = obj[split]
+        if not isinstance(items, list):
+            raise KnowUndoError(f"{where}: '{split}' must be a list, got {type(items).__name__}")
+        if not items:
+            raise KnowUndoError(f"{where}: '{split}' is empty")
+        for index, item in enumerate(items):
+            validate_item(item, f"{where}: {split} item {index}")
+    train_questions = {item["text"].strip() for item in obj["train"]}
+    for index, item in enumerate(obj["val"]):
+        if item["text"].strip() in train_questions:
+            raise KnowUndoError(f"{where}: val item {index} repeats a train question: {item['text'][:60]!r}")
+    return {split: obj[split] for split in SPLITS}
+
+
+def validate_item(item: Any, where: str) -> None:
+    if not isinstance(item, dict):
+        raise KnowUndoError(f"{where}: expected an object with 'text' and 'labels', got {type(item).__name__}")
+    for key in ("text", "labels"):
+        if key not in item:
+            raise KnowUndoError(f"{where}: missing '{key}'")
+        if not isinstance(item[key], str):
+            raise KnowUndoError(f"{where}: '{key}' must be a string, got {type(item[key]).__name__}")
+        if not item[key].strip():
+            raise KnowUndoError(f"{where}: '{key}' is empty")
+
+
+def validate_items(obj: Any, where: str) -> list[dict]:
+    """A plain non-empty list of items (the general-knowledge set and user-supplied retain data)."""
+    if not isinstance(obj, list) or not obj:
+        raise KnowUndoError(f"{where}: expected a non-empty JSON list of items")
+    for index, item in enumerate(obj):
+        validate_item(item, f"{where}: item {index}")
+    return obj

@@ -1,0 +1,68 @@
+"""Loading any Hugging Face causal LM (or the tiny default), attaching LoRA, and loading saved adapters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from knowundo.config import Config
+from knowundo.errors import KnowUndoError
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": "auto"}
+
+
+def resolve_model_path(cfg: Config, progress: bool = True) -> str:
+    """The directory or hub id to load; builds (once) and returns the cached tiny model for ``name: tiny``."""
+    if cfg.model.name == "tiny":
+        from knowundo.models.tiny import ensure_tiny
+
+        return str(ensure_tiny(cfg.tiny, cfg.data.seed, progress=progress))
+    return cfg.model.name
+
+
+def load_base(cfg: Config, progress: bool = True):
+    """(model, tokenizer) for ``cfg.model``; ``trust_remote_code`` only when the user turned it on."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    if cfg.model.dtype not in DTYPES:
+        raise KnowUndoError(f"unknown dtype {cfg.model.dtype!r}; choose one of {', '.join(DTYPES)}")
+    path = resolve_model_path(cfg, progress)
+    remote = cfg.model.trust_remote_code
+    try:
+        model_config = AutoConfig.from_pretrained(path, trust_remote_code=remote)
+    except (OSError, ValueError) as exc:
+        raise KnowUndoError(f"cannot load model {path!r}: {str(exc).splitlines()[0]}") from None
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, config=model_config, dtype=DTYPES[cfg.model.dtype],
+                                                     trust_remote_code=remote)
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=remote)
+    except ValueError as exc:  # e.g. a config that has no causal-LM head
+        raise KnowUndoError(f"{path!r} is not a causal language model: {str(exc).splitlines()[0]}") from None
+    except OSError as exc:
+        raise KnowUndoError(f"cannot load model {path!r}: {str(exc).splitlines()[0]}") from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token  # masking is positional, so pad == eos is safe here
+    return model, tokenizer
+
+
+def attach_lora(model, cfg: Config):
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                      target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM")
+    return get_peft_model(model, lora)
+
+
+def load_adapter(model, adapter_dir: str | Path, trainable: bool = False, name: str = "default"):
+    """Wrap ``model`` with a saved LoRA adapter; a mismatch with the base model is a user error."""
+    from peft import PeftModel
+
+    adapter_dir = Path(adapter_dir)
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise KnowUndoError(f"{adapter_dir}: not a LoRA adapter directory (no adapter_config.json)")
+    try:
+        return PeftModel.from_pretrained(model, str(adapter_dir), adapter_name=name, is_trainable=trainable)
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise KnowUndoError(f"{adapter_dir}: adapter does not match the base model "
+                            f"({str(exc).splitlines()[0][:200]})") from None

@@ -1,0 +1,123 @@
+"""The offline default model: a byte-level BPE tokenizer and a tiny Llama, both trained here from the bundled set.
+
+LoRA on a randomly initialised model cannot fit the data (its loss stays near 6), so the tiny base is first
+pretrained with all parameters on the general-knowledge set and the instance-free corpus: it learns the
+language of the benchmark and the general facts, but no benchmark instance. Built on first use, cached under a
+key of everything that shapes it, and rebuilt bit-identically from the seed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from knowundo.artifacts import hash_json, library_versions, write_json
+from knowundo.config import TinyConfig
+from knowundo.data.knowundo import bundled_world
+from knowundo.data.format import pad_id_of
+from knowundo.models.training import FeatureDataset, PadCollator, make_trainer, training_arguments
+
+RECIPE_VERSION = 1  # bump when the tokenizer or pretraining recipe changes, so caches are rebuilt
+SPECIAL_TOKENS = ("<pad>", "<s>", "</s>")
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("KNOWUNDO_CACHE", Path.home() / ".cache" / "knowundo"))
+
+
+def tiny_key(cfg: TinyConfig, data_seed: int) -> str:
+    """Changes whenever the recipe, the shape or the pretraining text changes (so a stale cache is never used)."""
+    return hash_json({"recipe": RECIPE_VERSION, "tiny": cfg.__dict__, "text": hash_json(_pretraining_texts(data_seed))})
+
+
+def tiny_path(cfg: TinyConfig, data_seed: int) -> Path:
+    return cache_root() / f"tiny-{tiny_key(cfg, data_seed)}"
+
+
+def _pretraining_texts(data_seed: int) -> list[dict]:
+    world = bundled_world(data_seed)
+    return world["pretrain_corpus"] + world["general"]["train"] + world["general"]["heldout"]
+
+
+def train_tokenizer(cfg: TinyConfig, data_seed: int):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    texts = [part for item in _pretraining_texts(data_seed) for part in (item["text"], item["labels"])]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=cfg.vocab_size, special_tokens=list(SPECIAL_TOKENS),
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(texts, trainer=trainer)
+    bos = tok.token_to_id("<s>")
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", bos)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>")
+
+
+def build_base_model(cfg: TinyConfig, tokenizer):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(cfg.seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_heads,
+        max_position_embeddings=cfg.max_position_embeddings, tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    return LlamaForCausalLM(config)
+
+
+def pretrain_features(tokenizer, data_seed: int, max_length: int) -> list[dict]:
+    """Whole-sequence language modelling on ``question \\n\\n answer </s>`` (the same layout as fine-tuning)."""
+    features = []
+    for item in _pretraining_texts(data_seed):
+        ids = tokenizer(item["text"] + "\n\n")["input_ids"]
+        ids = (ids + tokenizer(item["labels"], add_special_tokens=False)["input_ids"]
+               + [tokenizer.eos_token_id])[:max_length]
+        features.append({"input_ids": ids, "labels": list(ids)})
+    return features
+
+
+def build_tiny(cfg: TinyConfig, data_seed: int, out_dir: Path, progress: bool = True) -> Path:
+    """Train tokenizer and base from scratch into ``out_dir`` (written atomically as a whole directory)."""
+    from transformers import set_seed
+
+    set_seed(cfg.seed, deterministic=True)
+    tokenizer = train_tokenizer(cfg, data_seed)
+    model = build_base_model(cfg, tokenizer)
+    features = pretrain_features(tokenizer, data_seed, cfg.max_position_embeddings)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        args = training_arguments(
+            work / "trainer", seed=cfg.seed, epochs=cfg.pretrain_epochs, learning_rate=cfg.pretrain_lr,
+            batch_size=cfg.pretrain_batch_size, grad_accum=1, weight_decay=0.01, warmup_ratio=0.03,
+            scheduler="cosine", progress=progress)
+        trainer = make_trainer(model, args, FeatureDataset(features),
+                               PadCollator(pad_id_of(tokenizer)))
+        result = trainer.train()
+        model.save_pretrained(work / "model", safe_serialization=True)
+        tokenizer.save_pretrained(work / "model")
+        write_json(work / "model" / "knowundo_tiny.json", {
+            "tiny": cfg.__dict__, "data_seed": data_seed, "recipe": RECIPE_VERSION,
+            "pretrain_loss": result.training_loss, "pretrain_sequences": len(features),
+            "versions": library_versions()})
+        shutil.rmtree(work / "trainer", ignore_errors=True)
+        if out_dir.exists():  # another process finished first: keep its copy
+            return out_dir
+        os.replace(work / "model", out_dir)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return out_dir
+
+
+def ensure_tiny(cfg: TinyConfig, data_seed: int, progress: bool = True) -> Path:
+    path = tiny_path(cfg, data_seed)
+    if not (path / "knowundo_tiny.json").is_file():
+        build_tiny(cfg, data_seed, path, progress=progress)
+    return path

@@ -1,0 +1,48 @@
+"""Shared fixtures: every test runs offline, with caches in a per-session temporary directory and a micro
+version of the tiny default (one pretraining epoch, two fine-tuning epochs) so that the suite stays fast."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+MICRO = ["tiny.pretrain_epochs=1", "finetune.epochs=2"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_caches(tmp_path_factory):
+    root = tmp_path_factory.mktemp("caches")
+    os.environ["KNOWUNDO_CACHE"] = str(root / "knowundo")
+    os.environ["HF_DATASETS_CACHE"] = str(root / "datasets")
+    os.environ["HF_HOME"] = str(root / "hf")
+    yield
+
+
+@pytest.fixture(scope="session")
+def micro_config():
+    from knowundo.config import load_config
+
+    return lambda *extra: load_config("tiny", overrides=[*MICRO, *extra])
+
+
+@pytest.fixture(scope="session")
+def tiny_model(micro_config):
+    """(model, tokenizer) of the micro tiny base, built once per session."""
+    from knowundo.models.load import load_base
+
+    return load_base(micro_config(), progress=False)
+
+
+@pytest.fixture(scope="session")
+def finetuned_privacy(micro_config, tmp_path_factory):
+    """Directory of a micro fine-tune on the privacy domain (adapter + finetune.json)."""
+    from knowundo.finetune import finetune
+
+    out = tmp_path_factory.mktemp("ft") / "privacy"
+    finetune(micro_config(), "privacy", out, progress=False)
+    return out

@@ -1,0 +1,40 @@
+import pytest
+
+from knowundo.cli import main
+from knowundo.config import load_config
+from knowundo.errors import KnowUndoError
+
+
+def test_presets_and_overrides_keep_types():
+    cfg = load_config("tiny", overrides=["finetune.learning_rate=1e-4", "finetune.epochs=3", "model.dtype=bfloat16"])
+    assert cfg.finetune.learning_rate == 1e-4 and isinstance(cfg.finetune.learning_rate, float)
+    assert cfg.model.dtype == "bfloat16"
+    llama = load_config("llama2-7b-chat")
+    assert (llama.lora.r, llama.lora.alpha, llama.lora.dropout, llama.model.max_length) == (8, 16, 0.1, 256)
+    assert llama.lora.target_modules == "all-linear" and not llama.model.trust_remote_code
+    assert load_config("qwen1.5-7b-chat").model.name == "Qwen/Qwen1.5-7B-Chat"
+
+
+def test_unknown_key_suggests_the_right_one():
+    with pytest.raises(KnowUndoError, match=r"unknown config key 'finetune.learning_rat'; did you mean "
+                                            r"'finetune.learning_rate'"):
+        load_config("tiny", overrides=["finetune.learning_rat=1"])
+
+
+def test_wrong_type_is_an_error():
+    with pytest.raises(KnowUndoError, match="expects int"):
+        load_config("tiny", overrides=["finetune.batch_size=2.5"])
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["data", "--preset", "tiyn"], "did you mean 'tiny'"),
+    (["data", "--set", "nosection.key=1"], "unknown config key 'nosection'"),
+    (["data", "--set", "data.source=ftp"], "unknown data source 'ftp'"),
+    (["data", "--config", "/nonexistent.yaml"], "config file not found"),
+    (["finetune", "--domain", "medical", "--out", "/tmp/x"], "unknown domain 'medical'"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_cli_errors_are_one_line_with_exit_2(argv, message, capsys):
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1, err

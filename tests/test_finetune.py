@@ -1,0 +1,63 @@
+import json
+
+from safetensors.torch import load_file
+
+from knowundo.cli import main
+from tests.conftest import MICRO
+
+
+def _set(*pairs):
+    return [arg for p in pairs for arg in ("--set", p)]
+
+
+def test_finetune_saves_safetensors_adapter_and_resolved_config(finetuned_privacy):
+    record = json.loads((finetuned_privacy / "finetune.json").read_text())
+    assert (finetuned_privacy / "adapter" / "adapter_model.safetensors").is_file()
+    assert not list(finetuned_privacy.rglob("*.bin")) and not list(finetuned_privacy.rglob("*.pt"))
+    weights = load_file(finetuned_privacy / "adapter" / "adapter_model.safetensors")
+    assert any("lora_B" in k for k in weights) and any(w.abs().sum() > 0 for k, w in weights.items() if "lora_B" in k)
+    assert record["config"]["finetune"]["epochs"] == 2 and record["items"] == 800
+    assert record["versions"]["transformers"].startswith("5.") and record["data_hash"]
+    assert record["loss_history"][-1] < record["loss_history"][0]  # it learns
+
+
+def test_finished_finetune_is_reused_and_other_settings_are_refused(finetuned_privacy, capsys):
+    out = str(finetuned_privacy)
+    before = (finetuned_privacy / "finetune.json").read_text()
+    assert main(["finetune", "--domain", "privacy", "--out", out, *_set(*MICRO)]) == 0
+    assert (finetuned_privacy / "finetune.json").read_text() == before  # reused, not retrained
+    capsys.readouterr()
+    code = main(["finetune", "--domain", "privacy", "--out", out, *_set(*MICRO, "finetune.learning_rate=1e-4")])
+    err = capsys.readouterr().err
+    assert code == 2 and "holds results of other settings" in err and err.count("\n") == 1
+
+
+def test_eval_command_reports_success_metrics(finetuned_privacy, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    assert main(["eval", "--domain", "privacy", "--adapter", str(finetuned_privacy / "adapter"),
+                 "--out", str(out), *_set(*MICRO)]) == 0
+    result = json.loads(out.read_text())
+    assert result["unlearn_success"] == 100 - result["unlearn"]["accuracy"]
+    assert result["retention_success"] == result["retention"]["accuracy"]
+    assert len(result["unlearn"]["per_item"]) == result["unlearn"]["items"] == 80
+    assert result["meta"]["adapter_hash"] and result["meta"]["seed"] == 42
+    assert "Unlearn Success" in capsys.readouterr().out
+
+
+def test_adapter_that_does_not_match_the_base_is_refused(finetuned_privacy, tmp_path, capsys):
+    import shutil
+
+    wrong = tmp_path / "adapter"
+    shutil.copytree(finetuned_privacy / "adapter", wrong)
+    config = json.loads((wrong / "adapter_config.json").read_text())
+    config["r"] = config["r"] * 2  # shapes no longer match the saved weights
+    (wrong / "adapter_config.json").write_text(json.dumps(config))
+    code = main(["eval", "--domain", "privacy", "--adapter", str(wrong), *_set(*MICRO)])
+    err = capsys.readouterr().err
+    assert code == 2 and "does not match the base model" in err and err.count("\n") == 1, err
+
+
+def test_missing_model_path_is_refused(tmp_path, capsys):
+    code = main(["eval", "--domain", "privacy", "--set", f"model.name={tmp_path / 'no-model'}"])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot load model" in err and err.count("\n") == 1

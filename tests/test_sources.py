@@ -1,0 +1,28 @@
+import json
+
+from knowundo.cli import main
+from knowundo.data.knowundo import DataSource, load_domain
+
+
+def test_local_directory_and_hub_mirror_load_the_same_data_as_bundled(tmp_path, capsys):
+    assert main(["data", "--export", str(tmp_path / "mirror")]) == 0
+    assert (tmp_path / "mirror" / "privacy" / "unlearn.json").is_file()
+    on_disk = json.loads((tmp_path / "mirror" / "copyright" / "retention.json").read_text())
+    assert set(on_disk) == {"train", "val"}  # one object per file, as on the Hub
+    for domain in ("privacy", "copyright"):
+        bundled = load_domain(DataSource("bundled"), domain)
+        assert load_domain(DataSource("local", path=str(tmp_path / "mirror")), domain) == bundled
+        # the real Hub code path (datasets.load_dataset(repo, name=domain, split=scope)) on a local mirror
+        assert load_domain(DataSource("hub", path=str(tmp_path / "mirror")), domain) == bundled
+
+
+def test_data_command_prints_the_shape(capsys):
+    assert main(["data"]) == 0
+    out = capsys.readouterr().out
+    assert "privacy   unlearn   train" in out and "data hash" in out and "heldout" in out
+
+
+def test_hub_failure_is_a_one_line_error(tmp_path, capsys):
+    code = main(["data", "--set", "data.source=hub", "--set", f"data.path={tmp_path / 'nowhere'}"])
+    err = capsys.readouterr().err
+    assert code == 2 and "could not load" in err and err.count("\n") == 1
