@@ -46,7 +46,7 @@ def main() -> None:
     model, tokenizer = load_base(cfg, progress=False)
     model = load_adapter(model, work / "privacy" / "adapter")
     data = load_domain(DataSource(), "privacy")
-    items = data["unlearn"]["val"] + data["retention"]["val"]
+    items = [item for scope in data.values() for split in scope.values() for item in split]
     features = encode_items(items, Formatter(tokenizer)).features
     timings, metrics = {}, {}
     for batch_size in (cfg.eval.batch_size, 1):

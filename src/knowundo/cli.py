@@ -46,15 +46,29 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.add_argument("--domain", required=True)
     finetune.add_argument("--out", required=True, metavar="DIR", help="where the adapter and record go")
 
+    localize = sub.add_parser("localize", help="MemFlex: find the LoRA region where unlearning and retention "
+                                                "gradients diverge (train splits only)")
+    _add_config_options(localize)
+    localize.add_argument("--domain", required=True)
+    localize.add_argument("--finetuned", required=True, metavar="DIR", help="output of `knowundo finetune`")
+    localize.add_argument("--out", required=True, metavar="DIR", help="gradients, region.json, heatmap.png")
+    localize.add_argument("--granularity", choices=("module", "row"), help="override localize.granularity")
+    localize.add_argument("--mu", type=float, help="cosine threshold (selection: thresholds)")
+    localize.add_argument("--sigma", type=float, help="mean |gradient| threshold (selection: thresholds)")
+    localize.add_argument("--quantile", type=float, help="select by quantile of this model's own statistics")
+    localize.add_argument("--top-k", type=int, help="select the k lowest-cosine units of high magnitude")
+
     unlearn = sub.add_parser("unlearn", help="unlearn the Unlearn Scope of one domain with one method")
     _add_config_options(unlearn)
     unlearn.add_argument("--domain", required=True)
-    unlearn.add_argument("--method", required=True, help="ga, random_label, adversarial, ga_gd, ga_kl")
+    unlearn.add_argument("--method", required=True, help="ga, random_label, adversarial, ga_gd, ga_kl, memflex")
     unlearn.add_argument("--general", action="store_true",
                          help="retain on the general-knowledge set (out-of-distribution) instead of the "
                               "retention train split")
     unlearn.add_argument("--finetuned", required=True, metavar="DIR", help="output of `knowundo finetune`")
     unlearn.add_argument("--out", required=True, metavar="DIR")
+    unlearn.add_argument("--region", metavar="FILE", help="region.json from `knowundo localize`: train only "
+                                                          "inside it (any method; required by memflex)")
 
     evaluate = sub.add_parser("eval", help="teacher-forced metrics on the val splits of one domain")
     _add_config_options(evaluate)
@@ -97,11 +111,36 @@ def cmd_finetune(args) -> None:
           f"{record['trainable_parameters']} trainable parameters, {record['wall_seconds']:.0f}s -> {args.out}")
 
 
+def _localize_overrides(args) -> list[str]:
+    """The CLI's selection flags as config overrides (the last one given decides the selection kind)."""
+    sets = [f"localize.granularity={args.granularity}"] if args.granularity else []
+    chosen = [flag for flag in ("mu", "sigma", "quantile", "top_k") if getattr(args, flag) is not None]
+    if {"mu", "sigma"} & set(chosen) and {"quantile", "top_k"} & set(chosen) or {"quantile", "top_k"} <= set(chosen):
+        raise KnowUndoError("choose one selection: --mu/--sigma (thresholds), --quantile, or --top-k")
+    for flag in chosen:
+        sets.append(f"localize.{flag}={getattr(args, flag)}")
+    if chosen:
+        sets.append("localize.selection=" + ("thresholds" if chosen[0] in ("mu", "sigma") else chosen[0]))
+    return sets
+
+
+def cmd_localize(args) -> None:
+    from knowundo.config import load_config
+    from knowundo.localize import localize
+
+    cfg = load_config(args.preset, args.config, [*args.overrides, *_localize_overrides(args)])
+    region = localize(cfg, args.domain, Path(args.finetuned) / "adapter", args.out)
+    sel = region["selection"]
+    print(f"localized {args.domain} ({region['granularity']}, {sel['kind']}: mu {sel['mu']:.4g}, sigma "
+          f"{sel['sigma']:.3g}): {region['selected_units']} of {region['total_units']} units in "
+          f"{region['selected_parameters']} LoRA matrices -> {Path(args.out) / 'region.json'}")
+
+
 def cmd_unlearn(args) -> None:
     from knowundo.unlearn import unlearn
 
     record = unlearn(_config(args), args.domain, args.method, Path(args.finetuned) / "adapter", args.out,
-                     retain="general" if args.general else "retention")
+                     retain="general" if args.general else "retention", region=args.region)
     stopped = f", stopped early at step {record['stopped_early']['step']}" if record["stopped_early"] else ""
     retain = f" + {record['retain']} retain data" if record["retain"] else ""
     print(f"unlearned {args.domain} with {args.method}{retain}: {record['steps']} steps, "
@@ -124,7 +163,8 @@ def _ppl(value: float) -> str:
     return ">1e10" if value > 1e10 else f"{value:.3f}"
 
 
-COMMANDS = {"data": cmd_data, "finetune": cmd_finetune, "unlearn": cmd_unlearn, "eval": cmd_eval}
+COMMANDS = {"data": cmd_data, "finetune": cmd_finetune, "localize": cmd_localize, "unlearn": cmd_unlearn,
+            "eval": cmd_eval}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -77,6 +77,34 @@ class UnlearnConfig(TrainConfig):
     save_steps: int = 5  # checkpoints trace metrics across training (paper Figure 4)
     adversarial_top_k: int = 1  # adversarial labels: 1 = argmax over a != gold; >1 samples within the top k
     adversarial_top_p: float = 1.0
+    per_method: dict = field(default_factory=dict)  # e.g. {memflex: {learning_rate: 3.0e-4}}
+
+    def for_method(self, method: str) -> "UnlearnConfig":
+        """These settings with the method's own overrides applied (unknown keys are errors)."""
+        resolved = dataclasses.replace(self, per_method={})
+        _merge(resolved, self.per_method.get(method, {}), f"unlearn.per_method.{method}.")
+        return resolved
+
+
+@dataclass
+class LocalizeConfig:
+    """MemFlex localization. mu / sigma: a number, or one per domain (paper Table 12)."""
+
+    copies: int = 5  # random-label copies averaged per item (the paper's text)
+    granularity: str = "module"  # module | row (output neurons of B / rank rows of A)
+    selection: str = "thresholds"  # thresholds | quantile | top_k
+    mu: Any = 0.96
+    sigma: Any = 4e-4
+    quantile: float = 0.3
+    top_k: int = 8
+
+    def threshold(self, name: str, domain: str) -> float:
+        value = getattr(self, name)
+        if isinstance(value, dict):
+            if domain not in value:
+                raise KnowUndoError(f"localize.{name} has no value for domain {domain!r}")
+            value = value[domain]
+        return float(value)
 
 
 @dataclass
@@ -93,6 +121,7 @@ class Config:
     tiny: TinyConfig = field(default_factory=TinyConfig)
     finetune: TrainConfig = field(default_factory=TrainConfig)
     unlearn: UnlearnConfig = field(default_factory=UnlearnConfig)
+    localize: LocalizeConfig = field(default_factory=LocalizeConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict:
@@ -103,7 +132,8 @@ PRESETS = ("tiny", "llama2-7b-chat", "qwen1.5-7b-chat")
 
 
 def _merge(target: Any, values: dict, where: str) -> None:
-    names = [f.name for f in dataclasses.fields(target)]
+    annotations = {f.name: str(f.type) for f in dataclasses.fields(target)}
+    names = list(annotations)
     for key, value in values.items():
         if key not in names:
             hint = difflib.get_close_matches(key, names, n=1)
@@ -115,12 +145,16 @@ def _merge(target: Any, values: dict, where: str) -> None:
                 raise KnowUndoError(f"config key '{where}{key}' is a section; give it a mapping")
             _merge(current, value, f"{where}{key}.")
         else:
-            setattr(target, key, _coerce(value, current, f"{where}{key}"))
+            setattr(target, key, _coerce(value, current, annotations[key], f"{where}{key}"))
 
 
-def _coerce(value: Any, current: Any, key: str) -> Any:
+def _coerce(value: Any, current: Any, annotation: str, key: str) -> Any:
     """Keep each key's type: ints stay ints, floats accept '1e-4' (the reference typed mu/sigma as int)."""
-    if current is None or value is None:
+    if current is None or value is None or annotation == "Any":
+        return value
+    if annotation == "dict":
+        if not isinstance(value, dict):
+            raise KnowUndoError(f"config key '{key}' expects a mapping, got {value!r}")
         return value
     kind = type(current)
     try:

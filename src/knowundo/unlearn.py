@@ -20,6 +20,7 @@ from knowundo.config import Config
 from knowundo.data.format import Formatter, encode_items, pad_batch, pad_id_of
 from knowundo.data.knowundo import DataSource, load_domain, load_general
 from knowundo.errors import KnowUndoError
+from knowundo.localize import apply_region, load_region
 from knowundo.methods import Method, RelabelContext, Side, get_method
 from knowundo.models.load import load_adapter, load_base
 from knowundo.models.training import FeatureDataset, make_trainer, training_arguments
@@ -111,9 +112,11 @@ class UnlearnTrainer(Trainer):
             model.train(was_training)
 
 
-def unlearn_key(cfg: Config, domain: str, method: str, retain: str, finetuned: Path, data) -> str:
+def unlearn_key(cfg: Config, domain: str, method: str, retain: str, finetuned: Path, data,
+                region_hash: str | None) -> str:
     settings = {k: cfg.to_dict()[k] for k in ("seed", "model", "data", "unlearn")}
     return hash_json({"stage": "unlearn", "domain": domain, "method": method, "retain": retain,
+                      "region": region_hash,
                       "settings": settings, "adapter": file_hash(finetuned / "adapter_model.safetensors"),
                       "data": hash_json(data)})
 
@@ -129,9 +132,13 @@ def prepare_model(cfg: Config, finetuned_adapter: Path, method: Method, progress
 
 
 def unlearn(cfg: Config, domain: str, method_name: str, finetuned_adapter: str | Path, out_dir: str | Path,
-            retain: str = "retention", progress: bool = True) -> dict:
-    """Run one method; save ``out_dir/adapter``, checkpoints every ``unlearn.save_steps`` and the record."""
+            retain: str = "retention", region: str | Path | None = None, progress: bool = True) -> dict:
+    """Run one method, restricted to ``region`` (a ``region.json`` from localize) if given; save
+    ``out_dir/adapter``, checkpoints every ``unlearn.save_steps`` and the record."""
     method = get_method(method_name)
+    if method.needs_region and region is None:
+        raise KnowUndoError(f"method {method_name!r} unlearns inside a localized region: pass --region "
+                            f"(the region.json written by `knowundo localize`)")
     if retain not in RETAIN_SOURCES:
         raise KnowUndoError(f"unknown retain data {retain!r}; choose one of {', '.join(RETAIN_SOURCES)}")
     if retain == "general" and method.retain_weight is None:
@@ -142,14 +149,18 @@ def unlearn(cfg: Config, domain: str, method_name: str, finetuned_adapter: str |
     source = DataSource.from_config(cfg.data)
     data = load_domain(source, domain)
     retain_items = (data["retention"]["train"] if retain == "retention" else load_general(source)["train"])
+    region_hash = file_hash(region) if region is not None and Path(region).is_file() else None
     stage = StageOutput(out_dir, unlearn_key(cfg, domain, method_name, retain, finetuned_adapter,
-                                             {"forget": data["unlearn"]["train"], "retain": retain_items}), RECORD)
+                                             {"forget": data["unlearn"]["train"], "retain": retain_items},
+                                             region_hash), RECORD)
     if (record := stage.finished()) is not None:
         return record
 
-    u = cfg.unlearn
+    u = cfg.unlearn.for_method(method_name)
     set_seed(cfg.seed, deterministic=True)
     model, tokenizer = prepare_model(cfg, finetuned_adapter, method, progress)
+    if region is not None:
+        apply_region(model, load_region(region, model), u.weight_decay)
     formatter = Formatter(tokenizer, cfg.model.template, cfg.model.max_length)
     forget = encode_items(data["unlearn"]["train"], formatter)
     retain_features = encode_items(retain_items, formatter).features if method.retain_weight is not None else None
@@ -177,8 +188,13 @@ def unlearn(cfg: Config, domain: str, method_name: str, finetuned_adapter: str |
     seconds = time.perf_counter() - started
     model.save_pretrained(work / "adapter", selected_adapters=["default"], safe_serialization=True)
     steps = trainer.state.global_step
+    optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)  # unwrap accelerate's wrapper
     return stage.commit({
         "stage": "unlearn", "domain": domain, "method": method_name, "key": stage.key,
+        "region": str(region) if region is not None else None, "region_hash": region_hash,
+        "optimizer": type(optimizer).__name__, "scheduler": u.scheduler, "learning_rate": u.learning_rate,
+        "optimized_parameters": sum(p.numel() for group in optimizer.param_groups for p in group["params"]),
+        "learning_rates": [e["learning_rate"] for e in trainer.state.log_history if "learning_rate" in e],
         "retain": retain if method.retain_weight is not None else None,
         "config": cfg.to_dict(), "finetuned_adapter": str(finetuned_adapter), "forget_items": len(features),
         "retain_items": len(retain_features or []), "steps": steps, "stopped_early": stopped,

@@ -30,11 +30,10 @@ def score_features(model, features: list[dict], pad_id: int, batch_size: int) ->
         chunk = order[start:start + batch_size]
         batch = {k: v.to(device) for k, v in pad_batch([features[i] for i in chunk], pad_id).items()}
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        stats = answer_token_stats(logits, batch["labels"])
+        stats = {k: v.tolist() for k, v in answer_token_stats(logits, batch["labels"]).items()}
         for row, index in enumerate(chunk):
-            tokens = int(stats["tokens"][row])
-            correct = int(stats["correct"][row])
-            scores[index] = {"accuracy": 100.0 * correct / tokens, "mean_logprob": float(stats["logprob"][row]) / tokens,
+            tokens, correct = stats["tokens"][row], stats["correct"][row]
+            scores[index] = {"accuracy": 100.0 * correct / tokens, "mean_logprob": stats["logprob"][row] / tokens,
                              "exact_match": correct == tokens, "answer_tokens": tokens}
     model.train(was_training)
     return scores

@@ -46,6 +46,7 @@ class Method:
     forget_weight: float
     retain_weight: float | None = None  # None: the method trains on no retain data
     needs_reference: bool = False
+    needs_region: bool = False  # only meaningful inside a localized region (MemFlex)
     relabel: Callable[[list[dict], RelabelContext], list[dict]] | None = None
     doc: str = ""
 

@@ -1,0 +1,287 @@
+"""MemFlex localization: where, among the fine-tuned LoRA matrices, forgetting the Unlearn Scope disagrees with
+keeping the Retention Scope.
+
+For each scope's **train** split (never val: that is the evaluation data), every answer is replaced by random
+tokens (N seeded copies), the loss is backpropagated and the LoRA gradients are averaged: G_UL and G_RT. Per
+LoRA matrix (module granularity) or per row of it (row granularity: the output neurons of B, the rank rows of
+A), MemFlex compares cosine(G_UL, G_RT) and mean |G_UL|; the region is what has low cosine (the two scopes pull
+apart) and high magnitude (the unlearn scope lives there).
+
+The gradient statistics are cached under a key of the checkpoint, the data and the settings that shape them;
+choosing a region from them (thresholds, quantile, top-k) is cheap and redone on every call.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from knowundo.artifacts import (StageOutput, atomic_path, file_hash, hash_json, library_versions, read_json,
+                                write_json)
+from knowundo.config import Config
+from knowundo.data.format import Formatter, encode_items, pad_batch, pad_id_of
+from knowundo.data.knowundo import DataSource, load_domain
+from knowundo.errors import KnowUndoError
+from knowundo.methods import RelabelContext, Side
+from knowundo.methods.base import per_sample_nll
+from knowundo.methods.relabel import random_labels
+from knowundo.models.load import load_adapter, load_base
+
+RECORD = "gradients.json"
+STATS = "gradients.safetensors"
+REGION = "region.json"
+ROW_MASKS = "region_rows.safetensors"
+GRANULARITIES = ("module", "row")
+SELECTIONS = ("thresholds", "quantile", "top_k")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """How to pick the region from the statistics.
+
+    thresholds: cosine < mu and mean|G_UL| > sigma (paper Table 12). quantile: the same rule with mu and sigma
+    set to the q and (1 - q) quantiles of this model's own statistics (thresholds do not transfer across
+    models). top_k: the k units of lowest cosine among those with mean|G_UL| above the median."""
+
+    kind: str = "thresholds"
+    mu: float = 0.96
+    sigma: float = 4e-4
+    quantile: float = 0.3
+    top_k: int = 8
+
+    def __post_init__(self):
+        if self.kind not in SELECTIONS:
+            raise KnowUndoError(f"unknown selection {self.kind!r}; choose one of {', '.join(SELECTIONS)}")
+        if not 0 < self.quantile < 1:
+            raise KnowUndoError(f"localize.quantile must be in (0, 1), got {self.quantile}")
+        if self.top_k < 1:
+            raise KnowUndoError(f"localize.top_k must be >= 1, got {self.top_k}")
+
+
+def lora_parameters(model) -> dict[str, torch.nn.Parameter]:
+    """The trainable LoRA A/B matrices of the active adapter, by parameter name."""
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad and ("lora_A" in n or "lora_B" in n)}
+    if not params:
+        raise KnowUndoError("the model has no trainable LoRA matrices to localize in")
+    return params
+
+
+def average_gradients(model, features: list[dict], tokenizer, copies: int, seed: int, batch_size: int
+                      ) -> dict[str, torch.Tensor]:
+    """Mean gradient of the per-item loss over ``copies`` random relabellings of ``features``."""
+    params = lora_parameters(model)
+    model.zero_grad(set_to_none=True)
+    model.train()
+    total = copies * len(features)
+    device = next(model.parameters()).device
+    for copy in range(copies):
+        generator = torch.Generator().manual_seed(seed * 1000 + copy)
+        relabelled = random_labels(features, RelabelContext(None, tokenizer, generator))
+        for start in range(0, len(relabelled), batch_size):
+            batch = {k: v.to(device) for k, v in
+                     pad_batch(relabelled[start:start + batch_size], pad_id_of(tokenizer)).items()}
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            side = Side(logits, batch["labels"], torch.ones(len(batch["labels"]), device=device))
+            (per_sample_nll(side).sum() / total).backward()
+    grads = {n: p.grad.detach().float().cpu().clone() for n, p in params.items()}
+    model.zero_grad(set_to_none=True)
+    return grads
+
+
+def unit_statistics(g_ul: torch.Tensor, g_rt: torch.Tensor, granularity: str) -> dict[str, torch.Tensor]:
+    """Cosine and mean |gradient| per unit: the whole matrix (shape [1]) or each row (shape [rows])."""
+    if granularity == "module":
+        g_ul, g_rt = g_ul.reshape(1, -1), g_rt.reshape(1, -1)
+    cosine = torch.nn.functional.cosine_similarity(g_ul, g_rt, dim=1, eps=1e-20)
+    return {"cosine": cosine, "unlearn_mean_abs": g_ul.abs().mean(1), "retain_mean_abs": g_rt.abs().mean(1)}
+
+
+def select(stats: dict[str, dict[str, torch.Tensor]], selection: Selection) -> tuple[dict[str, torch.Tensor], dict]:
+    """Boolean mask per parameter (one entry per unit) and the thresholds actually used."""
+    cos = torch.cat([s["cosine"] for s in stats.values()])
+    mag = torch.cat([s["unlearn_mean_abs"] for s in stats.values()])
+    if selection.kind == "thresholds":
+        mu, sigma = selection.mu, selection.sigma
+    elif selection.kind == "quantile":
+        mu = float(torch.quantile(cos, selection.quantile))
+        sigma = float(torch.quantile(mag, 1 - selection.quantile))
+    else:
+        sigma = float(torch.quantile(mag, 0.5))
+        eligible = torch.where(mag >= sigma, cos, torch.full_like(cos, torch.inf))
+        k = min(selection.top_k, int((mag >= sigma).sum()))
+        mu = float(eligible.kthvalue(k).values) if k else -torch.inf
+        # ties at the k-th cosine could select more than k; nudging mu keeps exactly "cosine <= k-th"
+        mu = float(torch.nextafter(torch.tensor(mu), torch.tensor(torch.inf)))
+        sigma = float(torch.nextafter(torch.tensor(sigma), torch.tensor(-torch.inf)))
+    masks = {name: (s["cosine"] < mu) & (s["unlearn_mean_abs"] > sigma) for name, s in stats.items()}
+    return masks, {"kind": selection.kind, "mu": mu, "sigma": sigma, "quantile": selection.quantile,
+                   "top_k": selection.top_k}
+
+
+def localize_key(cfg: Config, domain: str, adapter: Path, data, granularity: str) -> str:
+    settings = {k: cfg.to_dict()[k] for k in ("seed", "model", "data")}
+    return hash_json({"stage": "localize", "domain": domain, "settings": settings, "copies": cfg.localize.copies,
+                      "granularity": granularity, "adapter": file_hash(adapter / "adapter_model.safetensors"),
+                      "data": hash_json(data)})
+
+
+def compute_statistics(cfg: Config, domain: str, finetuned_adapter: Path, out_dir: Path, granularity: str,
+                       progress: bool = True) -> dict[str, dict[str, torch.Tensor]]:
+    """G_UL / G_RT statistics for every LoRA matrix, cached in ``out_dir`` under the stage key."""
+    data = load_domain(DataSource.from_config(cfg.data), domain)
+    train_only = {scope: data[scope]["train"] for scope in ("unlearn", "retention")}
+    stage = StageOutput(out_dir, localize_key(cfg, domain, finetuned_adapter, train_only, granularity), RECORD)
+    if stage.finished() is None:
+        model, tokenizer = load_base(cfg, progress=progress)
+        model = load_adapter(model, finetuned_adapter, trainable=True)
+        formatter = Formatter(tokenizer, cfg.model.template, cfg.model.max_length)
+        grads = {scope: average_gradients(model, encode_items(items, formatter).features, tokenizer,
+                                          cfg.localize.copies, cfg.seed, cfg.eval.batch_size)
+                 for scope, items in train_only.items()}
+        flat = {}
+        for name in grads["unlearn"]:
+            for stat, value in unit_statistics(grads["unlearn"][name], grads["retention"][name],
+                                               granularity).items():
+                flat[f"{name}::{stat}"] = value.contiguous()
+        work = stage.begin()
+        save_file(flat, str(work / STATS))
+        stage.commit({"stage": "localize", "domain": domain, "key": stage.key, "granularity": granularity,
+                      "copies": cfg.localize.copies, "adapter": str(finetuned_adapter),
+                      "adapter_hash": file_hash(finetuned_adapter / "adapter_model.safetensors"),
+                      "data_hash": hash_json(train_only), "splits": "train", "config": cfg.to_dict(),
+                      "versions": library_versions()})
+    stats: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in load_file(str(Path(out_dir) / STATS)).items():
+        name, stat = key.split("::")
+        stats.setdefault(name, {})[stat] = value
+    return stats
+
+
+def localize(cfg: Config, domain: str, finetuned_adapter: str | Path, out_dir: str | Path,
+             progress: bool = True) -> dict:
+    """Compute (or reuse) the statistics, select the region, write ``region.json`` (+ row masks) and heatmap."""
+    granularity = cfg.localize.granularity
+    if granularity not in GRANULARITIES:
+        raise KnowUndoError(f"unknown granularity {granularity!r}; choose one of {', '.join(GRANULARITIES)}")
+    finetuned_adapter, out_dir = Path(finetuned_adapter), Path(out_dir)
+    if not (finetuned_adapter / "adapter_model.safetensors").is_file():
+        raise KnowUndoError(f"{finetuned_adapter}: no fine-tuned adapter (adapter_model.safetensors) there")
+    loc = cfg.localize
+    selection = Selection(loc.selection, loc.threshold("mu", domain), loc.threshold("sigma", domain), loc.quantile,
+                          loc.top_k)
+    stats = compute_statistics(cfg, domain, finetuned_adapter, out_dir, granularity, progress)
+    masks, used = select(stats, selection)
+    units = [{"parameter": name, "units": int(mask.numel()), "selected_units": int(mask.sum()),
+              "cosine": _summary(stats[name]["cosine"]), "unlearn_mean_abs": _summary(stats[name]["unlearn_mean_abs"]),
+              "retain_mean_abs": _summary(stats[name]["retain_mean_abs"]), "selected": bool(mask.any())}
+             for name, mask in masks.items()]
+    region = {"domain": domain, "granularity": granularity, "selection": used,
+              "selected_parameters": sum(u["selected"] for u in units),
+              "selected_units": sum(u["selected_units"] for u in units), "total_units": sum(u["units"] for u in units),
+              "source": {k: read_json(out_dir / RECORD)[k] for k in ("key", "adapter_hash", "data_hash", "copies")},
+              "parameters": units}
+    if granularity == "row":
+        with atomic_path(out_dir / ROW_MASKS) as tmp:
+            save_file({name: mask.to(torch.uint8) for name, mask in masks.items()}, str(tmp))
+    write_json(out_dir / REGION, region)
+    plot_heatmap(stats, masks, out_dir / "heatmap.png")
+    return region
+
+
+def _summary(values: torch.Tensor) -> float | dict[str, float]:
+    if values.numel() == 1:
+        return float(values[0])
+    return {"mean": float(values.mean()), "min": float(values.min()), "max": float(values.max())}
+
+
+def load_region(path: str | Path, model) -> dict[str, torch.Tensor]:
+    """Boolean unit mask per LoRA parameter of ``model`` from a ``region.json`` (row masks from the
+    safetensors file beside it). Names that the model lacks, or an empty region, are errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise KnowUndoError(f"{path}: region file not found")
+    try:
+        region = read_json(path)
+        entries = {u["parameter"]: u for u in region["parameters"]}
+        granularity = region["granularity"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise KnowUndoError(f"{path}: not a region file ({type(exc).__name__}: {exc})") from None
+    params = dict(model.named_parameters())
+    unknown = [name for name in entries if name not in params]
+    if unknown:
+        raise KnowUndoError(f"{path}: {len(unknown)} region parameters do not exist in the model, e.g. {unknown[0]}")
+    if granularity == "row":
+        rows = path.parent / ROW_MASKS
+        if not rows.is_file():
+            raise KnowUndoError(f"{path}: row region without its masks file {rows.name}")
+        masks = {name: mask.bool() for name, mask in load_file(str(rows)).items()}
+    else:
+        masks = {name: torch.tensor([bool(u["selected"])]) for name, u in entries.items()}
+    if not any(mask.any() for mask in masks.values()):
+        raise KnowUndoError(f"{path}: the region is empty (no LoRA matrix selected); loosen the selection")
+    for name, mask in masks.items():
+        if mask.numel() not in (1, params[name].shape[0]):
+            raise KnowUndoError(f"{path}: the mask of {name} has {mask.numel()} rows, the model "
+                                f"{params[name].shape[0]}")
+    return masks
+
+
+def apply_region(model, masks: dict[str, torch.Tensor], weight_decay: float) -> list:
+    """Freeze every LoRA matrix outside the region; inside a row region, zero the gradient of unselected rows.
+    Returns the hook handles. Row masks need weight_decay 0: decay would move the masked rows."""
+    params = dict(model.named_parameters())
+    handles = []
+    for name, param in lora_parameters(model).items():
+        mask = masks.get(name)
+        param.requires_grad_(mask is not None and bool(mask.any()))
+        if param.requires_grad and mask.numel() > 1 and not mask.all():
+            if weight_decay:
+                raise KnowUndoError("a row-granularity region needs unlearn.weight_decay=0 (decay would change "
+                                    "the rows outside the region)")
+            row_mask = mask.to(param.dtype).unsqueeze(1).to(param.device)
+            handles.append(params[name].register_hook(lambda grad, m=row_mask: grad * m))
+    return handles
+
+
+def plot_heatmap(stats: dict[str, dict[str, torch.Tensor]], masks: dict[str, torch.Tensor], out_file: Path) -> None:
+    """Layer x (module, A/B) heatmaps of cosine(G_UL, G_RT) and log10 mean|G_UL|; region cells boxed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cells = {}
+    for name, s in stats.items():
+        match = re.search(r"layers\.(\d+)\..*?(\w+)\.lora_([AB])", name)
+        if match:
+            cells[(int(match[1]), f"{match[2]}.{match[3]}")] = (
+                float(s["cosine"].mean()), float(s["unlearn_mean_abs"].mean().clamp(min=1e-30).log10()),
+                float(masks[name].float().mean()))
+    if not cells:
+        return
+    layers = sorted({layer for layer, _ in cells})
+    columns = sorted({column for _, column in cells})
+    fig, axes = plt.subplots(1, 2, figsize=(max(8, 0.7 * len(columns) * 2), 1.5 + 0.35 * len(layers)))
+    for panel, (ax, title, cmap) in enumerate(zip(axes, ("cosine(G_UL, G_RT)", "log10 mean |G_UL|"),
+                                                   ("coolwarm", "viridis"))):
+        grid = [[cells.get((layer, column), (float("nan"),) * 3)[panel] for column in columns] for layer in layers]
+        image = ax.imshow(grid, aspect="auto", cmap=cmap)
+        fig.colorbar(image, ax=ax, fraction=0.046)
+        for i, layer in enumerate(layers):
+            for j, column in enumerate(columns):
+                share = cells.get((layer, column), (0, 0, 0))[2]
+                if share > 0:
+                    ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, lw=2,
+                                               edgecolor="black", alpha=max(0.3, share)))
+        ax.set_xticks(range(len(columns)), columns, rotation=60, ha="right", fontsize=7)
+        ax.set_yticks(range(len(layers)), [f"layer {layer}" for layer in layers], fontsize=7)
+        ax.set_title(title)
+    fig.suptitle("MemFlex localization (boxed: region)")
+    fig.tight_layout()
+    with atomic_path(out_file) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
