@@ -4,9 +4,15 @@ version of the tiny default (one pretraining epoch, two fine-tuning epochs) so t
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 
+# Set before anything imports datasets/transformers (they read these at import time).
+_CACHES = tempfile.mkdtemp(prefix="knowundo-test-caches-")
+os.environ["KNOWUNDO_CACHE"] = os.path.join(_CACHES, "knowundo")
+os.environ["HF_DATASETS_CACHE"] = os.path.join(_CACHES, "datasets")
+os.environ["HF_HOME"] = os.path.join(_CACHES, "hf")
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
@@ -15,12 +21,11 @@ MICRO = ["tiny.pretrain_epochs=1", "finetune.epochs=2"]
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _isolated_caches(tmp_path_factory):
-    root = tmp_path_factory.mktemp("caches")
-    os.environ["KNOWUNDO_CACHE"] = str(root / "knowundo")
-    os.environ["HF_DATASETS_CACHE"] = str(root / "datasets")
-    os.environ["HF_HOME"] = str(root / "hf")
+def _remove_caches():
     yield
+    import shutil
+
+    shutil.rmtree(_CACHES, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

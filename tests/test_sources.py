@@ -26,3 +26,16 @@ def test_hub_failure_is_a_one_line_error(tmp_path, capsys):
     code = main(["data", "--set", "data.source=hub", "--set", f"data.path={tmp_path / 'nowhere'}"])
     err = capsys.readouterr().err
     assert code == 2 and "could not load" in err and err.count("\n") == 1
+
+
+def test_an_edited_local_mirror_is_read_fresh(tmp_path):
+    from knowundo.data.knowundo import export_hub_layout
+
+    export_hub_layout(0, tmp_path)
+    source = DataSource("hub", path=str(tmp_path))
+    load_domain(source, "privacy")
+    path = tmp_path / "privacy" / "unlearn.json"
+    data = json.loads(path.read_text())
+    data["train"][0]["text"] = "An edited question?"
+    path.write_text(json.dumps(data))
+    assert load_domain(source, "privacy")["unlearn"]["train"][0]["text"] == "An edited question?"

@@ -153,7 +153,7 @@ def cmd_eval(args) -> None:
     result = evaluate_checkpoint(_config(args), args.domain, args.adapter, args.out)
     print(f"{args.domain}: Unlearn Success {result['unlearn_success']:.1f}  Retention Success "
           f"{result['retention_success']:.1f}  Avg Success {result['avg_success']:.1f}")
-    for scope in ("unlearn", "retention"):
+    for scope in ("unlearn", "retention", "general"):
         m = result[scope]
         print(f"  {scope:9} acc {m['accuracy']:6.2f}  ppl {_ppl(m['ppl'])}  exact {m['exact_match']:6.2f}  "
               f"({m['items']} items)")

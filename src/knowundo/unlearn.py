@@ -132,7 +132,8 @@ def prepare_model(cfg: Config, finetuned_adapter: Path, method: Method, progress
 
 
 def unlearn(cfg: Config, domain: str, method_name: str, finetuned_adapter: str | Path, out_dir: str | Path,
-            retain: str = "retention", region: str | Path | None = None, progress: bool = True) -> dict:
+            retain: str = "retention", region: str | Path | None = None, progress: bool = True,
+            callbacks: list | None = None) -> dict:
     """Run one method, restricted to ``region`` (a ``region.json`` from localize) if given; save
     ``out_dir/adapter``, checkpoints every ``unlearn.save_steps`` and the record."""
     method = get_method(method_name)
@@ -175,9 +176,11 @@ def unlearn(cfg: Config, domain: str, method_name: str, finetuned_adapter: str |
                               batch_size=u.batch_size, grad_accum=u.grad_accum, weight_decay=u.weight_decay,
                               warmup_ratio=u.warmup_ratio, scheduler=u.scheduler, progress=progress,
                               save_steps=u.save_steps, bf16=cfg.model.dtype == "bfloat16",
+                              gradient_checkpointing=u.gradient_checkpointing,
                               train_sampling_strategy="random", logging_steps=1)
     trainer = make_trainer(model, args, PairedDataset(features, retain_features, method, cfg.seed),
-                           PairCollator(pad_id_of(tokenizer)), trainer_cls=UnlearnTrainer, method=method)
+                           PairCollator(pad_id_of(tokenizer)), trainer_cls=UnlearnTrainer, method=method,
+                           callbacks=callbacks)
     started = time.perf_counter()
     stopped = None
     try:

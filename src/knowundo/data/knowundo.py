@@ -79,8 +79,10 @@ def _load_hub_scope(repo: str, domain: str, scope: str, revision: str | None) ->
     """One Hub split is a single row holding the ``train`` and ``val`` lists."""
     import datasets
 
+    # a local mirror can change under the same path: never serve it from datasets' cache
+    mode = "force_redownload" if Path(repo).is_dir() else None
     try:
-        rows = datasets.load_dataset(repo, name=domain, split=scope, revision=revision)
+        rows = datasets.load_dataset(repo, name=domain, split=scope, revision=revision, download_mode=mode)
     except Exception as exc:  # the Hub raises many types (connection, missing config, missing revision)
         raise KnowUndoError(f"could not load {repo} (name={domain}, split={scope}, revision={revision}): "
                             f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None

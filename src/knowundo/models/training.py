@@ -35,7 +35,7 @@ class PadCollator:
 def training_arguments(output_dir: Path, *, seed: int, epochs: float, learning_rate: float, batch_size: int,
                        grad_accum: int, weight_decay: float, warmup_ratio: float, scheduler: str,
                        progress: bool = True, save_steps: int | None = None, bf16: bool = False,
-                       **extra) -> TrainingArguments:
+                       gradient_checkpointing: bool = False, **extra) -> TrainingArguments:
     """TrainingArguments with our conventions: seeded, no reporting integrations, our own logging of losses."""
     settings = dict(
         output_dir=str(output_dir), seed=seed, data_seed=seed, num_train_epochs=epochs,
@@ -45,6 +45,8 @@ def training_arguments(output_dir: Path, *, seed: int, epochs: float, learning_r
         save_strategy="steps" if save_steps else "no", save_steps=save_steps or 500,
         remove_unused_columns=False, dataloader_num_workers=0, bf16=bf16,
         dataloader_pin_memory=torch.cuda.is_available(), train_sampling_strategy="group_by_length",
+        gradient_checkpointing=gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if gradient_checkpointing else None,
     )
     settings.update(extra)
     return TrainingArguments(**settings)
@@ -58,6 +60,9 @@ class _BarOnly(ProgressCallback):
 
 
 def make_trainer(model, args: TrainingArguments, dataset, collator, trainer_cls=Trainer, **kwargs) -> Trainer:
+    if args.gradient_checkpointing:
+        # with frozen embeddings a checkpointed LoRA model would get no input gradient and train nothing
+        model.enable_input_require_grads()
     trainer = trainer_cls(model=model, args=args, train_dataset=dataset, data_collator=collator, **kwargs)
     trainer.pop_callback(PrinterCallback)  # without a bar, Trainer would print every log dict instead
     if trainer.pop_callback(ProgressCallback) is not None:

@@ -1,0 +1,193 @@
+"""Time per unlearning step and peak memory of every method, side by side in one run, relative to `ga`
+(and MemFlex relative to `ga_gd`, the loss it localizes).
+
+Each method runs in its own fresh process (peak memory is per process), on the same Llama-shaped model with
+random weights, a "fine-tuned" LoRA adapter with non-zero A and B, and synthetic items of --seq tokens, at
+batch 1 x accumulation --accum (the paper's Table 5 set-up is 1 x 16 x 256 tokens on a 7B model).
+Peak memory is measured while the Trainer trains: sampled process RSS on CPU (interpreter and libraries
+included, so ratios are diluted), torch.cuda.max_memory_allocated on a GPU.
+
+Usage: python benchmarks/unlearn_step.py [--hidden 512 --layers 4 --seq 256 --accum 4 --steps 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+METHODS = ("ga", "random_label", "adversarial", "ga_gd", "ga_kl", "memflex")
+
+
+def _overrides(work: Path, args) -> list[str]:
+    return [f"model.name={work / 'model'}", "model.max_length=1024", "data.source=local", f"data.path={work / 'data'}",
+            "unlearn.epochs=1", "unlearn.batch_size=1", f"unlearn.grad_accum={args.accum}", "unlearn.save_steps=0",
+            "unlearn.per_method={}", "localize.copies=1", "localize.selection=quantile", "localize.quantile=0.5",
+            "eval.batch_size=4", f"unlearn.gradient_checkpointing={args.checkpointing}"]
+
+
+def prepare(work: Path, args) -> None:
+    """Model, tokenizer, non-trivial adapter, synthetic data and a MemFlex region, all under ``work``."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from knowundo.artifacts import write_json
+    from knowundo.config import TinyConfig, load_config
+    from knowundo.localize import localize
+    from knowundo.models.tiny import train_tokenizer
+
+    torch.manual_seed(0)
+    tokenizer = train_tokenizer(TinyConfig(), 0)
+    config = LlamaConfig(vocab_size=args.vocab, hidden_size=args.hidden, intermediate_size=args.intermediate,
+                         num_hidden_layers=args.layers, num_attention_heads=args.heads,
+                         num_key_value_heads=args.heads, max_position_embeddings=1024,
+                         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id)
+    model = LlamaForCausalLM(config)
+    model.save_pretrained(work / "model")
+    tokenizer.save_pretrained(work / "model")
+    lora = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear",
+                                            init_lora_weights=False, task_type="CAUSAL_LM"))
+    lora.save_pretrained(work / "finetuned" / "adapter")
+
+    rng = random.Random(0)
+    words = [w for w in tokenizer.get_vocab() if w.isalpha() and len(w) > 3][:500]
+    n_items = args.accum * args.steps
+
+    def item(i: int, scope: str) -> dict:
+        answer = " ".join(rng.choice(words) for _ in range(args.seq))
+        ids = tokenizer(answer, add_special_tokens=False)["input_ids"][: args.seq - 16]
+        return {"text": f"Question {i} about {scope}?", "labels": tokenizer.decode(ids)}
+
+    for scope in ("unlearn", "retention"):
+        write_json(work / "data" / "privacy" / f"{scope}.json",
+                   {"train": [item(i, scope) for i in range(n_items)], "val": [item(n_items, scope)]})
+    cfg = load_config("tiny", overrides=_overrides(work, args))
+    localize(cfg, "privacy", work / "finetuned" / "adapter", work / "region", progress=False)
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+class TrainingMemory:
+    """Peak memory while the Trainer trains (model loading's transient peak excluded): sampled process RSS on
+    CPU, torch.cuda.max_memory_allocated on a GPU; plus the level at the start of training."""
+
+    def __init__(self):
+        from transformers import TrainerCallback
+
+        outer = self
+
+        class Callback(TrainerCallback):
+            def on_train_begin(self, *a, **k):
+                outer.start()
+
+            def on_train_end(self, *a, **k):
+                outer.stop()
+
+        self.callback, self.running, self.start_mb, self.peak_mb = Callback(), False, 0.0, 0.0
+
+    def start(self):
+        import threading
+
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+            self.start_mb = torch.cuda.memory_allocated() / 2**20
+            return
+        self.start_mb = self.peak_mb = _rss_mb()
+        self.running = True
+
+        def sample():
+            while self.running:
+                self.peak_mb = max(self.peak_mb, _rss_mb())
+                time.sleep(0.002)
+
+        self.thread = threading.Thread(target=sample, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        import torch
+
+        if torch.cuda.is_available():
+            self.peak_mb = torch.cuda.max_memory_allocated() / 2**20
+            return
+        self.running = False
+        self.thread.join()
+        self.peak_mb = max(self.peak_mb, _rss_mb())
+
+
+def worker(work: Path, method: str, args) -> None:
+    from knowundo.config import load_config
+    from knowundo.unlearn import unlearn
+
+    cfg = load_config("tiny", overrides=_overrides(work, args))
+    region = work / "region" / "region.json" if method == "memflex" else None
+    memory = TrainingMemory()
+    record = unlearn(cfg, "privacy", method, work / "finetuned" / "adapter", work / "runs" / method,
+                     region=region, progress=False, callbacks=[memory.callback])
+    print(json.dumps({"method": method, "seconds_per_step": record["seconds_per_step"], "peak_mb": memory.peak_mb,
+                      "start_mb": memory.start_mb, "trainable": record["optimized_parameters"],
+                      "steps": record["steps"]}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--hidden", type=int, default=512)
+    parser.add_argument("--intermediate", type=int, default=1376)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--heads", type=int, default=8)
+    parser.add_argument("--vocab", type=int, default=32000)
+    parser.add_argument("--seq", type=int, default=256)
+    parser.add_argument("--accum", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--checkpointing", action="store_true", help="gradient checkpointing (as for 7B runs)")
+    parser.add_argument("--work", help="(internal) prepared work directory")
+    parser.add_argument("--worker", help="(internal) run one method and print its JSON line")
+    args = parser.parse_args()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if args.worker:
+        worker(Path(args.work), args.worker, args)
+        return
+    work = Path(tempfile.mkdtemp(prefix="knowundo-step-"))
+    prepare(work, args)
+    results = {}
+    passthrough = [f"--{k}={getattr(args, k)}" for k in ("hidden", "intermediate", "layers", "heads", "vocab",
+                                                           "seq", "accum", "steps")]
+    passthrough += ["--checkpointing"] if args.checkpointing else []
+    for method in args.methods.split(","):
+        out = subprocess.run([sys.executable, __file__, "--work", str(work), "--worker", method, *passthrough],
+                             check=True, capture_output=True, text=True).stdout
+        results[method] = json.loads(out.strip().splitlines()[-1])
+    print(f"model: hidden {args.hidden}, {args.layers} layers, vocab {args.vocab}; batch 1 x {args.accum} x "
+          f"{args.seq} tokens; {args.steps} steps per method; gradient checkpointing {args.checkpointing}; "
+          f"memory while training (RSS on CPU, allocated on GPU)")
+    print(f"{'method':13} {'s/step':>8} {'x ga':>6} {'peak MB':>9} {'x ga':>6} {'+MB in train':>12} {'trainable':>10}")
+    ga = results.get("ga")
+    for method, r in results.items():
+        t_ratio = r["seconds_per_step"] / ga["seconds_per_step"] if ga else float("nan")
+        m_ratio = r["peak_mb"] / ga["peak_mb"] if ga else float("nan")
+        print(f"{method:13} {r['seconds_per_step']:8.3f} {t_ratio:6.2f} {r['peak_mb']:9.0f} {m_ratio:6.2f} "
+              f"{r['peak_mb'] - r['start_mb']:12.0f} {r['trainable']:10d}")
+    if "ga_kl" in results and ga:
+        print(f"ga_kl peak memory / ga: {results['ga_kl']['peak_mb'] / ga['peak_mb']:.3f} (target <= 1.1)")
+    if "memflex" in results and "ga_gd" in results:
+        mf, gd = results["memflex"], results["ga_gd"]
+        print(f"memflex vs ga_gd: time per step {100 * (mf['seconds_per_step'] / gd['seconds_per_step'] - 1):+.1f}%, "
+              f"peak memory {100 * (mf['peak_mb'] / gd['peak_mb'] - 1):+.1f}% (paper: -11.76% time)")
+
+
+if __name__ == "__main__":
+    main()
