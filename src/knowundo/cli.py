@@ -34,7 +34,8 @@ def _config(args):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="knowundo", description=__doc__)
+    parser = _Parser(prog="knowundo", description="KnowUnDo: fine-tune, localize, unlearn and evaluate "
+                                                   "knowledge unlearning in LLMs (bad input: exit code 2).")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     data = sub.add_parser("data", help="load and validate KnowUnDo data; print its shape; export the bundled set")
