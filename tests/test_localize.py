@@ -140,3 +140,13 @@ def test_memflex_without_a_region_is_refused(finetuned_privacy, tmp_path, capsys
     code = main(["unlearn", "--domain", "privacy", "--method", "memflex", "--finetuned", str(finetuned_privacy),
                  "--out", str(tmp_path / "x"), *_set(*SHORT)])
     assert code == 2 and "pass --region" in capsys.readouterr().err
+
+
+def test_a_missing_region_file_is_refused_before_any_cached_result_is_reused(finetuned_privacy, tmp_path, capsys):
+    out = str(tmp_path / "ga")
+    common = ["unlearn", "--domain", "privacy", "--method", "ga", "--finetuned", str(finetuned_privacy),
+              "--out", out, *_set(*SHORT)]
+    assert main(common) == 0  # a finished run without region in the same directory
+    capsys.readouterr()
+    assert main([*common, "--region", str(tmp_path / "missing.json")]) == 2
+    assert "region file not found" in capsys.readouterr().err

@@ -48,12 +48,8 @@ def finetune(cfg: Config, domain: str, out_dir: str | Path, progress: bool = Tru
     trainable, total = model.get_nb_trainable_parameters()
 
     work = stage.begin()
-    t = cfg.finetune
-    args = training_arguments(work / "checkpoints", seed=cfg.seed, epochs=t.epochs, learning_rate=t.learning_rate,
-                              batch_size=t.batch_size, grad_accum=t.grad_accum, weight_decay=t.weight_decay,
-                              warmup_ratio=t.warmup_ratio, scheduler=t.scheduler, progress=progress,
-                              save_steps=t.save_steps, bf16=cfg.model.dtype == "bfloat16",
-                              gradient_checkpointing=t.gradient_checkpointing)
+    args = training_arguments(work / "checkpoints", cfg.finetune, seed=cfg.seed, progress=progress,
+                              bf16=cfg.model.dtype == "bfloat16")
     trainer = make_trainer(model, args, FeatureDataset(encoded.features),
                            PadCollator(pad_id_of(tokenizer)))
     result = trainer.train(resume_from_checkpoint=stage.last_checkpoint())

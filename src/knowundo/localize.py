@@ -29,7 +29,7 @@ from knowundo.errors import KnowUndoError
 from knowundo.methods import RelabelContext, Side
 from knowundo.methods.base import per_sample_nll
 from knowundo.methods.relabel import random_labels
-from knowundo.models.load import load_adapter, load_base
+from knowundo.models.load import adapter_weights, load_adapter, load_base
 
 RECORD = "gradients.json"
 STATS = "gradients.safetensors"
@@ -125,7 +125,7 @@ def select(stats: dict[str, dict[str, torch.Tensor]], selection: Selection) -> t
 def localize_key(cfg: Config, domain: str, adapter: Path, data, granularity: str) -> str:
     settings = {k: cfg.to_dict()[k] for k in ("seed", "model", "data")}
     return hash_json({"stage": "localize", "domain": domain, "settings": settings, "copies": cfg.localize.copies,
-                      "granularity": granularity, "adapter": file_hash(adapter / "adapter_model.safetensors"),
+                      "granularity": granularity, "adapter": file_hash(adapter_weights(adapter)),
                       "data": hash_json(data)})
 
 
@@ -151,7 +151,7 @@ def compute_statistics(cfg: Config, domain: str, finetuned_adapter: Path, out_di
         save_file(flat, str(work / STATS))
         stage.commit({"stage": "localize", "domain": domain, "key": stage.key, "granularity": granularity,
                       "copies": cfg.localize.copies, "adapter": str(finetuned_adapter),
-                      "adapter_hash": file_hash(finetuned_adapter / "adapter_model.safetensors"),
+                      "adapter_hash": file_hash(adapter_weights(finetuned_adapter)),
                       "data_hash": hash_json(train_only), "splits": "train", "config": cfg.to_dict(),
                       "versions": library_versions()})
     stats: dict[str, dict[str, torch.Tensor]] = {}
@@ -168,8 +168,7 @@ def localize(cfg: Config, domain: str, finetuned_adapter: str | Path, out_dir: s
     if granularity not in GRANULARITIES:
         raise KnowUndoError(f"unknown granularity {granularity!r}; choose one of {', '.join(GRANULARITIES)}")
     finetuned_adapter, out_dir = Path(finetuned_adapter), Path(out_dir)
-    if not (finetuned_adapter / "adapter_model.safetensors").is_file():
-        raise KnowUndoError(f"{finetuned_adapter}: no fine-tuned adapter (adapter_model.safetensors) there")
+    adapter_weights(finetuned_adapter)
     loc = cfg.localize
     selection = Selection(loc.selection, loc.threshold("mu", domain), loc.threshold("sigma", domain), loc.quantile,
                           loc.top_k)
@@ -233,7 +232,6 @@ def load_region(path: str | Path, model) -> dict[str, torch.Tensor]:
 def apply_region(model, masks: dict[str, torch.Tensor], weight_decay: float) -> list:
     """Freeze every LoRA matrix outside the region; inside a row region, zero the gradient of unselected rows.
     Returns the hook handles. Row masks need weight_decay 0: decay would move the masked rows."""
-    params = dict(model.named_parameters())
     handles = []
     for name, param in lora_parameters(model).items():
         mask = masks.get(name)
@@ -243,7 +241,7 @@ def apply_region(model, masks: dict[str, torch.Tensor], weight_decay: float) -> 
                 raise KnowUndoError("a row-granularity region needs unlearn.weight_decay=0 (decay would change "
                                     "the rows outside the region)")
             row_mask = mask.to(param.dtype).unsqueeze(1).to(param.device)
-            handles.append(params[name].register_hook(lambda grad, m=row_mask: grad * m))
+            handles.append(param.register_hook(lambda grad, m=row_mask: grad * m))
     return handles
 
 

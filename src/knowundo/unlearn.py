@@ -22,7 +22,7 @@ from knowundo.data.knowundo import DataSource, load_domain, load_general
 from knowundo.errors import KnowUndoError
 from knowundo.localize import apply_region, load_region
 from knowundo.methods import Method, RelabelContext, Side, get_method
-from knowundo.models.load import load_adapter, load_base
+from knowundo.models.load import adapter_weights, load_adapter, load_base
 from knowundo.models.training import FeatureDataset, make_trainer, training_arguments
 
 RECORD = "unlearn.json"
@@ -117,7 +117,7 @@ def unlearn_key(cfg: Config, domain: str, method: str, retain: str, finetuned: P
     settings = {k: cfg.to_dict()[k] for k in ("seed", "model", "data", "unlearn")}
     return hash_json({"stage": "unlearn", "domain": domain, "method": method, "retain": retain,
                       "region": region_hash,
-                      "settings": settings, "adapter": file_hash(finetuned / "adapter_model.safetensors"),
+                      "settings": settings, "adapter": file_hash(adapter_weights(finetuned)),
                       "data": hash_json(data)})
 
 
@@ -145,12 +145,13 @@ def unlearn(cfg: Config, domain: str, method_name: str, finetuned_adapter: str |
     if retain == "general" and method.retain_weight is None:
         raise KnowUndoError(f"--general chooses retain data, but method {method_name!r} uses none")
     finetuned_adapter = Path(finetuned_adapter)
-    if not (finetuned_adapter / "adapter_model.safetensors").is_file():
-        raise KnowUndoError(f"{finetuned_adapter}: no fine-tuned adapter (adapter_model.safetensors) there")
+    adapter_weights(finetuned_adapter)
     source = DataSource.from_config(cfg.data)
     data = load_domain(source, domain)
     retain_items = (data["retention"]["train"] if retain == "retention" else load_general(source)["train"])
-    region_hash = file_hash(region) if region is not None and Path(region).is_file() else None
+    if region is not None and not Path(region).is_file():
+        raise KnowUndoError(f"{region}: region file not found")
+    region_hash = file_hash(region) if region is not None else None
     stage = StageOutput(out_dir, unlearn_key(cfg, domain, method_name, retain, finetuned_adapter,
                                              {"forget": data["unlearn"]["train"], "retain": retain_items},
                                              region_hash), RECORD)
@@ -172,12 +173,8 @@ def unlearn(cfg: Config, domain: str, method_name: str, finetuned_adapter: str |
                                                            u.adversarial_top_p, cfg.eval.batch_size))
 
     work = stage.begin()
-    args = training_arguments(work / "checkpoints", seed=cfg.seed, epochs=u.epochs, learning_rate=u.learning_rate,
-                              batch_size=u.batch_size, grad_accum=u.grad_accum, weight_decay=u.weight_decay,
-                              warmup_ratio=u.warmup_ratio, scheduler=u.scheduler, progress=progress,
-                              save_steps=u.save_steps, bf16=cfg.model.dtype == "bfloat16",
-                              gradient_checkpointing=u.gradient_checkpointing,
-                              train_sampling_strategy="random", logging_steps=1)
+    args = training_arguments(work / "checkpoints", u, seed=cfg.seed, progress=progress,
+                              bf16=cfg.model.dtype == "bfloat16", train_sampling_strategy="random", logging_steps=1)
     trainer = make_trainer(model, args, PairedDataset(features, retain_features, method, cfg.seed),
                            PairCollator(pad_id_of(tokenizer)), trainer_cls=UnlearnTrainer, method=method,
                            callbacks=callbacks)

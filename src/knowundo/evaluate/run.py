@@ -9,7 +9,7 @@ from knowundo.config import Config
 from knowundo.data.format import Formatter
 from knowundo.data.knowundo import DataSource, load_domain, load_general
 from knowundo.evaluate.teacher_forced import evaluate_domain, evaluate_items
-from knowundo.models.load import load_adapter, load_base
+from knowundo.models.load import adapter_weights, load_adapter, load_base
 
 
 def evaluate_checkpoint(cfg: Config, domain: str, adapter: str | Path | None = None,
@@ -25,7 +25,7 @@ def evaluate_checkpoint(cfg: Config, domain: str, adapter: str | Path | None = N
     result["general"] = evaluate_items(model, formatter, load_general(source)["heldout"], cfg.eval.batch_size)
     result["meta"] = {
         "domain": domain, "adapter": str(adapter) if adapter else None,
-        "adapter_hash": file_hash(Path(adapter) / "adapter_model.safetensors") if adapter else None,
+        "adapter_hash": file_hash(adapter_weights(adapter)) if adapter else None,
         "data_hash": hash_json(data), "seed": cfg.seed, "config": cfg.to_dict(), "versions": library_versions(),
     }
     if out_file is not None:

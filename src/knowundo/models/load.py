@@ -54,6 +54,17 @@ def attach_lora(model, cfg: Config):
     return get_peft_model(model, lora)
 
 
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+
+
+def adapter_weights(adapter_dir: str | Path) -> Path:
+    """The weights file of a saved LoRA adapter (what stage keys hash); a user error if it is not there."""
+    path = Path(adapter_dir) / ADAPTER_WEIGHTS
+    if not path.is_file():
+        raise KnowUndoError(f"{adapter_dir}: no LoRA adapter there ({ADAPTER_WEIGHTS} missing)")
+    return path
+
+
 def load_adapter(model, adapter_dir: str | Path, trainable: bool = False, name: str = "default"):
     """Wrap ``model`` with a saved LoRA adapter; a mismatch with the base model is a user error."""
     from peft import PeftModel

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from knowundo.artifacts import hash_json, library_versions, write_json
-from knowundo.config import TinyConfig
+from knowundo.config import TinyConfig, TrainConfig
 from knowundo.data.knowundo import bundled_world
 from knowundo.data.format import pad_id_of
 from knowundo.models.training import FeatureDataset, PadCollator, make_trainer, training_arguments
@@ -94,10 +94,9 @@ def build_tiny(cfg: TinyConfig, data_seed: int, out_dir: Path, progress: bool = 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        args = training_arguments(
-            work / "trainer", seed=cfg.seed, epochs=cfg.pretrain_epochs, learning_rate=cfg.pretrain_lr,
-            batch_size=cfg.pretrain_batch_size, grad_accum=1, weight_decay=0.01, warmup_ratio=0.03,
-            scheduler="cosine", progress=progress)
+        pretraining = TrainConfig(epochs=cfg.pretrain_epochs, learning_rate=cfg.pretrain_lr,
+                                  batch_size=cfg.pretrain_batch_size, grad_accum=1, weight_decay=0.01)
+        args = training_arguments(work / "trainer", pretraining, seed=cfg.seed, progress=progress)
         trainer = make_trainer(model, args, FeatureDataset(features),
                                PadCollator(pad_id_of(tokenizer)))
         result = trainer.train()

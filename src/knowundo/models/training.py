@@ -8,6 +8,7 @@ import torch
 from transformers import Trainer, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+from knowundo.config import TrainConfig
 from knowundo.data.format import pad_batch
 
 
@@ -32,21 +33,20 @@ class PadCollator:
         return pad_batch(features, self.pad_id)
 
 
-def training_arguments(output_dir: Path, *, seed: int, epochs: float, learning_rate: float, batch_size: int,
-                       grad_accum: int, weight_decay: float, warmup_ratio: float, scheduler: str,
-                       progress: bool = True, save_steps: int | None = None, bf16: bool = False,
-                       gradient_checkpointing: bool = False, **extra) -> TrainingArguments:
-    """TrainingArguments with our conventions: seeded, no reporting integrations, our own logging of losses."""
+def training_arguments(output_dir: Path, train: TrainConfig, *, seed: int, progress: bool = True,
+                       bf16: bool = False, **extra) -> TrainingArguments:
+    """One stage's TrainConfig as TrainingArguments with our conventions: seeded, no reporting integrations,
+    losses kept in the stage record rather than printed."""
     settings = dict(
-        output_dir=str(output_dir), seed=seed, data_seed=seed, num_train_epochs=epochs,
-        learning_rate=learning_rate, per_device_train_batch_size=batch_size,
-        gradient_accumulation_steps=grad_accum, weight_decay=weight_decay, warmup_steps=warmup_ratio,
-        lr_scheduler_type=scheduler, logging_steps=10, report_to="none", disable_tqdm=not progress,
-        save_strategy="steps" if save_steps else "no", save_steps=save_steps or 500,
-        remove_unused_columns=False, dataloader_num_workers=0, bf16=bf16,
+        output_dir=str(output_dir), seed=seed, data_seed=seed, num_train_epochs=train.epochs,
+        learning_rate=train.learning_rate, per_device_train_batch_size=train.batch_size,
+        gradient_accumulation_steps=train.grad_accum, weight_decay=train.weight_decay,
+        warmup_steps=train.warmup_ratio, lr_scheduler_type=train.scheduler, logging_steps=10, report_to="none",
+        disable_tqdm=not progress, save_strategy="steps" if train.save_steps else "no",
+        save_steps=train.save_steps or 500, remove_unused_columns=False, dataloader_num_workers=0, bf16=bf16,
         dataloader_pin_memory=torch.cuda.is_available(), train_sampling_strategy="group_by_length",
-        gradient_checkpointing=gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if gradient_checkpointing else None,
+        gradient_checkpointing=train.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if train.gradient_checkpointing else None,
     )
     settings.update(extra)
     return TrainingArguments(**settings)
