@@ -17,11 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: setup
-	@for domain in privacy copyright; do \
-	  $(BIN)/knowundo finetune --domain $$domain --out $(OUT)/$$domain/finetune || exit $$?; \
-	  $(BIN)/knowundo eval --domain $$domain --adapter $(OUT)/$$domain/finetune/adapter \
-	    --out $(OUT)/$$domain/eval/vanilla.json || exit $$?; \
-	done
+	$(BIN)/knowundo run --out $(OUT) $(RUN_ARGS)
 
 test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

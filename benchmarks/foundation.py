@@ -2,7 +2,9 @@
 
 * fine-tune wall time per domain with the default tiny preset (target: <= 5 min each on a 2-core CPU);
 * teacher-forced eval throughput at the default batch size vs batch size 1, with the metrics of both
-  (they must be identical; target: >= 10x).
+  (they must be identical; target: >= 10x);
+* generation metrics (greedy decoding + ROUGE-L) on both val splits at the default batch size vs batch size 1
+  (the generations must be identical).
 
 Usage: python benchmarks/foundation.py [--out DIR]   (uses its own cache dir unless KNOWUNDO_CACHE is set)
 """
@@ -26,6 +28,7 @@ def main() -> None:
     from knowundo.config import load_config
     from knowundo.data.format import Formatter, encode_items, pad_id_of
     from knowundo.data.knowundo import DataSource, load_domain
+    from knowundo.evaluate.generation import generation_scores
     from knowundo.evaluate.teacher_forced import aggregate, score_features
     from knowundo.finetune import finetune
     from knowundo.models.load import load_adapter, load_base
@@ -64,6 +67,22 @@ def main() -> None:
     same = all(abs(metrics[cfg.eval.batch_size][k] - metrics[1][k]) < 1e-4 for k in ("accuracy", "ppl", "exact_match"))
     print(f"speed-up batch {cfg.eval.batch_size} vs 1: {one / default:.1f}x (target >= 10x); "
           f"metrics identical: {same}")
+
+    val = [item for scope in data.values() for item in scope["val"]]
+    formatter = Formatter(tokenizer)
+    timings, generated = {}, {}
+    for batch_size in (cfg.eval.batch_size, 1):
+        generation_scores(model, formatter, val[:4], batch_size, cfg.eval.max_new_tokens)  # warm-up
+        started = time.perf_counter()
+        generated[batch_size] = generation_scores(model, formatter, val, batch_size, cfg.eval.max_new_tokens)
+        timings[batch_size] = time.perf_counter() - started
+    print(f"\n{'gen batch':>10} {'items/s':>9} {'ROUGE-L R':>9}")
+    for batch_size, seconds in timings.items():
+        rouge = sum(g["rougeL_recall"] for g in generated[batch_size]) / len(val)
+        print(f"{batch_size:10d} {len(val) / seconds:9.1f} {rouge:9.2f}")
+    same = [g["generation"] for g in generated[1]] == [g["generation"] for g in generated[cfg.eval.batch_size]]
+    print(f"generation speed-up batch {cfg.eval.batch_size} vs 1: {timings[1] / timings[cfg.eval.batch_size]:.1f}x; "
+          f"generations identical: {same}")
 
 
 if __name__ == "__main__":

@@ -16,11 +16,9 @@ import argparse
 import json
 import os
 import random
-import resource
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 METHODS = ("ga", "random_label", "adversarial", "ga_gd", "ga_kl", "memflex")
@@ -74,72 +72,17 @@ def prepare(work: Path, args) -> None:
     localize(cfg, "privacy", work / "finetuned" / "adapter", work / "region", progress=False)
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * resource.getpagesize() / 2**20
-
-
-class TrainingMemory:
-    """Peak memory while the Trainer trains (model loading's transient peak excluded): sampled process RSS on
-    CPU, torch.cuda.max_memory_allocated on a GPU; plus the level at the start of training."""
-
-    def __init__(self):
-        from transformers import TrainerCallback
-
-        outer = self
-
-        class Callback(TrainerCallback):
-            def on_train_begin(self, *a, **k):
-                outer.start()
-
-            def on_train_end(self, *a, **k):
-                outer.stop()
-
-        self.callback, self.running, self.start_mb, self.peak_mb = Callback(), False, 0.0, 0.0
-
-    def start(self):
-        import threading
-
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.reset_peak_memory_stats()
-            self.start_mb = torch.cuda.memory_allocated() / 2**20
-            return
-        self.start_mb = self.peak_mb = _rss_mb()
-        self.running = True
-
-        def sample():
-            while self.running:
-                self.peak_mb = max(self.peak_mb, _rss_mb())
-                time.sleep(0.002)
-
-        self.thread = threading.Thread(target=sample, daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        import torch
-
-        if torch.cuda.is_available():
-            self.peak_mb = torch.cuda.max_memory_allocated() / 2**20
-            return
-        self.running = False
-        self.thread.join()
-        self.peak_mb = max(self.peak_mb, _rss_mb())
-
-
 def worker(work: Path, method: str, args) -> None:
     from knowundo.config import load_config
     from knowundo.unlearn import unlearn
 
     cfg = load_config("tiny", overrides=_overrides(work, args))
     region = work / "region" / "region.json" if method == "memflex" else None
-    memory = TrainingMemory()
     record = unlearn(cfg, "privacy", method, work / "finetuned" / "adapter", work / "runs" / method,
-                     region=region, progress=False, callbacks=[memory.callback])
-    print(json.dumps({"method": method, "seconds_per_step": record["seconds_per_step"], "peak_mb": memory.peak_mb,
-                      "start_mb": memory.start_mb, "trainable": record["optimized_parameters"],
-                      "steps": record["steps"]}))
+                     region=region, progress=False)
+    print(json.dumps({"method": method, "seconds_per_step": record["seconds_per_step"],
+                      "peak_mb": record["peak_memory_mb"], "start_mb": record["start_memory_mb"],
+                      "trainable": record["optimized_parameters"], "steps": record["steps"]}))
 
 
 def main() -> None:

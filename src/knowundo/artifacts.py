@@ -118,10 +118,22 @@ class StageOutput:
         return self.partial
 
     def last_checkpoint(self) -> str | None:
-        from transformers.trainer_utils import get_last_checkpoint
+        """The newest *complete* Trainer checkpoint. Trainer writes ``trainer_state.json`` last and in place, so
+        a process killed while saving leaves a checkpoint without a readable one: it is removed, not resumed."""
+        import shutil
 
         checkpoints = self.partial / "checkpoints"
-        return get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+        if not checkpoints.is_dir():
+            return None
+        found = sorted((int(p.name.rsplit("-", 1)[1]), p) for p in checkpoints.glob("checkpoint-*")
+                       if p.is_dir() and p.name.rsplit("-", 1)[1].isdigit())
+        for _, path in reversed(found):
+            try:
+                read_json(path / "trainer_state.json")
+                return str(path)
+            except (OSError, ValueError):
+                shutil.rmtree(path)
+        return None
 
     def commit(self, record: dict) -> dict:
         write_json(self.partial / self.record_name, record)

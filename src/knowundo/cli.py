@@ -9,7 +9,7 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
-from knowundo.errors import KnowUndoError
+from knowundo.errors import Interrupted, KnowUndoError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -71,11 +71,31 @@ def build_parser() -> argparse.ArgumentParser:
     unlearn.add_argument("--region", metavar="FILE", help="region.json from `knowundo localize`: train only "
                                                           "inside it (any method; required by memflex)")
 
-    evaluate = sub.add_parser("eval", help="teacher-forced metrics on the val splits of one domain")
+    evaluate = sub.add_parser("eval", help="evaluate a base model, fine-tuned or unlearned adapter on one domain: "
+                                           "success, PPL, ROUGE-L, leak rate per prompt variant; general "
+                                           "capability; MIA; checkpoint curves")
     _add_config_options(evaluate)
     evaluate.add_argument("--domain", required=True)
     evaluate.add_argument("--adapter", metavar="DIR", help="a fine-tuned or unlearned adapter (default: base model)")
+    evaluate.add_argument("--label", help="row name in reports (default: from the stage record beside the adapter)")
     evaluate.add_argument("--out", metavar="FILE", help="write metrics and per-item scores as JSON")
+
+    run = sub.add_parser("run", help="the whole benchmark, resumable: fine-tune, localize, every method, evaluate, "
+                                     "report (no arguments: tiny model, bundled data, both domains, all methods)")
+    _add_config_options(run)
+    run.add_argument("--domains", help="comma-separated (default: run.domains = privacy,copyright)")
+    run.add_argument("--methods", help="comma-separated method labels; suffix _ood retains on general data "
+                                       "(default: run.methods = all eight)")
+    run.add_argument("--model", help="Hugging Face id or local directory of a causal LM (sets model.name)")
+    run.add_argument("--out", default="runs/default", metavar="DIR", help="results directory (default: %(default)s)")
+    run.add_argument("--force", action="append", default=[], metavar="STAGE",
+                     help="redo STAGE and everything after it: finetune, localize, unlearn, eval, report")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    report = sub.add_parser("report", help="rebuild the comparison tables (Markdown, CSV, JSON) and plots from "
+                                           "the evaluation results under DIR, without recomputing")
+    report.add_argument("results", metavar="DIR")
+    report.add_argument("--out", metavar="DIR", help="where the report goes (default: DIR/report)")
     return parser
 
 
@@ -151,21 +171,51 @@ def cmd_unlearn(args) -> None:
 def cmd_eval(args) -> None:
     from knowundo.evaluate.run import evaluate_checkpoint
 
-    result = evaluate_checkpoint(_config(args), args.domain, args.adapter, args.out)
-    print(f"{args.domain}: Unlearn Success {result['unlearn_success']:.1f}  Retention Success "
-          f"{result['retention_success']:.1f}  Avg Success {result['avg_success']:.1f}")
-    for scope in ("unlearn", "retention", "general"):
-        m = result[scope]
-        print(f"  {scope:9} acc {m['accuracy']:6.2f}  ppl {_ppl(m['ppl'])}  exact {m['exact_match']:6.2f}  "
-              f"({m['items']} items)")
+    from knowundo.report import format_ppl
+
+    result = evaluate_checkpoint(_config(args), args.domain, args.adapter, args.out, label=args.label)
+    for variant, r in result["prompts"].items():
+        print(f"{args.domain} [{result['label']}, prompt {variant}]: Unlearn Success {r['unlearn_success']:.1f}  "
+              f"Retention Success {r['retention_success']:.1f}  Avg Success {r['avg_success']:.1f}")
+        for scope in ("unlearn", "retention"):
+            m = r[scope]
+            rouge = f"  ROUGE-L R {m['rougeL_recall']:6.2f}" if "rougeL_recall" in m else ""
+            leak = f"  leak {m['leak_rate_normalized']:5.1f}%" if m.get("leak_rate_normalized") is not None else ""
+            print(f"  {scope:9} acc {m['accuracy']:6.2f}  ppl {format_ppl(m['ppl'])}  exact {m['exact_match']:6.2f}"
+                  f"{rouge}{leak}  ({m['items']} items)")
+    general = result["general"]
+    mc = "".join(f"  {task} acc {m['acc']:.1f}" for task, m in general["lm_eval"].items() if "acc" in m)
+    print(f"  general   held-out acc {general['heldout']['accuracy']:6.2f}  ppl "
+          f"{format_ppl(general['heldout']['ppl'])}{mc}")
+    print("  MIA AUC (unlearn vs retention / general): " + ", ".join(
+        f"{score} {v['retention']:.2f}/{v['general']:.2f}" for score, v in result["mia"].items()))
 
 
-def _ppl(value: float) -> str:
-    return ">1e10" if value > 1e10 else f"{value:.3f}"
+def cmd_run(args) -> None:
+    from knowundo.config import load_config
+    from knowundo.pipeline import run_benchmark
+    from knowundo.report import first_table
+
+    overrides = list(args.overrides)
+    for flag, key in (("domains", "run.domains"), ("methods", "run.methods"), ("model", "model.name")):
+        if getattr(args, flag) is not None:
+            overrides.append(f"{key}={getattr(args, flag)}")
+    cfg = load_config(args.preset, args.config, overrides)
+    report = run_benchmark(cfg, args.out, force=args.force, progress=not args.quiet)
+    print(first_table(report / "table.md"), end="")
+    print(f"full report (every prompt variant, categories, MIA, efficiency, curves): {report}")
+
+
+def cmd_report(args) -> None:
+    from knowundo.report import build_report
+
+    out = build_report(args.results, args.out)
+    print((out / "table.md").read_text(), end="")
+    print(f"report -> {out}")
 
 
 COMMANDS = {"data": cmd_data, "finetune": cmd_finetune, "localize": cmd_localize, "unlearn": cmd_unlearn,
-            "eval": cmd_eval}
+            "eval": cmd_eval, "run": cmd_run, "report": cmd_report}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,6 +234,10 @@ def main(argv: list[str] | None = None) -> int:
     except KnowUndoError as exc:
         print(f"knowundo: error: {exc}", file=sys.stderr)
         return 2
+    except (Interrupted, KeyboardInterrupt) as exc:
+        detail = f": {exc}" if str(exc) else "; finished stages are kept, run the same command again to resume"
+        print(f"knowundo: interrupted{detail}", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -17,7 +17,7 @@ from knowundo.config import Config
 from knowundo.data.format import Formatter, encode_items, pad_id_of
 from knowundo.data.knowundo import DataSource, load_domain
 from knowundo.models.load import attach_lora, load_base
-from knowundo.models.training import FeatureDataset, PadCollator, make_trainer, training_arguments
+from knowundo.models.training import FeatureDataset, PadCollator, make_trainer, train, training_arguments
 
 RECORD = "finetune.json"
 
@@ -39,11 +39,12 @@ def finetune(cfg: Config, domain: str, out_dir: str | Path, progress: bool = Tru
         return record
 
     started = time.perf_counter()
-    set_seed(cfg.seed, deterministic=True)
     model, tokenizer = load_base(cfg, progress=progress)
     formatter = Formatter(tokenizer, cfg.model.template, cfg.model.max_length)
     items = [item for scope in data.values() for split in ("train", "val") for item in scope[split]]
     encoded = encode_items(items, formatter)
+    # seeded after loading: building the tiny base in this process must not shift the LoRA initialisation
+    set_seed(cfg.seed, deterministic=True)
     model = attach_lora(model, cfg)
     trainable, total = model.get_nb_trainable_parameters()
 
@@ -52,11 +53,11 @@ def finetune(cfg: Config, domain: str, out_dir: str | Path, progress: bool = Tru
                               bf16=cfg.model.dtype == "bfloat16")
     trainer = make_trainer(model, args, FeatureDataset(encoded.features),
                            PadCollator(pad_id_of(tokenizer)))
-    result = trainer.train(resume_from_checkpoint=stage.last_checkpoint())
+    result = train(trainer, stage.last_checkpoint())
     model.save_pretrained(work / "adapter", safe_serialization=True)
     shutil.rmtree(work / "checkpoints", ignore_errors=True)  # only needed to resume this stage
     return stage.commit({
-        "stage": "finetune", "domain": domain, "key": stage.key, "config": cfg.to_dict(),
+        "stage": "finetune", "domain": domain, "key": stage.key, "seed": cfg.seed, "config": cfg.to_dict(),
         "data_hash": hash_json(data), "items": len(encoded.features), "truncated": encoded.truncated,
         "dropped": encoded.dropped, "train_loss": result.training_loss,
         "loss_history": [e["loss"] for e in trainer.state.log_history if "loss" in e],

@@ -152,7 +152,7 @@ def compute_statistics(cfg: Config, domain: str, finetuned_adapter: Path, out_di
         stage.commit({"stage": "localize", "domain": domain, "key": stage.key, "granularity": granularity,
                       "copies": cfg.localize.copies, "adapter": str(finetuned_adapter),
                       "adapter_hash": file_hash(adapter_weights(finetuned_adapter)),
-                      "data_hash": hash_json(train_only), "splits": "train", "config": cfg.to_dict(),
+                      "data_hash": hash_json(train_only), "splits": "train", "seed": cfg.seed, "config": cfg.to_dict(),
                       "versions": library_versions()})
     stats: dict[str, dict[str, torch.Tensor]] = {}
     for key, value in load_file(str(Path(out_dir) / STATS)).items():
@@ -182,6 +182,7 @@ def localize(cfg: Config, domain: str, finetuned_adapter: str | Path, out_dir: s
               "selected_parameters": sum(u["selected"] for u in units),
               "selected_units": sum(u["selected_units"] for u in units), "total_units": sum(u["units"] for u in units),
               "source": {k: read_json(out_dir / RECORD)[k] for k in ("key", "adapter_hash", "data_hash", "copies")},
+              "seed": cfg.seed, "data_hash": read_json(out_dir / RECORD)["data_hash"], "versions": library_versions(),
               "parameters": units}
     if granularity == "row":
         with atomic_path(out_dir / ROW_MASKS) as tmp:

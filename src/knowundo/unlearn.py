@@ -23,7 +23,7 @@ from knowundo.errors import KnowUndoError
 from knowundo.localize import apply_region, load_region
 from knowundo.methods import Method, RelabelContext, Side, get_method
 from knowundo.models.load import adapter_weights, load_adapter, load_base
-from knowundo.models.training import FeatureDataset, make_trainer, training_arguments
+from knowundo.models.training import FeatureDataset, PeakMemory, make_trainer, train, training_arguments
 
 RECORD = "unlearn.json"
 REFERENCE = "reference"
@@ -175,22 +175,28 @@ def unlearn(cfg: Config, domain: str, method_name: str, finetuned_adapter: str |
     work = stage.begin()
     args = training_arguments(work / "checkpoints", u, seed=cfg.seed, progress=progress,
                               bf16=cfg.model.dtype == "bfloat16", train_sampling_strategy="random", logging_steps=1)
+    memory = PeakMemory()
     trainer = make_trainer(model, args, PairedDataset(features, retain_features, method, cfg.seed),
                            PairCollator(pad_id_of(tokenizer)), trainer_cls=UnlearnTrainer, method=method,
-                           callbacks=callbacks)
+                           callbacks=[memory, *(callbacks or [])])
     started = time.perf_counter()
     stopped = None
+    resume = stage.last_checkpoint()
+    first_step = int(resume.rsplit("-", 1)[1]) if resume else 0
     try:
-        trainer.train(resume_from_checkpoint=stage.last_checkpoint())
+        train(trainer, resume)
     except NonFiniteLoss as exc:  # raised before backward: the weights in memory are the last good ones
         stopped = {"step": exc.step, "reason": str(exc)}
         print(f"knowundo: stopped {method_name} early: {exc}; keeping the weights of step {exc.step}")
+    finally:
+        memory.stop()
     seconds = time.perf_counter() - started
     model.save_pretrained(work / "adapter", selected_adapters=["default"], safe_serialization=True)
     steps = trainer.state.global_step
     optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)  # unwrap accelerate's wrapper
     return stage.commit({
-        "stage": "unlearn", "domain": domain, "method": method_name, "key": stage.key,
+        "stage": "unlearn", "domain": domain, "method": method_name, "key": stage.key, "seed": cfg.seed,
+        "data_hash": hash_json({"forget": data["unlearn"]["train"], "retain": retain_items}),
         "region": str(region) if region is not None else None, "region_hash": region_hash,
         "optimizer": type(optimizer).__name__, "scheduler": u.scheduler, "learning_rate": u.learning_rate,
         "optimized_parameters": sum(p.numel() for group in optimizer.param_groups for p in group["params"]),
@@ -199,7 +205,9 @@ def unlearn(cfg: Config, domain: str, method_name: str, finetuned_adapter: str |
         "config": cfg.to_dict(), "finetuned_adapter": str(finetuned_adapter), "forget_items": len(features),
         "retain_items": len(retain_features or []), "steps": steps, "stopped_early": stopped,
         "loss_history": [{"step": e["step"], "loss": e["loss"]} for e in trainer.state.log_history if "loss" in e],
-        "seconds_per_step": seconds / max(steps, 1), "trainable_parameters": model.get_nb_trainable_parameters()[0],
+        "seconds_per_step": seconds / max(steps - first_step, 1), "resumed_from_step": first_step,
+        "peak_memory_mb": memory.peak_mb,
+        "start_memory_mb": memory.start_mb, "trainable_parameters": model.get_nb_trainable_parameters()[0],
         "checkpoints": [p.name for p in sorted((work / "checkpoints").glob("checkpoint-*"),
                                                 key=lambda p: int(p.name.rsplit("-", 1)[1]))],
         "versions": library_versions(),

@@ -261,54 +261,77 @@ def _copyright_items(b: Book, similar: Book) -> dict[str, list[tuple[str, str, s
 
 
 # --------------------------------------------------------------------------------------- general knowledge set
+# (question, answer, the value the answer states, same-kind wrong values for multiple-choice distractors)
 _COMMONSENSE = (
-    ("What color is the sky on a clear day?", "The sky on a clear day is blue."),
-    ("What happens to ice when it is warmed?", "Ice melts into water when it is warmed."),
-    ("Where does the sun rise?", "The sun rises in the east."),
-    ("How many legs does a spider have?", "A spider has eight legs."),
-    ("How many days are in a week?", "There are seven days in a week."),
-    ("What do bees make?", "Bees make honey."),
-    ("What do plants need to grow?", "Plants need water and light to grow."),
-    ("Which season comes after winter?", "Spring comes after winter."),
-    ("What do people use an umbrella for?", "People use an umbrella to stay dry in the rain."),
-    ("How many hours are in a day?", "There are twenty four hours in a day."),
-    ("What is frozen water called?", "Frozen water is called ice."),
-    ("What do fish use to breathe?", "Fish use gills to breathe."),
-    ("Which animal is known for its long neck?", "The giraffe is known for its long neck."),
-    ("What do we call a baby cat?", "A baby cat is called a kitten."),
-    ("What is the opposite of hot?", "The opposite of hot is cold."),
-    ("How many months are in a year?", "There are twelve months in a year."),
-    ("What do cows drink?", "Cows drink water."),
-    ("Where do birds usually build nests?", "Birds usually build nests in trees."),
-    ("What do people wear on their feet?", "People wear shoes on their feet."),
-    ("What falls from clouds when it rains?", "Water falls from clouds when it rains."),
+    ("What color is the sky on a clear day?", "The sky on a clear day is blue.", "blue", ("green", "red", "brown")),
+    ("What happens to ice when it is warmed?", "Ice melts into water when it is warmed.", "melts",
+     ("grows", "hardens", "darkens")),
+    ("Where does the sun rise?", "The sun rises in the east.", "east", ("west", "north", "south")),
+    ("How many legs does a spider have?", "A spider has eight legs.", "eight", ("six", "four", "ten")),
+    ("How many days are in a week?", "There are seven days in a week.", "seven", ("five", "six", "ten")),
+    ("What do bees make?", "Bees make honey.", "honey", ("milk", "silk", "bread")),
+    ("What do plants need to grow?", "Plants need water and light to grow.", "water and light",
+     ("salt and smoke", "oil and darkness", "sand and ice")),
+    ("Which season comes after winter?", "Spring comes after winter.", "Spring", ("Summer", "Autumn", "Winter")),
+    ("What do people use an umbrella for?", "People use an umbrella to stay dry in the rain.", "dry in the rain",
+     ("warm in the snow", "cool in the shade", "awake at night")),
+    ("How many hours are in a day?", "There are twenty four hours in a day.", "twenty four",
+     ("twelve", "thirty", "sixty")),
+    ("What is frozen water called?", "Frozen water is called ice.", "ice", ("steam", "sand", "glass")),
+    ("What do fish use to breathe?", "Fish use gills to breathe.", "gills", ("lungs", "fins", "scales")),
+    ("Which animal is known for its long neck?", "The giraffe is known for its long neck.", "giraffe",
+     ("elephant", "zebra", "hippo")),
+    ("What do we call a baby cat?", "A baby cat is called a kitten.", "kitten", ("puppy", "calf", "foal")),
+    ("What is the opposite of hot?", "The opposite of hot is cold.", "cold", ("warm", "wet", "loud")),
+    ("How many months are in a year?", "There are twelve months in a year.", "twelve", ("ten", "seven", "twenty")),
+    ("What do cows drink?", "Cows drink water.", "water", ("milk", "oil", "juice")),
+    ("Where do birds usually build nests?", "Birds usually build nests in trees.", "trees",
+     ("rivers", "caves", "houses")),
+    ("What do people wear on their feet?", "People wear shoes on their feet.", "shoes", ("hats", "gloves", "rings")),
+    ("What falls from clouds when it rains?", "Water falls from clouds when it rains.", "Water",
+     ("Sand", "Smoke", "Salt")),
 )
 _NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
                  "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
                  "nineteen", "twenty")
 
 
-def _world_facts(names: _Namer, count: int) -> tuple[list[tuple[str, str, str]], list[str]]:
-    """Countries with capitals, rivers and languages: (category, question, answer) plus their city names."""
-    items, cities = [], []
-    for _ in range(count):
-        country, capital, river, language = names.word(3), names.word(2), names.word(2), names.word(2) + "ish"
-        cities.append(capital)
+# A general item: (category, question, answer, the value the answer states, wrong values of the same kind).
+GeneralFact = tuple[str, str, str, str, tuple[str, ...]]
+
+
+def _same_kind(values: list[str], index: int, rng: random.Random, count: int = 3) -> tuple[str, ...]:
+    """``count`` other values of the same kind (other capitals for a capital): multiple-choice distractors
+    that differ only in the fact, not in the form of the answer."""
+    return tuple(rng.sample([v for i, v in enumerate(values) if i != index and v != values[index]], count))
+
+
+def _world_facts(names: _Namer, count: int, rng: random.Random) -> tuple[list[GeneralFact], list[str]]:
+    """Countries with capitals, rivers and languages, plus their city names."""
+    countries = [(names.word(3), names.word(2), names.word(2), names.word(2) + "ish") for _ in range(count)]
+    capitals, rivers, languages = ([c[k] for c in countries] for k in (1, 2, 3))
+    items = []
+    for i, (country, capital, river, language) in enumerate(countries):
         items += [
-            ("World", f"What is the capital of {country}?", f"The capital of {country} is {capital}."),
-            ("World", f"Which river flows through {capital}?", f"The {river} river flows through {capital}."),
-            ("World", f"What language do people speak in {country}?", f"People in {country} speak {language}."),
+            ("World", f"What is the capital of {country}?", f"The capital of {country} is {capital}.", capital,
+             _same_kind(capitals, i, rng)),
+            ("World", f"Which river flows through {capital}?", f"The {river} river flows through {capital}.", river,
+             _same_kind(rivers, i, rng)),
+            ("World", f"What language do people speak in {country}?", f"People in {country} speak {language}.",
+             language, _same_kind(languages, i, rng)),
         ]
-    return items, cities
+    return items, capitals
 
 
-def _arithmetic(rng: random.Random, count: int) -> list[tuple[str, str, str]]:
+def _arithmetic(rng: random.Random, count: int, distractor_rng: random.Random) -> list[GeneralFact]:
     pairs = sorted({(a, b) for a in range(1, 11) for b in range(1, 11)})
     rng.shuffle(pairs)
     items = []
     for a, b in pairs[:count]:
+        near = [a + b + d for d in (-3, -2, -1, 1, 2, 3) if 0 <= a + b + d < len(_NUMBER_WORDS)]
         items.append(("Arithmetic", f"What is {_NUMBER_WORDS[a]} plus {_NUMBER_WORDS[b]}?",
-                      f"{_NUMBER_WORDS[a].capitalize()} plus {_NUMBER_WORDS[b]} is {_NUMBER_WORDS[a + b]}."))
+                      f"{_NUMBER_WORDS[a].capitalize()} plus {_NUMBER_WORDS[b]} is {_NUMBER_WORDS[a + b]}.",
+                      _NUMBER_WORDS[a + b], tuple(_NUMBER_WORDS[n] for n in distractor_rng.sample(near, 3))))
     return items
 
 
@@ -320,6 +343,12 @@ def _record(category: str, question: str, answer: str, instance: str, facts: dic
     if facts is not None:
         item["facts"] = list(facts.values())
     return item
+
+
+def _general_record(fact: GeneralFact) -> dict:
+    """A general-knowledge item; ``distractors`` are same-kind wrong values for the multiple-choice task."""
+    category, question, answer, value, distractors = fact
+    return {**_record(category, question, answer, "general", {"answer": value}), "distractors": list(distractors)}
 
 
 def _split(items: list[dict], rng: random.Random, val_fraction: float) -> tuple[list[dict], list[dict]]:
@@ -359,9 +388,11 @@ def generate(config: BundledConfig = BundledConfig()) -> dict:
     "pretrain_corpus": [...]}. Pure function of the config: the same config gives the same bytes."""
     rng = random.Random(config.seed)
     names = _Namer(rng)
-    world, cities = _world_facts(names, config.countries)
-    general = [_record(cat, q, a, "general") for cat, q, a in world + _arithmetic(rng, config.arithmetic)]
-    general += [_record("Commonsense", q, a, "general") for q, a in _COMMONSENSE]
+    distractor_rng = random.Random(config.seed + 1)  # its own stream: the benchmark items do not depend on it
+    world, cities = _world_facts(names, config.countries, distractor_rng)
+    facts = world + _arithmetic(rng, config.arithmetic, distractor_rng)
+    facts += [("Commonsense", q, a, value, wrong) for q, a, value, wrong in _COMMONSENSE]
+    general = [_general_record(fact) for fact in facts]
     rng.shuffle(general)
     n_heldout = round(len(general) * config.heldout_fraction)
     general_split = {"train": general[n_heldout:], "heldout": general[:n_heldout]}

@@ -70,6 +70,8 @@ def _load_scope(source: DataSource, domain: str, scope: str) -> dict[str, list[d
             obj = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise KnowUndoError(f"{path}: not valid JSON ({exc})") from None
+        except RecursionError:
+            raise KnowUndoError(f"{path}: JSON nested too deeply to be a KnowUnDo split file") from None
         return validate_scope(obj, str(path))
     return validate_scope(_load_hub_scope(source.path or HUB_REPO, domain, scope, source.revision),
                           f"{source.path or HUB_REPO}:{where}")

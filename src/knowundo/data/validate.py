@@ -44,6 +44,13 @@ def validate_item(item: Any, where: str) -> None:
             raise KnowUndoError(f"{where}: '{key}' must be a string, got {type(item[key]).__name__}")
         if not item[key].strip():
             raise KnowUndoError(f"{where}: '{key}' is empty")
+    for key in ("category", "instance"):
+        if item.get(key) is not None and not isinstance(item[key], str):
+            raise KnowUndoError(f"{where}: '{key}' must be a string, got {type(item[key]).__name__}")
+    for key in ("facts", "distractors"):  # protected values (leak rate) / multiple-choice wrong values
+        value = item.get(key)
+        if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            raise KnowUndoError(f"{where}: '{key}' must be a list of strings")
 
 
 def validate_items(obj: Any, where: str) -> list[dict]:

@@ -7,19 +7,24 @@ import math
 import torch
 
 from knowundo.data.format import Formatter, encode_items, pad_batch, pad_id_of
-from knowundo.logits import gold_logprobs, shifted
+from knowundo.logits import token_logprobs
 
 
-def answer_token_stats(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per item: answer-token count, correct argmax count, summed log-probability of the gold tokens."""
-    logits, targets, mask = shifted(logits, labels)
-    logprob = gold_logprobs(logits, targets) * mask
-    correct = (logits.argmax(-1) == targets) & mask
-    return {"tokens": mask.sum(-1), "correct": correct.sum(-1), "logprob": logprob.sum(-1)}
+def answer_token_stats(logits: torch.Tensor, labels: torch.Tensor, min_k: float = 0.2) -> dict[str, torch.Tensor]:
+    """Per item: answer-token count, correct argmax count, summed gold log-probability, and the mean of the
+    lowest ``min_k`` share of the token log-probabilities (min-k% prob, a membership score)."""
+    logprob, mask = token_logprobs(logits, labels)
+    correct = (logits[:, :-1].float().argmax(-1) == labels[:, 1:]) & mask
+    tokens = mask.sum(-1)
+    lowest = logprob.masked_fill(~mask, math.inf).sort(-1).values
+    k = (tokens.float() * min_k).ceil().clamp(min=1).long()
+    in_lowest = torch.arange(lowest.shape[-1], device=lowest.device)[None, :] < k[:, None]
+    min_k_mean = (lowest.masked_fill(~in_lowest, 0.0)).sum(-1) / k
+    return {"tokens": tokens, "correct": correct.sum(-1), "logprob": logprob.sum(-1), "min_k_logprob": min_k_mean}
 
 
 @torch.no_grad()
-def score_features(model, features: list[dict], pad_id: int, batch_size: int) -> list[dict]:
+def score_features(model, features: list[dict], pad_id: int, batch_size: int, min_k: float = 0.2) -> list[dict]:
     """Per-item accuracy, mean log-prob and exact match, batched over length-sorted items (less padding)."""
     was_training = model.training
     model.eval()
@@ -30,41 +35,36 @@ def score_features(model, features: list[dict], pad_id: int, batch_size: int) ->
         chunk = order[start:start + batch_size]
         batch = {k: v.to(device) for k, v in pad_batch([features[i] for i in chunk], pad_id).items()}
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        stats = {k: v.tolist() for k, v in answer_token_stats(logits, batch["labels"]).items()}
+        stats = {k: v.tolist() for k, v in answer_token_stats(logits, batch["labels"], min_k).items()}
         for row, index in enumerate(chunk):
             tokens, correct = stats["tokens"][row], stats["correct"][row]
             scores[index] = {"accuracy": 100.0 * correct / tokens, "mean_logprob": stats["logprob"][row] / tokens,
+                             "logprob": stats["logprob"][row], "min_k_logprob": stats["min_k_logprob"][row],
                              "exact_match": correct == tokens, "answer_tokens": tokens}
     model.train(was_training)
     return scores
 
 
-def aggregate(scores: list[dict]) -> dict:
-    """Item-averaged accuracy and exact match; PPL = exp(-mean over items of the mean answer log-prob)."""
-    n = len(scores)
-    mean_logprob = sum(s["mean_logprob"] for s in scores) / n
+def perplexity(scores: list[dict]) -> float:
+    """exp(-mean over items of the mean answer log-prob); gradient ascent diverges by design: inf, no crash."""
+    mean_logprob = sum(s["mean_logprob"] for s in scores) / len(scores)
     try:
-        ppl = math.exp(-mean_logprob)
-    except OverflowError:  # gradient ascent diverges by design: report inf, never crash
-        ppl = math.inf
-    return {"items": n, "accuracy": sum(s["accuracy"] for s in scores) / n, "ppl": ppl,
+        return math.exp(-mean_logprob)
+    except OverflowError:
+        return math.inf
+
+
+def aggregate(scores: list[dict]) -> dict:
+    """Item-averaged accuracy and exact match, and the perplexity."""
+    n = len(scores)
+    return {"items": n, "accuracy": sum(s["accuracy"] for s in scores) / n, "ppl": perplexity(scores),
             "exact_match": 100.0 * sum(s["exact_match"] for s in scores) / n}
 
 
-def evaluate_items(model, formatter: Formatter, items: list[dict], batch_size: int) -> dict:
+def evaluate_items(model, formatter: Formatter, items: list[dict], batch_size: int, min_k: float = 0.2) -> dict:
+    """Aggregates plus one record per item (question, category, instance, scores) for later breakdowns."""
     encoded = encode_items(items, formatter)
-    scores = score_features(model, encoded.features, pad_id_of(formatter.tokenizer), batch_size)
-    per_item = [{"text": item["text"], "category": item.get("category"), "instance": item.get("instance"), **s}
-                for item, s in zip((items[i] for i in encoded.kept), scores)]
+    scores = score_features(model, encoded.features, pad_id_of(formatter.tokenizer), batch_size, min_k)
+    per_item = [{"index": index, "text": items[index]["text"], "category": items[index].get("category"),
+                 "instance": items[index].get("instance"), **s} for index, s in zip(encoded.kept, scores)]
     return {**aggregate(scores), "truncated": encoded.truncated, "dropped": encoded.dropped, "per_item": per_item}
-
-
-def evaluate_domain(model, formatter: Formatter, domain_data: dict, batch_size: int, split: str = "val") -> dict:
-    """The paper's success metrics on one domain: Unlearn Success = 100 - acc(unlearn), Retention Success =
-    acc(retention), Avg Success = their mean."""
-    result = {scope: evaluate_items(model, formatter, domain_data[scope][split], batch_size)
-              for scope in ("unlearn", "retention")}
-    result["unlearn_success"] = 100.0 - result["unlearn"]["accuracy"]
-    result["retention_success"] = result["retention"]["accuracy"]
-    result["avg_success"] = (result["unlearn_success"] + result["retention_success"]) / 2
-    return result

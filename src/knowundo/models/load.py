@@ -72,6 +72,7 @@ def load_adapter(model, adapter_dir: str | Path, trainable: bool = False, name: 
     adapter_dir = Path(adapter_dir)
     if not (adapter_dir / "adapter_config.json").is_file():
         raise KnowUndoError(f"{adapter_dir}: not a LoRA adapter directory (no adapter_config.json)")
+    adapter_weights(adapter_dir)  # safetensors only: a pickled adapter_model.bin is never loaded
     try:
         return PeftModel.from_pretrained(model, str(adapter_dir), adapter_name=name, is_trainable=trainable)
     except (RuntimeError, ValueError, KeyError) as exc:

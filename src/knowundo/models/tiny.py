@@ -17,7 +17,7 @@ from knowundo.artifacts import hash_json, library_versions, write_json
 from knowundo.config import TinyConfig, TrainConfig
 from knowundo.data.knowundo import bundled_world
 from knowundo.data.format import pad_id_of
-from knowundo.models.training import FeatureDataset, PadCollator, make_trainer, training_arguments
+from knowundo.models.training import FeatureDataset, PadCollator, make_trainer, train, training_arguments
 
 RECIPE_VERSION = 1  # bump when the tokenizer or pretraining recipe changes, so caches are rebuilt
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>")
@@ -29,7 +29,7 @@ def cache_root() -> Path:
 
 def tiny_key(cfg: TinyConfig, data_seed: int) -> str:
     """Changes whenever the recipe, the shape or the pretraining text changes (so a stale cache is never used)."""
-    return hash_json({"recipe": RECIPE_VERSION, "tiny": cfg.__dict__, "text": hash_json(_pretraining_texts(data_seed))})
+    return hash_json({"recipe": RECIPE_VERSION, "tiny": cfg.__dict__, "text": hash_json([(item["text"], item["labels"]) for item in _pretraining_texts(data_seed)])})
 
 
 def tiny_path(cfg: TinyConfig, data_seed: int) -> Path:
@@ -99,7 +99,7 @@ def build_tiny(cfg: TinyConfig, data_seed: int, out_dir: Path, progress: bool = 
         args = training_arguments(work / "trainer", pretraining, seed=cfg.seed, progress=progress)
         trainer = make_trainer(model, args, FeatureDataset(features),
                                PadCollator(pad_id_of(tokenizer)))
-        result = trainer.train()
+        result = train(trainer, None)  # an interrupted build starts over (about a minute)
         model.save_pretrained(work / "model", safe_serialization=True)
         tokenizer.save_pretrained(work / "model")
         write_json(work / "model" / "knowundo_tiny.json", {

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import resource
+import signal
+import sys
+import threading
+import time
 from pathlib import Path
 
 import torch
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from knowundo.config import TrainConfig
 from knowundo.data.format import pad_batch
+from knowundo.errors import Interrupted, KnowUndoError
 
 
 class FeatureDataset(torch.utils.data.Dataset):
@@ -59,6 +65,36 @@ class _BarOnly(ProgressCallback):
         pass
 
 
+class GracefulStop(TrainerCallback):
+    """First Ctrl-C (SIGINT): finish the current optimizer step, save a checkpoint and stop, so that the same
+    command resumes from there. A second Ctrl-C aborts at once (nothing finished is lost either way: stages
+    only publish complete outputs)."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nknowundo: stopping after this step (Ctrl-C again to abort now)", file=sys.stderr, flush=True)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.requested:
+            control.should_save = True
+            control.should_training_stop = True
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+
 def make_trainer(model, args: TrainingArguments, dataset, collator, trainer_cls=Trainer, **kwargs) -> Trainer:
     if args.gradient_checkpointing:
         # with frozen embeddings a checkpointed LoRA model would get no input gradient and train nothing
@@ -67,4 +103,69 @@ def make_trainer(model, args: TrainingArguments, dataset, collator, trainer_cls=
     trainer.pop_callback(PrinterCallback)  # without a bar, Trainer would print every log dict instead
     if trainer.pop_callback(ProgressCallback) is not None:
         trainer.add_callback(_BarOnly)
+    trainer.add_callback(GracefulStop())
     return trainer
+
+
+def train(trainer: Trainer, resume_from_checkpoint: str | None):
+    """``trainer.train``, resuming if a checkpoint is given; a graceful stop becomes :class:`Interrupted`
+    (after its checkpoint is saved) so that the stage publishes nothing."""
+    stop = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, GracefulStop))
+    try:
+        result = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    except Exception as exc:
+        if type(exc).__name__ != "UnpicklingError":  # torch.load(weights_only=True) refused a checkpoint file
+            raise
+        raise KnowUndoError(f"{resume_from_checkpoint}: refused to load a checkpoint file that is not plain "
+                            f"tensors ({str(exc).splitlines()[0][:120]}); remove the checkpoint to start over") from None
+    finally:
+        stop.on_train_end(None, None, None)  # restore the handler even if training raised
+    if stop.requested:
+        raise Interrupted(f"stopped after step {trainer.state.global_step} with a checkpoint saved; run the same "
+                          f"command again to resume")
+    return result
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+class PeakMemory(TrainerCallback):
+    """Peak memory while the Trainer trains (model loading excluded; paper Table 5): allocated memory on a GPU,
+    process RSS sampled every 2 ms on CPU (interpreter and libraries included). ``start_mb`` is the level at
+    the start of training."""
+
+    def __init__(self):
+        self.start_mb = self.peak_mb = 0.0
+        self._sampling = False
+        self._thread: threading.Thread | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+            self.start_mb = torch.cuda.memory_allocated() / 2**20
+            return
+        self.start_mb = self.peak_mb = _rss_mb()
+        self._sampling = True
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self):
+        while self._sampling:
+            self.peak_mb = max(self.peak_mb, _rss_mb())
+            time.sleep(0.002)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.stop()
+
+    def stop(self) -> float:
+        """End sampling (also after an exception inside training) and return the peak in MB."""
+        if torch.cuda.is_available():
+            self.peak_mb = torch.cuda.max_memory_allocated() / 2**20
+        elif self._thread is not None:
+            self._sampling = False
+            self._thread.join()
+            self._thread = None
+            self.peak_mb = max(self.peak_mb, _rss_mb())
+        return self.peak_mb

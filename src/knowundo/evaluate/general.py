@@ -1,0 +1,103 @@
+"""General capability outside both scopes: the bundled multiple-choice task and any lm-evaluation-harness task
+by name, run through lm-eval's Python API on the in-memory model (base, fine-tuned or unlearned alike)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import random
+import tempfile
+from pathlib import Path
+
+from knowundo.errors import KnowUndoError
+
+MC_TASK = "knowundo_general_mc"
+
+
+def _replace_last(text: str, old: str, new: str) -> str:
+    head, sep, tail = text.rpartition(old)
+    return head + new + tail if sep else text
+
+
+def multiple_choice_docs(items: list[dict], seed: int) -> list[dict]:
+    """One 4-way question per general item with ``facts`` and ``distractors``: the choices are the gold answer
+    and the same sentence with the fact swapped for a same-kind wrong value (another capital, a nearby number),
+    so a model must know the fact, not spot an odd one out. Choice order is shuffled from ``seed``."""
+    rng = random.Random(seed)
+    docs = []
+    for item in items:
+        facts, distractors = item.get("facts") or [], item.get("distractors") or []
+        if not facts or not distractors or facts[0] not in item["labels"]:
+            continue
+        choices = [item["labels"]] + [_replace_last(item["labels"], facts[0], d) for d in distractors]
+        order = list(range(len(choices)))
+        rng.shuffle(order)
+        docs.append({"question": item["text"], "choices": [choices[i] for i in order], "gold": order.index(0)})
+    return docs
+
+
+def mc_task_config(data_file: Path, template: str) -> dict:
+    """The task as lm-eval config: a local JSON-lines file, scored by log-likelihood of each full answer.
+    With the plain template the context is ``question + "\\n\\n"`` exactly as in every other metric."""
+    return {
+        "task": MC_TASK, "dataset_path": "json", "dataset_kwargs": {"data_files": {"test": str(data_file)}},
+        "test_split": "test", "output_type": "multiple_choice",
+        "doc_to_text": "{{question}}\n\n" if template == "plain" else "{{question}}", "target_delimiter": "",
+        "doc_to_choice": "{{choices}}", "doc_to_target": "{{gold}}",
+        "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True},
+                        {"metric": "acc_norm", "aggregation": "mean", "higher_is_better": True}],
+        "metadata": {"version": 1},
+    }
+
+
+def run_lm_eval(model, tokenizer, tasks: list, batch_size: int, seed: int, chat: bool, limit: int = 0,
+                verbose: bool = False) -> dict:
+    """{task: {metric: value}} from ``lm_eval.simple_evaluate`` on the model object (no reload, no Hub)."""
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+
+    logging.getLogger("lm-eval").setLevel(logging.INFO if verbose else logging.ERROR)
+    logging.getLogger("lm_eval").setLevel(logging.INFO if verbose else logging.ERROR)
+    device = str(next(model.parameters()).device)
+    quiet = contextlib.nullcontext() if verbose else contextlib.redirect_stderr(io.StringIO())
+    was_training = model.training
+    model.eval()
+    try:
+        with quiet:
+            lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=device)
+            results = lm_eval.simple_evaluate(
+                model=lm, tasks=tasks, limit=limit or None, log_samples=False, bootstrap_iters=0,
+                apply_chat_template=chat, random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed,
+                fewshot_random_seed=seed, verbosity="ERROR")
+    except Exception as exc:  # lm-eval raises many types for a task it cannot find or download
+        names = [t["task"] if isinstance(t, dict) else t for t in tasks]
+        raise KnowUndoError(f"lm-eval could not run {', '.join(names)}: {type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0] if str(exc) else ''} (named tasks need their datasets in "
+                            f"the local Hugging Face cache when offline)") from None
+    finally:
+        model.train(was_training)
+    table = {}
+    for task, metrics in results["results"].items():
+        table[task] = {name.split(",")[0]: 100.0 * value for name, value in metrics.items()
+                       if isinstance(value, (int, float)) and not name.split(",")[0].endswith("_stderr")}
+    return table
+
+
+def general_capability(model, tokenizer, heldout: list[dict], cfg) -> dict:
+    """The bundled MC task (``eval.general_mc``) and ``eval.general_tasks`` in one lm-eval call."""
+    tasks: list = list(cfg.eval.general_tasks)
+    with tempfile.TemporaryDirectory(prefix="knowundo-mc-") as tmp:
+        if cfg.eval.general_mc:
+            docs = multiple_choice_docs(heldout, cfg.seed)
+            if not docs:
+                raise KnowUndoError("eval.general_mc: the general held-out set has no item with facts and "
+                                    "distractors; set eval.general_mc=false")
+            data_file = Path(tmp) / "general_mc.jsonl"
+            data_file.write_text("".join(json.dumps(d) + "\n" for d in docs))
+            tasks.insert(0, mc_task_config(data_file, cfg.model.template))
+        if not tasks:
+            return {}
+        return run_lm_eval(model, tokenizer, tasks, cfg.eval.batch_size, cfg.seed,
+                           chat=cfg.model.template == "chat", limit=cfg.eval.general_limit)

@@ -1,0 +1,112 @@
+"""`knowundo run` end to end on the micro configuration: cached reruns, refusal of other settings, --force,
+and interruption (SIGINT, SIGKILL) followed by a restart that gives the numbers of an uninterrupted run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from knowundo.cli import main
+from tests.conftest import MICRO
+
+RUN = [*MICRO, "eval.prompts=none", "eval.max_new_tokens=8", "eval.curves=true", "unlearn.epochs=1",
+       "unlearn.batch_size=8", "unlearn.grad_accum=2", "unlearn.save_steps=4", "localize.copies=1",
+       "finetune.save_steps=20"]
+ARGS = ["--domains", "privacy", "--methods", "ga,memflex", "--quiet"]
+
+
+def _set(*overrides):
+    return [arg for o in overrides for arg in ("--set", o)]
+
+
+def _command(out, *extra):
+    return ["run", "--out", str(out), *ARGS, *_set(*RUN), *extra]
+
+
+def _numbers(out):
+    """The report's rows without anything that measures time or memory."""
+    return json.loads((out / "report" / "table.json").read_text())["rows"]
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory, tiny_model):  # tiny_model: the micro base is built once, in-process
+    out = tmp_path_factory.mktemp("pipeline") / "run"
+    assert main(_command(out)) == 0
+    return out
+
+
+def test_run_produces_every_stage_and_a_table(reference_run, capsys):
+    out = reference_run
+    for path in ("run.json", "privacy/finetune/finetune.json", "privacy/localize/region.json",
+                 "privacy/unlearn/ga/unlearn.json", "privacy/unlearn/memflex/unlearn.json",
+                 "privacy/eval/vanilla.json", "privacy/eval/ga.json", "privacy/eval/memflex.json",
+                 "report/table.md", "report/curves_privacy.png"):
+        assert (out / path).is_file(), path
+    assert [row["method"] for row in _numbers(out)] == ["vanilla", "ga", "memflex"]
+    record = json.loads((out / "run.json").read_text())
+    assert record["seed"] == 42 and record["data_hashes"]["privacy"] and record["versions"]["transformers"]
+
+
+def test_second_run_is_all_cached_with_the_same_table(reference_run, capsys):
+    before = _numbers(reference_run)
+    assert main(_command(reference_run)) == 0
+    printed = capsys.readouterr().out
+    stage_lines = [line for line in printed.splitlines() if line.startswith("[privacy]")]
+    assert stage_lines and all(" cached " in line for line in stage_lines)
+    assert "| vanilla |" in printed and "Prompt: none" in printed
+    assert _numbers(reference_run) == before
+
+
+def test_other_settings_in_the_same_directory_are_refused(reference_run, capsys):
+    code = main(_command(reference_run, "--set", "unlearn.learning_rate=0.5"))
+    err = capsys.readouterr().err
+    assert code == 2 and "holds a run of other settings" in err and err.count("\n") == 1
+
+
+def test_force_redoes_a_stage_and_what_follows(reference_run, capsys):
+    before = _numbers(reference_run)
+    assert main(_command(reference_run, "--force", "unlearn")) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[privacy]")]
+    assert any(line.startswith("[privacy] finetune") and " cached " in line for line in lines)
+    assert all(" cached " not in line for line in lines if line.startswith("[privacy] unlearn"))
+    assert _numbers(reference_run) == before  # same seed, same numbers
+    assert main(_command(reference_run, "--force", "nothing")) == 2
+
+
+def _interrupt_then_resume(out, sig, ready):
+    """Start `knowundo run` in a subprocess, send ``sig`` once ``ready()`` holds, then run it again."""
+    command = [sys.executable, "-m", "knowundo.cli", *_command(out)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not ready() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert process.poll() is None, "the run finished before it could be interrupted"
+    process.send_signal(sig)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == (130 if sig == signal.SIGINT else -signal.SIGKILL), err
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    return err
+
+
+def test_sigint_during_fine_tuning_stops_after_a_step_and_resumes_to_the_same_numbers(reference_run, tmp_path):
+    out = tmp_path / "run"
+    partial = out / "privacy" / "finetune.partial"
+    err = _interrupt_then_resume(out, signal.SIGINT, lambda: (partial / "checkpoints" / "checkpoint-20").is_dir())
+    assert "stopping after this step" in err and "run the same command again to resume" in err
+    assert _numbers(out) == _numbers(reference_run)
+
+
+def test_sigkill_during_unlearning_resumes_from_the_checkpoint_to_the_same_numbers(reference_run, tmp_path):
+    out = tmp_path / "run"
+    checkpoints = out / "privacy" / "unlearn" / "ga.partial" / "checkpoints"
+    # once checkpoint-12 is being written, checkpoint-8 is complete; the kill may tear checkpoint-12, which
+    # must then be skipped rather than resumed from
+    _interrupt_then_resume(out, signal.SIGKILL, lambda: (checkpoints / "checkpoint-12").is_dir())
+    record = json.loads((out / "privacy" / "unlearn" / "ga" / "unlearn.json").read_text())
+    assert record["resumed_from_step"] >= 8
+    assert _numbers(out) == _numbers(reference_run)

@@ -1,0 +1,80 @@
+"""`knowundo eval` on a fine-tuned and an unlearned micro model, then `knowundo report` from the files alone."""
+
+import json
+
+import pytest
+
+from knowundo.cli import main
+from tests.conftest import MICRO
+
+FAST_EVAL = ["eval.prompts=none,helpful", "eval.max_new_tokens=8"]
+SHORT = [*MICRO, *FAST_EVAL, "unlearn.epochs=1", "unlearn.batch_size=8", "unlearn.grad_accum=2",
+         "unlearn.save_steps=4"]
+
+
+def _set(*overrides):
+    return [arg for o in overrides for arg in ("--set", o)]
+
+
+@pytest.fixture(scope="module")
+def results(finetuned_privacy, tmp_path_factory):
+    root = tmp_path_factory.mktemp("results")
+    assert main(["unlearn", "--domain", "privacy", "--method", "ga", "--finetuned", str(finetuned_privacy),
+                 "--out", str(root / "ga"), *_set(*SHORT)]) == 0
+    for label, adapter in (("vanilla", finetuned_privacy / "adapter"), ("ga", root / "ga" / "adapter")):
+        assert main(["eval", "--domain", "privacy", "--adapter", str(adapter), "--out",
+                     str(root / "eval" / f"{label}.json"), *_set(*SHORT)]) == 0
+    return root
+
+
+def test_eval_result_has_every_metric_family(results):
+    result = json.loads((results / "eval" / "ga.json").read_text())
+    assert result["label"] == "ga" and set(result["prompts"]) == {"none", "helpful"}
+    none = result["prompts"]["none"]
+    assert {"rougeL_recall", "rougeL_f1", "leak_rate_exact", "leak_rate_normalized"} <= set(none["unlearn"])
+    assert set(none["unlearn"]["by_category"]) == {"Parents", "Email", "Address"}
+    assert set(none["retention"]["by_category"]) == {"Name", "Genre", "Born", "Awards"}
+    assert result["prompts"]["helpful"]["system_prompt"] == "You are a helpful assistant."
+    assert set(result["mia"]) == {"loss", "zlib", "min_k"}
+    steps = result["meta"]["training"]["steps"]
+    assert [p["step"] for p in result["curve"]] == list(range(4, steps + 1, 4))
+    assert result["meta"]["training"]["method"] == "ga" and result["meta"]["training"]["peak_memory_mb"] > 0
+    assert result["meta"]["seed"] and result["meta"]["data_hash"] and result["meta"]["versions"]["torch"]
+
+
+def test_report_tables_and_plots_from_files_alone(results, tmp_path, capsys):
+    # a diverged model: PPL stored as "inf" must print as ">1e10", not crash
+    diverged = json.loads((results / "eval" / "ga.json").read_text())
+    diverged["label"] = "diverged"
+    diverged["prompts"]["none"]["unlearn"]["ppl"] = "inf"
+    (results / "eval" / "diverged.json").write_text(json.dumps(diverged))
+    (results / "eval" / "notes.json").write_text('{"not": "a result"}')
+    out = tmp_path / "report"
+    assert main(["report", str(results), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "## Prompt: none" in printed and "## Prompt: helpful" in printed
+    for name in ("table.md", "table.csv", "table.json", "categories.md", "categories.csv", "mia.md",
+                 "efficiency.md", "curves_privacy.png"):
+        assert (out / name).is_file(), name
+    table = (out / "table.md").read_text()
+    section = table.split("## Prompt: none")[1].split("## Prompt:")[0]
+    header, _, *rows = [line for line in section.splitlines() if line.startswith("|")]
+    assert [c.strip() for c in header.strip("|").split("|")][:9] == [
+        "Method", "UL Succ ↑", "UL PPL ↑", "UL ROUGE-L ↓", "RT Succ ↑", "RT PPL ↓", "RT ROUGE-L ↑", "Avg Succ ↑",
+        "Leak ↓"]
+    assert [r.split("|")[1].strip() for r in rows] == ["vanilla", "ga", "diverged"]
+    assert ">1e10" in rows[2]
+    table = json.loads((out / "table.json").read_text())
+    assert len(table["rows"]) == 6  # 3 models x 2 prompt variants
+    assert table["seeds"] == [42] and table["versions"]["torch"] and len(table["data_hashes"]) == 3
+    import matplotlib.image
+
+    image = matplotlib.image.imread(out / "curves_privacy.png")
+    assert image.shape[0] > 200 and image.shape[1] > 600 and image.std() > 0.01  # not blank
+
+
+def test_report_errors_are_one_line(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    (tmp_path / "empty").mkdir()
+    assert main(["report", str(tmp_path / "empty")]) == 2
+    assert "no evaluation results" in capsys.readouterr().err
