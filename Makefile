@@ -24,6 +24,8 @@ test: setup
 
 bench: setup
 	$(BIN)/python benchmarks/foundation.py
+	$(BIN)/python benchmarks/unlearn_step.py
+	$(BIN)/python benchmarks/default_run.py
 
 clean:
 	rm -rf $(VENV) runs

@@ -28,7 +28,7 @@ def _overrides(work: Path, args) -> list[str]:
     return [f"model.name={work / 'model'}", "model.max_length=1024", "data.source=local", f"data.path={work / 'data'}",
             "unlearn.epochs=1", "unlearn.batch_size=1", f"unlearn.grad_accum={args.accum}", "unlearn.save_steps=0",
             "unlearn.per_method={}", "localize.copies=1", "localize.selection=quantile", "localize.quantile=0.5",
-            "eval.batch_size=4", f"unlearn.gradient_checkpointing={args.checkpointing}"]
+            "eval.batch_size=4", f"unlearn.gradient_checkpointing={args.checkpointing}", f"model.dtype={args.dtype}"]
 
 
 def prepare(work: Path, args) -> None:
@@ -43,13 +43,16 @@ def prepare(work: Path, args) -> None:
     from knowundo.models.tiny import train_tokenizer
 
     torch.manual_seed(0)
+    torch.set_default_dtype(getattr(torch, args.dtype))  # a 7B model is built in bf16 directly
     tokenizer = train_tokenizer(TinyConfig(), 0)
     config = LlamaConfig(vocab_size=args.vocab, hidden_size=args.hidden, intermediate_size=args.intermediate,
                          num_hidden_layers=args.layers, num_attention_heads=args.heads,
                          num_key_value_heads=args.heads, max_position_embeddings=1024,
                          pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
                          eos_token_id=tokenizer.eos_token_id)
-    model = LlamaForCausalLM(config)
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):  # random init of 7B is slow on CPU
+        model = LlamaForCausalLM(config)
+    torch.set_default_dtype(torch.float32)
     model.save_pretrained(work / "model")
     tokenizer.save_pretrained(work / "model")
     lora = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear",
@@ -73,47 +76,74 @@ def prepare(work: Path, args) -> None:
 
 
 def worker(work: Path, method: str, args) -> None:
+    import time
+
+    from transformers import TrainerCallback
+
     from knowundo.config import load_config
     from knowundo.unlearn import unlearn
 
+    class StepClock(TrainerCallback):
+        """Wall time of every optimizer step; the first (kernel selection, allocator warm-up) is left out."""
+
+        def __init__(self):
+            self.marks = []
+
+        def on_step_begin(self, *a, **k):
+            self.marks.append([time.perf_counter(), None])
+
+        def on_step_end(self, *a, **k):
+            self.marks[-1][1] = time.perf_counter()
+
+    clock = StepClock()
     cfg = load_config("tiny", overrides=_overrides(work, args))
     region = work / "region" / "region.json" if method == "memflex" else None
     record = unlearn(cfg, "privacy", method, work / "finetuned" / "adapter", work / "runs" / method,
-                     region=region, progress=False)
-    print(json.dumps({"method": method, "seconds_per_step": record["seconds_per_step"],
+                     region=region, progress=False, callbacks=[clock])
+    steps = [end - start for start, end in clock.marks]
+    steady = steps[1:] or steps
+    print(json.dumps({"method": method, "seconds_per_step": sum(steady) / len(steady),
                       "peak_mb": record["peak_memory_mb"], "start_mb": record["start_memory_mb"],
                       "trainable": record["optimized_parameters"], "steps": record["steps"]}))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--hidden", type=int, default=512)
-    parser.add_argument("--intermediate", type=int, default=1376)
-    parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--heads", type=int, default=8)
-    parser.add_argument("--vocab", type=int, default=32000)
-    parser.add_argument("--seq", type=int, default=256)
-    parser.add_argument("--accum", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--methods", default=",".join(METHODS))
+def add_shape_arguments(parser: argparse.ArgumentParser, **defaults) -> None:
+    """The model shape and step set-up flags shared with gpu_step.py (which defaults them to Llama-2-7B)."""
+    shape = {"hidden": 512, "intermediate": 1376, "layers": 4, "heads": 8, "vocab": 32000, "seq": 256, "accum": 4,
+             "steps": 3, **defaults}
+    for name, value in shape.items():
+        parser.add_argument(f"--{name}", type=int, default=value)
     parser.add_argument("--checkpointing", action="store_true", help="gradient checkpointing (as for 7B runs)")
+    parser.add_argument("--dtype", default="float32", help="model dtype: float32, or bfloat16 on a GPU")
     parser.add_argument("--work", help="(internal) prepared work directory")
     parser.add_argument("--worker", help="(internal) run one method and print its JSON line")
+
+
+def measure(args, methods: list[str], script: str = __file__) -> dict[str, dict]:
+    """Prepare once, then run each method in its own fresh process (peak memory is per process)."""
+    work = Path(tempfile.mkdtemp(prefix="knowundo-step-"))
+    prepare(work, args)
+    passthrough = [f"--{k}={getattr(args, k)}" for k in ("hidden", "intermediate", "layers", "heads", "vocab",
+                                                           "seq", "accum", "steps", "dtype")]
+    passthrough += ["--checkpointing"] if args.checkpointing else []
+    results = {}
+    for method in methods:
+        out = subprocess.run([sys.executable, script, "--work", str(work), "--worker", method, *passthrough],
+                             check=True, capture_output=True, text=True).stdout
+        results[method] = json.loads(out.strip().splitlines()[-1])
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_shape_arguments(parser)
+    parser.add_argument("--methods", default=",".join(METHODS))
     args = parser.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if args.worker:
         worker(Path(args.work), args.worker, args)
         return
-    work = Path(tempfile.mkdtemp(prefix="knowundo-step-"))
-    prepare(work, args)
-    results = {}
-    passthrough = [f"--{k}={getattr(args, k)}" for k in ("hidden", "intermediate", "layers", "heads", "vocab",
-                                                           "seq", "accum", "steps")]
-    passthrough += ["--checkpointing"] if args.checkpointing else []
-    for method in args.methods.split(","):
-        out = subprocess.run([sys.executable, __file__, "--work", str(work), "--worker", method, *passthrough],
-                             check=True, capture_output=True, text=True).stdout
-        results[method] = json.loads(out.strip().splitlines()[-1])
+    results = measure(args, args.methods.split(","))
     print(f"model: hidden {args.hidden}, {args.layers} layers, vocab {args.vocab}; batch 1 x {args.accum} x "
           f"{args.seq} tokens; {args.steps} steps per method; gradient checkpointing {args.checkpointing}; "
           f"memory while training (RSS on CPU, allocated on GPU)")

@@ -107,20 +107,28 @@ class StageOutput:
         return None
 
     def begin(self) -> Path:
-        """The working directory: kept if it belongs to this key (resume), wiped if it belongs to another."""
+        """The working directory: kept if it belongs to this key (resume), wiped if it belongs to another.
+        With several processes the main one prepares it and the others wait."""
         import shutil
 
+        from knowundo.distributed import barrier, is_main
+
         key_file = self.partial / "key"
-        if self.partial.exists() and (not key_file.is_file() or key_file.read_text() != self.key):
-            shutil.rmtree(self.partial)
-        self.partial.mkdir(parents=True, exist_ok=True)
-        key_file.write_text(self.key)
+        if is_main():
+            if self.partial.exists() and (not key_file.is_file() or key_file.read_text() != self.key):
+                shutil.rmtree(self.partial)
+            self.partial.mkdir(parents=True, exist_ok=True)
+            key_file.write_text(self.key)
+        barrier()
         return self.partial
 
     def last_checkpoint(self) -> str | None:
         """The newest *complete* Trainer checkpoint. Trainer writes ``trainer_state.json`` last and in place, so
-        a process killed while saving leaves a checkpoint without a readable one: it is removed, not resumed."""
+        a process killed while saving leaves a checkpoint without a readable one: it is skipped (and removed by
+        the main process), never resumed."""
         import shutil
+
+        from knowundo.distributed import is_main
 
         checkpoints = self.partial / "checkpoints"
         if not checkpoints.is_dir():
@@ -132,13 +140,19 @@ class StageOutput:
                 read_json(path / "trainer_state.json")
                 return str(path)
             except (OSError, ValueError):
-                shutil.rmtree(path)
+                if is_main():
+                    shutil.rmtree(path)
         return None
 
     def commit(self, record: dict) -> dict:
-        write_json(self.partial / self.record_name, record)
-        (self.partial / "key").unlink()
-        if self.out_dir.exists():
-            self.out_dir.rmdir()  # empty: finished() refused anything else
-        os.replace(self.partial, self.out_dir)
+        """Publish the stage (main process); every process returns the record once it is published."""
+        from knowundo.distributed import barrier, is_main
+
+        if is_main():
+            write_json(self.partial / self.record_name, record)
+            (self.partial / "key").unlink()
+            if self.out_dir.exists():
+                self.out_dir.rmdir()  # empty: finished() refused anything else
+            os.replace(self.partial, self.out_dir)
+        barrier()
         return record

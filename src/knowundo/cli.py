@@ -201,9 +201,12 @@ def cmd_run(args) -> None:
         if getattr(args, flag) is not None:
             overrides.append(f"{key}={getattr(args, flag)}")
     cfg = load_config(args.preset, args.config, overrides)
+    from knowundo.distributed import is_main
+
     report = run_benchmark(cfg, args.out, force=args.force, progress=not args.quiet)
-    print(first_table(report / "table.md"), end="")
-    print(f"full report (every prompt variant, categories, MIA, efficiency, curves): {report}")
+    if is_main():
+        print(first_table(report / "table.md"), end="")
+        print(f"full report (every prompt variant, categories, MIA, efficiency, curves): {report}")
 
 
 def cmd_report(args) -> None:

@@ -17,7 +17,9 @@ from knowundo.config import Config
 from knowundo.data.format import Formatter, encode_items, pad_id_of
 from knowundo.data.knowundo import DataSource, load_domain
 from knowundo.models.load import attach_lora, load_base
-from knowundo.models.training import FeatureDataset, PadCollator, make_trainer, train, training_arguments
+from knowundo.distributed import is_main
+from knowundo.models.training import (FeatureDataset, PadCollator, batch_record, make_trainer, save_adapter, train,
+                                      training_arguments)
 
 RECORD = "finetune.json"
 
@@ -54,13 +56,14 @@ def finetune(cfg: Config, domain: str, out_dir: str | Path, progress: bool = Tru
     trainer = make_trainer(model, args, FeatureDataset(encoded.features),
                            PadCollator(pad_id_of(tokenizer)))
     result = train(trainer, stage.last_checkpoint())
-    model.save_pretrained(work / "adapter", safe_serialization=True)
-    shutil.rmtree(work / "checkpoints", ignore_errors=True)  # only needed to resume this stage
+    save_adapter(trainer, work / "adapter")
+    if is_main():
+        shutil.rmtree(work / "checkpoints", ignore_errors=True)  # only needed to resume this stage
     return stage.commit({
         "stage": "finetune", "domain": domain, "key": stage.key, "seed": cfg.seed, "config": cfg.to_dict(),
         "data_hash": hash_json(data), "items": len(encoded.features), "truncated": encoded.truncated,
         "dropped": encoded.dropped, "train_loss": result.training_loss,
         "loss_history": [e["loss"] for e in trainer.state.log_history if "loss" in e],
-        "trainable_parameters": trainable, "total_parameters": total,
+        "trainable_parameters": trainable, "total_parameters": total, "batch": batch_record(args),
         "wall_seconds": time.perf_counter() - started, "versions": library_versions(),
     })

@@ -13,6 +13,7 @@ choosing a region from them (thresholds, quantile, top-k) is cheap and redone on
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from knowundo.artifacts import (StageOutput, atomic_path, file_hash, hash_json, 
 from knowundo.config import Config
 from knowundo.data.format import Formatter, encode_items, pad_batch, pad_id_of
 from knowundo.data.knowundo import DataSource, load_domain
+from knowundo.distributed import all_reduce_sum, barrier, is_main, world_size
 from knowundo.errors import KnowUndoError
 from knowundo.methods import RelabelContext, Side
 from knowundo.methods.base import per_sample_nll
@@ -72,22 +74,28 @@ def lora_parameters(model) -> dict[str, torch.nn.Parameter]:
 
 def average_gradients(model, features: list[dict], tokenizer, copies: int, seed: int, batch_size: int
                       ) -> dict[str, torch.Tensor]:
-    """Mean gradient of the per-item loss over ``copies`` random relabellings of ``features``."""
+    """Mean gradient of the per-item loss over ``copies`` random relabellings of ``features``. With several
+    processes each takes every world-size-th batch of the same relabelled list and the sums are all-reduced,
+    so the result does not depend on the process count."""
     params = lora_parameters(model)
     model.zero_grad(set_to_none=True)
     model.train()
     total = copies * len(features)
     device = next(model.parameters()).device
+    rank, world = int(os.environ.get("RANK", "0")), world_size()
     for copy in range(copies):
         generator = torch.Generator().manual_seed(seed * 1000 + copy)
         relabelled = random_labels(features, RelabelContext(None, tokenizer, generator))
-        for start in range(0, len(relabelled), batch_size):
+        for start in range(rank * batch_size, len(relabelled), world * batch_size):
             batch = {k: v.to(device) for k, v in
                      pad_batch(relabelled[start:start + batch_size], pad_id_of(tokenizer)).items()}
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
             side = Side(logits, batch["labels"], torch.ones(len(batch["labels"]), device=device))
             (per_sample_nll(side).sum() / total).backward()
-    grads = {n: p.grad.detach().float().cpu().clone() for n, p in params.items()}
+    grads = {}
+    for name, p in params.items():
+        grad = p.grad if p.grad is not None else torch.zeros_like(p)  # a process may have had no batch
+        grads[name] = all_reduce_sum(grad.detach().float().clone()).cpu()
     model.zero_grad(set_to_none=True)
     return grads
 
@@ -148,7 +156,8 @@ def compute_statistics(cfg: Config, domain: str, finetuned_adapter: Path, out_di
                                                granularity).items():
                 flat[f"{name}::{stat}"] = value.contiguous()
         work = stage.begin()
-        save_file(flat, str(work / STATS))
+        if is_main():
+            save_file(flat, str(work / STATS))
         stage.commit({"stage": "localize", "domain": domain, "key": stage.key, "granularity": granularity,
                       "copies": cfg.localize.copies, "adapter": str(finetuned_adapter),
                       "adapter_hash": file_hash(adapter_weights(finetuned_adapter)),
@@ -184,11 +193,13 @@ def localize(cfg: Config, domain: str, finetuned_adapter: str | Path, out_dir: s
               "source": {k: read_json(out_dir / RECORD)[k] for k in ("key", "adapter_hash", "data_hash", "copies")},
               "seed": cfg.seed, "data_hash": read_json(out_dir / RECORD)["data_hash"], "versions": library_versions(),
               "parameters": units}
-    if granularity == "row":
-        with atomic_path(out_dir / ROW_MASKS) as tmp:
-            save_file({name: mask.to(torch.uint8) for name, mask in masks.items()}, str(tmp))
-    write_json(out_dir / REGION, region)
-    plot_heatmap(stats, masks, out_dir / "heatmap.png")
+    if is_main():
+        if granularity == "row":
+            with atomic_path(out_dir / ROW_MASKS) as tmp:
+                save_file({name: mask.to(torch.uint8) for name, mask in masks.items()}, str(tmp))
+        write_json(out_dir / REGION, region)
+        plot_heatmap(stats, masks, out_dir / "heatmap.png")
+    barrier()
     return region
 
 

@@ -20,6 +20,7 @@ from typing import Callable
 from knowundo.artifacts import hash_json, library_versions, read_json, write_json
 from knowundo.config import Config
 from knowundo.data.knowundo import DataSource, check_domain, load_domain
+from knowundo.distributed import barrier, is_main, world_size
 from knowundo.errors import KnowUndoError
 from knowundo.methods import get_method
 
@@ -106,6 +107,10 @@ def _print_now(line: str) -> None:
     print(line, flush=True)
 
 
+def _silent(line: str) -> None:
+    pass
+
+
 def run_benchmark(cfg: Config, out: str | Path, force: list[str] = (), progress: bool = True,
                   echo: Callable[[str], None] = _print_now) -> Path:
     """Run (or resume) the benchmark under ``out``; returns the report directory."""
@@ -128,29 +133,35 @@ def run_benchmark(cfg: Config, out: str | Path, force: list[str] = (), progress:
             cfg.eval.system_prompt(variant, domain)
     _check_run_dir(out, cfg)
     source = DataSource.from_config(cfg.data)
-    write_json(out / "run.json", {
-        "settings_key": settings_key(cfg), "seed": cfg.seed, "domains": domains, "methods": [r.label for r in runs],
-        "data_hashes": {d: hash_json(load_domain(source, d)) for d in domains}, "config": cfg.to_dict(),
-        "versions": library_versions()})
+    if is_main():
+        write_json(out / "run.json", {
+            "settings_key": settings_key(cfg), "seed": cfg.seed, "domains": domains,
+            "methods": [r.label for r in runs], "processes": world_size(),
+            "data_hashes": {d: hash_json(load_domain(source, d)) for d in domains}, "config": cfg.to_dict(),
+            "versions": library_versions()})
+    else:
+        echo = _silent  # one process reports
+    barrier()
 
     log = StageLog(echo)
     for domain in domains:
         root = out / domain
-        if "finetune" in forced:
-            _remove(root / "finetune")
-        if "localize" in forced:
-            _remove(root / "localize")
-        for run in runs:
-            if "unlearn" in forced:
-                _remove(root / "unlearn" / run.label)
-        if "eval" in forced:
-            _remove(root / "eval")
+        if is_main():
+            for stage, path in (("finetune", root / "finetune"), ("localize", root / "localize"),
+                                ("eval", root / "eval"), *(("unlearn", root / "unlearn" / r.label) for r in runs)):
+                if stage in forced:
+                    _remove(path)
+        barrier()
 
         def evaluate(label: str, adapter: Path) -> tuple[str, bool]:
+            """On the main process only (the others wait): evaluation is cheap next to training."""
             target = root / "eval" / f"{label}.json"
             key = eval_key(cfg, domain, adapter, label)
             cached = target.is_file() and read_json(target).get("meta", {}).get("key") == key
-            result = read_json(target) if cached else evaluate_checkpoint(cfg, domain, adapter, target, label=label)
+            if is_main() and not cached:
+                evaluate_checkpoint(cfg, domain, adapter, target, label=label)
+            barrier()
+            result = read_json(target)
             first = result["prompts"][cfg.eval.prompts[0]]
             return (f"{label}: Unlearn {first['unlearn_success']:.1f}  Retention {first['retention_success']:.1f}  "
                     f"Avg {first['avg_success']:.1f} (prompt {cfg.eval.prompts[0]})"), cached
@@ -190,7 +201,8 @@ def run_benchmark(cfg: Config, out: str | Path, force: list[str] = (), progress:
             log.run("eval", domain, lambda: evaluate(run.label, run_dir / "adapter"))
 
     def do_report() -> tuple[str, bool]:
-        report = build_report(out)
+        report = build_report(out) if is_main() else out / "report"
+        barrier()
         return f"tables and plots -> {report}", False
 
     log.run("report", "all", do_report)

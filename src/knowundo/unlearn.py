@@ -23,7 +23,8 @@ from knowundo.errors import KnowUndoError
 from knowundo.localize import apply_region, load_region
 from knowundo.methods import Method, RelabelContext, Side, get_method
 from knowundo.models.load import adapter_weights, load_adapter, load_base
-from knowundo.models.training import FeatureDataset, PeakMemory, make_trainer, train, training_arguments
+from knowundo.models.training import (FeatureDataset, PeakMemory, batch_record, make_trainer, save_adapter, train,
+                                      training_arguments)
 
 RECORD = "unlearn.json"
 REFERENCE = "reference"
@@ -191,14 +192,14 @@ def unlearn(cfg: Config, domain: str, method_name: str, finetuned_adapter: str |
     finally:
         memory.stop()
     seconds = time.perf_counter() - started
-    model.save_pretrained(work / "adapter", selected_adapters=["default"], safe_serialization=True)
+    save_adapter(trainer, work / "adapter")
     steps = trainer.state.global_step
     optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)  # unwrap accelerate's wrapper
     return stage.commit({
         "stage": "unlearn", "domain": domain, "method": method_name, "key": stage.key, "seed": cfg.seed,
         "data_hash": hash_json({"forget": data["unlearn"]["train"], "retain": retain_items}),
         "region": str(region) if region is not None else None, "region_hash": region_hash,
-        "optimizer": type(optimizer).__name__, "scheduler": u.scheduler, "learning_rate": u.learning_rate,
+        "batch": batch_record(args), "optimizer": type(optimizer).__name__, "scheduler": u.scheduler, "learning_rate": u.learning_rate,
         "optimized_parameters": sum(p.numel() for group in optimizer.param_groups for p in group["params"]),
         "learning_rates": [e["learning_rate"] for e in trainer.state.log_history if "learning_rate" in e],
         "retain": retain if method.retain_weight is not None else None,

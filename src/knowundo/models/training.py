@@ -15,6 +15,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from knowundo.config import TrainConfig
 from knowundo.data.format import pad_batch
+from knowundo.distributed import barrier, is_main, per_process_batch, world_size
 from knowundo.errors import Interrupted, KnowUndoError
 
 
@@ -42,15 +43,18 @@ class PadCollator:
 def training_arguments(output_dir: Path, train: TrainConfig, *, seed: int, progress: bool = True,
                        bf16: bool = False, **extra) -> TrainingArguments:
     """One stage's TrainConfig as TrainingArguments with our conventions: seeded, no reporting integrations,
-    losses kept in the stage record rather than printed."""
+    losses kept in the stage record rather than printed, and the configured effective batch kept whatever the
+    number of processes (per-device x accumulation x processes = batch_size x grad_accum)."""
+    per_device, accumulation = per_process_batch(train.batch_size, train.grad_accum)
     settings = dict(
         output_dir=str(output_dir), seed=seed, data_seed=seed, num_train_epochs=train.epochs,
-        learning_rate=train.learning_rate, per_device_train_batch_size=train.batch_size,
-        gradient_accumulation_steps=train.grad_accum, weight_decay=train.weight_decay,
+        learning_rate=train.learning_rate, per_device_train_batch_size=per_device,
+        gradient_accumulation_steps=accumulation, weight_decay=train.weight_decay,
         warmup_steps=train.warmup_ratio, lr_scheduler_type=train.scheduler, logging_steps=10, report_to="none",
         disable_tqdm=not progress, save_strategy="steps" if train.save_steps else "no",
         save_steps=train.save_steps or 500, remove_unused_columns=False, dataloader_num_workers=0, bf16=bf16,
         dataloader_pin_memory=torch.cuda.is_available(), train_sampling_strategy="group_by_length",
+        use_cpu=not torch.cuda.is_available(),  # also what makes torchrun on CPU data-parallel (gloo)
         gradient_checkpointing=train.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False} if train.gradient_checkpointing else None,
     )
@@ -169,3 +173,25 @@ class PeakMemory(TrainerCallback):
             self._thread = None
             self.peak_mb = max(self.peak_mb, _rss_mb())
         return self.peak_mb
+
+
+def batch_record(args: TrainingArguments) -> dict:
+    """How the effective batch was laid out in this run (stage records state it)."""
+    return {"per_device": args.per_device_train_batch_size, "grad_accum": args.gradient_accumulation_steps,
+            "processes": world_size(),
+            "effective": args.per_device_train_batch_size * args.gradient_accumulation_steps * world_size()}
+
+
+def save_adapter(trainer: Trainer, target: Path, adapter: str = "default") -> None:
+    """Save the trained LoRA adapter as safetensors through ``Trainer.save_model`` (which gathers ZeRO-3 /
+    FSDP shards and writes on the main process only), keeping only ``adapter`` and no pickled
+    ``training_args.bin``."""
+    import shutil
+
+    trainer.save_model(str(target))
+    if is_main():
+        (Path(target) / "training_args.bin").unlink(missing_ok=True)
+        for name in trainer.model.peft_config:
+            if name != adapter:
+                shutil.rmtree(Path(target) / name, ignore_errors=True)
+    barrier()

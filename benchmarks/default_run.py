@@ -1,0 +1,47 @@
+"""Time budget of the default benchmark: `knowundo run` from nothing (fresh model cache, fresh output directory:
+tiny base build, both domains, all eight methods, every evaluation and the report) against the 15-minute budget
+on a 2-core CPU, then the same command again (everything cached).
+
+Usage: python benchmarks/default_run.py [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BUDGET_SECONDS = 15 * 60
+
+
+def run(out: Path, env: dict) -> tuple[float, str]:
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "knowundo.cli", "run", "--out", str(out), "--quiet"],
+                          capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        sys.exit(f"knowundo run failed:\n{done.stderr[-3000:]}")
+    return time.perf_counter() - started, done.stdout
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--keep", help="work directory to keep (default: a temporary one)")
+    args = parser.parse_args()
+    work = Path(args.keep or tempfile.mkdtemp(prefix="knowundo-default-run-"))
+    env = {**os.environ, "KNOWUNDO_CACHE": str(work / "cache")}
+    fresh, output = run(work / "run", env)
+    cached, _ = run(work / "run", env)
+    totals = re.search(r"^time per stage: .*$", output, re.M)
+    print(totals.group(0) if totals else "(no per-stage totals printed)")
+    print(f"fresh run (incl. tiny base build and process start): {fresh:.0f}s = {fresh / BUDGET_SECONDS:.2f} of the "
+          f"{BUDGET_SECONDS // 60}-minute budget ({'ok' if fresh <= BUDGET_SECONDS else 'OVER'})")
+    print(f"second run (all cached): {cached:.1f}s = {fresh / cached:.0f}x faster")
+
+
+if __name__ == "__main__":
+    main()

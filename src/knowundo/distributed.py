@@ -1,0 +1,59 @@
+"""Several processes (``torchrun`` or ``accelerate launch``): Trainer and accelerate shard the training; the
+stages make sure that only the main process writes and that the others wait for it.
+
+A single process (the default) pays nothing: every helper is a no-op when ``WORLD_SIZE`` is unset or 1.
+"""
+
+from __future__ import annotations
+
+import os
+
+from knowundo.errors import KnowUndoError
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _process_group():
+    """The launcher's process group (gloo on CPU, nccl on GPUs), joined on first use. Not through
+    ``accelerate.PartialState()``: created before Trainer's, that singleton would settle on a single-process
+    CPU state and Trainer would then skip DDP; Trainer and accelerate reuse a group that already exists."""
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return dist
+
+
+def barrier() -> None:
+    if world_size() > 1:
+        _process_group().barrier()
+
+
+def all_reduce_sum(tensor):
+    """Sum ``tensor`` over all processes, in place (localization: every process scores its share of items)."""
+    if world_size() > 1:
+        dist = _process_group()
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def per_process_batch(batch_size: int, grad_accum: int, processes: int | None = None) -> tuple[int, int]:
+    """(per-device batch, accumulation steps) so that per-device x accumulation x processes equals the
+    configured batch_size x grad_accum whatever the process count: results must not depend on the number of
+    GPUs. Accumulation is divided first (micro-batches keep their size), then the per-device batch."""
+    processes = processes or world_size()
+    if grad_accum % processes == 0:
+        return batch_size, grad_accum // processes
+    if batch_size % processes == 0:
+        return batch_size // processes, grad_accum
+    raise KnowUndoError(f"effective batch {batch_size} x {grad_accum} cannot be split over {processes} processes "
+                        f"(one of batch_size, grad_accum must be divisible by {processes})")

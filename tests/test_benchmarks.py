@@ -1,0 +1,23 @@
+"""The GPU benchmark script runs end to end on a CPU at a tiny shape (its numbers are only meaningful on a GPU)."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_gpu_step_benchmark_runs_on_cpu_with_a_tiny_shape():
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_step.py"), "--hidden", "64",
+                           "--intermediate", "128", "--layers", "2", "--heads", "4", "--vocab", "2048", "--seq", "32",
+                           "--accum", "2", "--steps", "2"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {m.group(1): m.groups()[1:] for m in re.finditer(
+        r"^(ga|ga_kl|memflex)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)%$", done.stdout, re.M)}
+    assert set(rows) == {"ga", "ga_kl", "memflex"}, done.stdout
+    for seconds, peak_gb, gflop, mfu in rows.values():
+        assert float(seconds) > 0 and float(peak_gb) > 0 and float(gflop) > 0 and 0 < float(mfu) <= 100
+    # FLOP accounting: ga_kl does 5 forward-equivalents per token, memflex 4, ga 2
+    assert abs(float(rows["ga_kl"][2]) / float(rows["ga"][2]) - 2.5) < 0.01
+    assert "measured matmul rate" in done.stdout
