@@ -78,3 +78,15 @@ def test_report_errors_are_one_line(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["report", str(tmp_path / "empty")]) == 2
     assert "no evaluation results" in capsys.readouterr().err
+
+
+def test_an_unlearning_checkpoint_is_evaluated_with_the_same_inputs(results, tmp_path):
+    out = tmp_path / "checkpoint.json"
+    assert main(["eval", "--domain", "privacy", "--adapter", str(results / "ga" / "checkpoints" / "checkpoint-4"),
+                 "--out", str(out), *_set(*SHORT)]) == 0
+    result = json.loads(out.read_text())
+    final = json.loads((results / "eval" / "ga.json").read_text())
+    assert result["label"] == "ga@4" and result["meta"]["training"]["checkpoint_step"] == 4 and result["curve"] == []
+    assert set(result["prompts"]) == set(final["prompts"])  # same prompt variants, items and metrics
+    assert result["prompts"]["none"]["unlearn"]["items"] == final["prompts"]["none"]["unlearn"]["items"]
+    assert result["prompts"]["none"]["unlearn_success"] == pytest.approx(final["curve"][0]["unlearn_success"])

@@ -159,7 +159,7 @@ def run_benchmark(cfg: Config, out: str | Path, force: list[str] = (), progress:
             key = eval_key(cfg, domain, adapter, label)
             cached = target.is_file() and read_json(target).get("meta", {}).get("key") == key
             if is_main() and not cached:
-                evaluate_checkpoint(cfg, domain, adapter, target, label=label)
+                evaluate_checkpoint(cfg, domain, adapter, target, label=label, progress=progress)
             barrier()
             result = read_json(target)
             first = result["prompts"][cfg.eval.prompts[0]]

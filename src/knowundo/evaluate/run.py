@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from knowundo.artifacts import file_hash, hash_json, library_versions, read_json, write_json
 from knowundo.config import Config
 from knowundo.data.bundled import SCOPES
@@ -115,16 +117,20 @@ def checkpoint_curve(model, tokenizer, cfg: Config, data: dict, run_dir: Path) -
 
 def describe_adapter(adapter: Path | None) -> tuple[str, dict | None]:
     """(default label, training summary) from the stage record beside an adapter: the method for an
-    unlearning run (``_ood`` when it retained on general data), ``vanilla`` for a fine-tune, ``base`` for none."""
+    unlearning run (``_ood`` when it retained on general data; ``@N`` for its checkpoint at step N),
+    ``vanilla`` for a fine-tune, ``base`` for none."""
     if adapter is None:
         return "base", None
-    run_dir = adapter.parent
+    run_dir, step = adapter.parent, None
+    if run_dir.name == "checkpoints" and adapter.name.startswith("checkpoint-"):
+        run_dir, step = run_dir.parent, int(adapter.name.rsplit("-", 1)[1])
     if (run_dir / "unlearn.json").is_file():
         record = read_json(run_dir / "unlearn.json")
         label = record["method"] + ("_ood" if record.get("retain") == "general" else "")
         keys = ("method", "retain", "region", "steps", "seconds_per_step", "peak_memory_mb", "start_memory_mb",
                 "trainable_parameters", "optimized_parameters", "learning_rate", "stopped_early")
-        return label, {"stage": "unlearn", **{k: record.get(k) for k in keys}}
+        return (label if step is None else f"{label}@{step}",
+                {"stage": "unlearn", "checkpoint_step": step, **{k: record.get(k) for k in keys}})
     if (run_dir / "finetune.json").is_file():
         record = read_json(run_dir / "finetune.json")
         return "vanilla", {"stage": "finetune", "wall_seconds": record.get("wall_seconds"),
@@ -142,7 +148,7 @@ def eval_key(cfg: Config, domain: str, adapter: str | Path | None, label: str | 
 
 
 def evaluate_checkpoint(cfg: Config, domain: str, adapter: str | Path | None = None,
-                        out_file: str | Path | None = None, label: str | None = None) -> dict:
+                        out_file: str | Path | None = None, label: str | None = None, progress: bool = True) -> dict:
     source = DataSource.from_config(cfg.data)
     data = load_domain(source, domain)
     heldout = load_general(source)["heldout"]
@@ -150,18 +156,29 @@ def evaluate_checkpoint(cfg: Config, domain: str, adapter: str | Path | None = N
         cfg.eval.system_prompt(variant, domain)  # an unknown variant fails before any model is loaded
     adapter = Path(adapter) if adapter is not None else None
     default_label, training = describe_adapter(adapter)
-    model, tokenizer = load_base(cfg)
+    model, tokenizer = load_base(cfg, progress=progress)
     if adapter is not None:
         model = load_adapter(model, adapter)
-    result = {"kind": RESULT_KIND, "label": label or default_label, "domain": domain,
-              "prompts": {variant: evaluate_variant(model, tokenizer, cfg, domain, data, variant)
-                          for variant in cfg.eval.prompts}}
-    general_formatter = Formatter(tokenizer, cfg.model.template, cfg.model.max_length)
-    result["general"] = {"heldout": evaluate_items(model, general_formatter, heldout, cfg.eval.batch_size),
-                         "lm_eval": general_capability(model, tokenizer, heldout, cfg)}
-    result["mia"] = _membership(model, tokenizer, cfg, data, heldout)
-    curve_runs = adapter is not None and cfg.eval.curves and training and training["stage"] == "unlearn"
-    result["curve"] = checkpoint_curve(model, tokenizer, cfg, data, adapter.parent) if curve_runs else []
+    with_curve = bool(cfg.eval.curves and training and training["stage"] == "unlearn"
+                      and training["checkpoint_step"] is None)
+    parts = [*(f"prompt {variant}" for variant in cfg.eval.prompts), "general capability", "membership inference"]
+    parts += ["checkpoint curve"] if with_curve else []
+    result = {"kind": RESULT_KIND, "label": label or default_label, "domain": domain, "prompts": {}}
+    with tqdm(parts, desc=f"eval {result['label']}", disable=not progress, leave=False) as bar:
+        for part in bar:
+            bar.set_postfix_str(part)
+            if part.startswith("prompt "):
+                variant = part.removeprefix("prompt ")
+                result["prompts"][variant] = evaluate_variant(model, tokenizer, cfg, domain, data, variant)
+            elif part == "general capability":
+                formatter = Formatter(tokenizer, cfg.model.template, cfg.model.max_length)
+                result["general"] = {"heldout": evaluate_items(model, formatter, heldout, cfg.eval.batch_size),
+                                     "lm_eval": general_capability(model, tokenizer, heldout, cfg)}
+            elif part == "membership inference":
+                result["mia"] = _membership(model, tokenizer, cfg, data, heldout)
+            else:
+                result["curve"] = checkpoint_curve(model, tokenizer, cfg, data, adapter.parent)
+    result.setdefault("curve", [])
     result["meta"] = {
         "key": eval_key(cfg, domain, adapter, label), "domain": domain, "adapter": str(adapter) if adapter else None,
         "adapter_hash": file_hash(adapter_weights(adapter)) if adapter else None, "training": training,
