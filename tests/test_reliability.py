@@ -53,6 +53,8 @@ BAD_INPUT = {
                                                                    str(t / "out")], "--general"),
     "unknown prompt variant": (lambda t, ft: ["eval", "--domain", "privacy", "--set", "eval.prompts=none,polite",
                                               "--out", str(t / "out" / "r.json")], "unknown prompt variant"),
+    "no prompt variant": (lambda t, ft: ["run", "--set", "eval.prompts=[]", "--out", str(t / "out")],
+                          "eval.prompts is empty"),
     "unknown --force stage": (lambda t, ft: ["run", "--force", "training", "--out", str(t / "out")], "unknown stage"),
     "missing model path": (lambda t, ft: ["finetune", "--domain", "privacy", "--set", f"model.name={t / 'nope'}",
                                           "--out", str(t / "out")], "cannot load model"),
@@ -171,6 +173,7 @@ def _crafted_pickle(target: Path, marker: Path) -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch, while refusing our crafted file
 def test_a_crafted_pickle_is_never_unpickled(finetuned_privacy, tmp_path, capsys):
     import shutil
 

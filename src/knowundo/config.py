@@ -136,6 +136,13 @@ class EvalConfig:
     general_limit: int = 0  # at most this many documents per lm-eval task (0: all)
     curves: bool = True  # evaluate every unlearning checkpoint for the curves (paper Figure 4)
 
+    def check_prompts(self, domain: str) -> None:
+        """Fail before any model is loaded if a prompt variant is unknown or has no text for ``domain``."""
+        if not self.prompts:
+            raise KnowUndoError("eval.prompts is empty; give at least one of none, direct, helpful")
+        for variant in self.prompts:
+            self.system_prompt(variant, domain)
+
     def system_prompt(self, variant: str, domain: str) -> str | None:
         if variant == "none":
             return None

@@ -128,9 +128,8 @@ def run_benchmark(cfg: Config, out: str | Path, force: list[str] = (), progress:
     if len({r.label for r in runs}) != len(runs):
         raise KnowUndoError(f"run.methods lists a method twice: {', '.join(cfg.run.methods)}")
     forced = expand_force(list(force))
-    for variant in cfg.eval.prompts:
-        for domain in domains:
-            cfg.eval.system_prompt(variant, domain)
+    for domain in domains:
+        cfg.eval.check_prompts(domain)
     _check_run_dir(out, cfg)
     source = DataSource.from_config(cfg.data)
     if is_main():

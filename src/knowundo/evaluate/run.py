@@ -152,8 +152,7 @@ def evaluate_checkpoint(cfg: Config, domain: str, adapter: str | Path | None = N
     source = DataSource.from_config(cfg.data)
     data = load_domain(source, domain)
     heldout = load_general(source)["heldout"]
-    for variant in cfg.eval.prompts:
-        cfg.eval.system_prompt(variant, domain)  # an unknown variant fails before any model is loaded
+    cfg.eval.check_prompts(domain)
     adapter = Path(adapter) if adapter is not None else None
     default_label, training = describe_adapter(adapter)
     model, tokenizer = load_base(cfg, progress=progress)
