@@ -12,6 +12,8 @@ from pathlib import Path
 from contextlib import contextmanager
 from typing import Any, Iterator
 
+EVAL_RESULT_KIND = "knowundo-eval"  # marks an evaluation result file, so that reports find exactly those
+
 
 @contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:

@@ -9,10 +9,9 @@ import io
 import math
 from pathlib import Path
 
-from knowundo.artifacts import atomic_path, read_json, write_json
+from knowundo.artifacts import EVAL_RESULT_KIND, atomic_path, read_json, write_json
 from knowundo.errors import KnowUndoError
 
-RESULT_KIND = "knowundo-eval"
 METHOD_ORDER = ("base", "vanilla", "ga", "random_label", "adversarial", "ga_gd", "ga_gd_ood", "ga_kl", "ga_kl_ood",
                 "memflex")
 TABLE_COLUMNS = ("Method", "UL Succ ↑", "UL PPL ↑", "UL ROUGE-L ↓", "RT Succ ↑", "RT PPL ↓", "RT ROUGE-L ↑",
@@ -54,7 +53,7 @@ def collect_results(results_dir: str | Path, skip: Path | None = None) -> list[d
             data = read_json(path)
         except (ValueError, UnicodeDecodeError):
             continue  # not ours (or not JSON at all): a report never executes or trusts other files
-        if not isinstance(data, dict) or data.get("kind") != RESULT_KIND:
+        if not isinstance(data, dict) or data.get("kind") != EVAL_RESULT_KIND:
             continue
         key = (data["domain"], data["label"])
         if key in seen:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from knowundo.artifacts import file_hash, hash_json, library_versions, read_json, write_json
+from knowundo.artifacts import EVAL_RESULT_KIND, file_hash, hash_json, library_versions, read_json, write_json
 from knowundo.config import Config
 from knowundo.data.bundled import SCOPES
 from knowundo.data.format import Formatter
@@ -23,7 +23,6 @@ from knowundo.evaluate.mia import membership_inference, membership_scores
 from knowundo.evaluate.teacher_forced import aggregate, evaluate_items
 from knowundo.models.load import adapter_weights, load_adapter, load_base
 
-RESULT_KIND = "knowundo-eval"  # marks a result file for `knowundo report`
 
 
 def _mean(values: list) -> float | None:
@@ -76,15 +75,18 @@ def evaluate_variant(model, tokenizer, cfg: Config, domain: str, data: dict, var
     return result
 
 
-def _membership(model, tokenizer, cfg: Config, data: dict, heldout: list[dict]) -> dict:
-    """Unlearn val against retention val and against general held-out, without any system prompt."""
+def _membership(model, tokenizer, cfg: Config, data: dict, heldout: list[dict], scored_items: dict) -> dict:
+    """Unlearn val against retention val and against general held-out, without any system prompt; reuses the
+    teacher-forced per-item scores already computed without one (``scored_items``: name -> records)."""
     formatter = Formatter(tokenizer, cfg.model.template, cfg.model.max_length)
-    scored = {}
+    scores = {}
     for name, items in (("unlearn", data["unlearn"]["val"]), ("retention", data["retention"]["val"]),
                         ("general", heldout)):
-        records = evaluate_items(model, formatter, items, cfg.eval.batch_size, cfg.eval.mia_k)["per_item"]
-        scored[name] = membership_scores(records, [items[r["index"]]["labels"] for r in records])
-    return membership_inference(scored["unlearn"], {"retention": scored["retention"], "general": scored["general"]})
+        records = scored_items.get(name)
+        if records is None:
+            records = evaluate_items(model, formatter, items, cfg.eval.batch_size, cfg.eval.mia_k)["per_item"]
+        scores[name] = membership_scores(records, [items[r["index"]]["labels"] for r in records])
+    return membership_inference(scores["unlearn"], {"retention": scores["retention"], "general": scores["general"]})
 
 
 def _checkpoint_steps(run_dir: Path) -> list[tuple[int, Path]]:
@@ -162,7 +164,7 @@ def evaluate_checkpoint(cfg: Config, domain: str, adapter: str | Path | None = N
                       and training["checkpoint_step"] is None)
     parts = [*(f"prompt {variant}" for variant in cfg.eval.prompts), "general capability", "membership inference"]
     parts += ["checkpoint curve"] if with_curve else []
-    result = {"kind": RESULT_KIND, "label": label or default_label, "domain": domain, "prompts": {}}
+    result = {"kind": EVAL_RESULT_KIND, "label": label or default_label, "domain": domain, "prompts": {}}
     with tqdm(parts, desc=f"eval {result['label']}", disable=not progress, leave=False) as bar:
         for part in bar:
             bar.set_postfix_str(part)
@@ -171,10 +173,14 @@ def evaluate_checkpoint(cfg: Config, domain: str, adapter: str | Path | None = N
                 result["prompts"][variant] = evaluate_variant(model, tokenizer, cfg, domain, data, variant)
             elif part == "general capability":
                 formatter = Formatter(tokenizer, cfg.model.template, cfg.model.max_length)
-                result["general"] = {"heldout": evaluate_items(model, formatter, heldout, cfg.eval.batch_size),
+                result["general"] = {"heldout": evaluate_items(model, formatter, heldout, cfg.eval.batch_size,
+                                                               cfg.eval.mia_k),
                                      "lm_eval": general_capability(model, tokenizer, heldout, cfg)}
             elif part == "membership inference":
-                result["mia"] = _membership(model, tokenizer, cfg, data, heldout)
+                scored = {"general": result["general"]["heldout"]["per_item"]}
+                if "none" in result["prompts"]:
+                    scored.update({scope: result["prompts"]["none"][scope]["per_item"] for scope in SCOPES})
+                result["mia"] = _membership(model, tokenizer, cfg, data, heldout, scored)
             else:
                 result["curve"] = checkpoint_curve(model, tokenizer, cfg, data, adapter.parent)
     result.setdefault("curve", [])

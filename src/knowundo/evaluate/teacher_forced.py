@@ -7,14 +7,15 @@ import math
 import torch
 
 from knowundo.data.format import Formatter, encode_items, pad_batch, pad_id_of
-from knowundo.logits import token_logprobs
+from knowundo.logits import gold_logprobs, shifted
 
 
 def answer_token_stats(logits: torch.Tensor, labels: torch.Tensor, min_k: float = 0.2) -> dict[str, torch.Tensor]:
     """Per item: answer-token count, correct argmax count, summed gold log-probability, and the mean of the
     lowest ``min_k`` share of the token log-probabilities (min-k% prob, a membership score)."""
-    logprob, mask = token_logprobs(logits, labels)
-    correct = (logits[:, :-1].float().argmax(-1) == labels[:, 1:]) & mask
+    logits, targets, mask = shifted(logits, labels)  # one float32 copy of the logits
+    logprob = gold_logprobs(logits, targets) * mask
+    correct = (logits.argmax(-1) == targets) & mask
     tokens = mask.sum(-1)
     lowest = logprob.masked_fill(~mask, math.inf).sort(-1).values
     k = (tokens.float() * min_k).ceil().clamp(min=1).long()
