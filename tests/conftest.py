@@ -51,3 +51,24 @@ def finetuned_privacy(micro_config, tmp_path_factory):
     out = tmp_path_factory.mktemp("ft") / "privacy"
     finetune(micro_config(), "privacy", out, progress=False)
     return out
+
+
+RUN = [*MICRO, "eval.prompts=none", "eval.max_new_tokens=8", "eval.curves=true", "unlearn.epochs=1",
+       "unlearn.batch_size=8", "unlearn.grad_accum=2", "unlearn.save_steps=4", "localize.copies=1",
+       "finetune.save_steps=20"]
+
+
+def run_command(out, *extra):
+    """`knowundo run` on the micro configuration: privacy, ga and memflex."""
+    settings = [arg for o in RUN for arg in ("--set", o)]
+    return ["run", "--out", str(out), "--domains", "privacy", "--methods", "ga,memflex", "--quiet", *settings, *extra]
+
+
+@pytest.fixture(scope="session")
+def reference_run(tmp_path_factory, tiny_model):  # tiny_model: the micro base is built once, in-process
+    """An uninterrupted micro `knowundo run` (the pipeline and provenance tests read it)."""
+    from knowundo.cli import main
+
+    out = tmp_path_factory.mktemp("pipeline") / "run"
+    assert main(run_command(out)) == 0
+    return out

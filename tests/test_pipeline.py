@@ -2,41 +2,19 @@
 and interruption (SIGINT, SIGKILL) followed by a restart that gives the numbers of an uninterrupted run."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 
-import pytest
-
 from knowundo.cli import main
-from tests.conftest import MICRO
-
-RUN = [*MICRO, "eval.prompts=none", "eval.max_new_tokens=8", "eval.curves=true", "unlearn.epochs=1",
-       "unlearn.batch_size=8", "unlearn.grad_accum=2", "unlearn.save_steps=4", "localize.copies=1",
-       "finetune.save_steps=20"]
-ARGS = ["--domains", "privacy", "--methods", "ga,memflex", "--quiet"]
-
-
-def _set(*overrides):
-    return [arg for o in overrides for arg in ("--set", o)]
-
-
-def _command(out, *extra):
-    return ["run", "--out", str(out), *ARGS, *_set(*RUN), *extra]
+from tests.conftest import run_command as _command
 
 
 def _numbers(out):
     """The report's rows without anything that measures time or memory."""
     return json.loads((out / "report" / "table.json").read_text())["rows"]
 
-
-@pytest.fixture(scope="module")
-def reference_run(tmp_path_factory, tiny_model):  # tiny_model: the micro base is built once, in-process
-    out = tmp_path_factory.mktemp("pipeline") / "run"
-    assert main(_command(out)) == 0
-    return out
 
 
 def test_run_produces_every_stage_and_a_table(reference_run, capsys):

@@ -2,7 +2,6 @@
 skipped, runs are deterministic, results carry their provenance, and nothing unsafe is ever unpickled."""
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -141,11 +140,8 @@ def test_same_seed_same_numbers(finetuned_privacy, tmp_path):
     assert results[0] == results[1]
 
 
-def test_every_result_file_states_seed_data_hash_and_versions(tmp_path):
-    from tests.test_pipeline import ARGS, RUN
-
-    out = tmp_path / "run"
-    assert main(["run", "--out", str(out), *ARGS, *_set(*RUN)]) == 0
+def test_every_result_file_states_seed_data_hash_and_versions(reference_run):
+    out = reference_run
     files = {"run.json": ("seed", "data_hashes", "versions"),
              "privacy/finetune/finetune.json": ("seed", "data_hash", "versions"),
              "privacy/localize/gradients.json": ("seed", "data_hash", "versions"),

@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from knowundo.cli import main
-from knowundo.data.format import IGNORE, Formatter, encode_items, pad_batch
+from knowundo.data.format import IGNORE, Formatter, encode_items
 from knowundo.data.knowundo import DataSource, load_domain
 from knowundo.errors import KnowUndoError
 from knowundo.methods import RelabelContext, get_method

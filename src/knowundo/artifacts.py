@@ -80,6 +80,15 @@ def file_hash(path: str | os.PathLike) -> str:
     return digest.hexdigest()[:16]
 
 
+def checkpoint_steps(checkpoints_dir: str | os.PathLike) -> list[tuple[int, Path]]:
+    """Trainer checkpoints ``checkpoint-N`` under a directory as (N, path), oldest first."""
+    directory = Path(checkpoints_dir)
+    if not directory.is_dir():
+        return []
+    return sorted((int(p.name.rsplit("-", 1)[1]), p) for p in directory.glob("checkpoint-*")
+                  if p.is_dir() and p.name.rsplit("-", 1)[1].isdigit())
+
+
 class StageOutput:
     """A stage's output directory, keyed by a hash of everything that shapes it.
 
@@ -125,19 +134,14 @@ class StageOutput:
         return self.partial
 
     def last_checkpoint(self) -> str | None:
-        """The newest *complete* Trainer checkpoint. Trainer writes ``trainer_state.json`` last and in place, so
-        a process killed while saving leaves a checkpoint without a readable one: it is skipped (and removed by
-        the main process), never resumed."""
+        """The newest *complete* Trainer checkpoint. Trainer writes
+        ``trainer_state.json`` last and in place, so a process killed while saving leaves a checkpoint without a
+        readable one: it is skipped (and removed by the main process), never resumed."""
         import shutil
 
         from knowundo.distributed import is_main
 
-        checkpoints = self.partial / "checkpoints"
-        if not checkpoints.is_dir():
-            return None
-        found = sorted((int(p.name.rsplit("-", 1)[1]), p) for p in checkpoints.glob("checkpoint-*")
-                       if p.is_dir() and p.name.rsplit("-", 1)[1].isdigit())
-        for _, path in reversed(found):
+        for _, path in reversed(checkpoint_steps(self.partial / "checkpoints")):
             try:
                 read_json(path / "trainer_state.json")
                 return str(path)

@@ -13,7 +13,6 @@ choosing a region from them (thresholds, quantile, top-k) is cheap and redone on
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from knowundo.artifacts import (StageOutput, atomic_path, file_hash, hash_json, 
 from knowundo.config import Config
 from knowundo.data.format import Formatter, encode_items, pad_batch, pad_id_of
 from knowundo.data.knowundo import DataSource, load_domain
-from knowundo.distributed import all_reduce_sum, barrier, is_main, world_size
+from knowundo.distributed import all_reduce_sum, barrier, is_main, rank, world_size
 from knowundo.errors import KnowUndoError
 from knowundo.methods import RelabelContext, Side
 from knowundo.methods.base import per_sample_nll
@@ -82,11 +81,11 @@ def average_gradients(model, features: list[dict], tokenizer, copies: int, seed:
     model.train()
     total = copies * len(features)
     device = next(model.parameters()).device
-    rank, world = int(os.environ.get("RANK", "0")), world_size()
+    first, stride = rank() * batch_size, world_size() * batch_size
     for copy in range(copies):
         generator = torch.Generator().manual_seed(seed * 1000 + copy)
         relabelled = random_labels(features, RelabelContext(None, tokenizer, generator))
-        for start in range(rank * batch_size, len(relabelled), world * batch_size):
+        for start in range(first, len(relabelled), stride):
             batch = {k: v.to(device) for k, v in
                      pad_batch(relabelled[start:start + batch_size], pad_id_of(tokenizer)).items()}
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits

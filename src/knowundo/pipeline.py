@@ -193,7 +193,8 @@ def run_benchmark(cfg: Config, out: str | Path, force: list[str] = (), progress:
                 needs_region = get_method(run.method).needs_region
                 record = unlearn(cfg, domain, run.method, adapter, run_dir, retain=run.retain,
                                  region=region if needs_region else None, progress=progress)
-                stopped = f", stopped early at step {record['stopped_early']['step']}" if record["stopped_early"] else ""
+                early = record["stopped_early"]
+                stopped = f", stopped early at step {early['step']}" if early else ""
                 return f"{run.label}: {record['steps']} steps, {record['seconds_per_step']:.2f}s/step{stopped}", done
 
             log.run("unlearn", domain, do_unlearn)

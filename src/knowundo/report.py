@@ -154,7 +154,8 @@ def category_markdown(results: list[dict]) -> tuple[str, list[dict]]:
                 cells.append(f"{_fmt(m.get('accuracy'))} / {_fmt(m.get('rougeL_recall'))}")
                 rows.append({"domain": domain, "method": r["label"], "scope": scope, "category": c,
                              "items": m.get("items"), "accuracy": m.get("accuracy"),
-                             "rougeL_recall": m.get("rougeL_recall"), "leak_rate_normalized": m.get("leak_rate_normalized")})
+                             "rougeL_recall": m.get("rougeL_recall"),
+                             "leak_rate_normalized": m.get("leak_rate_normalized")})
             lines.append(cells)
         header = ["Method"] + [f"{c} ({'UL' if scope == 'unlearn' else 'RT'})" for scope, c in categories]
         text.append(f"## {domain}\n\n" + _markdown(header, lines))
@@ -222,7 +223,8 @@ def plot_curves(results: list[dict], domain: str, target: Path) -> bool:
         axes[2].plot(steps, [min(number(p["unlearn_ppl"]), 1e12) for p in points], color=line.get_color())
         axes[2].plot(steps, [min(number(p["retention_ppl"]), 1e12) for p in points], color=line.get_color(),
                      linestyle="--")
-    for ax, title in zip(axes, ("Unlearn Success ↑", "Retention Success ↑", "PPL (solid: unlearn, dashed: retention)")):
+    titles = ("Unlearn Success ↑", "Retention Success ↑", "PPL (solid: unlearn, dashed: retention)")
+    for ax, title in zip(axes, titles):
         ax.set_title(title)
         ax.set_xlabel("unlearning step")
         ax.grid(alpha=0.3)

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from transformers import Trainer, set_seed
 
-from knowundo.artifacts import StageOutput, file_hash, hash_json, library_versions
+from knowundo.artifacts import StageOutput, checkpoint_steps, file_hash, hash_json, library_versions
 from knowundo.config import Config
 from knowundo.data.format import Formatter, encode_items, pad_batch, pad_id_of
 from knowundo.data.knowundo import DataSource, load_domain, load_general
@@ -199,7 +199,8 @@ def unlearn(cfg: Config, domain: str, method_name: str, finetuned_adapter: str |
         "stage": "unlearn", "domain": domain, "method": method_name, "key": stage.key, "seed": cfg.seed,
         "data_hash": hash_json({"forget": data["unlearn"]["train"], "retain": retain_items}),
         "region": str(region) if region is not None else None, "region_hash": region_hash,
-        "batch": batch_record(args), "optimizer": type(optimizer).__name__, "scheduler": u.scheduler, "learning_rate": u.learning_rate,
+        "batch": batch_record(args), "optimizer": type(optimizer).__name__, "scheduler": u.scheduler,
+        "learning_rate": u.learning_rate,
         "optimized_parameters": sum(p.numel() for group in optimizer.param_groups for p in group["params"]),
         "learning_rates": [e["learning_rate"] for e in trainer.state.log_history if "learning_rate" in e],
         "retain": retain if method.retain_weight is not None else None,
@@ -209,8 +210,7 @@ def unlearn(cfg: Config, domain: str, method_name: str, finetuned_adapter: str |
         "seconds_per_step": seconds / max(steps - first_step, 1), "resumed_from_step": first_step,
         "peak_memory_mb": memory.peak_mb,
         "start_memory_mb": memory.start_mb, "trainable_parameters": model.get_nb_trainable_parameters()[0],
-        "checkpoints": [p.name for p in sorted((work / "checkpoints").glob("checkpoint-*"),
-                                                key=lambda p: int(p.name.rsplit("-", 1)[1]))],
+        "checkpoints": [path.name for _, path in checkpoint_steps(work / "checkpoints")],
         "versions": library_versions(),
     })
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from knowundo.artifacts import EVAL_RESULT_KIND, file_hash, hash_json, library_versions, read_json, write_json
+from knowundo.artifacts import (EVAL_RESULT_KIND, checkpoint_steps, file_hash, hash_json, library_versions, read_json,
+                                write_json)
 from knowundo.config import Config
 from knowundo.data.bundled import SCOPES
 from knowundo.data.format import Formatter
@@ -89,20 +90,12 @@ def _membership(model, tokenizer, cfg: Config, data: dict, heldout: list[dict], 
     return membership_inference(scores["unlearn"], {"retention": scores["retention"], "general": scores["general"]})
 
 
-def _checkpoint_steps(run_dir: Path) -> list[tuple[int, Path]]:
-    checkpoints = run_dir / "checkpoints"
-    if not checkpoints.is_dir():
-        return []
-    found = [(int(p.name.rsplit("-", 1)[1]), p) for p in checkpoints.glob("checkpoint-*") if p.is_dir()]
-    return sorted(found)
-
-
 def checkpoint_curve(model, tokenizer, cfg: Config, data: dict, run_dir: Path) -> list[dict]:
     """Unlearn/Retention Success and PPL at every saved unlearning step (paper Figure 4); each checkpoint's
     adapter is loaded beside the final one and removed again."""
     formatter = Formatter(tokenizer, cfg.model.template, cfg.model.max_length)
     curve = []
-    for step, path in _checkpoint_steps(run_dir):
+    for step, path in checkpoint_steps(run_dir / "checkpoints"):
         model.load_adapter(str(path), adapter_name="checkpoint")
         model.set_adapter("checkpoint")
         point = {"step": step}

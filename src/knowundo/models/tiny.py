@@ -29,7 +29,8 @@ def cache_root() -> Path:
 
 def tiny_key(cfg: TinyConfig, data_seed: int) -> str:
     """Changes whenever the recipe, the shape or the pretraining text changes (so a stale cache is never used)."""
-    return hash_json({"recipe": RECIPE_VERSION, "tiny": cfg.__dict__, "text": hash_json([(item["text"], item["labels"]) for item in _pretraining_texts(data_seed)])})
+    text = [(item["text"], item["labels"]) for item in _pretraining_texts(data_seed)]
+    return hash_json({"recipe": RECIPE_VERSION, "tiny": cfg.__dict__, "text": hash_json(text)})
 
 
 def tiny_path(cfg: TinyConfig, data_seed: int) -> Path:

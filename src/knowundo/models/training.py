@@ -94,6 +94,10 @@ class GracefulStop(TrainerCallback):
             control.should_training_stop = True
 
     def on_train_end(self, args, state, control, **kwargs):
+        self.restore()
+
+    def restore(self) -> None:
+        """Give Ctrl-C back to whoever had it (also when training raised)."""
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
             self._previous = None
@@ -121,9 +125,10 @@ def train(trainer: Trainer, resume_from_checkpoint: str | None):
         if type(exc).__name__ != "UnpicklingError":  # torch.load(weights_only=True) refused a checkpoint file
             raise
         raise KnowUndoError(f"{resume_from_checkpoint}: refused to load a checkpoint file that is not plain "
-                            f"tensors ({str(exc).splitlines()[0][:120]}); remove the checkpoint to start over") from None
+                            f"tensors ({str(exc).splitlines()[0][:120]}); remove the checkpoint to start over"
+                            ) from None
     finally:
-        stop.on_train_end(None, None, None)  # restore the handler even if training raised
+        stop.restore()
     if stop.requested:
         raise Interrupted(f"stopped after step {trainer.state.global_step} with a checkpoint saved; run the same "
                           f"command again to resume")
