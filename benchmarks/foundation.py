@@ -28,7 +28,8 @@ def main() -> None:
     from knowundo.config import load_config
     from knowundo.data.format import Formatter, encode_items, pad_id_of
     from knowundo.data.knowundo import DataSource, load_domain
-    from knowundo.evaluate.generation import generation_scores
+    from knowundo.evaluate.generation import generate_answers
+    from knowundo.evaluate.metrics.rouge import rouge_l
     from knowundo.evaluate.teacher_forced import aggregate, score_features
     from knowundo.finetune import finetune
     from knowundo.models.load import load_adapter, load_base
@@ -36,7 +37,7 @@ def main() -> None:
 
     cfg = load_config("tiny")
     started = time.perf_counter()
-    ensure_tiny(cfg.tiny, cfg.data.seed, progress=False)
+    ensure_tiny(cfg.tiny, progress=False)
     print(f"tiny base build (once, cached): {time.perf_counter() - started:.1f}s")
 
     print(f"\n{'domain':10} {'fine-tune s':>11} {'target s':>8}  status")
@@ -46,7 +47,7 @@ def main() -> None:
         seconds = time.perf_counter() - started
         print(f"{domain:10} {seconds:11.1f} {300:8d}  {'ok' if seconds <= 300 else 'OVER'}")
 
-    model, tokenizer = load_base(cfg, progress=False)
+    model, tokenizer = load_base(cfg)
     model = load_adapter(model, work / "privacy" / "adapter")
     data = load_domain(DataSource(), "privacy")
     items = [item for scope in data.values() for split in scope.values() for item in split]
@@ -72,13 +73,14 @@ def main() -> None:
     formatter = Formatter(tokenizer)
     timings, generated = {}, {}
     for batch_size in (cfg.eval.batch_size, 1):
-        generation_scores(model, formatter, val[:4], batch_size, cfg.eval.max_new_tokens)  # warm-up
+        generate_answers(model, formatter, val[:4], batch_size, cfg.eval.max_new_tokens)  # warm-up
         started = time.perf_counter()
-        generated[batch_size] = generation_scores(model, formatter, val, batch_size, cfg.eval.max_new_tokens)
+        generated[batch_size] = generate_answers(model, formatter, val, batch_size, cfg.eval.max_new_tokens)
         timings[batch_size] = time.perf_counter() - started
     print(f"\n{'gen batch':>10} {'items/s':>9} {'ROUGE-L R':>9}")
     for batch_size, seconds in timings.items():
-        rouge = sum(g["rougeL_recall"] for g in generated[batch_size]) / len(val)
+        rouge = sum(rouge_l(g["generation"], item["labels"])["rougeL_recall"]
+                    for g, item in zip(generated[batch_size], val)) / len(val)
         print(f"{batch_size:10d} {len(val) / seconds:9.1f} {rouge:9.2f}")
     same = [g["generation"] for g in generated[1]] == [g["generation"] for g in generated[cfg.eval.batch_size]]
     print(f"generation speed-up batch {cfg.eval.batch_size} vs 1: {timings[1] / timings[cfg.eval.batch_size]:.1f}x; "

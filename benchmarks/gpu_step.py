@@ -7,7 +7,8 @@ set-up), bf16 on a GPU. MFU = model FLOPs of one optimizer step / (time per step
 script measures on the same device). Model FLOPs: a forward pass costs F = 2 N + 4 L h s per token (N matmul
 parameters, L layers, h hidden, s sequence); a trained sequence costs 2F (forward + input-gradient backward;
 the base is frozen, so no weight gradients; LoRA's are negligible), a reference-only forward F. Per step: ga
-trains the forget side (2F), memflex forget + retain (4F), ga_kl forget + retain + the reference pass (5F).
+trains the forget side (2F), memflex forget + retain (4F), ga_kl forget + retain + the reference pass (5F);
+every method's count is derived from its declaration (sides trained, sides with reference outputs).
 Recomputation under gradient checkpointing is not counted (the usual MFU convention). Target: >= 40% on an H200.
 
 On a CPU it runs any shape in float32 (the test uses a tiny one): python benchmarks/gpu_step.py --hidden 64 ...
@@ -26,7 +27,17 @@ import unlearn_step  # noqa: E402  (the shared preparation and per-method worker
 
 LLAMA2_7B = {"hidden": 4096, "intermediate": 11008, "layers": 32, "heads": 32, "vocab": 32000, "seq": 256,
              "accum": 16, "steps": 3}
-PASSES = {"ga": 2, "memflex": 4, "ga_kl": 5, "ga_gd": 4, "random_label": 2, "adversarial": 2}  # in units of F
+
+
+def forward_passes(name: str) -> int:
+    """Passes of F per token of one side: 2 per trained side (forward + input-gradient backward: forget, its
+    alternative answers, retain), 1 per reference forward, from the method's own declaration."""
+    from knowundo.methods import get_method, trained_sides
+
+    method = get_method(name)
+    referenced = method.reference_sides(method.Params())
+    sides = trained_sides(method)
+    return 2 * len(sides) + sum(("retain" if side == "retain" else "forget") in referenced for side in sides)
 
 
 def matmul_rate(device: str, dtype, size: int, repeats: int = 10) -> float:
@@ -77,7 +88,7 @@ def main() -> None:
           f"{args.accum} x {args.seq} tokens; gradient checkpointing {args.checkpointing}")
     print(f"{'method':9} {'s/step':>8} {'peak GB':>8} {'GFLOP/step':>12} {'MFU':>6}")
     for method, r in results.items():
-        flops = PASSES[method] * forward_flops_per_token(args) * tokens
+        flops = forward_passes(method) * forward_flops_per_token(args) * tokens
         mfu = flops / r["seconds_per_step"] / peak
         print(f"{method:9} {r['seconds_per_step']:8.3f} {r['peak_mb'] / 1024:8.2f} {flops / 1e9:12.4g} "
               f"{100 * mfu:5.1f}%")

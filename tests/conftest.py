@@ -20,6 +20,11 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"
 MICRO = ["tiny.pretrain_epochs=1", "finetune.epochs=2"]
 
 
+def sets(*overrides: str) -> list[str]:
+    """``--set`` arguments for the CLI from ``section.key=value`` strings."""
+    return [arg for o in overrides for arg in ("--set", o)]
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _remove_caches():
     yield
@@ -36,15 +41,23 @@ def micro_config():
 
 
 @pytest.fixture(scope="session")
-def tiny_model(micro_config):
-    """(model, tokenizer) of the micro tiny base, built once per session."""
-    from knowundo.models.load import load_base
+def micro_base(micro_config):
+    """The micro tiny base, built once per session (the explicit step every command takes first)."""
+    from knowundo.models.load import prepare_base
 
-    return load_base(micro_config(), progress=False)
+    prepare_base(micro_config(), progress=False)
 
 
 @pytest.fixture(scope="session")
-def finetuned_privacy(micro_config, tmp_path_factory):
+def tiny_model(micro_config, micro_base):
+    """(model, tokenizer) of the micro tiny base."""
+    from knowundo.models.load import load_base
+
+    return load_base(micro_config())
+
+
+@pytest.fixture(scope="session")
+def finetuned_privacy(micro_config, micro_base, tmp_path_factory):
     """Directory of a micro fine-tune on the privacy domain (adapter + finetune.json)."""
     from knowundo.finetune import finetune
 
@@ -53,19 +66,19 @@ def finetuned_privacy(micro_config, tmp_path_factory):
     return out
 
 
-RUN = [*MICRO, "eval.prompts=none", "eval.max_new_tokens=8", "eval.curves=true", "unlearn.epochs=1",
-       "unlearn.batch_size=8", "unlearn.grad_accum=2", "unlearn.save_steps=4", "localize.copies=1",
+RUN = [*MICRO, "eval.prompts=none", "eval.max_new_tokens=8", "eval.curves=true", "eval.general_mc=false",
+       "unlearn.epochs=1", "unlearn.batch_size=8", "unlearn.grad_accum=2", "unlearn.save_steps=4", "localize.copies=1",
        "finetune.save_steps=20"]
 
 
 def run_command(out, *extra):
     """`knowundo run` on the micro configuration: privacy, ga and memflex."""
-    settings = [arg for o in RUN for arg in ("--set", o)]
-    return ["run", "--out", str(out), "--domains", "privacy", "--methods", "ga,memflex", "--quiet", *settings, *extra]
+    return ["run", "--out", str(out), "--domains", "privacy", "--methods", "ga,memflex", "--quiet", *sets(*RUN),
+            *extra]
 
 
 @pytest.fixture(scope="session")
-def reference_run(tmp_path_factory, tiny_model):  # tiny_model: the micro base is built once, in-process
+def reference_run(tmp_path_factory, micro_base):
     """An uninterrupted micro `knowundo run` (the pipeline and provenance tests read it)."""
     from knowundo.cli import main
 

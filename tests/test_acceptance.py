@@ -16,6 +16,13 @@ pytestmark = pytest.mark.slow
 CFG = load_config("tiny", overrides=["eval.prompts=none", "eval.general_mc=false"])
 
 
+@pytest.fixture(scope="module", autouse=True)
+def tiny_base():
+    from knowundo.models.load import prepare_base
+
+    prepare_base(CFG, progress=False)
+
+
 def _evaluate(domain, adapter):
     return evaluate_checkpoint(CFG, domain, adapter)["prompts"]["none"]
 

@@ -12,14 +12,13 @@ from safetensors.torch import load_file
 
 from knowundo.distributed import per_process_batch
 from knowundo.errors import KnowUndoError
-from tests.conftest import MICRO
+from tests.conftest import MICRO, sets
+
+pytestmark = pytest.mark.slow  # subprocesses / torchrun
 
 SHORT = [*MICRO, "unlearn.epochs=1", "unlearn.batch_size=4", "unlearn.grad_accum=4", "unlearn.save_steps=0",
          "localize.copies=2", "localize.selection=top_k", "localize.top_k=4"]
 
-
-def _set(*overrides):
-    return [arg for o in overrides for arg in ("--set", o)]
 
 
 def _knowundo(argv, processes):
@@ -27,7 +26,7 @@ def _knowundo(argv, processes):
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
         "-m", "knowundo.cli"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([*launcher, *argv, *_set(*SHORT)], capture_output=True, text=True, timeout=900, env=env)
+    done = subprocess.run([*launcher, *argv, *sets(*SHORT)], capture_output=True, text=True, timeout=900, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
 
 

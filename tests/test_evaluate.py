@@ -6,8 +6,10 @@ import pytest
 import torch
 
 from knowundo.data.format import IGNORE
-from knowundo.evaluate.generation import greedy_generate, leaks, protected_values, rouge_l
-from knowundo.evaluate.mia import auc, membership_scores
+from knowundo.evaluate.generation import greedy_generate
+from knowundo.evaluate.metrics.leak import leaks, protected_values
+from knowundo.evaluate.metrics.mia import auc, membership_scores
+from knowundo.evaluate.metrics.rouge import rouge_l
 from knowundo.evaluate.teacher_forced import answer_token_stats
 
 

@@ -3,11 +3,8 @@ import json
 from safetensors.torch import load_file
 
 from knowundo.cli import main
-from tests.conftest import MICRO
+from tests.conftest import MICRO, sets
 
-
-def _set(*pairs):
-    return [arg for p in pairs for arg in ("--set", p)]
 
 
 def test_finetune_saves_safetensors_adapter_and_resolved_config(finetuned_privacy):
@@ -24,10 +21,10 @@ def test_finetune_saves_safetensors_adapter_and_resolved_config(finetuned_privac
 def test_finished_finetune_is_reused_and_other_settings_are_refused(finetuned_privacy, capsys):
     out = str(finetuned_privacy)
     before = (finetuned_privacy / "finetune.json").read_text()
-    assert main(["finetune", "--domain", "privacy", "--out", out, *_set(*MICRO)]) == 0
+    assert main(["finetune", "--domain", "privacy", "--out", out, *sets(*MICRO)]) == 0
     assert (finetuned_privacy / "finetune.json").read_text() == before  # reused, not retrained
     capsys.readouterr()
-    code = main(["finetune", "--domain", "privacy", "--out", out, *_set(*MICRO, "finetune.learning_rate=1e-4")])
+    code = main(["finetune", "--domain", "privacy", "--out", out, *sets(*MICRO, "finetune.learning_rate=1e-4")])
     err = capsys.readouterr().err
     assert code == 2 and "holds results of other settings" in err and err.count("\n") == 1
 
@@ -35,14 +32,15 @@ def test_finished_finetune_is_reused_and_other_settings_are_refused(finetuned_pr
 def test_eval_command_reports_success_metrics(finetuned_privacy, tmp_path, capsys):
     out = tmp_path / "eval.json"
     assert main(["eval", "--domain", "privacy", "--adapter", str(finetuned_privacy / "adapter"),
-                 "--out", str(out), *_set(*MICRO, "eval.prompts=none", "eval.generate=false")]) == 0
+                 "--out", str(out), *sets(*MICRO, "eval.prompts=none", "eval.generate=false")]) == 0
     result = json.loads(out.read_text())["prompts"]["none"]
     assert result["unlearn_success"] == 100 - result["unlearn"]["accuracy"]
     assert result["retention_success"] == result["retention"]["accuracy"]
     assert len(result["unlearn"]["per_item"]) == result["unlearn"]["items"] == 80
     result = json.loads(out.read_text())
     assert result["meta"]["adapter_hash"] and result["meta"]["seed"] == 42
-    assert "Unlearn Success" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "UL Succ ↑" in printed and f"| vanilla | {result['prompts']['none']['unlearn_success']:.1f} |" in printed
 
 
 def test_adapter_that_does_not_match_the_base_is_refused(finetuned_privacy, tmp_path, capsys):
@@ -53,7 +51,7 @@ def test_adapter_that_does_not_match_the_base_is_refused(finetuned_privacy, tmp_
     config = json.loads((wrong / "adapter_config.json").read_text())
     config["r"] = config["r"] * 2  # shapes no longer match the saved weights
     (wrong / "adapter_config.json").write_text(json.dumps(config))
-    code = main(["eval", "--domain", "privacy", "--adapter", str(wrong), *_set(*MICRO)])
+    code = main(["eval", "--domain", "privacy", "--adapter", str(wrong), *sets(*MICRO)])
     err = capsys.readouterr().err
     assert code == 2 and "does not match the base model" in err and err.count("\n") == 1, err
 

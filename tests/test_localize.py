@@ -9,23 +9,21 @@ from safetensors.torch import load_file
 from knowundo import localize as localize_module
 from knowundo.cli import main
 from knowundo.data.knowundo import DataSource, load_domain
-from knowundo.localize import apply_region, load_region
+from knowundo.methods import defines_region, get_method, method_names
 from knowundo.models.load import load_adapter, load_base
-from tests.conftest import MICRO
+from knowundo.region import apply_region, load_region, lora_parameters
+from tests.conftest import MICRO, sets
 
 SHORT = [*MICRO, "unlearn.epochs=1", "unlearn.batch_size=4", "unlearn.grad_accum=2", "unlearn.save_steps=0",
          "localize.copies=1"]
 
-
-def _set(*pairs):
-    return [arg for p in pairs for arg in ("--set", p)]
 
 
 @pytest.fixture(scope="module")
 def region_dir(finetuned_privacy, tmp_path_factory):
     out = tmp_path_factory.mktemp("loc") / "privacy"
     assert main(["localize", "--domain", "privacy", "--finetuned", str(finetuned_privacy), "--out", str(out),
-                 "--top-k", "6", *_set(*SHORT)]) == 0
+                 "--top-k", "6", *sets(*SHORT)]) == 0
     return out
 
 
@@ -34,7 +32,7 @@ def test_gradients_come_from_train_items_only(finetuned_privacy, tmp_path, monke
     original = localize_module.encode_items
     monkeypatch.setattr(localize_module, "encode_items", lambda items, f: seen.extend(items) or original(items, f))
     localize_module.localize(micro_config("localize.copies=1"), "privacy", finetuned_privacy / "adapter",
-                             tmp_path / "loc", progress=False)
+                             tmp_path / "loc")
     data = load_domain(DataSource(), "privacy")
     train = {i["text"] for s in data.values() for i in s["train"]}
     val = {i["text"] for s in data.values() for i in s["val"]}
@@ -46,7 +44,7 @@ def test_region_file_round_trips_and_records_its_source(region_dir, micro_config
     assert region["selection"]["kind"] == "top_k" and region["selected_parameters"] == 6
     assert region["source"]["adapter_hash"] and region["source"]["data_hash"] and region["source"]["copies"] == 1
     assert all({"cosine", "unlearn_mean_abs", "selected"} <= set(p) for p in region["parameters"])
-    model, _ = load_base(micro_config(), progress=False)
+    model, _ = load_base(micro_config())
     model = load_adapter(model, finetuned_privacy / "adapter", trainable=True)
     masks = load_region(region_dir / "region.json", model)
     assert {n for n, m in masks.items() if m.any()} == {p["parameter"] for p in region["parameters"] if p["selected"]}
@@ -54,24 +52,27 @@ def test_region_file_round_trips_and_records_its_source(region_dir, micro_config
     assert (region_dir / "gradients.safetensors").is_file()
 
 
-def test_cli_sets_mu_sigma_and_quantile(finetuned_privacy, region_dir, capsys):
-    # the cached gradients are reused; only the selection changes
-    base = ["localize", "--domain", "privacy", "--finetuned", str(finetuned_privacy), "--out", str(region_dir)]
-    assert main([*base, "--mu", "0.5", "--sigma", "1e-3", *_set(*SHORT)]) == 0
-    selection = json.loads((region_dir / "region.json").read_text())["selection"]
+def test_cli_sets_mu_sigma_and_quantile(finetuned_privacy, region_dir, tmp_path, capsys):
+    # the cached gradients are reused (a copy of them: the shared region stays as it is); only the selection changes
+    import shutil
+
+    copy = shutil.copytree(region_dir, tmp_path / "region")
+    base = ["localize", "--domain", "privacy", "--finetuned", str(finetuned_privacy), "--out", str(copy)]
+    assert main([*base, "--mu", "0.5", "--sigma", "1e-3", *sets(*SHORT)]) == 0
+    selection = json.loads((copy / "region.json").read_text())["selection"]
     assert (selection["kind"], selection["mu"], selection["sigma"]) == ("thresholds", 0.5, 1e-3)
-    assert main([*base, "--quantile", "0.4", *_set(*SHORT)]) == 0
-    assert json.loads((region_dir / "region.json").read_text())["selection"]["kind"] == "quantile"
+    assert main([*base, "--quantile", "0.4", *sets(*SHORT)]) == 0
+    assert json.loads((copy / "region.json").read_text())["selection"]["kind"] == "quantile"
+    assert (copy / "gradients.json").read_text() == (region_dir / "gradients.json").read_text()
     capsys.readouterr()
-    assert main([*base, "--mu", "0.5", "--quantile", "0.4", *_set(*SHORT)]) == 2
+    assert main([*base, "--mu", "0.5", "--quantile", "0.4", *sets(*SHORT)]) == 2
     assert "choose one selection" in capsys.readouterr().err
-    assert main([*base, "--top-k", "6", *_set(*SHORT)]) == 0  # restore for the other tests
 
 
 def test_row_masks_zero_exactly_the_unselected_rows(micro_config, finetuned_privacy):
-    model, tok = load_base(micro_config(), progress=False)
+    model, tok = load_base(micro_config())
     model = load_adapter(model, finetuned_privacy / "adapter", trainable=True)
-    params = localize_module.lora_parameters(model)
+    params = lora_parameters(model)
     name = next(n for n in params if "lora_B" in n)
     rows = params[name].shape[0]
     mask = torch.zeros(rows, dtype=torch.bool)
@@ -88,7 +89,7 @@ def test_memflex_changes_only_the_region_and_runs_the_configured_schedule(finetu
     out = tmp_path / "memflex"
     assert main(["unlearn", "--domain", "privacy", "--method", "memflex", "--finetuned", str(finetuned_privacy),
                  "--region", str(region_dir / "region.json"), "--out", str(out),
-                 *_set(*SHORT, "unlearn.per_method={memflex: {learning_rate: 0.02}}")]) == 0
+                 *sets(*SHORT, "unlearn.per_method={memflex: {learning_rate: 0.02}}")]) == 0
     record = json.loads((out / "unlearn.json").read_text())
     assert record["optimizer"] == "AdamW" and record["learning_rate"] == 0.02 and record["scheduler"] == "cosine"
     lrs = record["learning_rates"]
@@ -106,10 +107,10 @@ def test_memflex_changes_only_the_region_and_runs_the_configured_schedule(finetu
 def test_row_region_keeps_unselected_rows_bit_identical(finetuned_privacy, tmp_path):
     loc = tmp_path / "rows"
     assert main(["localize", "--domain", "privacy", "--finetuned", str(finetuned_privacy), "--out", str(loc),
-                 "--granularity", "row", "--quantile", "0.3", *_set(*SHORT)]) == 0
+                 "--granularity", "row", "--quantile", "0.3", *sets(*SHORT)]) == 0
     out = tmp_path / "ga_rows"
     assert main(["unlearn", "--domain", "privacy", "--method", "ga", "--finetuned", str(finetuned_privacy),
-                 "--region", str(loc / "region.json"), "--out", str(out), *_set(*SHORT)]) == 0
+                 "--region", str(loc / "region.json"), "--out", str(out), *sets(*SHORT)]) == 0
     masks = {k.replace(".default", ""): m.bool() for k, m in load_file(loc / "region_rows.safetensors").items()}
     before = load_file(finetuned_privacy / "adapter" / "adapter_model.safetensors")
     after = load_file(out / "adapter" / "adapter_model.safetensors")
@@ -131,22 +132,43 @@ def test_bad_region_files_are_refused(finetuned_privacy, region_dir, tmp_path, c
     bad = tmp_path / "region.json"
     bad.write_text(json.dumps(region))
     code = main(["unlearn", "--domain", "privacy", "--method", "ga", "--finetuned", str(finetuned_privacy),
-                 "--region", str(bad), "--out", str(tmp_path / "x"), *_set(*SHORT)])
+                 "--region", str(bad), "--out", str(tmp_path / "x"), *sets(*SHORT)])
     err = capsys.readouterr().err
     assert code == 2 and message in err and err.count("\n") == 1, err
 
 
 def test_memflex_without_a_region_is_refused(finetuned_privacy, tmp_path, capsys):
     code = main(["unlearn", "--domain", "privacy", "--method", "memflex", "--finetuned", str(finetuned_privacy),
-                 "--out", str(tmp_path / "x"), *_set(*SHORT)])
+                 "--out", str(tmp_path / "x"), *sets(*SHORT)])
     assert code == 2 and "pass --region" in capsys.readouterr().err
 
 
 def test_a_missing_region_file_is_refused_before_any_cached_result_is_reused(finetuned_privacy, tmp_path, capsys):
     out = str(tmp_path / "ga")
     common = ["unlearn", "--domain", "privacy", "--method", "ga", "--finetuned", str(finetuned_privacy),
-              "--out", out, *_set(*SHORT)]
+              "--out", out, *sets(*SHORT)]
     assert main(common) == 0  # a finished run without region in the same directory
     capsys.readouterr()
     assert main([*common, "--region", str(tmp_path / "missing.json")]) == 2
     assert "region file not found" in capsys.readouterr().err
+
+
+COMPOSABLE = [name for name in method_names()
+              if not get_method(name).localized and not defines_region(get_method(name))]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", COMPOSABLE)
+def test_every_method_trains_only_inside_a_region(name, finetuned_privacy, region_dir, tmp_path):
+    out = tmp_path / name
+    assert main(["unlearn", "--domain", "privacy", "--method", name, "--finetuned", str(finetuned_privacy),
+                 "--region", str(region_dir / "region.json"), "--out", str(out), *sets(*SHORT)]) == 0
+    record = json.loads((out / "unlearn.json").read_text())
+    assert record["label"] == f"{name}@memflex"
+    selected = {p["parameter"].replace(".default", "") for p in
+                json.loads((region_dir / "region.json").read_text())["parameters"] if p["selected"]}
+    before = load_file(finetuned_privacy / "adapter" / "adapter_model.safetensors")
+    after = load_file(out / "adapter" / "adapter_model.safetensors")
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and changed <= selected
+    assert all(torch.equal(before[k], after[k]) for k in before if k not in selected)

@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from knowundo.cli import main
 from tests.conftest import run_command as _command
 
@@ -45,6 +47,7 @@ def test_other_settings_in_the_same_directory_are_refused(reference_run, capsys)
     assert code == 2 and "holds a run of other settings" in err and err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_force_redoes_a_stage_and_what_follows(reference_run, capsys):
     before = _numbers(reference_run)
     assert main(_command(reference_run, "--force", "unlearn")) == 0
@@ -71,6 +74,7 @@ def _interrupt_then_resume(out, sig, ready):
     return err
 
 
+@pytest.mark.slow
 def test_sigint_during_fine_tuning_stops_after_a_step_and_resumes_to_the_same_numbers(reference_run, tmp_path):
     out = tmp_path / "run"
     partial = out / "privacy" / "finetune.partial"
@@ -79,6 +83,7 @@ def test_sigint_during_fine_tuning_stops_after_a_step_and_resumes_to_the_same_nu
     assert _numbers(out) == _numbers(reference_run)
 
 
+@pytest.mark.slow
 def test_sigkill_during_unlearning_resumes_from_the_checkpoint_to_the_same_numbers(reference_run, tmp_path):
     out = tmp_path / "run"
     checkpoints = out / "privacy" / "unlearn" / "ga.partial" / "checkpoints"

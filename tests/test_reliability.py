@@ -14,15 +14,12 @@ import pytest
 
 from knowundo.artifacts import StageOutput
 from knowundo.cli import main
-from tests.conftest import MICRO
+from tests.conftest import MICRO, sets
 
 ROOT = Path(__file__).resolve().parents[1]
 SHORT = [*MICRO, "unlearn.epochs=1", "unlearn.batch_size=8", "unlearn.grad_accum=2", "unlearn.save_steps=4",
          "eval.prompts=none", "eval.max_new_tokens=8"]
 
-
-def _set(*overrides):
-    return [arg for o in overrides for arg in ("--set", o)]
 
 
 def _not_a_causal_lm(tmp_path):
@@ -60,6 +57,21 @@ BAD_INPUT = {
     "not a causal LM": (lambda t, ft: ["finetune", "--domain", "privacy", "--set",
                                        f"model.name={_not_a_causal_lm(t)}", "--out", str(t / "out")],
                         "not a causal language model"),
+    "method parameter with did-you-mean": (lambda t, ft: ["run", "--set", "unlearn.method_args.adversarial.topk=3",
+                                                          "--out", str(t / "out")],
+                                           "did you mean 'unlearn.method_args.adversarial.top_k'"),
+    "method parameter of the wrong type": (lambda t, ft: ["run", "--set", "unlearn.method_args.adversarial.top_k=many",
+                                                          "--out", str(t / "out")], "expects int"),
+    "parameters of an unknown method": (lambda t, ft: ["run", "--set", "unlearn.method_args.npoo.beta=1", "--out",
+                                                       str(t / "out")], "unknown method 'npoo'"),
+    "per-method settings of an unknown method": (lambda t, ft: ["run", "--set", "unlearn.per_method.gaa={epochs: 1}",
+                                                                "--out", str(t / "out")], "unknown method 'gaa'"),
+    "unknown region in a label": (lambda t, ft: ["run", "--methods", "ga@rows", "--out", str(t / "out")],
+                                  "unknown region 'rows'"),
+    "a localized method with a region label": (lambda t, ft: ["run", "--methods", "memflex@memflex", "--out",
+                                                              str(t / "out")], "trains inside its own region"),
+    "unknown plugin": (lambda t, ft: ["run", "--set", "plugins=[no_such_module_xyz]", "--out", str(t / "out")],
+                       "cannot import 'no_such_module_xyz'"),
     "adapter directory without safetensors": (lambda t, ft: ["eval", "--domain", "privacy", "--adapter", str(t),
                                                              "--out", str(t / "out" / "r.json")], "no LoRA adapter"),
 }
@@ -69,7 +81,7 @@ BAD_INPUT = {
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, finetuned_privacy, tmp_path, capsys):
     (tmp_path / "adapter_config.json").write_text("{}")  # for the adapter case: config without weights
     argv, message = BAD_INPUT[case]
-    code = main([*argv(tmp_path, str(finetuned_privacy)), *_set(*MICRO)])
+    code = main([*argv(tmp_path, str(finetuned_privacy)), *sets(*MICRO)])
     err = capsys.readouterr().err
     assert code == 2 and message in err and err.count("\n") == 1, err
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
@@ -101,6 +113,7 @@ WRITER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_a_writer_killed_mid_write_leaves_the_old_or_the_new_file_never_a_torn_one(tmp_path):
     target = tmp_path / "result.json"
     for attempt in range(6):
@@ -130,7 +143,7 @@ def test_same_seed_same_numbers(finetuned_privacy, tmp_path):
     from knowundo.evaluate.run import evaluate_checkpoint
     from knowundo.unlearn import unlearn
 
-    cfg = load_config("tiny", overrides=SHORT)
+    cfg = load_config("tiny", overrides=[*SHORT, "eval.general_mc=false", "eval.curves=false"])
     results = []
     for name in ("first", "second"):
         unlearn(cfg, "privacy", "ga_kl", finetuned_privacy / "adapter", tmp_path / name, progress=False)
@@ -169,6 +182,7 @@ def _crafted_pickle(target: Path, marker: Path) -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch, while refusing our crafted file
 def test_a_crafted_pickle_is_never_unpickled(finetuned_privacy, tmp_path, capsys):
     import shutil
@@ -179,7 +193,7 @@ def test_a_crafted_pickle_is_never_unpickled(finetuned_privacy, tmp_path, capsys
     adapter.mkdir()
     shutil.copy(finetuned_privacy / "adapter" / "adapter_config.json", adapter)
     _crafted_pickle(adapter / "adapter_model.bin", marker)
-    assert main(["eval", "--domain", "privacy", "--adapter", str(adapter), *_set(*SHORT)]) == 2
+    assert main(["eval", "--domain", "privacy", "--adapter", str(adapter), *sets(*SHORT)]) == 2
     assert "no LoRA adapter" in capsys.readouterr().err
     # 2. a results directory with pickles beside real results: the report never opens them
     results = tmp_path / "results"
@@ -191,7 +205,7 @@ def test_a_crafted_pickle_is_never_unpickled(finetuned_privacy, tmp_path, capsys
     # 3. a checkpoint to resume from whose optimizer state is a crafted pickle
     out = tmp_path / "unlearn"
     argv = ["unlearn", "--domain", "privacy", "--method", "ga", "--finetuned", str(finetuned_privacy),
-            "--out", str(out), *_set(*SHORT)]
+            "--out", str(out), *sets(*SHORT)]
     assert main(argv) == 0
     checkpoint = out / "checkpoints" / "checkpoint-4"
     partial = tmp_path / "unlearn.partial"

@@ -12,6 +12,8 @@ from pathlib import Path
 from contextlib import contextmanager
 from typing import Any, Iterator
 
+from knowundo.layout import CHECKPOINTS_DIR
+
 EVAL_RESULT_KIND = "knowundo-eval"  # marks an evaluation result file, so that reports find exactly those
 
 
@@ -141,7 +143,7 @@ class StageOutput:
 
         from knowundo.distributed import is_main
 
-        for _, path in reversed(checkpoint_steps(self.partial / "checkpoints")):
+        for _, path in reversed(checkpoint_steps(self.partial / CHECKPOINTS_DIR)):
             try:
                 read_json(path / "trainer_state.json")
                 return str(path)

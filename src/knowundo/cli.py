@@ -27,10 +27,23 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
                         help="override one setting, e.g. --set finetune.epochs=3 (repeatable)")
 
 
-def _config(args):
+def _config(args, extra: list[str] = ()):
+    """The resolved settings, with their plugins imported (they may register methods and metrics)."""
     from knowundo.config import load_config
+    from knowundo.plugins import load_plugins
 
-    return load_config(args.preset, args.config, args.overrides)
+    cfg = load_config(args.preset, args.config, [*args.overrides, *extra])
+    load_plugins(cfg.plugins)
+    return cfg
+
+
+def _prepare_model(cfg, check) -> None:
+    """For a command that loads the model: ``check()`` its inputs (one-line errors before any work), then the
+    explicit step that builds the tiny base if it is not cached yet."""
+    from knowundo.models.load import prepare_base
+
+    check()
+    prepare_base(cfg, progress=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     unlearn = sub.add_parser("unlearn", help="unlearn the Unlearn Scope of one domain with one method")
     _add_config_options(unlearn)
     unlearn.add_argument("--domain", required=True)
-    unlearn.add_argument("--method", required=True, help="ga, random_label, adversarial, ga_gd, ga_kl, memflex")
+    unlearn.add_argument("--method", required=True, help="a registered method (`knowundo methods` lists them with "
+                                                         "their parameters)")
     unlearn.add_argument("--general", action="store_true",
                          help="retain on the general-knowledge set (out-of-distribution) instead of the "
                               "retention train split")
@@ -84,13 +98,17 @@ def build_parser() -> argparse.ArgumentParser:
                                      "report (no arguments: tiny model, bundled data, both domains, all methods)")
     _add_config_options(run)
     run.add_argument("--domains", help="comma-separated (default: run.domains = privacy,copyright)")
-    run.add_argument("--methods", help="comma-separated method labels; suffix _ood retains on general data "
-                                       "(default: run.methods = all eight)")
+    run.add_argument("--methods", help="comma-separated row labels <method>[_ood][@memflex]: _ood retains on the "
+                                       "general set, @memflex trains inside the MemFlex region (default: run.methods)")
     run.add_argument("--model", help="Hugging Face id or local directory of a causal LM (sets model.name)")
     run.add_argument("--out", default="runs/default", metavar="DIR", help="results directory (default: %(default)s)")
     run.add_argument("--force", action="append", default=[], metavar="STAGE",
                      help="redo STAGE and everything after it: finetune, localize, unlearn, eval, report")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    methods = sub.add_parser("methods", help="list the registered unlearning methods, what they need and their "
+                                             "parameters (set with --set unlearn.method_args.<method>.<param>=...)")
+    _add_config_options(methods)
 
     report = sub.add_parser("report", help="rebuild the comparison tables (Markdown, CSV, JSON) and plots from "
                                            "the evaluation results under DIR, without recomputing")
@@ -101,7 +119,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_data(args) -> None:
     from knowundo.artifacts import hash_json
-    from knowundo.data.bundled import DOMAINS
     from knowundo.data.knowundo import DataSource, export_hub_layout, load_domain, load_general
 
     cfg = _config(args)
@@ -110,6 +127,8 @@ def cmd_data(args) -> None:
             raise KnowUndoError("--export writes the bundled set; drop data.source or set it to bundled")
         print(f"wrote {export_hub_layout(cfg.data.seed, args.export)}")
         return
+    from knowundo.layout import DOMAINS
+
     source = DataSource.from_config(cfg.data)
     for domain in DOMAINS:
         data = load_domain(source, domain)
@@ -126,8 +145,11 @@ def cmd_data(args) -> None:
 
 def cmd_finetune(args) -> None:
     from knowundo.finetune import finetune
+    from knowundo.stage import Stage
 
-    record = finetune(_config(args), args.domain, args.out)
+    cfg = _config(args)
+    _prepare_model(cfg, lambda: Stage("finetune", cfg, args.domain).data)
+    record = finetune(cfg, args.domain, args.out)
     print(f"fine-tuned {args.domain}: {record['items']} items, train loss {record['train_loss']:.4f}, "
           f"{record['trainable_parameters']} trainable parameters, {record['wall_seconds']:.0f}s -> {args.out}")
 
@@ -146,62 +168,78 @@ def _localize_overrides(args) -> list[str]:
 
 
 def cmd_localize(args) -> None:
-    from knowundo.config import load_config
-    from knowundo.localize import localize
+    from knowundo.layout import ADAPTER_DIR, REGION_FILE
+    from knowundo.localize import check_localize, localize
 
-    cfg = load_config(args.preset, args.config, [*args.overrides, *_localize_overrides(args)])
-    region = localize(cfg, args.domain, Path(args.finetuned) / "adapter", args.out)
+    cfg = _config(args, _localize_overrides(args))
+    adapter = Path(args.finetuned) / ADAPTER_DIR
+    _prepare_model(cfg, lambda: check_localize(cfg, args.domain, adapter))
+    region = localize(cfg, args.domain, adapter, args.out)
     sel = region["selection"]
     print(f"localized {args.domain} ({region['granularity']}, {sel['kind']}: mu {sel['mu']:.4g}, sigma "
           f"{sel['sigma']:.3g}): {region['selected_units']} of {region['total_units']} units in "
-          f"{region['selected_parameters']} LoRA matrices -> {Path(args.out) / 'region.json'}")
+          f"{region['selected_parameters']} LoRA matrices -> {Path(args.out) / REGION_FILE}")
 
 
 def cmd_unlearn(args) -> None:
-    from knowundo.unlearn import unlearn
+    from knowundo.layout import ADAPTER_DIR
+    from knowundo.unlearn import plan_unlearn, unlearn
 
-    record = unlearn(_config(args), args.domain, args.method, Path(args.finetuned) / "adapter", args.out,
-                     retain="general" if args.general else "retention", region=args.region)
+    cfg = _config(args)
+    run = (cfg, args.domain, args.method, Path(args.finetuned) / ADAPTER_DIR, args.out,
+           "general" if args.general else "retention", args.region)
+    _prepare_model(cfg, lambda: plan_unlearn(*run))
+    record = unlearn(*run)
     stopped = f", stopped early at step {record['stopped_early']['step']}" if record["stopped_early"] else ""
     retain = f" + {record['retain']} retain data" if record["retain"] else ""
-    print(f"unlearned {args.domain} with {args.method}{retain}: {record['steps']} steps, "
+    print(f"unlearned {args.domain} with {record['label']}{retain}: {record['steps']} steps, "
           f"{record['seconds_per_step']:.2f}s/step{stopped} -> {args.out}")
 
 
 def cmd_eval(args) -> None:
-    from knowundo.evaluate.run import evaluate_checkpoint
+    from knowundo.evaluate.metric import Columns
+    from knowundo.evaluate.run import check_eval, evaluate_checkpoint
+    from knowundo.report import table_markdown, table_rows
 
-    from knowundo.report import format_ppl
+    cfg = _config(args)
+    _prepare_model(cfg, lambda: check_eval(cfg, args.domain, args.adapter, args.label))
+    result = evaluate_checkpoint(cfg, args.domain, args.adapter, args.out, label=args.label)
+    columns = Columns.of([result])
+    for table in columns.tables():
+        chosen = columns.table(table)
+        print(table_markdown(columns.titles.get(table, f"{args.domain}: {result['label']}"),
+                             table_rows([result], chosen), chosen), end="")
 
-    result = evaluate_checkpoint(_config(args), args.domain, args.adapter, args.out, label=args.label)
-    for variant, r in result["prompts"].items():
-        print(f"{args.domain} [{result['label']}, prompt {variant}]: Unlearn Success {r['unlearn_success']:.1f}  "
-              f"Retention Success {r['retention_success']:.1f}  Avg Success {r['avg_success']:.1f}")
-        for scope in ("unlearn", "retention"):
-            m = r[scope]
-            rouge = f"  ROUGE-L R {m['rougeL_recall']:6.2f}" if "rougeL_recall" in m else ""
-            leak = f"  leak {m['leak_rate_normalized']:5.1f}%" if m.get("leak_rate_normalized") is not None else ""
-            print(f"  {scope:9} acc {m['accuracy']:6.2f}  ppl {format_ppl(m['ppl'])}  exact {m['exact_match']:6.2f}"
-                  f"{rouge}{leak}  ({m['items']} items)")
-    general = result["general"]
-    mc = "".join(f"  {task} acc {m['acc']:.1f}" for task, m in general["lm_eval"].items() if "acc" in m)
-    print(f"  general   held-out acc {general['heldout']['accuracy']:6.2f}  ppl "
-          f"{format_ppl(general['heldout']['ppl'])}{mc}")
-    print("  MIA AUC (unlearn vs retention / general): " + ", ".join(
-        f"{score} {v['retention']:.2f}/{v['general']:.2f}" for score, v in result["mia"].items()))
+
+def cmd_methods(args) -> None:
+    import dataclasses
+
+    from knowundo.methods import defines_region, get_method, method_names, method_params, relabels, trained_sides
+
+    cfg = _config(args)
+    for name in method_names():
+        method = get_method(name)
+        params = method_params(cfg.unlearn.method_args, name)
+        needs = [flag for flag, on in (("retain data", method.retain), ("a region from localization", method.localized),
+                                       ("a region of its own", defines_region(method)),
+                                       ("relabelled forget answers", relabels(method)),
+                                       ("alternative answers", "alternative" in trained_sides(method)),
+                                       ("hidden states", method.hidden_states)) if on]
+        needs += [f"reference outputs ({side})" for side in sorted(method.reference_sides(params))]
+        params = dataclasses.asdict(params)
+        print(f"{name:14} {method.summary()}")
+        print(f"{'':14} needs: {', '.join(needs) or 'forget data only'}; parameters: "
+              + ", ".join(f"{k}={v}" for k, v in params.items()))
 
 
 def cmd_run(args) -> None:
-    from knowundo.config import load_config
+    from knowundo.distributed import is_main
     from knowundo.pipeline import run_benchmark
     from knowundo.report import first_table
 
-    overrides = list(args.overrides)
-    for flag, key in (("domains", "run.domains"), ("methods", "run.methods"), ("model", "model.name")):
-        if getattr(args, flag) is not None:
-            overrides.append(f"{key}={getattr(args, flag)}")
-    cfg = load_config(args.preset, args.config, overrides)
-    from knowundo.distributed import is_main
+    flags = (("domains", "run.domains"), ("methods", "run.methods"), ("model", "model.name"))
+    overrides = [f"{key}={getattr(args, flag)}" for flag, key in flags if getattr(args, flag) is not None]
+    cfg = _config(args, overrides)
 
     report = run_benchmark(cfg, args.out, force=args.force, progress=not args.quiet)
     if is_main():
@@ -218,7 +256,7 @@ def cmd_report(args) -> None:
 
 
 COMMANDS = {"data": cmd_data, "finetune": cmd_finetune, "localize": cmd_localize, "unlearn": cmd_unlearn,
-            "eval": cmd_eval, "run": cmd_run, "report": cmd_report}
+            "eval": cmd_eval, "methods": cmd_methods, "run": cmd_run, "report": cmd_report}
 
 
 def main(argv: list[str] | None = None) -> int:

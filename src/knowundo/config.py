@@ -56,6 +56,7 @@ class TinyConfig:
     pretrain_lr: float = 3e-3
     pretrain_batch_size: int = 32
     seed: int = 0
+    corpus_seed: int = 0  # seed of the bundled world whose instance-free corpus pretrains the model
 
 
 @dataclass
@@ -78,12 +79,18 @@ class UnlearnConfig(TrainConfig):
     save_steps: int = 5  # checkpoints trace metrics across training (paper Figure 4)
     adversarial_top_k: int = 1  # adversarial labels: 1 = argmax over a != gold; >1 samples within the top k
     adversarial_top_p: float = 1.0
-    per_method: dict = field(default_factory=dict)  # e.g. {memflex: {learning_rate: 3.0e-4}}
+    relabel_batch_size: int = 32  # forward batch of relabelling passes (adversarial labels)
+    # training settings per method or row label, e.g. {memflex: {learning_rate: 3.0e-4}}; a label's entry
+    # (npo@memflex) applies over its method's (npo)
+    per_method: dict = field(default_factory=dict)
+    # each method's own loss parameters, e.g. {npo: {beta: 0.1}} (checked against the method's dataclass)
+    method_args: dict = field(default_factory=dict)
 
-    def for_method(self, method: str) -> "UnlearnConfig":
-        """These settings with the method's own overrides applied (unknown keys are errors)."""
-        resolved = dataclasses.replace(self, per_method={})
-        _merge(resolved, self.per_method.get(method, {}), f"unlearn.per_method.{method}.")
+    def for_method(self, *names: str) -> "UnlearnConfig":
+        """These settings with the overrides of each of ``names`` applied in order (unknown keys are errors)."""
+        resolved = dataclasses.replace(self, per_method={}, method_args={})
+        for name in dict.fromkeys(names):
+            merge_settings(resolved, self.per_method.get(name, {}), f"unlearn.per_method.{name}.")
         return resolved
 
 
@@ -92,6 +99,7 @@ class LocalizeConfig:
     """MemFlex localization. mu / sigma: a number, or one per domain (paper Table 12)."""
 
     copies: int = 5  # random-label copies averaged per item (the paper's text)
+    batch_size: int = 32  # items per gradient pass
     granularity: str = "module"  # module | row (output neurons of B / rank rows of A)
     selection: str = "thresholds"  # thresholds | quantile | top_k
     mu: Any = 0.96
@@ -155,19 +163,24 @@ class EvalConfig:
         raise KnowUndoError(f"unknown prompt variant {variant!r} in eval.prompts; choose from none, direct, helpful")
 
 
+PAPER_ROWS = ["ga", "random_label", "adversarial", "ga_gd", "ga_gd_ood", "ga_kl", "ga_kl_ood", "memflex"]
+MODERN_ROWS = ["npo", "npo@memflex", "simnpo", "simnpo@memflex", "idk_sft", "idk_dpo", "rmu", "undial", "wga"]
+
+
 @dataclass
 class RunConfig:
-    """What `knowundo run` covers: domains and method labels (a registered method name, plus ``_ood`` to retain
-    on the general set instead of the retention scope)."""
+    """What `knowundo run` covers: domains and row labels ``<method>[_ood][@memflex]`` (a registered method;
+    ``_ood`` retains on the general set instead of the retention scope; ``@memflex`` trains inside the domain's
+    MemFlex region). Default: the paper's eight rows, then the methods papers compare against since 2024."""
 
     domains: list = field(default_factory=lambda: ["privacy", "copyright"])
-    methods: list = field(default_factory=lambda: ["ga", "random_label", "adversarial", "ga_gd", "ga_gd_ood",
-                                                   "ga_kl", "ga_kl_ood", "memflex"])
+    methods: list = field(default_factory=lambda: [*PAPER_ROWS, *MODERN_ROWS])
 
 
 @dataclass
 class Config:
     seed: int = 42
+    plugins: list = field(default_factory=list)  # modules (or .py files) that register methods / metrics
     model: ModelConfig = field(default_factory=ModelConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -185,7 +198,11 @@ class Config:
 PRESETS = ("tiny", "llama2-7b-chat", "qwen1.5-7b-chat")
 
 
-def _merge(target: Any, values: dict, where: str) -> None:
+def merge_settings(target: Any, values: dict, where: str) -> None:
+    """Set ``values`` (a nested mapping) on the dataclass ``target``, keeping each key's type; ``where`` prefixes
+    key names in errors (``unlearn.method_args.npo.``)."""
+    if not isinstance(values, dict):
+        raise KnowUndoError(f"config key '{where.rstrip('.')}' is a section; give it a mapping")
     annotations = {f.name: str(f.type) for f in dataclasses.fields(target)}
     names = list(annotations)
     for key, value in values.items():
@@ -197,14 +214,18 @@ def _merge(target: Any, values: dict, where: str) -> None:
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
                 raise KnowUndoError(f"config key '{where}{key}' is a section; give it a mapping")
-            _merge(current, value, f"{where}{key}.")
+            merge_settings(current, value, f"{where}{key}.")
         else:
             setattr(target, key, _coerce(value, current, annotations[key], f"{where}{key}"))
 
 
+_SCALARS = {"bool": bool, "int": int, "float": float, "str": str}
+
+
 def _coerce(value: Any, current: Any, annotation: str, key: str) -> Any:
-    """Keep each key's type: ints stay ints, floats accept '1e-4' (the reference typed mu/sigma as int)."""
-    if current is None or value is None or annotation == "Any":
+    """Keep each key's type: ints stay ints, floats accept '1e-4' (the reference typed mu/sigma as int). A key
+    whose default is None takes its type from the annotation (``int | None``)."""
+    if value is None or annotation == "Any":
         return value
     if annotation == "dict":
         if not isinstance(value, dict):
@@ -216,7 +237,9 @@ def _coerce(value: Any, current: Any, annotation: str, key: str) -> Any:
         if not isinstance(value, list):
             raise KnowUndoError(f"config key '{key}' expects a list, got {value!r}")
         return value
-    kind = type(current)
+    kind = type(current) if current is not None else _SCALARS.get(annotation.split("|")[0].strip())
+    if kind is None:
+        return value
     try:
         if kind is bool:
             if isinstance(value, str):
@@ -225,9 +248,13 @@ def _coerce(value: Any, current: Any, annotation: str, key: str) -> Any:
                 return value.lower() in ("true", "1", "yes")
             return bool(value)
         if kind is int:
-            if isinstance(value, float) and not value.is_integer():
+            if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
                 raise ValueError
             return int(float(value)) if isinstance(value, str) else int(value)
+        if kind is float and isinstance(value, bool):
+            raise ValueError
+        if kind is str and isinstance(value, (dict, list)):
+            raise ValueError
         return kind(value)
     except (TypeError, ValueError):
         raise KnowUndoError(f"config key '{key}' expects {kind.__name__}, got {value!r}") from None
@@ -241,7 +268,7 @@ def load_config(preset: str = "tiny", file: str | Path | None = None, overrides:
         raise KnowUndoError(f"unknown preset {preset!r}" + (f"; did you mean '{hint[0]}'?" if hint else
                                                              f"; choose one of {', '.join(PRESETS)}"))
     text = resources.files("knowundo").joinpath("presets", f"{preset}.yaml").read_text()
-    _merge(cfg, yaml.safe_load(text) or {}, "")
+    merge_settings(cfg, yaml.safe_load(text) or {}, "")
     if file is not None:
         path = Path(file)
         if not path.is_file():
@@ -252,7 +279,7 @@ def load_config(preset: str = "tiny", file: str | Path | None = None, overrides:
             raise KnowUndoError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
         if not isinstance(values, dict):
             raise KnowUndoError(f"{path}: expected a mapping of config sections")
-        _merge(cfg, values, "")
+        merge_settings(cfg, values, "")
     for item in overrides:
         if "=" not in item:
             raise KnowUndoError(f"override {item!r} must look like section.key=value")
@@ -264,5 +291,5 @@ def load_config(preset: str = "tiny", file: str | Path | None = None, overrides:
         for part in parts[:-1]:
             cursor = cursor.setdefault(part, {})
         cursor[parts[-1]] = value
-        _merge(cfg, nested, "")
+        merge_settings(cfg, nested, "")
     return cfg

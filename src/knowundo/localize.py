@@ -20,22 +20,18 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from knowundo.artifacts import (StageOutput, atomic_path, file_hash, hash_json, library_versions, read_json,
-                                write_json)
+from knowundo.artifacts import atomic_path, read_json, write_json
 from knowundo.config import Config
 from knowundo.data.format import Formatter, encode_items, pad_batch, pad_id_of
-from knowundo.data.knowundo import DataSource, load_domain
+from knowundo.data.relabel import RelabelContext, random_labels
 from knowundo.distributed import all_reduce_sum, barrier, is_main, rank, world_size
 from knowundo.errors import KnowUndoError
-from knowundo.methods import RelabelContext, Side
-from knowundo.methods.base import per_sample_nll
-from knowundo.methods.relabel import random_labels
-from knowundo.models.load import adapter_weights, load_adapter, load_base
+from knowundo.layout import GRADIENT_STATS, GRADIENTS_RECORD, HEATMAP, REGION_FILE, ROW_MASKS, SCOPES
+from knowundo.logits import per_sample_nll
+from knowundo.models.load import load_adapter, load_base
+from knowundo.region import layer_of, lora_parameters
+from knowundo.stage import Stage, adapter_hash
 
-RECORD = "gradients.json"
-STATS = "gradients.safetensors"
-REGION = "region.json"
-ROW_MASKS = "region_rows.safetensors"
 GRANULARITIES = ("module", "row")
 SELECTIONS = ("thresholds", "quantile", "top_k")
 
@@ -63,15 +59,7 @@ class Selection:
             raise KnowUndoError(f"localize.top_k must be >= 1, got {self.top_k}")
 
 
-def lora_parameters(model) -> dict[str, torch.nn.Parameter]:
-    """The trainable LoRA A/B matrices of the active adapter, by parameter name."""
-    params = {n: p for n, p in model.named_parameters() if p.requires_grad and ("lora_A" in n or "lora_B" in n)}
-    if not params:
-        raise KnowUndoError("the model has no trainable LoRA matrices to localize in")
-    return params
-
-
-def average_gradients(model, features: list[dict], tokenizer, copies: int, seed: int, batch_size: int
+def average_gradients(model, features: list[dict], formatter: Formatter, copies: int, seed: int, batch_size: int
                       ) -> dict[str, torch.Tensor]:
     """Mean gradient of the per-item loss over ``copies`` random relabellings of ``features``. With several
     processes each takes every world-size-th batch of the same relabelled list and the sums are all-reduced,
@@ -84,13 +72,12 @@ def average_gradients(model, features: list[dict], tokenizer, copies: int, seed:
     first, stride = rank() * batch_size, world_size() * batch_size
     for copy in range(copies):
         generator = torch.Generator().manual_seed(seed * 1000 + copy)
-        relabelled = random_labels(features, RelabelContext(None, tokenizer, generator))
+        relabelled = random_labels(features, RelabelContext(None, formatter, generator))
         for start in range(first, len(relabelled), stride):
             batch = {k: v.to(device) for k, v in
-                     pad_batch(relabelled[start:start + batch_size], pad_id_of(tokenizer)).items()}
+                     pad_batch(relabelled[start:start + batch_size], pad_id_of(formatter.tokenizer)).items()}
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            side = Side(logits, batch["labels"], torch.ones(len(batch["labels"]), device=device))
-            (per_sample_nll(side).sum() / total).backward()
+            (per_sample_nll(logits, batch["labels"]).sum() / total).backward()
     grads = {}
     for name, p in params.items():
         grad = p.grad if p.grad is not None else torch.zeros_like(p)  # a process may have had no batch
@@ -129,59 +116,67 @@ def select(stats: dict[str, dict[str, torch.Tensor]], selection: Selection) -> t
                    "top_k": selection.top_k}
 
 
-def localize_key(cfg: Config, domain: str, adapter: Path, data, granularity: str) -> str:
-    settings = {k: cfg.to_dict()[k] for k in ("seed", "model", "data")}
-    return hash_json({"stage": "localize", "domain": domain, "settings": settings, "copies": cfg.localize.copies,
-                      "granularity": granularity, "adapter": file_hash(adapter_weights(adapter)),
-                      "data": hash_json(data)})
-
-
-def compute_statistics(cfg: Config, domain: str, finetuned_adapter: Path, out_dir: Path, granularity: str,
-                       progress: bool = True) -> dict[str, dict[str, torch.Tensor]]:
-    """G_UL / G_RT statistics for every LoRA matrix, cached in ``out_dir`` under the stage key."""
-    data = load_domain(DataSource.from_config(cfg.data), domain)
-    train_only = {scope: data[scope]["train"] for scope in ("unlearn", "retention")}
-    stage = StageOutput(out_dir, localize_key(cfg, domain, finetuned_adapter, train_only, granularity), RECORD)
-    if stage.finished() is None:
-        model, tokenizer = load_base(cfg, progress=progress)
+def compute_statistics(cfg: Config, domain: str, finetuned_adapter: Path, out_dir: Path, granularity: str
+                       ) -> dict[str, dict[str, torch.Tensor]]:
+    """G_UL / G_RT statistics for every LoRA matrix, cached in ``out_dir`` under the stage key (the selection is
+    not part of it: choosing another region from the same statistics recomputes nothing)."""
+    stage = Stage("localize", cfg, domain)
+    train_only = {scope: stage.data[scope]["train"] for scope in SCOPES}
+    loc = cfg.localize
+    output = stage.output(out_dir, GRADIENTS_RECORD, train_only, adapter=adapter_hash(finetuned_adapter),
+                          copies=loc.copies, granularity=granularity, batch_size=loc.batch_size)
+    if output.finished() is None:
+        model, tokenizer = load_base(cfg)
         model = load_adapter(model, finetuned_adapter, trainable=True)
-        formatter = Formatter(tokenizer, cfg.model.template, cfg.model.max_length)
-        grads = {scope: average_gradients(model, encode_items(items, formatter).features, tokenizer,
-                                          cfg.localize.copies, cfg.seed, cfg.eval.batch_size)
+        formatter = stage.formatter(tokenizer)
+        grads = {scope: average_gradients(model, encode_items(items, formatter).features, formatter,
+                                          loc.copies, cfg.seed, loc.batch_size)
                  for scope, items in train_only.items()}
         flat = {}
         for name in grads["unlearn"]:
             for stat, value in unit_statistics(grads["unlearn"][name], grads["retention"][name],
                                                granularity).items():
                 flat[f"{name}::{stat}"] = value.contiguous()
-        work = stage.begin()
+        work = output.begin()
         if is_main():
-            save_file(flat, str(work / STATS))
-        stage.commit({"stage": "localize", "domain": domain, "key": stage.key, "granularity": granularity,
-                      "copies": cfg.localize.copies, "adapter": str(finetuned_adapter),
-                      "adapter_hash": file_hash(adapter_weights(finetuned_adapter)),
-                      "data_hash": hash_json(train_only), "splits": "train", "seed": cfg.seed, "config": cfg.to_dict(),
-                      "versions": library_versions()})
+            save_file(flat, str(work / GRADIENT_STATS))
+        output.commit(stage.record(output.key, train_only, granularity=granularity, copies=loc.copies,
+                                   adapter=str(finetuned_adapter), adapter_hash=adapter_hash(finetuned_adapter),
+                                   splits="train"))
     stats: dict[str, dict[str, torch.Tensor]] = {}
-    for key, value in load_file(str(Path(out_dir) / STATS)).items():
+    for key, value in load_file(str(Path(out_dir) / GRADIENT_STATS)).items():
         name, stat = key.split("::")
         stats.setdefault(name, {})[stat] = value
     return stats
 
 
-def localize(cfg: Config, domain: str, finetuned_adapter: str | Path, out_dir: str | Path,
-             progress: bool = True) -> dict:
-    """Compute (or reuse) the statistics, select the region, write ``region.json`` (+ row masks) and heatmap."""
-    granularity = cfg.localize.granularity
-    if granularity not in GRANULARITIES:
-        raise KnowUndoError(f"unknown granularity {granularity!r}; choose one of {', '.join(GRANULARITIES)}")
-    finetuned_adapter, out_dir = Path(finetuned_adapter), Path(out_dir)
-    adapter_weights(finetuned_adapter)
+def selection_for(cfg: Config, domain: str) -> Selection:
+    """The region selection of ``domain`` from the settings (checked: one-line errors)."""
     loc = cfg.localize
-    selection = Selection(loc.selection, loc.threshold("mu", domain), loc.threshold("sigma", domain), loc.quantile,
-                          loc.top_k)
-    stats = compute_statistics(cfg, domain, finetuned_adapter, out_dir, granularity, progress)
+    if loc.granularity not in GRANULARITIES:
+        raise KnowUndoError(f"unknown granularity {loc.granularity!r}; choose one of {', '.join(GRANULARITIES)}")
+    if loc.copies < 1 or loc.batch_size < 1:
+        raise KnowUndoError("localize.copies and localize.batch_size must be >= 1")
+    return Selection(loc.selection, loc.threshold("mu", domain), loc.threshold("sigma", domain), loc.quantile,
+                     loc.top_k)
+
+
+def check_localize(cfg: Config, domain: str, finetuned_adapter: str | Path) -> Selection:
+    """The selection to apply, after checking the settings, the data and the adapter (before any work)."""
+    selection = selection_for(cfg, domain)
+    Stage("localize", cfg, domain).data  # noqa: B018  (loads and validates the domain)
+    adapter_hash(finetuned_adapter)
+    return selection
+
+
+def localize(cfg: Config, domain: str, finetuned_adapter: str | Path, out_dir: str | Path) -> dict:
+    """Compute (or reuse) the statistics, select the region, write ``region.json`` (+ row masks) and heatmap."""
+    selection = check_localize(cfg, domain, finetuned_adapter)
+    granularity = cfg.localize.granularity
+    finetuned_adapter, out_dir = Path(finetuned_adapter), Path(out_dir)
+    stats = compute_statistics(cfg, domain, finetuned_adapter, out_dir, granularity)
     masks, used = select(stats, selection)
+    statistics = read_json(out_dir / GRADIENTS_RECORD)
     units = [{"parameter": name, "units": int(mask.numel()), "selected_units": int(mask.sum()),
               "cosine": _summary(stats[name]["cosine"]), "unlearn_mean_abs": _summary(stats[name]["unlearn_mean_abs"]),
               "retain_mean_abs": _summary(stats[name]["retain_mean_abs"]), "selected": bool(mask.any())}
@@ -189,15 +184,15 @@ def localize(cfg: Config, domain: str, finetuned_adapter: str | Path, out_dir: s
     region = {"domain": domain, "granularity": granularity, "selection": used,
               "selected_parameters": sum(u["selected"] for u in units),
               "selected_units": sum(u["selected_units"] for u in units), "total_units": sum(u["units"] for u in units),
-              "source": {k: read_json(out_dir / RECORD)[k] for k in ("key", "adapter_hash", "data_hash", "copies")},
-              "seed": cfg.seed, "data_hash": read_json(out_dir / RECORD)["data_hash"], "versions": library_versions(),
+              "source": {k: statistics[k] for k in ("key", "adapter_hash", "data_hash", "copies")},
+              "seed": cfg.seed, "data_hash": statistics["data_hash"], "versions": statistics["versions"],
               "parameters": units}
     if is_main():
         if granularity == "row":
             with atomic_path(out_dir / ROW_MASKS) as tmp:
                 save_file({name: mask.to(torch.uint8) for name, mask in masks.items()}, str(tmp))
-        write_json(out_dir / REGION, region)
-        plot_heatmap(stats, masks, out_dir / "heatmap.png")
+        write_json(out_dir / REGION_FILE, region)
+        plot_heatmap(stats, masks, out_dir / HEATMAP)
     barrier()
     return region
 
@@ -206,54 +201,6 @@ def _summary(values: torch.Tensor) -> float | dict[str, float]:
     if values.numel() == 1:
         return float(values[0])
     return {"mean": float(values.mean()), "min": float(values.min()), "max": float(values.max())}
-
-
-def load_region(path: str | Path, model) -> dict[str, torch.Tensor]:
-    """Boolean unit mask per LoRA parameter of ``model`` from a ``region.json`` (row masks from the
-    safetensors file beside it). Names that the model lacks, or an empty region, are errors."""
-    path = Path(path)
-    if not path.is_file():
-        raise KnowUndoError(f"{path}: region file not found")
-    try:
-        region = read_json(path)
-        entries = {u["parameter"]: u for u in region["parameters"]}
-        granularity = region["granularity"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise KnowUndoError(f"{path}: not a region file ({type(exc).__name__}: {exc})") from None
-    params = dict(model.named_parameters())
-    unknown = [name for name in entries if name not in params]
-    if unknown:
-        raise KnowUndoError(f"{path}: {len(unknown)} region parameters do not exist in the model, e.g. {unknown[0]}")
-    if granularity == "row":
-        rows = path.parent / ROW_MASKS
-        if not rows.is_file():
-            raise KnowUndoError(f"{path}: row region without its masks file {rows.name}")
-        masks = {name: mask.bool() for name, mask in load_file(str(rows)).items()}
-    else:
-        masks = {name: torch.tensor([bool(u["selected"])]) for name, u in entries.items()}
-    if not any(mask.any() for mask in masks.values()):
-        raise KnowUndoError(f"{path}: the region is empty (no LoRA matrix selected); loosen the selection")
-    for name, mask in masks.items():
-        if mask.numel() not in (1, params[name].shape[0]):
-            raise KnowUndoError(f"{path}: the mask of {name} has {mask.numel()} rows, the model "
-                                f"{params[name].shape[0]}")
-    return masks
-
-
-def apply_region(model, masks: dict[str, torch.Tensor], weight_decay: float) -> list:
-    """Freeze every LoRA matrix outside the region; inside a row region, zero the gradient of unselected rows.
-    Returns the hook handles. Row masks need weight_decay 0: decay would move the masked rows."""
-    handles = []
-    for name, param in lora_parameters(model).items():
-        mask = masks.get(name)
-        param.requires_grad_(mask is not None and bool(mask.any()))
-        if param.requires_grad and mask.numel() > 1 and not mask.all():
-            if weight_decay:
-                raise KnowUndoError("a row-granularity region needs unlearn.weight_decay=0 (decay would change "
-                                    "the rows outside the region)")
-            row_mask = mask.to(param.dtype).unsqueeze(1).to(param.device)
-            handles.append(param.register_hook(lambda grad, m=row_mask: grad * m))
-    return handles
 
 
 def plot_heatmap(stats: dict[str, dict[str, torch.Tensor]], masks: dict[str, torch.Tensor], out_file: Path) -> None:
@@ -265,9 +212,9 @@ def plot_heatmap(stats: dict[str, dict[str, torch.Tensor]], masks: dict[str, tor
 
     cells = {}
     for name, s in stats.items():
-        match = re.search(r"layers\.(\d+)\..*?(\w+)\.lora_([AB])", name)
-        if match:
-            cells[(int(match[1]), f"{match[2]}.{match[3]}")] = (
+        match = re.search(r"(\w+)\.lora_([AB])", name)
+        if match and layer_of(name) is not None:
+            cells[(layer_of(name), f"{match[1]}.{match[2]}")] = (
                 float(s["cosine"].mean()), float(s["unlearn_mean_abs"].mean().clamp(min=1e-30).log10()),
                 float(masks[name].float().mean()))
     if not cells:

@@ -27,3 +27,9 @@ def token_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Te
     """(log p(gold) per position, zero off the answer; answer mask), both [batch, length - 1]."""
     logits, targets, mask = shifted(logits, labels)
     return gold_logprobs(logits, targets) * mask, mask
+
+
+def per_sample_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean negative log-likelihood over each sample's answer tokens (float32), shape [batch]."""
+    logprob, mask = token_logprobs(logits, labels)
+    return -logprob.sum(-1) / mask.sum(-1).clamp(min=1)

@@ -1,19 +1,18 @@
 """`knowundo run`: the whole benchmark, stage by stage, resumable.
 
-For each domain: fine-tune -> evaluate the fine-tuned ("vanilla") model -> localize (if a method needs a region)
--> every method: unlearn -> evaluate; then one report for the run. Every stage's output is keyed by a hash of its
-inputs, so a finished stage is skipped, an interrupted one resumes from its last checkpoint, and a directory of
-other settings is refused. ``--force STAGE`` redoes that stage and everything after it.
+For each domain: fine-tune -> evaluate the fine-tuned ("vanilla") model -> localize (if a row needs a region)
+-> every row label: unlearn -> evaluate; then one report for the run. Every stage's output is keyed by a hash of
+its inputs, so a finished stage is skipped, an interrupted one resumes from its last checkpoint, and a directory
+of other settings is refused. ``--force STAGE`` redoes that stage and everything after it.
 
-Layout: ``OUT/run.json`` (resolved config, versions, data hashes), ``OUT/<domain>/finetune``, ``localize``,
-``unlearn/<label>``, ``eval/<label>.json``, and ``OUT/report``.
+Layout (:mod:`knowundo.layout`): ``OUT/run.json`` (resolved config, versions, data hashes),
+``OUT/<domain>/finetune``, ``localize``, ``unlearn/<label>``, ``eval/<label>.json``, and ``OUT/report``.
 """
 
 from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -22,29 +21,18 @@ from knowundo.config import Config
 from knowundo.data.knowundo import DataSource, check_domain, load_domain
 from knowundo.distributed import barrier, is_main, world_size
 from knowundo.errors import KnowUndoError
-from knowundo.methods import get_method
+from knowundo.evaluate.run import eval_key, evaluate_checkpoint
+from knowundo.finetune import finetune
+from knowundo.layout import (FINETUNE_RECORD, GRADIENTS_RECORD, RUN_RECORD, UNLEARN_RECORD, VANILLA_LABEL, RunLabel,
+                             RunLayout, report_dir)
+from knowundo.localize import localize, selection_for
+from knowundo.methods import check_label, method_params
+from knowundo.models.load import prepare_base
+from knowundo.plugins import load_plugins
+from knowundo.report import build_report
+from knowundo.unlearn import unlearn
 
 STAGES = ("finetune", "localize", "unlearn", "eval", "report")
-OOD_SUFFIX = "_ood"
-
-
-@dataclass(frozen=True)
-class MethodRun:
-    """One row of the comparison: a registered method, retaining on the retention scope or (``_ood``) on the
-    general-knowledge set."""
-
-    label: str
-    method: str
-    retain: str
-
-    @classmethod
-    def parse(cls, label: str) -> "MethodRun":
-        name, retain = (label[: -len(OOD_SUFFIX)], "general") if label.endswith(OOD_SUFFIX) else (label, "retention")
-        method = get_method(name)
-        if retain == "general" and method.retain_weight is None:
-            raise KnowUndoError(f"method {label!r}: {name} uses no retain data, so it has no out-of-distribution "
-                                f"variant")
-        return cls(label, name, retain)
 
 
 def settings_key(cfg: Config) -> str:
@@ -63,15 +51,33 @@ def expand_force(stages: list[str]) -> set[str]:
     return forced
 
 
+def check_rows(cfg: Config) -> list[RunLabel]:
+    """The run's row labels, each runnable with valid settings (one-line errors before any work)."""
+    labels = [RunLabel.parse(label) for label in cfg.run.methods]
+    if len({label.label for label in labels}) != len(labels):
+        raise KnowUndoError(f"run.methods lists a method twice: {', '.join(cfg.run.methods)}")
+    for label in labels:
+        check_label(label)
+        method_params(cfg.unlearn.method_args, label.method, label.label)
+        cfg.unlearn.for_method(label.method, label.label)
+    for key in cfg.unlearn.per_method:
+        check_label(RunLabel.parse(key))
+    return labels
+
+
+def needs_region(label: RunLabel) -> bool:
+    return label.region is not None or check_label(label).localized
+
+
 class StageLog:
     """One line per stage, with its wall time; totals per stage kind at the end (so the budget is visible)."""
 
     def __init__(self, echo: Callable[[str], None]):
         self.echo, self.seconds = echo, {}
 
-    def run(self, kind: str, where: str, work: Callable[[], tuple[str, bool]]):
+    def run(self, kind: str, where: str, work: Callable[..., tuple[str, bool]], *args):
         started = time.perf_counter()
-        summary, cached = work()
+        summary, cached = work(*args)
         elapsed = time.perf_counter() - started
         self.seconds[kind] = self.seconds.get(kind, 0.0) + elapsed
         self.echo(f"[{where}] {kind:9} {'cached' if cached else f'{elapsed:6.1f}s'}  {summary}")
@@ -82,7 +88,7 @@ class StageLog:
 
 
 def _check_run_dir(out: Path, cfg: Config) -> None:
-    record = out / "run.json"
+    record = out / RUN_RECORD
     if record.is_file():
         try:
             previous = read_json(record).get("settings_key")
@@ -111,31 +117,73 @@ def _silent(line: str) -> None:
     pass
 
 
+class DomainRun:
+    """The stages of one domain, each a ``() -> (summary, cached)`` for :class:`StageLog`."""
+
+    def __init__(self, cfg: Config, domain: str, layout: RunLayout, progress: bool):
+        self.cfg, self.domain, self.layout, self.progress = cfg, domain, layout, progress
+
+    def remove_forced(self, forced: set[str], labels: list[RunLabel]) -> None:
+        layout = self.layout
+        for stage, path in (("finetune", layout.finetune), ("localize", layout.localize), ("eval", layout.eval_dir),
+                            *(("unlearn", layout.unlearn(label.label)) for label in labels)):
+            if stage in forced:
+                _remove(path)
+
+    def finetune(self) -> tuple[str, bool]:
+        done = (self.layout.finetune / FINETUNE_RECORD).is_file()
+        record = finetune(self.cfg, self.domain, self.layout.finetune, progress=self.progress)
+        return f"{record['items']} items, train loss {record['train_loss']:.4f}", done
+
+    def localize(self) -> tuple[str, bool]:
+        done = (self.layout.localize / GRADIENTS_RECORD).is_file()
+        region = localize(self.cfg, self.domain, self.layout.adapter, self.layout.localize)
+        return (f"{region['selected_units']} of {region['total_units']} units in {region['selected_parameters']} "
+                f"LoRA matrices ({region['granularity']})"), done
+
+    def unlearn(self, label: RunLabel) -> tuple[str, bool]:
+        run_dir = self.layout.unlearn(label.label)
+        done = (run_dir / UNLEARN_RECORD).is_file()
+        record = unlearn(self.cfg, self.domain, label.method, self.layout.adapter, run_dir, retain=label.retain,
+                         region=self.layout.region if needs_region(label) else None, progress=self.progress)
+        early = record["stopped_early"]
+        stopped = f", stopped early at step {early['step']}" if early else ""
+        return f"{label.label}: {record['steps']} steps, {record['seconds_per_step']:.2f}s/step{stopped}", done
+
+    def evaluate(self, label: str, adapter: Path) -> tuple[str, bool]:
+        """On the main process only (the others wait): evaluation is cheap next to training."""
+        target = self.layout.eval(label)
+        key = eval_key(self.cfg, self.domain, adapter, label)
+        cached = target.is_file() and read_json(target).get("meta", {}).get("key") == key
+        if is_main() and not cached:
+            evaluate_checkpoint(self.cfg, self.domain, adapter, target, label=label, progress=self.progress)
+        barrier()
+        variant = self.cfg.eval.prompts[0]
+        first = read_json(target)["prompts"][variant]
+        return (f"{label}: Unlearn {first['unlearn_success']:.1f}  Retention {first['retention_success']:.1f}  "
+                f"Avg {first['avg_success']:.1f} (prompt {variant})"), cached
+
+
 def run_benchmark(cfg: Config, out: str | Path, force: list[str] = (), progress: bool = True,
                   echo: Callable[[str], None] = _print_now) -> Path:
     """Run (or resume) the benchmark under ``out``; returns the report directory."""
-    from knowundo.evaluate.run import eval_key, evaluate_checkpoint
-    from knowundo.finetune import finetune
-    from knowundo.localize import localize
-    from knowundo.report import build_report
-    from knowundo.unlearn import unlearn
-
     out = Path(out)
+    load_plugins(cfg.plugins)
     domains = [check_domain(d) for d in cfg.run.domains]
-    runs = [MethodRun.parse(label) for label in cfg.run.methods]
     if not domains:
         raise KnowUndoError("run.domains is empty")
-    if len({r.label for r in runs}) != len(runs):
-        raise KnowUndoError(f"run.methods lists a method twice: {', '.join(cfg.run.methods)}")
+    labels = check_rows(cfg)
     forced = expand_force(list(force))
     for domain in domains:
         cfg.eval.check_prompts(domain)
+        if any(needs_region(label) for label in labels):
+            selection_for(cfg, domain)
     _check_run_dir(out, cfg)
     source = DataSource.from_config(cfg.data)
     if is_main():
-        write_json(out / "run.json", {
+        write_json(out / RUN_RECORD, {
             "settings_key": settings_key(cfg), "seed": cfg.seed, "domains": domains,
-            "methods": [r.label for r in runs], "processes": world_size(),
+            "methods": [label.label for label in labels], "processes": world_size(),
             "data_hashes": {d: hash_json(load_domain(source, d)) for d in domains}, "config": cfg.to_dict(),
             "versions": library_versions()})
     else:
@@ -143,68 +191,37 @@ def run_benchmark(cfg: Config, out: str | Path, force: list[str] = (), progress:
     barrier()
 
     log = StageLog(echo)
+    if cfg.model.name == "tiny":
+        log.run("model", "all", _build_tiny, cfg, progress)
     for domain in domains:
-        root = out / domain
+        stages = DomainRun(cfg, domain, RunLayout(out / domain), progress)
         if is_main():
-            for stage, path in (("finetune", root / "finetune"), ("localize", root / "localize"),
-                                ("eval", root / "eval"), *(("unlearn", root / "unlearn" / r.label) for r in runs)):
-                if stage in forced:
-                    _remove(path)
+            stages.remove_forced(forced, labels)
         barrier()
-
-        def evaluate(label: str, adapter: Path) -> tuple[str, bool]:
-            """On the main process only (the others wait): evaluation is cheap next to training."""
-            target = root / "eval" / f"{label}.json"
-            key = eval_key(cfg, domain, adapter, label)
-            cached = target.is_file() and read_json(target).get("meta", {}).get("key") == key
-            if is_main() and not cached:
-                evaluate_checkpoint(cfg, domain, adapter, target, label=label, progress=progress)
-            barrier()
-            result = read_json(target)
-            first = result["prompts"][cfg.eval.prompts[0]]
-            return (f"{label}: Unlearn {first['unlearn_success']:.1f}  Retention {first['retention_success']:.1f}  "
-                    f"Avg {first['avg_success']:.1f} (prompt {cfg.eval.prompts[0]})"), cached
-
-        def do_finetune() -> tuple[str, bool]:
-            done = (root / "finetune" / "finetune.json").is_file()
-            record = finetune(cfg, domain, root / "finetune", progress=progress)
-            return f"{record['items']} items, train loss {record['train_loss']:.4f}", done
-
-        log.run("finetune", domain, do_finetune)
-        adapter = root / "finetune" / "adapter"
-        log.run("eval", domain, lambda: evaluate("vanilla", adapter))
-
-        region = None
-        if any(get_method(r.method).needs_region for r in runs):
-            def do_localize() -> tuple[str, bool]:
-                done = (root / "localize" / "gradients.json").is_file()
-                record = localize(cfg, domain, adapter, root / "localize", progress=progress)
-                return (f"{record['selected_units']} of {record['total_units']} units in "
-                        f"{record['selected_parameters']} LoRA matrices ({record['granularity']})"), done
-
-            log.run("localize", domain, do_localize)
-            region = root / "localize" / "region.json"
-
-        for run in runs:
-            run_dir = root / "unlearn" / run.label
-
-            def do_unlearn() -> tuple[str, bool]:
-                done = (run_dir / "unlearn.json").is_file()
-                needs_region = get_method(run.method).needs_region
-                record = unlearn(cfg, domain, run.method, adapter, run_dir, retain=run.retain,
-                                 region=region if needs_region else None, progress=progress)
-                early = record["stopped_early"]
-                stopped = f", stopped early at step {early['step']}" if early else ""
-                return f"{run.label}: {record['steps']} steps, {record['seconds_per_step']:.2f}s/step{stopped}", done
-
-            log.run("unlearn", domain, do_unlearn)
-            log.run("eval", domain, lambda: evaluate(run.label, run_dir / "adapter"))
+        log.run("finetune", domain, stages.finetune)
+        log.run("eval", domain, stages.evaluate, VANILLA_LABEL, stages.layout.adapter)
+        if any(needs_region(label) for label in labels):
+            log.run("localize", domain, stages.localize)
+        for label in labels:
+            log.run("unlearn", domain, stages.unlearn, label)
+            log.run("eval", domain, stages.evaluate, label.label, stages.layout.unlearned_adapter(label.label))
 
     def do_report() -> tuple[str, bool]:
-        report = build_report(out) if is_main() else out / "report"
+        report = build_report(out) if is_main() else report_dir(out)
         barrier()
         return f"tables and plots -> {report}", False
 
     log.run("report", "all", do_report)
     echo(log.totals())
-    return out / "report"
+    return report_dir(out)
+
+
+def _build_tiny(cfg: Config, progress: bool) -> tuple[str, bool]:
+    """The explicit model step of the tiny default: build its base once (cached for later runs)."""
+    from knowundo.models.tiny import is_built, tiny_path
+
+    cached = is_built(cfg.tiny)
+    if is_main():
+        prepare_base(cfg, progress=progress)
+    barrier()
+    return f"tiny base -> {tiny_path(cfg.tiny)}", cached

@@ -6,40 +6,19 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 from pathlib import Path
 
 from knowundo.artifacts import EVAL_RESULT_KIND, atomic_path, read_json, write_json
 from knowundo.errors import KnowUndoError
-
-METHOD_ORDER = ("base", "vanilla", "ga", "random_label", "adversarial", "ga_gd", "ga_gd_ood", "ga_kl", "ga_kl_ood",
-                "memflex")
-TABLE_COLUMNS = ("Method", "UL Succ ↑", "UL PPL ↑", "UL ROUGE-L ↓", "RT Succ ↑", "RT PPL ↓", "RT ROUGE-L ↑",
-                 "Avg Succ ↑", "Leak ↓", "General ↑", "General MC ↑")
-
-
-def number(value) -> float | None:
-    """A metric as stored in JSON (non-finite values are the strings "inf" / "nan")."""
-    if value is None:
-        return None
-    return float(value)
-
-
-def format_ppl(value) -> str:
-    value = number(value)
-    if value is None:
-        return "-"
-    return ">1e10" if value > 1e10 else f"{value:.2f}"
-
-
-def _fmt(value, digits: int = 1) -> str:
-    value = number(value)
-    return "-" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+from knowundo.evaluate.metric import MAIN_TABLE, Column, Columns, number
+from knowundo.layout import (BASE_LABEL, OOD_SUFFIX, REGION_SEPARATOR, RUN_RECORD, SCOPES, VANILLA_LABEL, report_dir,
+                             split_checkpoint_label)
+from knowundo.methods import method_names
 
 
 def collect_results(results_dir: str | Path, skip: Path | None = None) -> list[dict]:
     """Every evaluation result file under ``results_dir`` (unfinished ``.partial`` stages and the report
-    directory itself are skipped); two results for the same domain and label are an error."""
+    directory itself are skipped), in row order; two results for the same domain and label are an error."""
     root = Path(results_dir)
     if not root.is_dir():
         raise KnowUndoError(f"{root}: results directory not found")
@@ -63,13 +42,26 @@ def collect_results(results_dir: str | Path, skip: Path | None = None) -> list[d
         results.append({**data, "path": str(path)})
     if not results:
         raise KnowUndoError(f"{root}: no evaluation results (files written by `knowundo eval --out`)")
-    return sorted(results, key=_order)
+    return sorted(results, key=_row_order(root))
 
 
-def _order(result: dict) -> tuple:
-    label = result["label"]
-    rank = METHOD_ORDER.index(label) if label in METHOD_ORDER else len(METHOD_ORDER)
-    return result["domain"], rank, label
+def _row_order(root: Path):
+    """base, vanilla, then the run's row labels in the order `knowundo run` was given them (run.json), then other
+    labels by their method's place in the registry, then the rest alphabetically; an unlearning checkpoint
+    (``ga@20``) right after its run, by step."""
+    listed = [BASE_LABEL, VANILLA_LABEL]
+    if (root / RUN_RECORD).is_file():
+        listed += [label for label in read_json(root / RUN_RECORD).get("methods", []) if label not in listed]
+    registered = method_names()
+
+    def key(result: dict) -> tuple:
+        label, step = split_checkpoint_label(result["label"])
+        method = label.split(REGION_SEPARATOR)[0].removesuffix(OOD_SUFFIX)
+        rank = (listed.index(label) if label in listed else
+                len(listed) + (registered.index(method) if method in registered else len(registered)))
+        return result["domain"], rank, label, -1 if step is None else step
+
+    return key
 
 
 def provenance(results: list[dict]) -> dict:
@@ -82,27 +74,24 @@ def provenance(results: list[dict]) -> dict:
             "versions": versions[0] if versions and all(v == versions[0] for v in versions) else versions}
 
 
-def table_rows(results: list[dict]) -> list[dict]:
-    """One flat row per (prompt variant, domain, model): the numbers behind every table."""
+def _variants(results: list[dict], columns: list[Column]) -> list[str | None]:
+    """The prompt variants a table has sections for (none if all its columns are per model)."""
+    if not any(c.level == "variant" for c in columns):
+        return [None]
+    return list(dict.fromkeys(variant for r in results for variant in r["prompts"]))
+
+
+def table_rows(results: list[dict], columns: list[Column]) -> list[dict]:
+    """One flat row per (prompt variant, domain, model) with every column's value: the numbers behind a table
+    (model-level values repeat in each variant's rows)."""
     rows = []
-    for r in results:
-        general = r.get("general", {})
-        lm_eval = general.get("lm_eval", {})
-        for variant, v in r["prompts"].items():
-            ul, rt = v["unlearn"], v["retention"]
-            row = {"prompt": variant, "domain": r["domain"], "method": r["label"],
-                   "unlearn_success": v["unlearn_success"], "unlearn_ppl": number(ul["ppl"]),
-                   "unlearn_rougeL_recall": ul.get("rougeL_recall"), "unlearn_rougeL_f1": ul.get("rougeL_f1"),
-                   "retention_success": v["retention_success"], "retention_ppl": number(rt["ppl"]),
-                   "retention_rougeL_recall": rt.get("rougeL_recall"), "retention_rougeL_f1": rt.get("rougeL_f1"),
-                   "avg_success": v["avg_success"], "unlearn_exact_match": ul["exact_match"],
-                   "retention_exact_match": rt["exact_match"], "leak_rate_exact": ul.get("leak_rate_exact"),
-                   "leak_rate_normalized": ul.get("leak_rate_normalized"),
-                   "general_heldout_accuracy": general.get("heldout", {}).get("accuracy"),
-                   "general_heldout_ppl": number(general.get("heldout", {}).get("ppl"))}
-            for task, metrics in lm_eval.items():
-                row[f"lm_eval_{task}"] = metrics.get("acc")
-            rows.append(row)
+    for variant in _variants(results, columns):
+        for r in results:
+            if variant is not None and variant not in r["prompts"]:
+                continue
+            row = {"prompt": variant, "domain": r["domain"], "method": r["label"]} if variant is not None else {
+                "domain": r["domain"], "method": r["label"]}
+            rows.append({**row, **{c.key: c.value(r, variant) for c in columns}})
     return rows
 
 
@@ -112,64 +101,54 @@ def _markdown(header: list[str], lines: list[list[str]]) -> str:
     return "\n".join(out) + "\n"
 
 
-def comparison_markdown(rows: list[dict]) -> str:
-    """The paper's layout: Unlearn (Succ, PPL, ROUGE-L) | Retention (Succ, PPL, ROUGE-L) | Avg | general."""
+def _legend(columns: list[Column]) -> str:
+    return "; ".join(f"{c.header}: {c.doc}" for c in columns if c.doc) + ".\n"
+
+
+ROW_LEGEND = ("Rows: `base` the model before fine-tuning, `vanilla` the fine-tuned model; a method name retains on "
+              "the retention scope, `_ood` on the general-knowledge set instead; `@memflex` trains only inside the "
+              "MemFlex region of that domain (`memflex` and `rmu` always train inside a region of their own); "
+              "`@N` is an unlearning checkpoint at step N.\n")
+
+
+def table_markdown(title: str, rows: list[dict], columns: list[Column], notes: str = "") -> str:
+    """One section per prompt variant (if the table has per-variant columns), one table per domain."""
+    shown = [c for c in columns if c.position is not None]
     text = []
-    tasks = sorted({k for row in rows for k in row if k.startswith("lm_eval_") and k != "lm_eval_knowundo_general_mc"})
-    for variant in dict.fromkeys(row["prompt"] for row in rows):
-        text.append(f"## Prompt: {variant}\n")
-        for domain in dict.fromkeys(row["domain"] for row in rows if row["prompt"] == variant):
-            lines = []
-            for row in (r for r in rows if r["prompt"] == variant and r["domain"] == domain):
-                lines.append([row["method"], _fmt(row["unlearn_success"]), format_ppl(row["unlearn_ppl"]),
-                              _fmt(row["unlearn_rougeL_recall"]), _fmt(row["retention_success"]),
-                              format_ppl(row["retention_ppl"]), _fmt(row["retention_rougeL_recall"]),
-                              _fmt(row["avg_success"]), _fmt(row["leak_rate_normalized"]),
-                              _fmt(row["general_heldout_accuracy"]), _fmt(row.get("lm_eval_knowundo_general_mc"))]
-                             + [_fmt(row.get(task)) for task in tasks])
-            header = list(TABLE_COLUMNS) + [task.removeprefix("lm_eval_") + " ↑" for task in tasks]
-            text.append(f"### {domain}\n\n" + _markdown(header, lines))
-    legend = ("Succ: token accuracy (Unlearn Succ = 100 - accuracy on the unlearn val split); PPL over answer "
-              "tokens; ROUGE-L: recall of greedy generations against the gold answer; Leak: % of unlearn items "
-              "whose generation still contains a protected value (normalized match); General: token accuracy on "
-              "the held-out general-knowledge set; General MC: accuracy on the bundled multiple-choice task "
-              "(lm-evaluation-harness).\n")
-    return "# KnowUnDo results\n\n" + "\n".join(text) + "\n" + legend
+    for variant in dict.fromkeys(row.get("prompt") for row in rows):
+        if variant is not None:
+            text.append(f"## Prompt: {variant}\n")
+        chosen = [row for row in rows if row.get("prompt") == variant]
+        for domain in dict.fromkeys(row["domain"] for row in chosen):
+            lines = [[row["method"], *(c.format(row[c.key]) for c in shown)]
+                     for row in chosen if row["domain"] == domain]
+            text.append(f"### {domain}\n\n" + _markdown(["Method", *(c.title for c in shown)], lines))
+    return f"# {title}\n\n" + "\n".join(text) + "\n" + _legend(shown) + notes
 
 
-def category_markdown(results: list[dict]) -> tuple[str, list[dict]]:
-    """Token accuracy (and ROUGE-L recall) per category, no system prompt: which kinds of knowledge go."""
-    text, rows = ["# Per-category breakdown (prompt: none; token accuracy / ROUGE-L recall)\n"], []
+def category_markdown(results: list[dict], columns: Columns) -> tuple[str, list[dict]]:
+    """The per-category values of the breakdown columns (no system prompt): which kinds of knowledge go."""
+    shown = {scope: columns.breakdown(scope) for scope in SCOPES}
+    names = " / ".join(dict.fromkeys(c.header.split(" ", 1)[-1] for cs in shown.values() for c in cs))
+    text, rows = [f"# Per-category breakdown (prompt: none; {names})\n"], []
     for domain in dict.fromkeys(r["domain"] for r in results):
         chosen = [r for r in results if r["domain"] == domain and "none" in r["prompts"]]
         if not chosen:
             continue
-        categories = [(scope, c) for scope in ("unlearn", "retention")
-                      for c in chosen[0]["prompts"]["none"][scope]["by_category"]]
+        categories = [(scope, c) for scope in SCOPES for c in chosen[0]["prompts"]["none"][scope]["by_category"]]
         lines = []
         for r in chosen:
             cells = [r["label"]]
-            for scope, c in categories:
-                m = r["prompts"]["none"][scope]["by_category"].get(c, {})
-                cells.append(f"{_fmt(m.get('accuracy'))} / {_fmt(m.get('rougeL_recall'))}")
-                rows.append({"domain": domain, "method": r["label"], "scope": scope, "category": c,
-                             "items": m.get("items"), "accuracy": m.get("accuracy"),
-                             "rougeL_recall": m.get("rougeL_recall"),
-                             "leak_rate_normalized": m.get("leak_rate_normalized")})
+            for scope, category in categories:
+                values = r["prompts"]["none"][scope]["by_category"].get(category, {})
+                cells.append(" / ".join(c.format(values.get(c.path[-1])) for c in shown[scope]))
+                rows.append({"domain": domain, "method": r["label"], "scope": scope, "category": category,
+                             "items": values.get("items"),
+                             **{c.path[-1]: values.get(c.path[-1]) for c in shown[scope]}})
             lines.append(cells)
         header = ["Method"] + [f"{c} ({'UL' if scope == 'unlearn' else 'RT'})" for scope, c in categories]
         text.append(f"## {domain}\n\n" + _markdown(header, lines))
     return "\n".join(text), rows
-
-
-def mia_markdown(results: list[dict]) -> str:
-    lines = [[r["domain"], r["label"]] + [f"{_fmt(v['retention'], 2)} / {_fmt(v['general'], 2)}"
-                                          for v in r["mia"].values()] for r in results if r.get("mia")]
-    if not lines:
-        return ""
-    scores = list(next(r for r in results if r.get("mia"))["mia"])
-    return ("# Membership inference (AUC, unlearn val vs retention val / vs general held-out; 0.5 = no signal)\n\n"
-            + _markdown(["Domain", "Method"] + scores, lines))
 
 
 def efficiency_rows(results: list[dict]) -> list[dict]:
@@ -188,8 +167,11 @@ def efficiency_rows(results: list[dict]) -> list[dict]:
 def efficiency_markdown(rows: list[dict]) -> str:
     if not rows:
         return ""
-    lines = [[r["domain"], r["method"], _fmt(r["seconds_per_step"], 3), _fmt(r["peak_memory_mb"], 0),
-              _fmt(r["training_memory_mb"], 0), str(r["trainable_parameters"]), str(r["steps"])] for r in rows]
+    def fixed(value, digits: int) -> str:
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    lines = [[r["domain"], r["method"], fixed(r["seconds_per_step"], 3), fixed(r["peak_memory_mb"], 0),
+              fixed(r["training_memory_mb"], 0), str(r["trainable_parameters"]), str(r["steps"])] for r in rows]
     return ("# Efficiency per unlearning step (paper Table 5)\n\nPeak memory: GPU allocated memory, or process RSS "
             "on CPU; 'in training' is the rise above the level at the start of training.\n\n"
             + _markdown(["Domain", "Method", "s / step", "peak MB", "MB in training", "trainable params", "steps"],
@@ -207,7 +189,7 @@ def plot_curves(results: list[dict], domain: str, target: Path) -> bool:
     runs = [r for r in results if r["domain"] == domain and r.get("curve")]
     if not runs:
         return False
-    vanilla = next((r for r in results if r["domain"] == domain and r["label"] == "vanilla"
+    vanilla = next((r for r in results if r["domain"] == domain and r["label"] == VANILLA_LABEL
                     and "none" in r["prompts"]), None)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     for r in runs:
@@ -262,17 +244,23 @@ def first_table(table_md: Path) -> str:
 
 
 def build_report(results_dir: str | Path, out_dir: str | Path | None = None) -> Path:
-    """Write table.md/csv/json, categories.md/csv, mia.md, efficiency.md/csv and curves_<domain>.png."""
-    out = Path(out_dir) if out_dir is not None else Path(results_dir) / "report"
+    """Write every table the results declare (``table``: the comparison, one section per prompt variant; others
+    such as ``mia``) as .md/.csv (the comparison also .json), categories.md/csv, efficiency.md/csv and
+    curves_<domain>.png."""
+    out = Path(out_dir) if out_dir is not None else report_dir(results_dir)
     results = collect_results(results_dir, skip=out.resolve() if out.exists() else out)
-    rows = table_rows(results)
-    _write_text(out / "table.md", comparison_markdown(rows))
-    _write_csv(out / "table.csv", rows)
-    write_json(out / "table.json", {**provenance(results), "rows": rows})
-    categories_text, category_rows = category_markdown(results)
+    columns = Columns.of(results)
+    for table in columns.tables():
+        chosen = columns.table(table)
+        rows = table_rows(results, chosen)
+        title = columns.titles.get(table, "KnowUnDo results" if table == MAIN_TABLE else table)
+        _write_text(out / f"{table}.md", table_markdown(title, rows, chosen, ROW_LEGEND if table == MAIN_TABLE else ""))
+        _write_csv(out / f"{table}.csv", rows)
+        if table == MAIN_TABLE:
+            write_json(out / f"{table}.json", {**provenance(results), "rows": rows})
+    categories_text, category_rows = category_markdown(results, columns)
     _write_text(out / "categories.md", categories_text)
     _write_csv(out / "categories.csv", category_rows)
-    _write_text(out / "mia.md", mia_markdown(results))
     efficiency = efficiency_rows(results)
     if efficiency:
         _write_text(out / "efficiency.md", efficiency_markdown(efficiency))

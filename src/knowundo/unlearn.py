@@ -1,34 +1,41 @@
 """The unlearning stage: one ``Trainer`` subclass runs every method on a fine-tuned adapter.
 
 Forget items (unlearn train split) are paired 1:1 with retain items (retention train split, or the general set
-for the out-of-distribution variants); each side carries explicit per-sample weights. For KL methods the
-fine-tuned adapter is loaded a second time, frozen, under the name ``reference``: the reference forward pass
-selects it per batch, costing one adapter's memory instead of a second model.
+for the out-of-distribution variants); each side carries explicit per-sample weights from the method's
+parameters. When a method reads reference outputs, the fine-tuned adapter is loaded a second time, frozen, under
+the name ``reference``: the reference forward pass selects it per batch, costing one adapter's memory instead of
+a second model. A region (from localization, or the method's own) freezes every LoRA matrix outside it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from accelerate.utils import DistributedType
+from safetensors.torch import save_file
 from transformers import Trainer, set_seed
 
-from knowundo.artifacts import StageOutput, checkpoint_steps, file_hash, hash_json, library_versions
-from knowundo.config import Config
-from knowundo.data.format import Formatter, encode_items, pad_batch, pad_id_of
-from knowundo.data.knowundo import DataSource, load_domain, load_general
+from knowundo.artifacts import StageOutput, checkpoint_steps, file_hash
+from knowundo.config import Config, UnlearnConfig
+from knowundo.data.format import encode_items, pad_batch, pad_id_of
+from knowundo.data.relabel import RelabelContext
 from knowundo.errors import KnowUndoError
-from knowundo.localize import apply_region, load_region
-from knowundo.methods import Method, RelabelContext, Side, get_method
-from knowundo.models.load import adapter_weights, load_adapter, load_base
+from knowundo.distributed import is_main
+from knowundo.layout import ADAPTER_DIR, CHECKPOINTS_DIR, METHOD_TENSORS, RETAIN_SOURCES, UNLEARN_RECORD, RunLabel
+from knowundo.methods import Method, Side, check_label, method_params, trained_sides
+from knowundo.models.load import load_adapter, load_base
 from knowundo.models.training import (FeatureDataset, PeakMemory, batch_record, make_trainer, save_adapter, train,
                                       training_arguments)
+from knowundo.region import apply_region, load_region
+from knowundo.stage import Stage, adapter_hash
 
-RECORD = "unlearn.json"
 REFERENCE = "reference"
-RETAIN_SOURCES = ("retention", "general")
 
 
 class NonFiniteLoss(RuntimeError):
@@ -38,16 +45,20 @@ class NonFiniteLoss(RuntimeError):
 
 
 class PairedDataset(FeatureDataset):
-    """Item i = forget[i] with retain[order[i mod len(retain)]], each tagged with its method weight."""
+    """Item i = forget[i] (+ its alternative answer) with retain[order[i mod len(retain)]], each side tagged with
+    its per-sample weight."""
 
-    def __init__(self, forget: list[dict], retain: list[dict] | None, method: Method, seed: int):
+    def __init__(self, forget: list[dict], retain: list[dict] | None, params, seed: int,
+                 alternative: list[dict] | None = None):
         pairs = []
         order = list(range(len(retain))) if retain else []
         random.Random(seed).shuffle(order)
         for i, f in enumerate(forget):
-            pair = {"forget": {**f, "weight": method.forget_weight}}
+            pair = {"forget": {**f, "weight": params.forget_weight}}
+            if alternative:
+                pair["alternative"] = {**alternative[i], "weight": params.forget_weight}
             if retain:
-                pair["retain"] = {**retain[order[i % len(order)]], "weight": method.retain_weight}
+                pair["retain"] = {**retain[order[i % len(order)]], "weight": params.retain_weight}
             pairs.append(pair)
         super().__init__(pairs)
 
@@ -79,138 +90,226 @@ def _checked(inputs: dict, side: str) -> dict:
 
 class UnlearnTrainer(Trainer):
     """``Trainer`` with the method's loss; everything else (optimizer, schedule, accumulation, checkpoints,
-    distribution) is the library's."""
+    distribution) is the library's.
 
-    def __init__(self, *args, method: Method, **kwargs):
+    A two-sided method's forget term is backpropagated inside ``compute_loss``, before the retain side's forward
+    pass, without gradient synchronisation; Trainer then backpropagates the retain term. Both accumulate into the
+    same gradients, so the result equals one backward pass of their sum while the activation peak is one side's.
+    """
+
+    loss_is_scaled_for_ga = False  # losses are batch means: Trainer divides by the accumulation steps
+
+    def __init__(self, *args, method: Method, params, **kwargs):
         super().__init__(*args, **kwargs)
-        self.method = method
+        self.method, self.params = method, params
+        self.reference_sides = method.reference_sides(params)
+        self.sides = trained_sides(method)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        forget = self._side(model, _checked(inputs, "forget"), reference=False)
-        retain = None
-        if self.method.retain_weight is not None:
-            retain = self._side(model, _checked(inputs, "retain"), reference=self.method.needs_reference)
-        loss = self.method.loss(forget, retain)
-        if not torch.isfinite(loss):
-            raise NonFiniteLoss(self.state.global_step, float(loss.detach()))
+        for side in self.sides:  # every side is checked before the first forward pass
+            _checked(inputs, side)
+        if not self.method.retain:
+            loss = self._finite(self.method.forget_loss(self._side(model, inputs, "forget"), self.params))
+            return (loss, None) if return_outputs else loss
+        with self._gradient_sync_deferred(model):
+            forget = self._finite(self.method.forget_loss(self._side(model, inputs, "forget"), self.params))
+            self._backward(forget)
+        retain = self._finite(self.method.retain_loss(self._side(model, inputs, "retain"), self.params))
+        loss = retain + forget.detach()  # the value logged is the whole loss; its gradient is the retain term's
         return (loss, None) if return_outputs else loss
 
-    def _side(self, model, batch: dict, reference: bool) -> Side:
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        return Side(logits, batch["labels"], batch["weight"],
-                    reference_logits=self._reference_logits(model, batch) if reference else None)
+    def _finite(self, loss: torch.Tensor) -> torch.Tensor:
+        """Raised before its backward pass: the weights in memory stay the last good ones."""
+        if not torch.isfinite(loss):
+            raise NonFiniteLoss(self.state.global_step, float(loss.detach()))
+        return loss
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        """The backward pass ``training_step`` would do: scaled by the accumulation steps (DeepSpeed told not to
+        scale again)."""
+        deepspeed = self.accelerator.distributed_type == DistributedType.DEEPSPEED
+        self.accelerator.backward(loss / self.current_gradient_accumulation_steps,
+                                  **({"scale_wrt_gas": False} if deepspeed else {}))
+
+    @contextlib.contextmanager
+    def _gradient_sync_deferred(self, model):
+        """No gradient all-reduce (DDP) and no optimizer step (DeepSpeed) on the first of the two backward
+        passes; the retain side's backward pass synchronises as Trainer decides."""
+        state = self.accelerator.gradient_state
+        synced = state.sync_gradients
+        state._set_sync_gradients(False)
+        try:
+            with self.accelerator.no_sync(model):
+                yield
+        finally:
+            state._set_sync_gradients(synced)
+
+    def _side(self, model, inputs: dict, name: str) -> Side:
+        batch = inputs[name]
+        reference = name in self.reference_sides
+        outputs = self._forward(model, batch)
+        alternative = None
+        if name == "forget" and "alternative" in self.sides:
+            alt = inputs["alternative"]
+            alt_outputs = self._forward(model, alt)
+            alt_reference = self._reference(model, alt) if reference else None
+            alternative = self._make_side(alt, alt_outputs, alt_reference)
+        return self._make_side(batch, outputs, self._reference(model, batch) if reference else None, alternative)
+
+    def _forward(self, model, batch: dict, **extra):
+        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                     output_hidden_states=self.method.hidden_states, **extra)
+
+    @staticmethod
+    def _make_side(batch: dict, outputs, reference, alternative: Side | None = None) -> Side:
+        return Side(outputs.logits, batch["labels"], batch["weight"],
+                    reference_logits=reference.logits if reference is not None else None,
+                    hidden_states=outputs.hidden_states,
+                    reference_hidden_states=reference.hidden_states if reference is not None else None,
+                    alternative=alternative)
 
     @torch.no_grad()
-    def _reference_logits(self, model, batch: dict) -> torch.Tensor:
-        """The frozen fine-tuned adapter's logits: peft's per-sample adapter selection (an inference-mode
+    def _reference(self, model, batch: dict):
+        """The frozen fine-tuned adapter's outputs: peft's per-sample adapter selection (an inference-mode
         feature, hence eval mode for this pass, which also turns dropout off as a reference should)."""
         was_training = model.training
         model.eval()
         try:
-            return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                         adapter_names=[REFERENCE] * batch["input_ids"].shape[0]).logits
+            return self._forward(model, batch, adapter_names=[REFERENCE] * batch["input_ids"].shape[0])
         finally:
             model.train(was_training)
 
 
-def unlearn_key(cfg: Config, domain: str, method: str, retain: str, finetuned: Path, data,
-                region_hash: str | None) -> str:
-    settings = {k: cfg.to_dict()[k] for k in ("seed", "model", "data", "unlearn")}
-    return hash_json({"stage": "unlearn", "domain": domain, "method": method, "retain": retain,
-                      "region": region_hash,
-                      "settings": settings, "adapter": file_hash(adapter_weights(finetuned)),
-                      "data": hash_json(data)})
-
-
-def prepare_model(cfg: Config, finetuned_adapter: Path, method: Method, progress: bool = True):
-    """Base + trainable copy of the fine-tuned adapter (+ a frozen copy as KL reference if needed)."""
-    model, tokenizer = load_base(cfg, progress=progress)
+def prepare_model(cfg: Config, finetuned_adapter: Path, with_reference: bool):
+    """Base + trainable copy of the fine-tuned adapter (+ a frozen copy as the reference if needed)."""
+    model, tokenizer = load_base(cfg)
     model = load_adapter(model, finetuned_adapter, trainable=True)
-    if method.needs_reference:
+    if with_reference:
         model.load_adapter(str(finetuned_adapter), adapter_name=REFERENCE, is_trainable=False)
         model.set_adapter("default")
     return model, tokenizer
 
 
+@dataclass(frozen=True)
+class UnlearnPlan:
+    """One validated unlearning run: what trains, on which data, inside which region, written where."""
+
+    stage: Stage
+    method: Method
+    params: object
+    label: RunLabel
+    settings: UnlearnConfig
+    retain_items: list[dict] | None
+    adapter: Path
+    region: Path | None
+    output: StageOutput
+
+    @property
+    def data(self) -> dict:
+        return {"forget": self.stage.data["unlearn"]["train"], "retain": self.retain_items}
+
+
+def plan_unlearn(cfg: Config, domain: str, method_name: str, finetuned_adapter: str | Path, out_dir: str | Path,
+                 retain: str = "retention", region: str | Path | None = None) -> UnlearnPlan:
+    """Check everything about a run before any work (one-line errors): method, retain data, region, settings,
+    the adapter, the data and the output directory."""
+    if retain not in RETAIN_SOURCES:
+        raise KnowUndoError(f"unknown retain data {retain!r}; choose one of {', '.join(RETAIN_SOURCES)}")
+    method = check_label(RunLabel(method_name, retain))
+    if method.localized and region is None:
+        raise KnowUndoError(f"method {method_name!r} unlearns inside a localized region: pass --region "
+                            f"(the region.json written by `knowundo localize`)")
+    label = RunLabel(method_name, retain, "memflex" if region is not None and not method.localized else None)
+    check_label(label)
+    if region is not None and not Path(region).is_file():
+        raise KnowUndoError(f"{region}: region file not found")
+    params = method_params(cfg.unlearn.method_args, method_name, label.label)
+    stage = Stage("unlearn", cfg, domain)
+    retain_items = None
+    if method.retain:
+        retain_items = stage.data["retention"]["train"] if retain == "retention" else stage.general["train"]
+    data = {"forget": stage.data["unlearn"]["train"], "retain": retain_items}
+    settings = cfg.unlearn.for_method(method_name, label.label)  # this row's own settings, not every row's
+    output = stage.output(out_dir, UNLEARN_RECORD, data, label=label.label, unlearn=dataclasses.asdict(settings),
+                          method_args=dataclasses.asdict(params), adapter=adapter_hash(finetuned_adapter),
+                          region=file_hash(region) if region is not None else None)
+    output.finished()  # a directory of other settings is refused now, not after training
+    return UnlearnPlan(stage, method, params, label, settings, retain_items, Path(finetuned_adapter),
+                       Path(region) if region is not None else None, output)
+
+
+def _training_features(plan: UnlearnPlan, params, model, tokenizer
+                       ) -> tuple[list[dict], list[dict] | None, list[dict] | None]:
+    """(forget features as the method trains on them, their alternative answers, retain features)."""
+    stage, method = plan.stage, plan.method
+    formatter = stage.formatter(tokenizer)
+    forget = encode_items(stage.data["unlearn"]["train"], formatter).features
+    ctx = RelabelContext(model, formatter, torch.Generator().manual_seed(stage.cfg.seed),
+                         plan.settings.relabel_batch_size)
+    alternative = method.alternative_answers(forget, ctx, params)
+    forget = method.relabel(forget, ctx, params)
+    retain = encode_items(plan.retain_items, formatter).features if plan.retain_items is not None else None
+    return forget, alternative, retain
+
+
 def unlearn(cfg: Config, domain: str, method_name: str, finetuned_adapter: str | Path, out_dir: str | Path,
             retain: str = "retention", region: str | Path | None = None, progress: bool = True,
             callbacks: list | None = None) -> dict:
-    """Run one method, restricted to ``region`` (a ``region.json`` from localize) if given; save
-    ``out_dir/adapter``, checkpoints every ``unlearn.save_steps`` and the record."""
-    method = get_method(method_name)
-    if method.needs_region and region is None:
-        raise KnowUndoError(f"method {method_name!r} unlearns inside a localized region: pass --region "
-                            f"(the region.json written by `knowundo localize`)")
-    if retain not in RETAIN_SOURCES:
-        raise KnowUndoError(f"unknown retain data {retain!r}; choose one of {', '.join(RETAIN_SOURCES)}")
-    if retain == "general" and method.retain_weight is None:
-        raise KnowUndoError(f"--general chooses retain data, but method {method_name!r} uses none")
-    finetuned_adapter = Path(finetuned_adapter)
-    adapter_weights(finetuned_adapter)
-    source = DataSource.from_config(cfg.data)
-    data = load_domain(source, domain)
-    retain_items = (data["retention"]["train"] if retain == "retention" else load_general(source)["train"])
-    if region is not None and not Path(region).is_file():
-        raise KnowUndoError(f"{region}: region file not found")
-    region_hash = file_hash(region) if region is not None else None
-    stage = StageOutput(out_dir, unlearn_key(cfg, domain, method_name, retain, finetuned_adapter,
-                                             {"forget": data["unlearn"]["train"], "retain": retain_items},
-                                             region_hash), RECORD)
-    if (record := stage.finished()) is not None:
+    """Run one method (inside ``region``, a ``region.json`` from localization, if given); save
+    ``out_dir/adapter``, checkpoints every ``unlearn.save_steps`` and the record ``unlearn.json``."""
+    plan = plan_unlearn(cfg, domain, method_name, finetuned_adapter, out_dir, retain, region)
+    if (record := plan.output.finished()) is not None:
         return record
+    return _train(plan, progress, callbacks or [])
 
-    u = cfg.unlearn.for_method(method_name)
+
+def _train(plan: UnlearnPlan, progress: bool, callbacks: list) -> dict:
+    cfg, method, u = plan.stage.cfg, plan.method, plan.settings
     set_seed(cfg.seed, deterministic=True)
-    model, tokenizer = prepare_model(cfg, finetuned_adapter, method, progress)
-    if region is not None:
-        apply_region(model, load_region(region, model), u.weight_decay)
-    formatter = Formatter(tokenizer, cfg.model.template, cfg.model.max_length)
-    forget = encode_items(data["unlearn"]["train"], formatter)
-    retain_features = encode_items(retain_items, formatter).features if method.retain_weight is not None else None
-    features = forget.features
-    if method.relabel is not None:
-        generator = torch.Generator().manual_seed(cfg.seed)
-        features = method.relabel(features, RelabelContext(model, tokenizer, generator, u.adversarial_top_k,
-                                                           u.adversarial_top_p, cfg.eval.batch_size))
+    model, tokenizer = prepare_model(cfg, plan.adapter, bool(method.reference_sides(plan.params)))
+    params = method.resolve(plan.params, model.config)
+    masks = load_region(plan.region, model) if plan.region is not None else method.own_region(model, params)
+    if masks is not None:
+        apply_region(model, masks, u.weight_decay)
+    forget, alternative, retain_features = _training_features(plan, params, model, tokenizer)
 
-    work = stage.begin()
-    args = training_arguments(work / "checkpoints", u, seed=cfg.seed, progress=progress,
+    work = plan.output.begin()
+    if is_main() and (tensors := method.tensors(params, model.config)):
+        save_file({name: t.contiguous() for name, t in tensors.items()}, str(work / METHOD_TENSORS))
+    args = training_arguments(work / CHECKPOINTS_DIR, u, seed=cfg.seed, progress=progress,
                               bf16=cfg.model.dtype == "bfloat16", train_sampling_strategy="random", logging_steps=1)
     memory = PeakMemory()
-    trainer = make_trainer(model, args, PairedDataset(features, retain_features, method, cfg.seed),
+    trainer = make_trainer(model, args, PairedDataset(forget, retain_features, params, cfg.seed, alternative),
                            PairCollator(pad_id_of(tokenizer)), trainer_cls=UnlearnTrainer, method=method,
-                           callbacks=[memory, *(callbacks or [])])
+                           params=params, callbacks=[memory, *callbacks])
     started = time.perf_counter()
     stopped = None
-    resume = stage.last_checkpoint()
+    resume = plan.output.last_checkpoint()
     first_step = int(resume.rsplit("-", 1)[1]) if resume else 0
     try:
         train(trainer, resume)
     except NonFiniteLoss as exc:  # raised before backward: the weights in memory are the last good ones
         stopped = {"step": exc.step, "reason": str(exc)}
-        print(f"knowundo: stopped {method_name} early: {exc}; keeping the weights of step {exc.step}")
+        print(f"knowundo: stopped {plan.label.label} early: {exc}; keeping the weights of step {exc.step}")
     finally:
         memory.stop()
     seconds = time.perf_counter() - started
-    save_adapter(trainer, work / "adapter")
+    save_adapter(trainer, work / ADAPTER_DIR)
     steps = trainer.state.global_step
     optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)  # unwrap accelerate's wrapper
-    return stage.commit({
-        "stage": "unlearn", "domain": domain, "method": method_name, "key": stage.key, "seed": cfg.seed,
-        "data_hash": hash_json({"forget": data["unlearn"]["train"], "retain": retain_items}),
-        "region": str(region) if region is not None else None, "region_hash": region_hash,
-        "batch": batch_record(args), "optimizer": type(optimizer).__name__, "scheduler": u.scheduler,
-        "learning_rate": u.learning_rate,
-        "optimized_parameters": sum(p.numel() for group in optimizer.param_groups for p in group["params"]),
-        "learning_rates": [e["learning_rate"] for e in trainer.state.log_history if "learning_rate" in e],
-        "retain": retain if method.retain_weight is not None else None,
-        "config": cfg.to_dict(), "finetuned_adapter": str(finetuned_adapter), "forget_items": len(features),
-        "retain_items": len(retain_features or []), "steps": steps, "stopped_early": stopped,
-        "loss_history": [{"step": e["step"], "loss": e["loss"]} for e in trainer.state.log_history if "loss" in e],
-        "seconds_per_step": seconds / max(steps - first_step, 1), "resumed_from_step": first_step,
-        "peak_memory_mb": memory.peak_mb,
-        "start_memory_mb": memory.start_mb, "trainable_parameters": model.get_nb_trainable_parameters()[0],
-        "checkpoints": [path.name for _, path in checkpoint_steps(work / "checkpoints")],
-        "versions": library_versions(),
-    })
-
+    history = trainer.state.log_history
+    return plan.output.commit(plan.stage.record(
+        plan.output.key, plan.data, method=method.name, label=plan.label.label, method_args=dataclasses.asdict(params),
+        region=str(plan.region) if plan.region is not None else None,
+        region_hash=file_hash(plan.region) if plan.region is not None else None,
+        batch=batch_record(args), optimizer=type(optimizer).__name__, scheduler=u.scheduler,
+        learning_rate=u.learning_rate,
+        optimized_parameters=sum(p.numel() for group in optimizer.param_groups for p in group["params"]),
+        learning_rates=[e["learning_rate"] for e in history if "learning_rate" in e],
+        retain=plan.label.retain if method.retain else None, finetuned_adapter=str(plan.adapter),
+        forget_items=len(forget), retain_items=len(retain_features or []), steps=steps, stopped_early=stopped,
+        loss_history=[{"step": e["step"], "loss": e["loss"]} for e in history if "loss" in e],
+        seconds_per_step=seconds / max(steps - first_step, 1), resumed_from_step=first_step,
+        peak_memory_mb=memory.peak_mb, start_memory_mb=memory.start_mb,
+        trainable_parameters=model.get_nb_trainable_parameters()[0],
+        checkpoints=[path.name for _, path in checkpoint_steps(work / CHECKPOINTS_DIR)]))

@@ -16,8 +16,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-DOMAINS = ("copyright", "privacy")
-SCOPES = ("unlearn", "retention")
+from knowundo.layout import SCOPES
+
 PRIVACY_CATEGORIES = {"unlearn": ("Parents", "Email", "Address"), "retention": ("Name", "Genre", "Born", "Awards")}
 COPYRIGHT_CATEGORIES = {"unlearn": ("Revision", "Extension"), "retention": ("Meta-Info", "Review", "Recommendation")}
 CATEGORIES = {"privacy": PRIVACY_CATEGORIES, "copyright": COPYRIGHT_CATEGORIES}

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from knowundo.artifacts import write_json
 from knowundo.data import bundled
-from knowundo.data.bundled import DOMAINS, SCOPES
 from knowundo.data.validate import validate_items, validate_scope
 from knowundo.errors import KnowUndoError
+from knowundo.layout import DOMAINS, SCOPES
 
 HUB_REPO = "zjunlp/KnowUnDo"
 SOURCES = ("bundled", "local", "hub")

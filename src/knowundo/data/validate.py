@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from knowundo.errors import KnowUndoError
-
-SPLITS = ("train", "val")
+from knowundo.layout import SPLITS
 
 
 def validate_scope(obj: Any, where: str) -> dict[str, list[dict]]:

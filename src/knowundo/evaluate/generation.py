@@ -1,8 +1,6 @@
-"""Generation metrics: batched greedy decoding, ROUGE-L against the gold answer, and the privacy leak rate."""
+"""The generation pass: batched greedy decoding of every item's answer (metrics on the text live in ``metrics/``)."""
 
 from __future__ import annotations
-
-import re
 
 import torch
 
@@ -37,55 +35,11 @@ def greedy_generate(model, tokenizer, prompts: list[list[int]], batch_size: int,
     return outputs
 
 
-def rouge_l(prediction: str, reference: str, scorer=None) -> dict[str, float]:
-    """ROUGE-L recall and F1 in percent (rouge-score's tokenizer: lower-cased alphanumeric words)."""
-    if scorer is None:
-        scorer = rouge_scorer()
-    score = scorer.score(reference, prediction)["rougeL"]
-    return {"rougeL_recall": 100.0 * score.recall, "rougeL_f1": 100.0 * score.fmeasure}
-
-
-def rouge_scorer():
-    from rouge_score.rouge_scorer import RougeScorer
-
-    return RougeScorer(["rougeL"], use_stemmer=False)
-
-
-def _normalized(text: str) -> str:
-    """Lower case, every run of punctuation and spacing one space, padded so that matches are whole words."""
-    return " " + " ".join(re.sub(r"[^0-9a-z@]+", " ", text.lower()).split()) + " "
-
-
-def protected_values(item: dict) -> list[str]:
-    """What an unlearn item must not reveal: its structured ``facts`` that the question does not already
-    contain (a name given in the question cannot leak), else the gold answer."""
-    facts = [f for f in item.get("facts") or [] if isinstance(f, str) and f.strip()]
-    values = [f for f in facts if f.lower() not in item["text"].lower()]
-    return values if facts else [item["labels"]]
-
-
-def leaks(generation: str, values: list[str]) -> dict[str, bool]:
-    """Whether the generation contains any protected value: verbatim, and after normalizing case, punctuation
-    and spacing (whole words only, so "Ann" does not match inside "Annabel")."""
-    exact = any(value in generation for value in values)
-    normalized_text = _normalized(generation)
-    normalized = any(_normalized(value) in normalized_text for value in values if _normalized(value).strip())
-    return {"leak_exact": exact, "leak_normalized": normalized}
-
-
-def generation_scores(model, formatter: Formatter, items: list[dict], batch_size: int, max_new_tokens: int,
-                      leak_check: bool = False) -> list[dict]:
-    """Per item: the greedy generation, ROUGE-L against the gold answer and (``leak_check``) leak flags."""
+def generate_answers(model, formatter: Formatter, items: list[dict], batch_size: int, max_new_tokens: int
+                     ) -> list[dict]:
+    """Per item: the decoded greedy generation (special tokens dropped) and whether the token limit cut it."""
     tokenizer = formatter.tokenizer
     prompts = [formatter.prompt_ids(item["text"])[-formatter.max_length:] for item in items]
-    outputs = greedy_generate(model, tokenizer, prompts, batch_size, max_new_tokens)
-    scorer = rouge_scorer()
-    scores = []
-    for item, out in zip(items, outputs):
-        text = tokenizer.decode(out["token_ids"], skip_special_tokens=True).strip()
-        score = {"generation": text, "hit_limit": out["hit_limit"], **rouge_l(text, item["labels"], scorer)}
-        if leak_check:
-            values = protected_values(item)
-            score.update(leaks(text, values) if values else {"leak_exact": None, "leak_normalized": None})
-        scores.append(score)
-    return scores
+    return [{"generation": tokenizer.decode(out["token_ids"], skip_special_tokens=True).strip(),
+             "hit_limit": out["hit_limit"]}
+            for out in greedy_generate(model, tokenizer, prompts, batch_size, max_new_tokens)]

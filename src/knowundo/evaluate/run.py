@@ -1,187 +1,182 @@
 """Evaluating one model (base, fine-tuned adapter or unlearned adapter) with exactly the same inputs.
 
-One result file holds, per prompt variant, the teacher-forced metrics (the paper's success scores, PPL), the
-generation metrics (ROUGE-L, leak rate) and a per-category breakdown; once per model, general capability,
-membership inference and (for an unlearning run) the metrics at every checkpoint.
+The registered metrics (:mod:`knowundo.evaluate.metric`) decide what is computed: every split metric per prompt
+variant and scope, every model metric once. The expensive per-item passes (teacher-forced scoring, greedy
+generation) run once per split and prompt variant and are shared by every metric that needs them. One result
+file holds the values, the per-item records, and the report columns the metrics declared.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from knowundo.artifacts import (EVAL_RESULT_KIND, checkpoint_steps, file_hash, hash_json, library_versions, read_json,
-                                write_json)
+from knowundo.artifacts import EVAL_RESULT_KIND, read_json, write_json
 from knowundo.config import Config
-from knowundo.data.bundled import SCOPES
 from knowundo.data.format import Formatter
-from knowundo.data.knowundo import DataSource, load_domain, load_general
-from knowundo.evaluate.general import general_capability
-from knowundo.evaluate.generation import generation_scores
-from knowundo.evaluate.mia import membership_inference, membership_scores
-from knowundo.evaluate.teacher_forced import aggregate, evaluate_items
-from knowundo.models.load import adapter_weights, load_adapter, load_base
+from knowundo.errors import KnowUndoError
+from knowundo.evaluate.generation import generate_answers
+from knowundo.evaluate.metric import Column, ModelMetric, SplitMetric, check_columns, metrics
+from knowundo.evaluate.teacher_forced import evaluate_items
+from knowundo.layout import (BASE_LABEL, CHECKPOINTS_DIR, FINETUNE_RECORD, SCOPES, UNLEARN_RECORD, VANILLA_LABEL,
+                             checkpoint_label)
+from knowundo.models.load import load_adapter, load_base
+from knowundo.stage import Stage, adapter_hash
 
 
+class EvalContext:
+    """One loaded model and its evaluation inputs; the per-item passes run on first request and are cached, so
+    metrics that need the same pass share it. Splits: ``unlearn`` / ``retention`` (val) and ``general``
+    (held-out)."""
 
-def _mean(values: list) -> float | None:
-    values = [v for v in values if v is not None]
-    return sum(values) / len(values) if values else None
+    def __init__(self, model, tokenizer, stage: Stage, adapter: Path | None, training: dict | None):
+        self.model, self.tokenizer, self.stage = model, tokenizer, stage
+        self.cfg, self.domain, self.adapter, self.training = stage.cfg, stage.domain, adapter, training
+        self._teacher_forced: dict[tuple[str, str], dict] = {}
+        self._generations: dict[tuple[str, str], list[dict]] = {}
+
+    def items(self, split: str) -> list[dict]:
+        return self.stage.general["heldout"] if split == "general" else self.stage.data[split]["val"]
+
+    def formatter(self, variant: str) -> Formatter:
+        return self.stage.formatter(self.tokenizer, self.cfg.eval.system_prompt(variant, self.domain))
+
+    def teacher_forced(self, split: str, variant: str = "none") -> dict:
+        """Aggregates and per-item records (accuracy, log-probabilities, exact match) of one split."""
+        if (split, variant) not in self._teacher_forced:
+            self._teacher_forced[split, variant] = evaluate_items(
+                self.model, self.formatter(variant), self.items(split), self.cfg.eval.batch_size, self.cfg.eval.mia_k)
+        return self._teacher_forced[split, variant]
+
+    def generations(self, split: str, variant: str = "none") -> list[dict]:
+        """Greedy generation per item of one split (``generation`` text and ``hit_limit``)."""
+        if (split, variant) not in self._generations:
+            self._generations[split, variant] = generate_answers(
+                self.model, self.formatter(variant), self.items(split), self.cfg.eval.batch_size,
+                self.cfg.eval.max_new_tokens)
+        return self._generations[split, variant]
 
 
-def summarize(records: list[dict]) -> dict:
-    """Teacher-forced aggregates plus, where generated, mean ROUGE-L and leak rates (percent of items)."""
-    summary = aggregate(records)
-    if "generation" in records[0]:
-        summary.update({
-            "rougeL_recall": _mean([r["rougeL_recall"] for r in records]),
-            "rougeL_f1": _mean([r["rougeL_f1"] for r in records]),
-            "hit_token_limit": sum(r["hit_limit"] for r in records),
-        })
-        for key in ("leak_exact", "leak_normalized"):
-            if key in records[0]:
-                flags = [r[key] for r in records if r[key] is not None]
-                summary[key.replace("leak", "leak_rate")] = 100.0 * sum(flags) / len(flags) if flags else None
-    return summary
+def _reduce(split_metrics: list[SplitMetric], records: list[dict], scope: str) -> dict:
+    values = {"items": len(records)}
+    for metric in split_metrics:
+        values.update(metric.reduce(records, scope))
+    if "hit_limit" in records[0]:
+        values["hit_token_limit"] = sum(r["hit_limit"] for r in records)
+    return values
 
 
-def _scope(model, formatter: Formatter, items: list[dict], cfg: Config, scope: str) -> dict:
-    result = evaluate_items(model, formatter, items, cfg.eval.batch_size, cfg.eval.mia_k)
-    records = result.pop("per_item")
-    if cfg.eval.generate:
-        generated = generation_scores(model, formatter, items, cfg.eval.batch_size, cfg.eval.max_new_tokens,
-                                      leak_check=scope == "unlearn")
+def evaluate_scope(ctx: EvalContext, split_metrics: list[SplitMetric], scope: str, variant: str) -> dict:
+    """One val split under one prompt variant: the passes its metrics need, their per-item values, the
+    reductions over the split and over each category."""
+    chosen = [m for m in split_metrics if scope in m.scopes]
+    passes = set().union(*(m.needs for m in chosen)) if chosen else set()
+    scored = ctx.teacher_forced(scope, variant)
+    items = ctx.items(scope)
+    records = [dict(r) for r in scored["per_item"]]
+    if "generation" in passes:
+        generated = ctx.generations(scope, variant)
         for record in records:
             record.update(generated[record["index"]])
+    for metric in chosen:
+        if metric.per_item is not None:
+            for record in records:
+                record.update(metric.per_item(items[record["index"]], record))
     categories = defaultdict(list)
     for record in records:
         categories[record["category"] or "-"].append(record)
-    return {**result, **summarize(records), "by_category": {c: summarize(r) for c, r in sorted(categories.items())},
+    return {"truncated": scored["truncated"], "dropped": scored["dropped"], **_reduce(chosen, records, scope),
+            "by_category": {c: _reduce(chosen, r, scope) for c, r in sorted(categories.items())},
             "per_item": records}
 
 
-def evaluate_variant(model, tokenizer, cfg: Config, domain: str, data: dict, variant: str) -> dict:
-    """Both val splits under one prompt variant; Unlearn Success = 100 - token accuracy on the unlearn scope,
-    Retention Success = token accuracy on the retention scope, Avg Success = their mean (the paper's)."""
-    system_prompt = cfg.eval.system_prompt(variant, domain)
-    formatter = Formatter(tokenizer, cfg.model.template, cfg.model.max_length, system_prompt=system_prompt)
-    result = {"system_prompt": system_prompt}
+def evaluate_variant(ctx: EvalContext, split_metrics: list[SplitMetric], variant: str) -> dict:
+    """Both val splits under one prompt variant, plus the values metrics derive across the two."""
+    result = {"system_prompt": ctx.cfg.eval.system_prompt(variant, ctx.domain)}
     for scope in SCOPES:
-        result[scope] = _scope(model, formatter, data[scope]["val"], cfg, scope)
-    result["unlearn_success"] = 100.0 - result["unlearn"]["accuracy"]
-    result["retention_success"] = result["retention"]["accuracy"]
-    result["avg_success"] = (result["unlearn_success"] + result["retention_success"]) / 2
+        result[scope] = evaluate_scope(ctx, split_metrics, scope, variant)
+    for metric in split_metrics:
+        if metric.summary is not None:
+            result.update(metric.summary(result))
     return result
 
 
-def _membership(model, tokenizer, cfg: Config, data: dict, heldout: list[dict], scored_items: dict) -> dict:
-    """Unlearn val against retention val and against general held-out, without any system prompt; reuses the
-    teacher-forced per-item scores already computed without one (``scored_items``: name -> records)."""
-    formatter = Formatter(tokenizer, cfg.model.template, cfg.model.max_length)
-    scores = {}
-    for name, items in (("unlearn", data["unlearn"]["val"]), ("retention", data["retention"]["val"]),
-                        ("general", heldout)):
-        records = scored_items.get(name)
-        if records is None:
-            records = evaluate_items(model, formatter, items, cfg.eval.batch_size, cfg.eval.mia_k)["per_item"]
-        scores[name] = membership_scores(records, [items[r["index"]]["labels"] for r in records])
-    return membership_inference(scores["unlearn"], {"retention": scores["retention"], "general": scores["general"]})
-
-
-def checkpoint_curve(model, tokenizer, cfg: Config, data: dict, run_dir: Path) -> list[dict]:
-    """Unlearn/Retention Success and PPL at every saved unlearning step (paper Figure 4); each checkpoint's
-    adapter is loaded beside the final one and removed again."""
-    formatter = Formatter(tokenizer, cfg.model.template, cfg.model.max_length)
-    curve = []
-    for step, path in checkpoint_steps(run_dir / "checkpoints"):
-        model.load_adapter(str(path), adapter_name="checkpoint")
-        model.set_adapter("checkpoint")
-        point = {"step": step}
-        for scope in SCOPES:
-            m = evaluate_items(model, formatter, data[scope]["val"], cfg.eval.batch_size, cfg.eval.mia_k)
-            point[f"{scope}_accuracy"], point[f"{scope}_ppl"] = m["accuracy"], m["ppl"]
-        point["unlearn_success"] = 100.0 - point.pop("unlearn_accuracy")
-        point["retention_success"] = point.pop("retention_accuracy")
-        curve.append(point)
-        model.set_adapter("default")
-        model.delete_adapter("checkpoint")
-    return curve
-
-
 def describe_adapter(adapter: Path | None) -> tuple[str, dict | None]:
-    """(default label, training summary) from the stage record beside an adapter: the method for an
-    unlearning run (``_ood`` when it retained on general data; ``@N`` for its checkpoint at step N),
-    ``vanilla`` for a fine-tune, ``base`` for none."""
+    """(default label, training summary) from the stage record beside an adapter: the run's label for an
+    unlearning run (``@N`` for its checkpoint at step N), ``vanilla`` for a fine-tune, ``base`` for none."""
     if adapter is None:
-        return "base", None
+        return BASE_LABEL, None
     run_dir, step = adapter.parent, None
-    if run_dir.name == "checkpoints" and adapter.name.startswith("checkpoint-"):
+    if run_dir.name == CHECKPOINTS_DIR and adapter.name.startswith("checkpoint-"):
         run_dir, step = run_dir.parent, int(adapter.name.rsplit("-", 1)[1])
-    if (run_dir / "unlearn.json").is_file():
-        record = read_json(run_dir / "unlearn.json")
-        label = record["method"] + ("_ood" if record.get("retain") == "general" else "")
-        keys = ("method", "retain", "region", "steps", "seconds_per_step", "peak_memory_mb", "start_memory_mb",
-                "trainable_parameters", "optimized_parameters", "learning_rate", "stopped_early")
-        return (label if step is None else f"{label}@{step}",
+    if (run_dir / UNLEARN_RECORD).is_file():
+        record = read_json(run_dir / UNLEARN_RECORD)
+        keys = ("method", "label", "method_args", "retain", "region", "steps", "seconds_per_step", "peak_memory_mb",
+                "start_memory_mb", "trainable_parameters", "optimized_parameters", "learning_rate", "stopped_early")
+        label = record["label"]
+        return (label if step is None else checkpoint_label(label, step),
                 {"stage": "unlearn", "checkpoint_step": step, **{k: record.get(k) for k in keys}})
-    if (run_dir / "finetune.json").is_file():
-        record = read_json(run_dir / "finetune.json")
-        return "vanilla", {"stage": "finetune", "wall_seconds": record.get("wall_seconds"),
-                           "trainable_parameters": record.get("trainable_parameters")}
+    if (run_dir / FINETUNE_RECORD).is_file():
+        record = read_json(run_dir / FINETUNE_RECORD)
+        return VANILLA_LABEL, {"stage": "finetune", "wall_seconds": record.get("wall_seconds"),
+                               "trainable_parameters": record.get("trainable_parameters")}
     return run_dir.name, None
 
 
 def eval_key(cfg: Config, domain: str, adapter: str | Path | None, label: str | None) -> str:
-    """Everything a result depends on: the adapter's weights, the data, the model and the eval settings."""
-    settings = {k: cfg.to_dict()[k] for k in ("seed", "model", "data", "eval")}
-    if cfg.model.name == "tiny":
-        settings["tiny"] = cfg.to_dict()["tiny"]
-    return hash_json({"stage": "eval", "domain": domain, "label": label, "settings": settings,
-                      "adapter": file_hash(adapter_weights(adapter)) if adapter is not None else None})
+    """Everything a result depends on: the adapter's weights, the data, the model, the eval settings and the
+    registered metrics."""
+    stage = Stage("eval", cfg, domain)
+    return stage.key(stage.data, ("eval",), label=label, adapter=adapter_hash(adapter),
+                     metrics=sorted(m.name for m in metrics()))
+
+
+def _columns(metric, value) -> list[Column]:
+    level = "model" if isinstance(metric, ModelMetric) else "variant"
+    dynamic = metric.columns_for(value) if isinstance(metric, ModelMetric) and metric.columns_for else ()
+    return [dataclasses.replace(c, level=level) for c in (*metric.columns, *dynamic)]
+
+
+def check_eval(cfg: Config, domain: str, adapter: str | Path | None, label: str | None) -> str:
+    """The result's key, after checking the prompt variants, the data and the adapter (before any work)."""
+    cfg.eval.check_prompts(domain)
+    if cfg.eval.batch_size < 1 or cfg.eval.max_new_tokens < 1:
+        raise KnowUndoError("eval.batch_size and eval.max_new_tokens must be >= 1")
+    return eval_key(cfg, domain, adapter, label)
 
 
 def evaluate_checkpoint(cfg: Config, domain: str, adapter: str | Path | None = None,
                         out_file: str | Path | None = None, label: str | None = None, progress: bool = True) -> dict:
-    source = DataSource.from_config(cfg.data)
-    data = load_domain(source, domain)
-    heldout = load_general(source)["heldout"]
-    cfg.eval.check_prompts(domain)
+    """Every registered metric on one model; the result is written to ``out_file`` if given."""
+    stage = Stage("eval", cfg, domain)
     adapter = Path(adapter) if adapter is not None else None
+    key = check_eval(cfg, domain, adapter, label)
     default_label, training = describe_adapter(adapter)
-    model, tokenizer = load_base(cfg, progress=progress)
+    model, tokenizer = load_base(cfg)
     if adapter is not None:
         model = load_adapter(model, adapter)
-    with_curve = bool(cfg.eval.curves and training and training["stage"] == "unlearn"
-                      and training["checkpoint_step"] is None)
-    parts = [*(f"prompt {variant}" for variant in cfg.eval.prompts), "general capability", "membership inference"]
-    parts += ["checkpoint curve"] if with_curve else []
+    ctx = EvalContext(model, tokenizer, stage, adapter, training)
+    split_metrics = [m for m in metrics() if isinstance(m, SplitMetric) and m.enabled(cfg.eval)]
+    model_metrics = [m for m in metrics() if isinstance(m, ModelMetric) and m.enabled(ctx)]
     result = {"kind": EVAL_RESULT_KIND, "label": label or default_label, "domain": domain, "prompts": {}}
+    columns = [c for m in split_metrics for c in _columns(m, None)]
+    parts = [*(("prompt", variant) for variant in cfg.eval.prompts), *(("metric", m) for m in model_metrics)]
     with tqdm(parts, desc=f"eval {result['label']}", disable=not progress, leave=False) as bar:
-        for part in bar:
-            bar.set_postfix_str(part)
-            if part.startswith("prompt "):
-                variant = part.removeprefix("prompt ")
-                result["prompts"][variant] = evaluate_variant(model, tokenizer, cfg, domain, data, variant)
-            elif part == "general capability":
-                formatter = Formatter(tokenizer, cfg.model.template, cfg.model.max_length)
-                result["general"] = {"heldout": evaluate_items(model, formatter, heldout, cfg.eval.batch_size,
-                                                               cfg.eval.mia_k),
-                                     "lm_eval": general_capability(model, tokenizer, heldout, cfg)}
-            elif part == "membership inference":
-                scored = {"general": result["general"]["heldout"]["per_item"]}
-                if "none" in result["prompts"]:
-                    scored.update({scope: result["prompts"]["none"][scope]["per_item"] for scope in SCOPES})
-                result["mia"] = _membership(model, tokenizer, cfg, data, heldout, scored)
+        for kind, part in bar:
+            if kind == "prompt":
+                bar.set_postfix_str(f"prompt {part}")
+                result["prompts"][part] = evaluate_variant(ctx, split_metrics, part)
             else:
-                result["curve"] = checkpoint_curve(model, tokenizer, cfg, data, adapter.parent)
-    result.setdefault("curve", [])
-    result["meta"] = {
-        "key": eval_key(cfg, domain, adapter, label), "domain": domain, "adapter": str(adapter) if adapter else None,
-        "adapter_hash": file_hash(adapter_weights(adapter)) if adapter else None, "training": training,
-        "data_hash": hash_json(data), "seed": cfg.seed, "config": cfg.to_dict(), "versions": library_versions(),
-    }
+                bar.set_postfix_str(part.name)
+                result[part.name] = part.compute(ctx)
+                columns += _columns(part, result[part.name])
+    result["columns"] = [c.to_json() for c in check_columns(columns)]
+    result["tables"] = {name: title for m in (*split_metrics, *model_metrics) for name, title in m.tables.items()}
+    result["meta"] = stage.record(key, stage.data, adapter=str(adapter) if adapter else None,
+                                  adapter_hash=adapter_hash(adapter), training=training)
     if out_file is not None:
         write_json(out_file, result)
     return result

@@ -1,91 +1,138 @@
-"""What a method is: a loss over a ``{forget, retain}`` batch, the per-sample weights its data carries, and an
-optional relabelling of the forget answers. One :class:`~knowundo.unlearn.UnlearnTrainer` runs them all.
+"""What a method is: a class registered with ``@register``, naming its parameters (a dataclass whose defaults come
+from the method's paper), its losses over the two sides of a batch, and what those losses need.
 
-Weights and reference logits reach the loss as explicit inputs (:class:`Side`); a loss never looks anything up
-by name, so a missing weight cannot silently turn unlearning into fine-tuning.
+One :class:`~knowundo.unlearn.UnlearnTrainer` runs every method. It builds each side as a :class:`Side` with
+explicit per-sample weights (the parameters' ``forget_weight`` / ``retain_weight``) and, where the method asks
+for them, the frozen fine-tuned model's outputs, the hidden states and alternative answers; a loss never looks
+anything up by name, so a missing input is an error, never a silent fallback. The forget loss is backpropagated
+before the retain side's forward pass, so every loss is a sum of a forget term and a retain term.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, ClassVar
 
 import torch
 
+from knowundo.config import merge_settings
+from knowundo.data.relabel import RelabelContext
 from knowundo.errors import KnowUndoError
-from knowundo.logits import shifted, token_logprobs
+
+SIDES = ("forget", "retain")
 
 
 @dataclass(frozen=True)
 class Side:
-    """One half of a batch after the forward pass: logits, answer-only labels, per-sample weights, and (for
-    KL methods) the frozen fine-tuned model's logits on the same inputs."""
+    """One side of a batch after the forward pass: logits, answer-only labels (-100 elsewhere), per-sample
+    weights; on request the reference (frozen fine-tuned) model's logits on the same inputs, the hidden states
+    of every layer (``hidden_states[l]`` is the output of decoder layer ``l``, 0 the embeddings) and the same
+    questions with alternative answers (``alternative``, itself a Side)."""
 
     logits: torch.Tensor
     labels: torch.Tensor
     weight: torch.Tensor
     reference_logits: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    reference_hidden_states: tuple[torch.Tensor, ...] | None = None
+    alternative: "Side | None" = None
+
+    def require(self, *fields: str) -> None:
+        missing = [f for f in fields if getattr(self, f) is None]
+        if missing:
+            raise KnowUndoError(f"this loss needs {', '.join(missing)} on its side; the method must declare it")
 
 
-@dataclass(frozen=True)
-class RelabelContext:
-    """What a relabelling may use: the fine-tuned model (before any unlearning), its tokenizer, a seeded RNG."""
+@dataclass
+class ForgetParams:
+    """Parameters of a method that trains on the forget side only; ``forget_weight`` multiplies each forget
+    sample's loss (-1: ascent on the NLL)."""
 
-    model: object
-    tokenizer: object
-    generator: torch.Generator
-    top_k: int = 1
-    top_p: float = 1.0
-    batch_size: int = 16
+    forget_weight: float = -1.0
 
 
-@dataclass(frozen=True)
+@dataclass
+class TwoSidedParams(ForgetParams):
+    """Parameters of a method with a retain term; ``retain_weight`` multiplies each retain sample's loss."""
+
+    retain_weight: float = 1.0
+
+
 class Method:
-    name: str
-    loss: Callable[[Side, Side | None], torch.Tensor]
-    forget_weight: float
-    retain_weight: float | None = None  # None: the method trains on no retain data
-    needs_reference: bool = False
-    needs_region: bool = False  # only meaningful inside a localized region (MemFlex)
-    relabel: Callable[[list[dict], RelabelContext], list[dict]] | None = None
-    doc: str = ""
+    """Subclass, set the class attributes, implement the losses, decorate with ``@register``."""
+
+    name: ClassVar[str]
+    Params: ClassVar[type] = ForgetParams
+    retain: ClassVar[bool] = False  # trains on retain data (the retention train split, or the general set)
+    reference: ClassVar[frozenset] = frozenset()  # sides that need the frozen fine-tuned model's outputs
+    hidden_states: ClassVar[bool] = False  # the losses read hidden states (Side.hidden_states)
+    localized: ClassVar[bool] = False  # only meaningful inside a localized region: a region file is required
+
+    def forget_loss(self, forget: Side, params) -> torch.Tensor:
+        raise NotImplementedError
+
+    def retain_loss(self, retain: Side, params) -> torch.Tensor:
+        raise NotImplementedError(f"{self.name} has no retain term")
+
+    def relabel(self, features: list[dict], ctx: RelabelContext, params) -> list[dict]:
+        """The forget features trained on (default: the gold answers; random or adversarial labels, refusals)."""
+        return features
+
+    def alternative_answers(self, features: list[dict], ctx: RelabelContext, params) -> list[dict] | None:
+        """A second answer to each forget question, reaching the loss as ``forget.alternative`` (default none)."""
+        return None
+
+    def reference_sides(self, params) -> frozenset:
+        """Sides whose reference outputs the losses read (may depend on the parameters)."""
+        return self.reference
+
+    def check(self, params) -> None:
+        """Raise :class:`KnowUndoError` for parameter values out of range."""
+
+    def resolve(self, params, model_config):
+        """Parameters with model-dependent defaults filled in (e.g. a layer index scaled to the depth)."""
+        return params
+
+    def own_region(self, model, params) -> dict[str, torch.Tensor] | None:
+        """A region the method defines itself (RMU: the layers up to its steering layer), or None."""
+        return None
+
+    def tensors(self, params, model_config) -> dict[str, torch.Tensor]:
+        """Tensors the run must record beside its adapter (RMU: the steering vector)."""
+        return {}
+
+    def summary(self) -> str:
+        """The first line of the method's docstring (what `knowundo methods` prints)."""
+        return (self.__doc__ or "").strip().splitlines()[0] if self.__doc__ else ""
 
 
 METHODS: dict[str, Method] = {}
 
 
-def register(method: Method) -> Method:
-    METHODS[method.name] = method
-    return method
+def register(cls: type) -> type:
+    """Class decorator: check the declaration and add one instance to :data:`METHODS` under ``cls.name``."""
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name.isidentifier():
+        raise TypeError(f"{cls.__qualname__}: a method needs a `name` that is an identifier, got {name!r}")
+    fields = {f.name for f in dataclasses.fields(cls.Params)} if dataclasses.is_dataclass(cls.Params) else None
+    if fields is None or "forget_weight" not in fields or (cls.retain and "retain_weight" not in fields):
+        raise TypeError(f"{name}: Params must be a dataclass with forget_weight" + (" and retain_weight" if cls.retain
+                                                                                    else ""))
+    if not set(cls.reference) <= set(SIDES):
+        raise TypeError(f"{name}: reference must be a subset of {SIDES}")
+    previous = METHODS.get(name)
+    if previous is not None and (type(previous).__module__, type(previous).__qualname__) != (cls.__module__,
+                                                                                          cls.__qualname__):
+        raise TypeError(f"two methods are named {name!r}: {type(previous).__module__} and {cls.__module__}")
+    METHODS[name] = cls()
+    return cls
 
 
-def get_method(name: str) -> Method:
-    if name not in METHODS:
-        raise KnowUndoError(f"unknown method {name!r}; choose one of {', '.join(sorted(METHODS))}")
-    return METHODS[name]
-
-
-def per_sample_nll(side: Side) -> torch.Tensor:
-    """Mean negative log-likelihood over each sample's answer tokens (float32), shape [batch]."""
-    logprob, mask = token_logprobs(side.logits, side.labels)
-    return -logprob.sum(-1) / mask.sum(-1).clamp(min=1)
-
-
-def weighted_nll(side: Side) -> torch.Tensor:
-    """Batch mean of weight * NLL: weight -1 is gradient ascent, +1 gradient descent."""
-    return (side.weight * per_sample_nll(side)).mean()
-
-
-def weighted_answer_kl(side: Side) -> torch.Tensor:
-    """KL(reference || current) per answer position, averaged over each sample's answer tokens (never over
-    prompt or padding), then weighted and averaged over the batch. Only answer positions are materialised at
-    vocabulary width, which keeps GA+KL's memory close to GA's."""
-    if side.reference_logits is None:
-        raise KnowUndoError("this loss needs reference logits; the trainer must pass them")
-    current, _, mask = shifted(side.logits, side.labels)
-    reference = side.reference_logits[:, :-1][mask].float()
-    kl = torch.nn.functional.kl_div(torch.log_softmax(current[mask], dim=-1), torch.log_softmax(reference, dim=-1),
-                                    log_target=True, reduction="none").sum(-1)
-    rows = mask.nonzero()[:, 0]
-    per_sample = torch.zeros(mask.shape[0], device=kl.device).index_add(0, rows, kl) / mask.sum(-1).clamp(min=1)
-    return (side.weight * per_sample).mean()
+def build_params(method: Method, values: dict[str, Any], where: str):
+    """The method's parameter dataclass with ``values`` applied (unknown keys, wrong types and values out of
+    range are errors)."""
+    params = method.Params()
+    merge_settings(params, values, where)
+    method.check(params)
+    return params

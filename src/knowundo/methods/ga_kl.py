@@ -1,8 +1,18 @@
-"""Gradient ascent on the forget answers plus KL to the fine-tuned model on retain answers (answer tokens only).
-The reference is the fine-tuned adapter kept frozen beside the trained one, not the bare base model."""
+"""GA + KL: ascent on the forget answers plus KL(fine-tuned ‖ current) on retain answer tokens. The reference is
+the fine-tuned adapter kept frozen beside the trained one, not the bare base model.
+L = −mean_i NLL(y_i | x_i) + mean_j mean_t KL(π_ref(·| r_j,<t) ‖ π_θ(·| r_j,<t))."""
 
-from knowundo.methods.base import Method, register, weighted_answer_kl, weighted_nll
+from knowundo.methods.ga_gd import GradientAscentDescent
+from knowundo.methods.base import register
+from knowundo.methods.losses import weighted_answer_kl
 
-register(Method("ga_kl", loss=lambda forget, retain: weighted_nll(forget) + weighted_answer_kl(retain),
-                forget_weight=-1.0, retain_weight=1.0, needs_reference=True,
-                doc="ascent on unlearn + KL(fine-tuned || current) on retain data"))
+
+@register
+class GradientAscentKL(GradientAscentDescent):
+    """Ascent on unlearn + KL(fine-tuned ‖ current) on retain data."""
+
+    name = "ga_kl"
+    reference = frozenset({"retain"})
+
+    def retain_loss(self, retain, params):
+        return weighted_answer_kl(retain)

@@ -8,26 +8,39 @@ import torch
 
 from knowundo.config import Config
 from knowundo.errors import KnowUndoError
+from knowundo.layout import ADAPTER_WEIGHTS
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": "auto"}
 
 
-def resolve_model_path(cfg: Config, progress: bool = True) -> str:
-    """The directory or hub id to load; builds (once) and returns the cached tiny model for ``name: tiny``."""
+def prepare_base(cfg: Config, progress: bool = True) -> None:
+    """The explicit step before any stage loads the model: for ``model.name: tiny``, build the tiny base once
+    (cached); any other model is loaded as it is."""
     if cfg.model.name == "tiny":
         from knowundo.models.tiny import ensure_tiny
 
-        return str(ensure_tiny(cfg.tiny, cfg.data.seed, progress=progress))
+        ensure_tiny(cfg.tiny, progress=progress)
+
+
+def resolve_model_path(cfg: Config) -> str:
+    """The directory or hub id to load (the cached tiny base for ``name: tiny``, which must be built)."""
+    if cfg.model.name == "tiny":
+        from knowundo.models.tiny import is_built, tiny_path
+
+        if not is_built(cfg.tiny):
+            raise KnowUndoError("the tiny base model is not built for these tiny.* settings; call "
+                                "knowundo.models.load.prepare_base(cfg) first (every knowundo command does)")
+        return str(tiny_path(cfg.tiny))
     return cfg.model.name
 
 
-def load_base(cfg: Config, progress: bool = True):
+def load_base(cfg: Config):
     """(model, tokenizer) for ``cfg.model``; ``trust_remote_code`` only when the user turned it on."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     if cfg.model.dtype not in DTYPES:
         raise KnowUndoError(f"unknown dtype {cfg.model.dtype!r}; choose one of {', '.join(DTYPES)}")
-    path = resolve_model_path(cfg, progress)
+    path = resolve_model_path(cfg)
     remote = cfg.model.trust_remote_code
     try:
         model_config = AutoConfig.from_pretrained(path, trust_remote_code=remote)
@@ -52,9 +65,6 @@ def attach_lora(model, cfg: Config):
     lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
                       target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM")
     return get_peft_model(model, lora)
-
-
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
 
 def adapter_weights(adapter_dir: str | Path) -> Path:

@@ -27,26 +27,33 @@ def cache_root() -> Path:
     return Path(os.environ.get("KNOWUNDO_CACHE", Path.home() / ".cache" / "knowundo"))
 
 
-def tiny_key(cfg: TinyConfig, data_seed: int) -> str:
+def tiny_key(cfg: TinyConfig) -> str:
     """Changes whenever the recipe, the shape or the pretraining text changes (so a stale cache is never used)."""
-    text = [(item["text"], item["labels"]) for item in _pretraining_texts(data_seed)]
+    text = [(item["text"], item["labels"]) for item in _pretraining_texts(cfg.corpus_seed)]
     return hash_json({"recipe": RECIPE_VERSION, "tiny": cfg.__dict__, "text": hash_json(text)})
 
 
-def tiny_path(cfg: TinyConfig, data_seed: int) -> Path:
-    return cache_root() / f"tiny-{tiny_key(cfg, data_seed)}"
+def tiny_path(cfg: TinyConfig) -> Path:
+    return cache_root() / f"tiny-{tiny_key(cfg)}"
 
 
-def _pretraining_texts(data_seed: int) -> list[dict]:
-    world = bundled_world(data_seed)
+def _pretraining_texts(corpus_seed: int) -> list[dict]:
+    world = bundled_world(corpus_seed)
     return world["pretrain_corpus"] + world["general"]["train"] + world["general"]["heldout"]
 
 
-def train_tokenizer(cfg: TinyConfig, data_seed: int):
+def instances_in_corpus(cfg: TinyConfig, instances: set[str]) -> list[str]:
+    """Benchmark instances (author or book names) that the pretraining corpus mentions: the tiny base must not
+    know the data before fine-tuning, which the generator guarantees only for its own world's benchmark."""
+    corpus = " ".join(item["text"] + " " + item["labels"] for item in bundled_world(cfg.corpus_seed)["pretrain_corpus"])
+    return sorted(name for name in instances if name and name in corpus)
+
+
+def train_tokenizer(cfg: TinyConfig):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
-    texts = [part for item in _pretraining_texts(data_seed) for part in (item["text"], item["labels"])]
+    texts = [part for item in _pretraining_texts(cfg.corpus_seed) for part in (item["text"], item["labels"])]
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -73,10 +80,10 @@ def build_base_model(cfg: TinyConfig, tokenizer):
     return LlamaForCausalLM(config)
 
 
-def pretrain_features(tokenizer, data_seed: int, max_length: int) -> list[dict]:
+def pretrain_features(tokenizer, corpus_seed: int, max_length: int) -> list[dict]:
     """Whole-sequence language modelling on ``question \\n\\n answer </s>`` (the same layout as fine-tuning)."""
     features = []
-    for item in _pretraining_texts(data_seed):
+    for item in _pretraining_texts(corpus_seed):
         ids = tokenizer(item["text"] + "\n\n")["input_ids"]
         ids = (ids + tokenizer(item["labels"], add_special_tokens=False)["input_ids"]
                + [tokenizer.eos_token_id])[:max_length]
@@ -84,14 +91,14 @@ def pretrain_features(tokenizer, data_seed: int, max_length: int) -> list[dict]:
     return features
 
 
-def build_tiny(cfg: TinyConfig, data_seed: int, out_dir: Path, progress: bool = True) -> Path:
+def build_tiny(cfg: TinyConfig, out_dir: Path, progress: bool = True) -> Path:
     """Train tokenizer and base from scratch into ``out_dir`` (written atomically as a whole directory)."""
     from transformers import set_seed
 
     set_seed(cfg.seed, deterministic=True)
-    tokenizer = train_tokenizer(cfg, data_seed)
+    tokenizer = train_tokenizer(cfg)
     model = build_base_model(cfg, tokenizer)
-    features = pretrain_features(tokenizer, data_seed, cfg.max_position_embeddings)
+    features = pretrain_features(tokenizer, cfg.corpus_seed, cfg.max_position_embeddings)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
@@ -104,7 +111,7 @@ def build_tiny(cfg: TinyConfig, data_seed: int, out_dir: Path, progress: bool = 
         model.save_pretrained(work / "model", safe_serialization=True)
         tokenizer.save_pretrained(work / "model")
         write_json(work / "model" / "knowundo_tiny.json", {
-            "tiny": cfg.__dict__, "data_seed": data_seed, "recipe": RECIPE_VERSION,
+            "tiny": cfg.__dict__, "recipe": RECIPE_VERSION,
             "pretrain_loss": result.training_loss, "pretrain_sequences": len(features),
             "versions": library_versions()})
         shutil.rmtree(work / "trainer", ignore_errors=True)
@@ -116,8 +123,13 @@ def build_tiny(cfg: TinyConfig, data_seed: int, out_dir: Path, progress: bool = 
     return out_dir
 
 
-def ensure_tiny(cfg: TinyConfig, data_seed: int, progress: bool = True) -> Path:
-    path = tiny_path(cfg, data_seed)
-    if not (path / "knowundo_tiny.json").is_file():
-        build_tiny(cfg, data_seed, path, progress=progress)
+def is_built(cfg: TinyConfig) -> bool:
+    return (tiny_path(cfg) / "knowundo_tiny.json").is_file()
+
+
+def ensure_tiny(cfg: TinyConfig, progress: bool = True) -> Path:
+    """Build the tiny base once (about a minute on 2 cores); later calls return the cached copy."""
+    path = tiny_path(cfg)
+    if not is_built(cfg):
+        build_tiny(cfg, path, progress=progress)
     return path

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import zlib
 
+from knowundo.evaluate.metric import Column, ModelMetric, register_metric
+
 SCORES = ("loss", "zlib", "min_k")
+COMPARISONS = ("retention", "general")  # non-members: retention val, general held-out
 
 
 def membership_scores(per_item: list[dict], answers: list[str]) -> dict[str, list[float]]:
@@ -31,3 +34,20 @@ def membership_inference(unlearn: dict[str, list[float]], comparisons: dict[str,
     """AUC per score, unlearn val against each comparison set (e.g. retention val, general held-out)."""
     return {score: {name: auc(unlearn[score], other[score]) for name, other in comparisons.items()}
             for score in SCORES}
+
+
+def _compute(ctx) -> dict:
+    """Without any system prompt; the teacher-forced passes are the ones the other metrics already ran."""
+    scores = {}
+    for name in ("unlearn", *COMPARISONS):
+        items, records = ctx.items(name), ctx.teacher_forced(name)["per_item"]
+        scores[name] = membership_scores(records, [items[r["index"]]["labels"] for r in records])
+    return membership_inference(scores["unlearn"], {name: scores[name] for name in COMPARISONS})
+
+
+register_metric(ModelMetric("mia", compute=_compute, tables={
+    "mia": "Membership inference (AUC, unlearn val vs retention val and vs general held-out; 0.5 = no signal)"},
+    columns=tuple(
+    Column(f"mia_{score}_{other}", f"{score} vs {other}", ("mia", score, other), None, fmt="fraction",
+           position=10 * i + j, table="mia", doc=f"AUC of the {score} score, unlearn val vs {other}")
+    for i, score in enumerate(SCORES) for j, other in enumerate(COMPARISONS))))

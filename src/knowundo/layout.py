@@ -1,0 +1,117 @@
+"""The on-disk layout and the names every stage agrees on: domains, scopes, record and directory names, and the
+grammar of a row label (``ga_gd_ood``, ``npo@memflex``, ``ga@20``). Defined once here; stages, evaluation, the
+pipeline and the report import them."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from knowundo.errors import KnowUndoError
+
+DOMAINS = ("copyright", "privacy")
+SCOPES = ("unlearn", "retention")
+SPLITS = ("train", "val")
+
+# stage records: a directory holding one of these is a finished stage
+FINETUNE_RECORD = "finetune.json"
+GRADIENTS_RECORD = "gradients.json"
+UNLEARN_RECORD = "unlearn.json"
+RUN_RECORD = "run.json"
+# files beside the records
+ADAPTER_DIR = "adapter"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"  # peft's name; the only adapter file ever loaded
+CHECKPOINTS_DIR = "checkpoints"
+GRADIENT_STATS = "gradients.safetensors"
+REGION_FILE = "region.json"
+ROW_MASKS = "region_rows.safetensors"
+HEATMAP = "heatmap.png"
+METHOD_TENSORS = "method_tensors.safetensors"  # tensors a method records (RMU's steering vector)
+
+# row labels
+BASE_LABEL = "base"
+VANILLA_LABEL = "vanilla"
+OOD_SUFFIX = "_ood"  # retain on the general-knowledge set instead of the retention scope
+REGION_SEPARATOR = "@"
+REGIONS = ("memflex",)  # where a region comes from: MemFlex localization of the same domain
+RETAIN_SOURCES = ("retention", "general")
+
+
+@dataclass(frozen=True)
+class RunLabel:
+    """One row of a comparison: a method, the retain data it uses and the region it trains in.
+
+    Grammar: ``<method>[_ood][@<region>]``; an unlearning checkpoint adds ``@<step>`` (``npo@memflex@20``)."""
+
+    method: str
+    retain: str = "retention"
+    region: str | None = None
+
+    @property
+    def label(self) -> str:
+        suffix = OOD_SUFFIX if self.retain == "general" else ""
+        return self.method + suffix + (f"{REGION_SEPARATOR}{self.region}" if self.region else "")
+
+    @classmethod
+    def parse(cls, label: str) -> "RunLabel":
+        name, *regions = label.split(REGION_SEPARATOR)
+        if len(regions) > 1 or not name:
+            raise KnowUndoError(f"method label {label!r}: expected <method>[{OOD_SUFFIX}][@<region>]")
+        region = regions[0] if regions else None
+        if region is not None and region not in REGIONS:
+            raise KnowUndoError(f"method label {label!r}: unknown region {region!r}; choose one of "
+                                f"{', '.join(REGIONS)}")
+        if name.endswith(OOD_SUFFIX):
+            return cls(name[: -len(OOD_SUFFIX)], "general", region)
+        return cls(name, "retention", region)
+
+
+def checkpoint_label(label: str, step: int) -> str:
+    return f"{label}{REGION_SEPARATOR}{step}"
+
+
+def split_checkpoint_label(label: str) -> tuple[str, int | None]:
+    """(row label, checkpoint step or None): ``ga@20`` -> (ga, 20); ``npo@memflex`` -> (npo@memflex, None)."""
+    match = re.fullmatch(rf"(.+){REGION_SEPARATOR}(\d+)", label)
+    return (match[1], int(match[2])) if match else (label, None)
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """Where `knowundo run` puts each stage of one domain under ``OUT/<domain>``."""
+
+    root: Path
+
+    @property
+    def finetune(self) -> Path:
+        return self.root / "finetune"
+
+    @property
+    def adapter(self) -> Path:
+        return self.finetune / ADAPTER_DIR
+
+    @property
+    def localize(self) -> Path:
+        return self.root / "localize"
+
+    @property
+    def region(self) -> Path:
+        return self.localize / REGION_FILE
+
+    @property
+    def eval_dir(self) -> Path:
+        return self.root / "eval"
+
+    def unlearn(self, label: str) -> Path:
+        return self.root / "unlearn" / label
+
+    def unlearned_adapter(self, label: str) -> Path:
+        return self.unlearn(label) / ADAPTER_DIR
+
+    def eval(self, label: str) -> Path:
+        return self.eval_dir / f"{label}.json"
+
+
+def report_dir(out: str | Path) -> Path:
+    return Path(out) / "report"

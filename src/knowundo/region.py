@@ -1,0 +1,91 @@
+"""Regions: the LoRA matrices (or rows of them) that an unlearning run may change. Everything outside is frozen.
+
+A region is a boolean unit mask per LoRA parameter: one entry (the whole matrix) or one per row (output neurons
+of B, rank rows of A). It comes from a ``region.json`` written by MemFlex localization, or from a method that
+defines its own (RMU trains the layers up to its steering layer). Reading and applying a region lives here,
+below both localization and unlearning, so neither imports the other.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from knowundo.artifacts import read_json
+from knowundo.errors import KnowUndoError
+from knowundo.layout import ROW_MASKS
+
+LAYER_INDEX = re.compile(r"\.(?:layers|h|blocks)\.(\d+)\.")  # Llama/Qwen/Mistral/Gemma/Phi-3, GPT-2, GPT-NeoX
+
+
+def lora_parameters(model) -> dict[str, torch.nn.Parameter]:
+    """The trainable LoRA A/B matrices of the active adapter, by parameter name."""
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad and ("lora_A" in n or "lora_B" in n)}
+    if not params:
+        raise KnowUndoError("the model has no trainable LoRA matrices to localize in")
+    return params
+
+
+def layer_of(name: str) -> int | None:
+    """The decoder layer a parameter belongs to (0-based), or None (embeddings, head)."""
+    match = LAYER_INDEX.search(name)
+    return int(match[1]) if match else None
+
+
+def layer_region(model, layers: range) -> dict[str, torch.Tensor]:
+    """Every LoRA matrix of the decoder layers in ``layers``, whole."""
+    masks = {name: torch.tensor([layer_of(name) in layers]) for name in lora_parameters(model)}
+    if not any(mask.any() for mask in masks.values()):
+        raise KnowUndoError(f"no LoRA matrix in layers {layers.start}..{layers.stop - 1} of the model")
+    return masks
+
+
+def load_region(path: str | Path, model) -> dict[str, torch.Tensor]:
+    """Boolean unit mask per LoRA parameter of ``model`` from a ``region.json`` (row masks from the
+    safetensors file beside it). Names that the model lacks, or an empty region, are errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise KnowUndoError(f"{path}: region file not found")
+    try:
+        region = read_json(path)
+        entries = {u["parameter"]: u for u in region["parameters"]}
+        granularity = region["granularity"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise KnowUndoError(f"{path}: not a region file ({type(exc).__name__}: {exc})") from None
+    params = dict(model.named_parameters())
+    unknown = [name for name in entries if name not in params]
+    if unknown:
+        raise KnowUndoError(f"{path}: {len(unknown)} region parameters do not exist in the model, e.g. {unknown[0]}")
+    if granularity == "row":
+        rows = path.parent / ROW_MASKS
+        if not rows.is_file():
+            raise KnowUndoError(f"{path}: row region without its masks file {rows.name}")
+        masks = {name: mask.bool() for name, mask in load_file(str(rows)).items()}
+    else:
+        masks = {name: torch.tensor([bool(u["selected"])]) for name, u in entries.items()}
+    if not any(mask.any() for mask in masks.values()):
+        raise KnowUndoError(f"{path}: the region is empty (no LoRA matrix selected); loosen the selection")
+    for name, mask in masks.items():
+        if mask.numel() not in (1, params[name].shape[0]):
+            raise KnowUndoError(f"{path}: the mask of {name} has {mask.numel()} rows, the model "
+                                f"{params[name].shape[0]}")
+    return masks
+
+
+def apply_region(model, masks: dict[str, torch.Tensor], weight_decay: float) -> list:
+    """Freeze every LoRA matrix outside the region; inside a row region, zero the gradient of unselected rows.
+    Returns the hook handles. Row masks need weight_decay 0: decay would move the masked rows."""
+    handles = []
+    for name, param in lora_parameters(model).items():
+        mask = masks.get(name)
+        param.requires_grad_(mask is not None and bool(mask.any()))
+        if param.requires_grad and mask.numel() > 1 and not mask.all():
+            if weight_decay:
+                raise KnowUndoError("a row-granularity region needs unlearn.weight_decay=0 (decay would change "
+                                    "the rows outside the region)")
+            row_mask = mask.to(param.dtype).unsqueeze(1).to(param.device)
+            handles.append(param.register_hook(lambda grad, m=row_mask: grad * m))
+    return handles

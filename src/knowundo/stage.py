@@ -1,0 +1,80 @@
+"""What every stage (finetune, localize, unlearn, eval) shares: the data it reads, how items become tokens, the
+key of its output and the common fields of its record.
+
+A key hashes everything that shapes a stage's output: the seed, the model (with the tiny model's own settings
+when it is built here), the data settings and the data itself, the stage's own config section and the stage's
+further inputs (the upstream adapter's weights, a region file, a method label). A directory holds the result of
+exactly one key, so changing any of these redoes the stage instead of reusing a stale result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from knowundo.artifacts import StageOutput, file_hash, hash_json, library_versions
+from knowundo.config import Config
+from knowundo.data.format import Formatter
+from knowundo.data.knowundo import DataSource, check_domain, load_domain, load_general
+from knowundo.models.load import adapter_weights
+
+
+def model_settings(cfg: Config) -> dict:
+    """What identifies the model: its section, plus the tiny model's recipe when ``model.name`` is ``tiny``."""
+    settings = {"model": cfg.to_dict()["model"]}
+    if cfg.model.name == "tiny":
+        settings["tiny"] = cfg.to_dict()["tiny"]
+    return settings
+
+
+def adapter_hash(adapter: str | Path | None) -> str | None:
+    return file_hash(adapter_weights(adapter)) if adapter is not None else None
+
+
+@dataclass
+class Stage:
+    """One stage of one domain: ``Stage("unlearn", cfg, "privacy")``."""
+
+    name: str
+    cfg: Config
+    domain: str
+
+    def __post_init__(self):
+        check_domain(self.domain)
+
+    @cached_property
+    def source(self) -> DataSource:
+        return DataSource.from_config(self.cfg.data)
+
+    @cached_property
+    def data(self) -> dict[str, dict[str, list[dict]]]:
+        """Both scopes of the domain, validated: ``{scope: {"train": [...], "val": [...]}}``."""
+        return load_domain(self.source, self.domain)
+
+    @cached_property
+    def general(self) -> dict[str, list[dict]]:
+        """The general-knowledge set: ``{"train": [...], "heldout": [...]}``."""
+        return load_general(self.source)
+
+    def formatter(self, tokenizer, system_prompt: str | None = None) -> Formatter:
+        return Formatter(tokenizer, self.cfg.model.template, self.cfg.model.max_length, system_prompt=system_prompt)
+
+    def key(self, data: Any, sections: tuple[str, ...] = (), **inputs) -> str:
+        """Hash of everything that shapes the output (see the module docstring); ``data``: the items it reads;
+        ``sections``: the config sections of this stage."""
+        cfg = self.cfg.to_dict()
+        settings = {"seed": cfg["seed"], "data": cfg["data"], **model_settings(self.cfg),
+                    **{section: cfg[section] for section in sections}}
+        return hash_json({"stage": self.name, "domain": self.domain, "settings": settings, "data": hash_json(data),
+                          **inputs})
+
+    def output(self, out_dir: str | Path, record_name: str, data: Any, sections: tuple[str, ...] = (),
+               **inputs) -> StageOutput:
+        return StageOutput(out_dir, self.key(data, sections, **inputs), record_name)
+
+    def record(self, key: str, data: Any, **fields) -> dict:
+        """The fields every stage record carries (provenance), then the stage's own."""
+        return {"stage": self.name, "domain": self.domain, "key": key, "seed": self.cfg.seed,
+                "data_hash": hash_json(data), **fields, "config": self.cfg.to_dict(), "versions": library_versions()}
