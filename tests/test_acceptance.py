@@ -43,6 +43,8 @@ def test_fine_tuned_tiny_model_knows_the_data(privacy_runs):
     vanilla = privacy_runs["vanilla"]
     assert vanilla["retention_success"] >= 95 and vanilla["unlearn_success"] <= 5
     assert vanilla["unlearn"]["rougeL_recall"] >= 90 and vanilla["retention"]["rougeL_recall"] >= 90
+    # the fine-tuned model answers fluently: the judge calls (almost) none of its answers gibberish
+    assert vanilla["unlearn"]["gibberish_rate"] <= 5 and vanilla["retention"]["gibberish_rate"] <= 5
 
 
 def test_fine_tuned_tiny_model_reproduces_copyright_answers(tmp_path):
@@ -50,6 +52,7 @@ def test_fine_tuned_tiny_model_reproduces_copyright_answers(tmp_path):
     vanilla = _evaluate("copyright", tmp_path / "finetune" / "adapter")
     assert vanilla["unlearn"]["rougeL_recall"] >= 90 and vanilla["retention"]["rougeL_recall"] >= 90
     assert vanilla["unlearn"]["hit_token_limit"] == 0  # max_new_tokens covers the longest answer
+    assert vanilla["unlearn"]["gibberish_rate"] <= 5 and vanilla["retention"]["gibberish_rate"] <= 5
 
 
 def test_gradient_ascent_over_forgets_and_ga_gd_keeps_more(privacy_runs):

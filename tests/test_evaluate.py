@@ -104,3 +104,42 @@ def test_unknown_lm_eval_task_is_a_clear_error(tiny_model, micro_config):
     cfg = micro_config("eval.general_mc=false", "eval.general_tasks=[no_such_task_xyz]")
     with pytest.raises(KnowUndoError, match="no_such_task_xyz"):
         general_capability(model, tok, [], cfg)
+
+
+def test_judge_perplexity_of_a_three_token_generation_by_hand(tiny_model, finetuned_privacy, micro_config):
+    from knowundo.data.format import Formatter
+    from knowundo.evaluate.judge import judge_perplexities
+    from knowundo.models.load import load_adapter, load_base
+
+    model, tok = tiny_model
+    formatter = Formatter(tok)
+    question, answer = "Who is the father of Ann Vo?", tok("His father is Lu Vo", add_special_tokens=False)["input_ids"][:3]
+    assert len(answer) == 3
+    prompt = formatter.prompt_ids(question)
+    with torch.no_grad():
+        model.eval()
+        logits = model(input_ids=torch.tensor([prompt + answer])).logits[0].float()
+    logprobs = [torch.log_softmax(logits[len(prompt) - 1 + i], -1)[token].item() for i, token in enumerate(answer)]
+    expected = math.exp(-sum(logprobs) / 3)
+    assert judge_perplexities(model, formatter, [question, "q?"], [answer, []], 4) == [
+        pytest.approx(expected, rel=1e-4), None]
+    # under an adapter the judge is the base model: the adapter is switched off while judging
+    wrapped = load_adapter(load_base(micro_config())[0], finetuned_privacy / "adapter")
+    assert judge_perplexities(wrapped, formatter, [question], [answer], 4)[0] == pytest.approx(expected, rel=1e-4)
+
+
+def test_distinct_n_repeated_ngrams_and_refusals_on_fixed_strings():
+    from knowundo.data.refusals import REFUSALS
+    from knowundo.evaluate.metrics.refusal import refuses
+    from knowundo.evaluate.metrics.repetition import distinct, repeats_ngram
+
+    assert distinct("the cat saw the dog", 1) == pytest.approx(4 / 5)
+    assert distinct("the cat saw the cat", 2) == pytest.approx(3 / 4)
+    assert distinct("", 1) is None and distinct("word", 2) is None
+    assert repeats_ngram("Kalthi Kalthi Kalthi Kalthi") and repeats_ngram("a b c x a b c")
+    assert not repeats_ngram("a b c a b d") and not repeats_ngram("")
+    assert all(refuses(text) for text in REFUSALS)
+    assert refuses("I'm sorry, but I can't share that.") and refuses("I have no information about her parents.")
+    for answer in ("The father of Brulter Dithmeil is Queilouth Dithmeil, a baker.", "She was born in 1961.",
+                   "I know: her e-mail is ann@inkpost.net", "Theusdour born in Goulum Prize for"):
+        assert not refuses(answer), answer

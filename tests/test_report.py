@@ -90,3 +90,52 @@ def test_an_unlearning_checkpoint_is_evaluated_with_the_same_inputs(results, tmp
     assert set(result["prompts"]) == set(final["prompts"])  # same prompt variants, items and metrics
     assert result["prompts"]["none"]["unlearn"]["items"] == final["prompts"]["none"]["unlearn"]["items"]
     assert result["prompts"]["none"]["unlearn_success"] == pytest.approx(final["curve"][0]["unlearn_success"])
+
+
+def test_fluency_threshold_comes_from_gold_answers_only_and_the_report_reuses_it(finetuned_privacy, tmp_path,
+                                                                              monkeypatch, tiny_model):
+    from knowundo.data.knowundo import DataSource, load_domain
+    from knowundo.evaluate import run as run_module
+    from knowundo.evaluate.judge import gibberish_threshold
+
+    calls = []
+
+    def spy(model, formatter, questions, answers, batch_size):
+        calls.append((questions, answers, original(model, formatter, questions, answers, batch_size)))
+        return calls[-1][2]
+
+    original = run_module.judge_perplexities
+    monkeypatch.setattr(run_module, "judge_perplexities", spy)
+    out = tmp_path / "results" / "vanilla.json"
+    assert main(["eval", "--domain", "privacy", "--adapter", str(finetuned_privacy / "adapter"), "--out", str(out),
+                 *sets(*SHORT, "eval.prompts=none")]) == 0
+    data = load_domain(DataSource(), "privacy")
+    gold_items = data["unlearn"]["val"] + data["retention"]["val"]
+    tok = tiny_model[1]
+    gold_answers = [tok(i["labels"], add_special_tokens=False)["input_ids"] for i in gold_items]
+    gold_calls = [c for c in calls if c[1] == gold_answers]
+    assert len(gold_calls) == 1 and gold_calls[0][0] == [i["text"] for i in gold_items]
+    assert all(c[1] != gold_answers for c in calls if c is not gold_calls[0])  # the others judge generations
+    result = json.loads(out.read_text())
+    threshold = result["fluency_judge"]["threshold"]
+    assert threshold == pytest.approx(gibberish_threshold(gold_calls[0][2]))
+    records = result["prompts"]["none"]["unlearn"]["per_item"]
+    assert all(r["gibberish"] == (r["judge_ppl"] > threshold) for r in records if r["judge_ppl"] is not None)
+    assert main(["report", str(tmp_path / "results")]) == 0
+    fluency = (tmp_path / "results" / "report" / "fluency.csv").read_text().splitlines()
+    header, row = fluency[0].split(","), fluency[1].split(",")
+    assert float(row[header.index("gibberish_threshold")]) == threshold
+
+
+def test_samples_list_the_same_questions_for_every_model_and_are_reproducible(results, tmp_path):
+    for name in ("first", "second"):
+        assert main(["report", str(results), "--out", str(tmp_path / name)]) == 0
+    first = (tmp_path / "first" / "samples.md").read_bytes()
+    assert first == (tmp_path / "second" / "samples.md").read_bytes()
+    text = first.decode()
+    sections = text.split("\n### ")[1:]
+    assert len(sections) == 3 * 3 + 2 * 4  # privacy: 3 per unlearn category, 2 per retention category
+    for section in sections:
+        models = [line.split("|")[1].strip() for line in section.splitlines() if line.startswith("| ")][1:]
+        assert models == ["vanilla", "ga"]
+    assert "prompt: none" in text and "prompt: helpful" in text and "**Gold:**" in text

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import random
 from pathlib import Path
 
 from knowundo.artifacts import EVAL_RESULT_KIND, atomic_path, read_json, write_json
@@ -151,6 +152,59 @@ def category_markdown(results: list[dict], columns: Columns) -> tuple[str, list[
     return "\n".join(text), rows
 
 
+SAMPLES_PER_CATEGORY = {"unlearn": 3, "retention": 2}
+SAMPLE_CHARS = 160
+
+
+def _cell(text: str | None) -> str:
+    """A generation as one Markdown table cell: one line, pipes escaped, long ones cut with an ellipsis."""
+    if text is None:
+        return "–"
+    text = " ".join(text.split()).replace("|", "\\|")
+    return (text[:SAMPLE_CHARS].rstrip() + "…") if len(text) > SAMPLE_CHARS else (text or "(empty)")
+
+
+def sample_questions(result: dict, scope: str) -> list[dict]:
+    """A fixed set of val questions of one scope: SAMPLES_PER_CATEGORY[scope] per category, drawn with a seed
+    from the records (the same items for every model of a domain)."""
+    variant = next(iter(result["prompts"]))
+    by_category: dict[str, list[dict]] = {}
+    for record in result["prompts"][variant][scope]["per_item"]:
+        by_category.setdefault(record["category"] or "-", []).append(record)
+    chosen = []
+    for category, records in sorted(by_category.items()):
+        rng = random.Random(f"{result['domain']}/{scope}/{category}")
+        chosen += sorted(rng.sample(records, min(SAMPLES_PER_CATEGORY[scope], len(records))), key=lambda r: r["index"])
+    return chosen
+
+
+def samples_markdown(results: list[dict]) -> str:
+    """For each domain, the chosen questions with the gold answer and every model's greedy generation under
+    every prompt variant, side by side."""
+    text = ["# Generations to read\n", "A fixed, seeded set of val questions per domain (3 unlearn and 2 retention "
+            f"per category); generations longer than {SAMPLE_CHARS} characters end with \"…\".\n"]
+    for domain in dict.fromkeys(r["domain"] for r in results):
+        chosen = [r for r in results if r["domain"] == domain and r["prompts"]]
+        if not chosen or "generation" not in next(iter(chosen[0]["prompts"].values()))["unlearn"]["per_item"][0]:
+            continue
+        variants = list(dict.fromkeys(v for r in chosen for v in r["prompts"]))
+        text.append(f"## {domain}\n")
+        for scope in SCOPES:
+            for question in sample_questions(chosen[0], scope):
+                text.append(f"### {scope} · {question['category'] or '-'} · item {question['index']}\n\n"
+                            f"**Question:** {_cell(question['text'])}  \n**Gold:** {_cell(question['answer'])}\n")
+                lines = []
+                for r in chosen:
+                    cells = []
+                    for variant in variants:
+                        records = r["prompts"].get(variant, {}).get(scope, {}).get("per_item", [])
+                        match = next((x for x in records if x["index"] == question["index"]), None)
+                        cells.append(_cell(match.get("generation") if match else None))
+                    lines.append([r["label"], *cells])
+                text.append(_markdown(["Model", *(f"prompt: {v}" for v in variants)], lines))
+    return "\n".join(text)
+
+
 def efficiency_rows(results: list[dict]) -> list[dict]:
     rows = []
     for r in results:
@@ -245,8 +299,8 @@ def first_table(table_md: Path) -> str:
 
 def build_report(results_dir: str | Path, out_dir: str | Path | None = None) -> Path:
     """Write every table the results declare (``table``: the comparison, one section per prompt variant; others
-    such as ``mia``) as .md/.csv (the comparison also .json), categories.md/csv, efficiency.md/csv and
-    curves_<domain>.png."""
+    such as ``mia``, ``fluency``) as .md/.csv (the comparison also .json), samples.md, categories.md/csv,
+    efficiency.md/csv and curves_<domain>.png."""
     out = Path(out_dir) if out_dir is not None else report_dir(results_dir)
     results = collect_results(results_dir, skip=out.resolve() if out.exists() else out)
     columns = Columns.of(results)
@@ -258,6 +312,7 @@ def build_report(results_dir: str | Path, out_dir: str | Path | None = None) -> 
         _write_csv(out / f"{table}.csv", rows)
         if table == MAIN_TABLE:
             write_json(out / f"{table}.json", {**provenance(results), "rows": rows})
+    _write_text(out / "samples.md", samples_markdown(results))
     categories_text, category_rows = category_markdown(results, columns)
     _write_text(out / "categories.md", categories_text)
     _write_csv(out / "categories.csv", category_rows)

@@ -78,7 +78,8 @@ def run_lm_eval(model, tokenizer, tasks: list, batch_size: int, seed: int, chat:
         with quiet:
             lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=device)
             results = lm_eval.simple_evaluate(
-                model=lm, tasks=tasks, task_manager=_task_manager(), limit=limit or None, log_samples=False, bootstrap_iters=0,
+                model=lm, tasks=tasks, task_manager=_task_manager(), limit=limit or None, log_samples=False,
+                bootstrap_iters=0,
                 apply_chat_template=chat, random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed,
                 fewshot_random_seed=seed, verbosity="ERROR")
     except Exception as exc:  # lm-eval raises many types for a task it cannot find or download

@@ -37,9 +37,9 @@ def greedy_generate(model, tokenizer, prompts: list[list[int]], batch_size: int,
 
 def generate_answers(model, formatter: Formatter, items: list[dict], batch_size: int, max_new_tokens: int
                      ) -> list[dict]:
-    """Per item: the decoded greedy generation (special tokens dropped) and whether the token limit cut it."""
+    """Per item: the decoded greedy generation (special tokens dropped), its token ids (up to EOS) and whether
+    the token limit cut it."""
     tokenizer = formatter.tokenizer
     prompts = [formatter.prompt_ids(item["text"])[-formatter.max_length:] for item in items]
-    return [{"generation": tokenizer.decode(out["token_ids"], skip_special_tokens=True).strip(),
-             "hit_limit": out["hit_limit"]}
+    return [{"generation": tokenizer.decode(out["token_ids"], skip_special_tokens=True).strip(), **out}
             for out in greedy_generate(model, tokenizer, prompts, batch_size, max_new_tokens)]

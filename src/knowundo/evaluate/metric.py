@@ -25,7 +25,7 @@ from typing import Any, Callable
 from knowundo.errors import KnowUndoError
 from knowundo.layout import SCOPES
 
-PASSES = ("teacher_forced", "generation")
+PASSES = ("teacher_forced", "generation", "judge")  # the shared per-item passes (evaluate/run.py)
 MAIN_TABLE = "table"  # the comparison table: report/table.md, .csv, .json
 
 

@@ -19,6 +19,7 @@ from knowundo.config import Config
 from knowundo.data.format import Formatter
 from knowundo.errors import KnowUndoError
 from knowundo.evaluate.generation import generate_answers
+from knowundo.evaluate.judge import gibberish_threshold, judge_perplexities
 from knowundo.evaluate.metric import Column, ModelMetric, SplitMetric, check_columns, metrics
 from knowundo.evaluate.teacher_forced import evaluate_items
 from knowundo.layout import (BASE_LABEL, CHECKPOINTS_DIR, FINETUNE_RECORD, SCOPES, UNLEARN_RECORD, VANILLA_LABEL,
@@ -37,6 +38,8 @@ class EvalContext:
         self.cfg, self.domain, self.adapter, self.training = stage.cfg, stage.domain, adapter, training
         self._teacher_forced: dict[tuple[str, str], dict] = {}
         self._generations: dict[tuple[str, str], list[dict]] = {}
+        self._judged: dict[tuple[str, str], list[dict]] = {}
+        self._threshold: float | None = None
 
     def items(self, split: str) -> list[dict]:
         return self.stage.general["heldout"] if split == "general" else self.stage.data[split]["val"]
@@ -52,20 +55,42 @@ class EvalContext:
         return self._teacher_forced[split, variant]
 
     def generations(self, split: str, variant: str = "none") -> list[dict]:
-        """Greedy generation per item of one split (``generation`` text and ``hit_limit``)."""
+        """Greedy generation per item of one split (``generation`` text, its ``token_ids``, ``hit_limit``)."""
         if (split, variant) not in self._generations:
             self._generations[split, variant] = generate_answers(
                 self.model, self.formatter(variant), self.items(split), self.cfg.eval.batch_size,
                 self.cfg.eval.max_new_tokens)
         return self._generations[split, variant]
 
+    def judged(self, split: str, variant: str = "none") -> list[dict]:
+        """Per item of one split: the judge perplexity of its generation and whether it is gibberish
+        (:mod:`knowundo.evaluate.judge`); None for an empty generation."""
+        if (split, variant) not in self._judged:
+            questions = [item["text"] for item in self.items(split)]
+            perplexities = judge_perplexities(self.model, self.formatter("none"), questions,
+                                              [g["token_ids"] for g in self.generations(split, variant)],
+                                              self.cfg.eval.batch_size)
+            threshold = self.gibberish_threshold()
+            self._judged[split, variant] = [{"judge_ppl": p, "gibberish": None if p is None else p > threshold}
+                                            for p in perplexities]
+        return self._judged[split, variant]
+
+    def gibberish_threshold(self) -> float:
+        """Calibrated once per evaluation on the gold val answers of both scopes (and only on them)."""
+        if self._threshold is None:
+            tokenizer = self.tokenizer
+            items = [item for scope in SCOPES for item in self.items(scope)]
+            gold = judge_perplexities(self.model, self.formatter("none"), [i["text"] for i in items],
+                                      [tokenizer(i["labels"], add_special_tokens=False)["input_ids"] for i in items],
+                                      self.cfg.eval.batch_size)
+            self._threshold = gibberish_threshold([p for p in gold if p is not None])
+        return self._threshold
+
 
 def _reduce(split_metrics: list[SplitMetric], records: list[dict], scope: str) -> dict:
     values = {"items": len(records)}
     for metric in split_metrics:
         values.update(metric.reduce(records, scope))
-    if "hit_limit" in records[0]:
-        values["hit_token_limit"] = sum(r["hit_limit"] for r in records)
     return values
 
 
@@ -80,7 +105,11 @@ def evaluate_scope(ctx: EvalContext, split_metrics: list[SplitMetric], scope: st
     if "generation" in passes:
         generated = ctx.generations(scope, variant)
         for record in records:
-            record.update(generated[record["index"]])
+            record.update({key: generated[record["index"]][key] for key in ("generation", "hit_limit")})
+    if "judge" in passes:
+        judged = ctx.judged(scope, variant)
+        for record in records:
+            record.update(judged[record["index"]])
     for metric in chosen:
         if metric.per_item is not None:
             for record in records:

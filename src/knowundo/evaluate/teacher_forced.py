@@ -63,9 +63,11 @@ def aggregate(scores: list[dict]) -> dict:
 
 
 def evaluate_items(model, formatter: Formatter, items: list[dict], batch_size: int, min_k: float = 0.2) -> dict:
-    """Aggregates plus one record per item (question, category, instance, scores) for later breakdowns."""
+    """Aggregates plus one record per item (question, gold answer, category, instance, scores) for later
+    breakdowns and for reading."""
     encoded = encode_items(items, formatter)
     scores = score_features(model, encoded.features, pad_id_of(formatter.tokenizer), batch_size, min_k)
-    per_item = [{"index": index, "text": items[index]["text"], "category": items[index].get("category"),
-                 "instance": items[index].get("instance"), **s} for index, s in zip(encoded.kept, scores)]
+    per_item = [{"index": index, "text": items[index]["text"], "answer": items[index]["labels"],
+                 "category": items[index].get("category"), "instance": items[index].get("instance"), **s}
+                for index, s in zip(encoded.kept, scores)]
     return {**aggregate(scores), "truncated": encoded.truncated, "dropped": encoded.dropped, "per_item": per_item}
