@@ -77,8 +77,6 @@ class UnlearnConfig(TrainConfig):
     """Baseline unlearning (paper Table 7: 2 epochs, batch 1 x 16, lr 5e-5, cosine, warmup 0.03, no decay)."""
 
     save_steps: int = 5  # checkpoints trace metrics across training (paper Figure 4)
-    adversarial_top_k: int = 1  # adversarial labels: 1 = argmax over a != gold; >1 samples within the top k
-    adversarial_top_p: float = 1.0
     relabel_batch_size: int = 32  # forward batch of relabelling passes (adversarial labels)
     # training settings per method or row label, e.g. {memflex: {learning_rate: 3.0e-4}}; a label's entry
     # (npo@memflex) applies over its method's (npo)

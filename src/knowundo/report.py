@@ -245,8 +245,9 @@ def plot_curves(results: list[dict], domain: str, target: Path) -> bool:
         return False
     vanilla = next((r for r in results if r["domain"] == domain and r["label"] == VANILLA_LABEL
                     and "none" in r["prompts"]), None)
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    for r in runs:
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.2))
+    palette = plt.get_cmap("tab20").colors  # 20 distinct colours; markers tell apart rows beyond that
+    for index, r in enumerate(runs):
         points = list(r["curve"])
         if vanilla is not None:
             v = vanilla["prompts"]["none"]
@@ -254,10 +255,11 @@ def plot_curves(results: list[dict], domain: str, target: Path) -> bool:
                               "retention_success": v["retention_success"], "unlearn_ppl": v["unlearn"]["ppl"],
                               "retention_ppl": v["retention"]["ppl"]})
         steps = [p["step"] for p in points]
-        line, = axes[0].plot(steps, [p["unlearn_success"] for p in points], marker="o", ms=3, label=r["label"])
-        axes[1].plot(steps, [p["retention_success"] for p in points], marker="o", ms=3, color=line.get_color())
-        axes[2].plot(steps, [min(number(p["unlearn_ppl"]), 1e12) for p in points], color=line.get_color())
-        axes[2].plot(steps, [min(number(p["retention_ppl"]), 1e12) for p in points], color=line.get_color(),
+        style = {"color": palette[index % len(palette)], "marker": "os^D"[index // len(palette) % 4], "ms": 3}
+        axes[0].plot(steps, [p["unlearn_success"] for p in points], label=r["label"], **style)
+        axes[1].plot(steps, [p["retention_success"] for p in points], **style)
+        axes[2].plot(steps, [min(number(p["unlearn_ppl"]), 1e12) for p in points], color=style["color"])
+        axes[2].plot(steps, [min(number(p["retention_ppl"]), 1e12) for p in points], color=style["color"],
                      linestyle="--")
     titles = ("Unlearn Success ↑", "Retention Success ↑", "PPL (solid: unlearn, dashed: retention)")
     for ax, title in zip(axes, titles):
@@ -267,9 +269,9 @@ def plot_curves(results: list[dict], domain: str, target: Path) -> bool:
     axes[0].set_ylim(-2, 102)
     axes[1].set_ylim(-2, 102)
     axes[2].set_yscale("log")
-    axes[0].legend(fontsize=8)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="center right", fontsize=8)
     fig.suptitle(f"{domain}: metrics across unlearning (val splits, no system prompt)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.88, 1))
     with atomic_path(target) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)

@@ -145,28 +145,25 @@ class UnlearnTrainer(Trainer):
             state._set_sync_gradients(synced)
 
     def _side(self, model, inputs: dict, name: str) -> Side:
+        """One side after its forward pass, with what the method reads: reference outputs (the alternative
+        answers count as the forget side), hidden states, and for the forget side its alternative answers."""
         batch = inputs[name]
-        reference = name in self.reference_sides
         outputs = self._forward(model, batch)
+        reference = None
+        if ("retain" if name == "retain" else "forget") in self.reference_sides:
+            reference = self._reference(model, batch)
         alternative = None
         if name == "forget" and "alternative" in self.sides:
-            alt = inputs["alternative"]
-            alt_outputs = self._forward(model, alt)
-            alt_reference = self._reference(model, alt) if reference else None
-            alternative = self._make_side(alt, alt_outputs, alt_reference)
-        return self._make_side(batch, outputs, self._reference(model, batch) if reference else None, alternative)
-
-    def _forward(self, model, batch: dict, **extra):
-        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                     output_hidden_states=self.method.hidden_states, **extra)
-
-    @staticmethod
-    def _make_side(batch: dict, outputs, reference, alternative: Side | None = None) -> Side:
+            alternative = self._side(model, inputs, "alternative")
         return Side(outputs.logits, batch["labels"], batch["weight"],
                     reference_logits=reference.logits if reference is not None else None,
                     hidden_states=outputs.hidden_states,
                     reference_hidden_states=reference.hidden_states if reference is not None else None,
                     alternative=alternative)
+
+    def _forward(self, model, batch: dict, **extra):
+        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                     output_hidden_states=self.method.hidden_states, **extra)
 
     @torch.no_grad()
     def _reference(self, model, batch: dict):
