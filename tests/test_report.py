@@ -78,6 +78,12 @@ def test_report_errors_are_one_line(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["report", str(tmp_path / "empty")]) == 2
     assert "no evaluation results" in capsys.readouterr().err
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "r.json").write_text(json.dumps({"kind": "knowundo-eval", "domain": "privacy", "label": "x",
+                                                         "prompts": {}}))
+    assert main(["report", str(tmp_path / "old")]) == 2
+    err = capsys.readouterr().err
+    assert "without report columns" in err and err.count("\n") == 1
 
 
 def test_an_unlearning_checkpoint_is_evaluated_with_the_same_inputs(results, tmp_path):

@@ -35,6 +35,9 @@ def collect_results(results_dir: str | Path, skip: Path | None = None) -> list[d
             continue  # not ours (or not JSON at all): a report never executes or trusts other files
         if not isinstance(data, dict) or data.get("kind") != EVAL_RESULT_KIND:
             continue
+        if "columns" not in data:
+            raise KnowUndoError(f"{path}: a result without report columns (written by an older knowundo); "
+                                f"evaluate the model again")
         key = (data["domain"], data["label"])
         if key in seen:
             raise KnowUndoError(f"two results for {key[0]}/{key[1]}: {seen[key]} and {path}; pass --label to "
