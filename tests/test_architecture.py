@@ -7,7 +7,7 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "knowundo"
 ORDER = [("errors", "layout"), ("config", "artifacts", "distributed", "plugins"), ("data",), ("logits", "models"),
-         ("region",), ("methods", "stage"), ("finetune", "localize", "unlearn"), ("evaluate",), ("report",),
+         ("region",), ("methods", "stage"), ("finetune", "localize", "unlearn"), ("evaluate",), ("report", "preflight"),
          ("pipeline",), ("cli",)]
 STAGES = ("finetune", "localize", "unlearn")
 

@@ -25,3 +25,22 @@ def test_gpu_step_benchmark_runs_on_cpu_with_a_tiny_shape():
     # FLOP accounting: ga_kl does 5 forward-equivalents per token, memflex 4, ga 2
     assert abs(float(rows["ga_kl"][2]) / float(rows["ga"][2]) - 2.5) < 0.01
     assert "measured matmul rate" in done.stdout
+
+
+def test_eval_throughput_runs_on_cpu_with_a_tiny_shape():
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "eval_throughput.py"), "--hidden", "64",
+                           "--intermediate", "128", "--layers", "2", "--heads", "4", "--vocab", "2048", "--items", "8",
+                           "--new_tokens", "4"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert re.search(r"teacher-forced batch +16: +[\d.]+ items/s", done.stdout)
+    assert re.search(r"generation batch +1: +[\d.]+ new tokens/s", done.stdout)
+    assert "generations identical across batch sizes: 8 of 8" in done.stdout  # float32 on a CPU: no ties
+
+
+def test_gpu_check_script_is_one_valid_bash_call():
+    script = ROOT / "benchmarks" / "gpu_check.sh"
+    assert script.stat().st_mode & 0o111  # executable
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    text = script.read_text()
+    for part in ("gpu_step.py --methods ga,ga_kl,memflex,npo", "eval_throughput.py", "zero3_step.py"):
+        assert part in text

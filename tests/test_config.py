@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from knowundo.cli import main
@@ -33,8 +35,13 @@ def test_wrong_type_is_an_error():
     (["data", "--config", "/nonexistent.yaml"], "config file not found"),
     (["finetune", "--domain", "medical", "--out", "/tmp/x"], "unknown domain 'medical'"),
     (["frobnicate"], "invalid choice"),
+    (["finetune", "--domain", "privacy", "--set", "finetune.learning_rate=-1", "--out", "/tmp/knowundo-never"],
+     "finetune.learning_rate must be > 0"),
+    (["finetune", "--domain", "privacy", "--set", "finetune.epochs=0", "--out", "/tmp/knowundo-never"],
+     "finetune.epochs must be > 0"),
 ])
 def test_cli_errors_are_one_line_with_exit_2(argv, message, capsys):
     code = main(argv)
     err = capsys.readouterr().err
     assert code == 2 and message in err and err.count("\n") == 1, err
+    assert not any(Path("/tmp").glob("knowundo-never*"))  # nothing written, not even a .partial directory

@@ -21,12 +21,13 @@ SHORT = [*MICRO, "unlearn.epochs=1", "unlearn.batch_size=4", "unlearn.grad_accum
 
 
 
-def _knowundo(argv, processes):
+def _knowundo(argv, processes, *extra):
     launcher = [sys.executable, "-m", "knowundo.cli"] if processes == 1 else [
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
         "-m", "knowundo.cli"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([*launcher, *argv, *sets(*SHORT)], capture_output=True, text=True, timeout=900, env=env)
+    done = subprocess.run([*launcher, *argv, *sets(*SHORT, *extra)], capture_output=True, text=True, timeout=900,
+                          env=env)
     assert done.returncode == 0, done.stderr[-3000:]
 
 
@@ -73,3 +74,39 @@ def test_localization_gradients_are_all_reduced(runs):
         assert torch.allclose(one[name], two[name], rtol=1e-4, atol=1e-9), name
     regions = [json.loads((runs / f"p{n}" / "localize" / "region.json").read_text()) for n in (1, 2)]
     assert [p["selected"] for p in regions[0]["parameters"]] == [p["selected"] for p in regions[1]["parameters"]]
+
+
+NAN_ON_RANK_1 = """
+import os
+
+import torch
+
+from knowundo.methods import Method, register
+from knowundo.methods.losses import weighted_nll
+
+CALLS = []
+
+
+@register
+class NanOnRank1(Method):
+    \"\"\"Gradient ascent whose loss turns NaN on the second process only, from its 7th micro-batch.\"\"\"
+
+    name = "nan_on_rank_1"
+
+    def forget_loss(self, forget, params):
+        CALLS.append(1)
+        loss = weighted_nll(forget)
+        return loss * torch.nan if os.environ.get("RANK") == "1" and len(CALLS) > 6 else loss
+"""
+
+
+def test_a_non_finite_loss_on_one_process_stops_every_process_at_the_same_step(finetuned_privacy, tmp_path):
+    plugin = tmp_path / "nan_method.py"
+    plugin.write_text(NAN_ON_RANK_1)
+    out = tmp_path / "nan"
+    _knowundo(["unlearn", "--domain", "privacy", "--method", "nan_on_rank_1", "--finetuned", str(finetuned_privacy),
+               "--out", str(out)], 2, f"plugins=[{plugin}]")  # returns at all (no process left waiting), exit 0
+    record = json.loads((out / "unlearn.json").read_text())  # written by process 0, whose own loss was finite
+    assert record["stopped_early"]["step"] == 3  # 6 good micro-batches = 3 optimizer steps of 2 per process
+    weights = load_file(out / "adapter" / "adapter_model.safetensors")
+    assert all(torch.isfinite(w).all() for w in weights.values())

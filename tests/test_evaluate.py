@@ -82,13 +82,16 @@ def test_multiple_choice_distractors_differ_only_in_the_fact():
     assert len({d["gold"] for d in docs}) > 1  # the gold position is shuffled
 
 
-def test_lm_eval_general_task_runs_offline_on_the_in_memory_model(tiny_model, micro_config):
+def test_lm_eval_general_task_runs_offline_on_the_in_memory_model(tiny_model, micro_config, tmp_path, monkeypatch,
+                                                                  capfd):
     from knowundo.data.knowundo import DataSource, load_general
     from knowundo.evaluate.general import MC_TASK, general_capability
 
     model, tok = tiny_model
     heldout = load_general(DataSource())["heldout"]
+    monkeypatch.chdir(tmp_path)  # not a git checkout: lm-eval's `git describe` fails there, and must stay silent
     result = general_capability(model, tok, heldout, micro_config())
+    assert "fatal" not in capfd.readouterr().err
     assert set(result) == {MC_TASK}
     assert 0.0 <= result[MC_TASK]["acc"] <= 100.0
     # the harness scored exactly our documents: accuracy is a multiple of 100 / n
@@ -113,7 +116,8 @@ def test_judge_perplexity_of_a_three_token_generation_by_hand(tiny_model, finetu
 
     model, tok = tiny_model
     formatter = Formatter(tok)
-    question, answer = "Who is the father of Ann Vo?", tok("His father is Lu Vo", add_special_tokens=False)["input_ids"][:3]
+    question = "Who is the father of Ann Vo?"
+    answer = tok("His father is Lu Vo", add_special_tokens=False)["input_ids"][:3]
     assert len(answer) == 3
     prompt = formatter.prompt_ids(question)
     with torch.no_grad():

@@ -72,6 +72,18 @@ BAD_INPUT = {
                                                               str(t / "out")], "trains inside its own region"),
     "unknown plugin": (lambda t, ft: ["run", "--set", "plugins=[no_such_module_xyz]", "--out", str(t / "out")],
                        "cannot import 'no_such_module_xyz'"),
+    "negative learning rate": (lambda t, ft: ["finetune", "--domain", "privacy", "--set", "finetune.learning_rate=-1",
+                                              "--out", str(t / "out")], "finetune.learning_rate must be > 0"),
+    "zero epochs": (lambda t, ft: ["run", "--set", "unlearn.epochs=0", "--out", str(t / "out")],
+                    "unlearn.epochs must be > 0"),
+    "fraction out of range": (lambda t, ft: ["run", "--set", "localize.quantile=1.5", "--out", str(t / "out")],
+                              "localize.quantile must be in (0, 1)"),
+    "unknown scheduler": (lambda t, ft: ["unlearn", "--domain", "privacy", "--method", "ga", "--finetuned", ft,
+                                         "--set", "unlearn.scheduler=cosinus", "--out", str(t / "out")],
+                          "unlearn.scheduler must be one of"),
+    "model directory that does not exist": (lambda t, ft: ["finetune", "--domain", "privacy", "--set",
+                                                           f"model.name={t / 'models' / 'mine'}", "--out",
+                                                           str(t / "out")], "no such directory"),
     "adapter directory without safetensors": (lambda t, ft: ["eval", "--domain", "privacy", "--adapter", str(t),
                                                              "--out", str(t / "out" / "r.json")], "no LoRA adapter"),
 }
@@ -124,6 +136,18 @@ def test_a_writer_killed_mid_write_leaves_the_old_or_the_new_file_never_a_torn_o
         writer.wait()
         data = json.loads(target.read_text())  # parses: never torn
         assert data["complete"] and data["payload"] == [data["version"]] * 200_000
+
+
+def test_stale_temporaries_of_a_killed_writer_are_removed_on_the_next_start(tmp_path):
+    stage = StageOutput(tmp_path / "out", "key", "record.json")
+    work = stage.begin()
+    (work / "checkpoints").mkdir()
+    stale = [work / ".record.json.x1y2.tmp", work / "checkpoints" / ".trainer_state.json.abc.tmp"]
+    for path in stale:
+        path.write_text("half written")
+    (work / "notes.tmp").write_text("not ours: no leading dot")
+    assert stage.begin() == work  # the same key resumes: the directory is kept, the torn temporaries go
+    assert not any(path.exists() for path in stale) and (work / "notes.tmp").exists()
 
 
 def test_a_torn_checkpoint_is_discarded_and_the_previous_complete_one_resumed(tmp_path):

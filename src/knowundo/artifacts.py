@@ -82,6 +82,15 @@ def file_hash(path: str | os.PathLike) -> str:
     return digest.hexdigest()[:16]
 
 
+def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
+    """Delete the hidden ``.<name>.*.tmp`` files that :func:`atomic_path` leaves when its process is killed
+    mid-write (the target itself is always whole); call it before anything writes there again."""
+    stale = [p for p in Path(directory).rglob(".*.tmp") if p.is_file()] if Path(directory).is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def checkpoint_steps(checkpoints_dir: str | os.PathLike) -> list[tuple[int, Path]]:
     """Trainer checkpoints ``checkpoint-N`` under a directory as (N, path), oldest first."""
     directory = Path(checkpoints_dir)
@@ -130,6 +139,7 @@ class StageOutput:
         if is_main():
             if self.partial.exists() and (not key_file.is_file() or key_file.read_text() != self.key):
                 shutil.rmtree(self.partial)
+            remove_stale_temporaries(self.partial)
             self.partial.mkdir(parents=True, exist_ok=True)
             key_file.write_text(self.key)
         barrier()

@@ -27,12 +27,12 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
                         help="override one setting, e.g. --set finetune.epochs=3 (repeatable)")
 
 
-def _config(args, extra: list[str] = ()):
+def _config(args, extra: list[str] = (), check: bool = True):
     """The resolved settings, with their plugins imported (they may register methods and metrics)."""
     from knowundo.config import load_config
     from knowundo.plugins import load_plugins
 
-    cfg = load_config(args.preset, args.config, [*args.overrides, *extra])
+    cfg = load_config(args.preset, args.config, [*args.overrides, *extra], check=check)
     load_plugins(cfg.plugins)
     return cfg
 
@@ -105,6 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="append", default=[], metavar="STAGE",
                      help="redo STAGE and everything after it: finetune, localize, unlearn, eval, report")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    check = sub.add_parser("check", help="preflight, in seconds and without training: settings, model config and "
+                                         "tokenizer (no weights), parameters and LoRA parameters, estimated peak "
+                                         "memory per method, template and answer mask, data, lm-eval tasks "
+                                         "offline (exit 2 with one line per problem)")
+    _add_config_options(check)
+    check.add_argument("--model", help="Hugging Face id or local directory of a causal LM (sets model.name)")
 
     methods = sub.add_parser("methods", help="list the registered unlearning methods, what they need and their "
                                              "parameters (set with --set unlearn.method_args.<method>.<param>=...)")
@@ -211,6 +218,21 @@ def cmd_eval(args) -> None:
                              table_rows([result], chosen), chosen), end="")
 
 
+def cmd_check(args) -> int:
+    from knowundo.preflight import preflight
+
+    cfg = _config(args, [f"model.name={args.model}"] if args.model else [], check=False)
+    report = preflight(cfg)
+    for line in report.lines:
+        print(line)
+    for problem in report.problems:
+        print(f"knowundo: error: {problem}", file=sys.stderr)
+    if report.problems:
+        return 2
+    print("check passed")
+    return 0
+
+
 def cmd_methods(args) -> None:
     import dataclasses
 
@@ -256,7 +278,7 @@ def cmd_report(args) -> None:
 
 
 COMMANDS = {"data": cmd_data, "finetune": cmd_finetune, "localize": cmd_localize, "unlearn": cmd_unlearn,
-            "eval": cmd_eval, "methods": cmd_methods, "run": cmd_run, "report": cmd_report}
+            "eval": cmd_eval, "check": cmd_check, "methods": cmd_methods, "run": cmd_run, "report": cmd_report}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -271,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     try:
-        COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
     except KnowUndoError as exc:
         print(f"knowundo: error: {exc}", file=sys.stderr)
         return 2
@@ -279,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         detail = f": {exc}" if str(exc) else "; finished stages are kept, run the same command again to resume"
         print(f"knowundo: interrupted{detail}", file=sys.stderr)
         return 130
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import difflib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -194,6 +194,8 @@ class Config:
 
 
 PRESETS = ("tiny", "llama2-7b-chat", "qwen1.5-7b-chat")
+SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+              "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay")
 
 
 def merge_settings(target: Any, values: dict, where: str) -> None:
@@ -258,8 +260,64 @@ def _coerce(value: Any, current: Any, annotation: str, key: str) -> Any:
         raise KnowUndoError(f"config key '{key}' expects {kind.__name__}, got {value!r}") from None
 
 
-def load_config(preset: str = "tiny", file: str | Path | None = None, overrides: list[str] = ()) -> Config:
-    """Defaults, then a preset, then a YAML file, then ``section.key=value`` overrides (later wins)."""
+def _ranges(cfg: Config) -> list[tuple[str, Any, Callable[[Any], bool], str]]:
+    """(key, value, test, what it must be) for every numeric setting."""
+    positive, at_least_1, non_negative = (lambda v: v > 0), (lambda v: v >= 1), (lambda v: v >= 0)
+    checks = [("model.max_length", cfg.model.max_length, lambda v: v >= 2, ">= 2"),
+              ("lora.r", cfg.lora.r, at_least_1, ">= 1"), ("lora.alpha", cfg.lora.alpha, positive, "> 0"),
+              ("lora.dropout", cfg.lora.dropout, lambda v: 0 <= v < 1, "in [0, 1)")]
+    for name in ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads",
+                 "max_position_embeddings", "pretrain_batch_size"):
+        checks.append((f"tiny.{name}", getattr(cfg.tiny, name), at_least_1, ">= 1"))
+    checks += [("tiny.pretrain_epochs", cfg.tiny.pretrain_epochs, positive, "> 0"),
+               ("tiny.pretrain_lr", cfg.tiny.pretrain_lr, positive, "> 0"),
+               ("tiny.hidden_size", cfg.tiny.hidden_size, lambda v: v % max(cfg.tiny.num_heads, 1) == 0,
+                f"a multiple of tiny.num_heads ({cfg.tiny.num_heads})")]
+    for section in ("finetune", "unlearn"):
+        train = getattr(cfg, section)
+        checks += [(f"{section}.epochs", train.epochs, positive, "> 0"),
+                   (f"{section}.learning_rate", train.learning_rate, positive, "> 0"),
+                   (f"{section}.batch_size", train.batch_size, at_least_1, ">= 1"),
+                   (f"{section}.grad_accum", train.grad_accum, at_least_1, ">= 1"),
+                   (f"{section}.weight_decay", train.weight_decay, non_negative, ">= 0"),
+                   (f"{section}.warmup_ratio", train.warmup_ratio, lambda v: 0 <= v < 1, "in [0, 1)"),
+                   (f"{section}.save_steps", train.save_steps, non_negative, ">= 0"),
+                   (f"{section}.scheduler", train.scheduler, lambda v: v in SCHEDULERS,
+                    f"one of {', '.join(SCHEDULERS)}")]
+    checks += [("unlearn.relabel_batch_size", cfg.unlearn.relabel_batch_size, at_least_1, ">= 1"),
+               ("localize.copies", cfg.localize.copies, at_least_1, ">= 1"),
+               ("localize.batch_size", cfg.localize.batch_size, at_least_1, ">= 1"),
+               ("localize.quantile", cfg.localize.quantile, lambda v: 0 < v < 1, "in (0, 1)"),
+               ("localize.top_k", cfg.localize.top_k, at_least_1, ">= 1"),
+               ("eval.batch_size", cfg.eval.batch_size, at_least_1, ">= 1"),
+               ("eval.max_new_tokens", cfg.eval.max_new_tokens, at_least_1, ">= 1"),
+               ("eval.mia_k", cfg.eval.mia_k, lambda v: 0 < v <= 1, "in (0, 1]"),
+               ("eval.general_limit", cfg.eval.general_limit, non_negative, ">= 0")]
+    for name, test, what in (("mu", lambda v: -1 <= v <= 1, "a cosine in [-1, 1]"), ("sigma", non_negative, ">= 0")):
+        value = getattr(cfg.localize, name)
+        for domain, number in (value.items() if isinstance(value, dict) else [(None, value)]):
+            key = f"localize.{name}" + (f".{domain}" if domain else "")
+            checks.append((key, number, lambda v, t=test: isinstance(v, (int, float)) and t(v), what))
+    return checks
+
+
+def validate(cfg: Config) -> list[str]:
+    """Every setting outside its range, one line each (empty when all are valid)."""
+    problems = []
+    for key, value, test, what in _ranges(cfg):
+        try:
+            valid = test(value)
+        except TypeError:
+            valid = False
+        if not valid:
+            problems.append(f"{key} must be {what}, got {value!r}")
+    return problems
+
+
+def load_config(preset: str = "tiny", file: str | Path | None = None, overrides: list[str] = (),
+                check: bool = True) -> Config:
+    """Defaults, then a preset, then a YAML file, then ``section.key=value`` overrides (later wins); with
+    ``check`` the first setting out of range is an error (`knowundo check` lists them all instead)."""
     cfg = Config()
     if preset not in PRESETS:
         hint = difflib.get_close_matches(preset, PRESETS, n=1)
@@ -290,4 +348,6 @@ def load_config(preset: str = "tiny", file: str | Path | None = None, overrides:
             cursor = cursor.setdefault(part, {})
         cursor[parts[-1]] = value
         merge_settings(cfg, nested, "")
+    if check and (problems := validate(cfg)):
+        raise KnowUndoError(problems[0] + (f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""))
     return cfg

@@ -50,6 +50,19 @@ def all_reduce_sum(tensor):
     return tensor
 
 
+def on_any_process(flag: bool, device=None) -> bool:
+    """Whether ``flag`` holds on at least one process (one all-reduce of a number; ``flag`` itself when
+    alone): every process takes the same branch, so none is left waiting at a later collective."""
+    if world_size() == 1:
+        return flag
+    import torch
+
+    dist = _process_group()
+    value = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
 def per_process_batch(batch_size: int, grad_accum: int, processes: int | None = None) -> tuple[int, int]:
     """(per-device batch, accumulation steps) so that per-device x accumulation x processes equals the
     configured batch_size x grad_accum whatever the process count: results must not depend on the number of

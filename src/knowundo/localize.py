@@ -155,8 +155,6 @@ def selection_for(cfg: Config, domain: str) -> Selection:
     loc = cfg.localize
     if loc.granularity not in GRANULARITIES:
         raise KnowUndoError(f"unknown granularity {loc.granularity!r}; choose one of {', '.join(GRANULARITIES)}")
-    if loc.copies < 1 or loc.batch_size < 1:
-        raise KnowUndoError("localize.copies and localize.batch_size must be >= 1")
     return Selection(loc.selection, loc.threshold("mu", domain), loc.threshold("sigma", domain), loc.quantile,
                      loc.top_k)
 

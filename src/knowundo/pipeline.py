@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from knowundo.artifacts import hash_json, library_versions, read_json, write_json
+from knowundo.artifacts import hash_json, library_versions, read_json, remove_stale_temporaries, write_json
 from knowundo.config import Config
 from knowundo.data.knowundo import DataSource, check_domain, load_domain
 from knowundo.distributed import barrier, is_main, world_size
@@ -29,6 +29,7 @@ from knowundo.localize import localize, selection_for
 from knowundo.methods import check_label, method_params
 from knowundo.models.load import prepare_base
 from knowundo.plugins import load_plugins
+from knowundo.preflight import preflight
 from knowundo.report import build_report
 from knowundo.unlearn import unlearn
 
@@ -178,9 +179,12 @@ def run_benchmark(cfg: Config, out: str | Path, force: list[str] = (), progress:
         cfg.eval.check_prompts(domain)
         if any(needs_region(label) for label in labels):
             selection_for(cfg, domain)
+    if problems := preflight(cfg).problems:  # the checks of `knowundo check`, before anything is written
+        raise KnowUndoError(f"the preflight check found {len(problems)} problem(s): {'; '.join(problems)}")
     _check_run_dir(out, cfg)
     source = DataSource.from_config(cfg.data)
     if is_main():
+        remove_stale_temporaries(out)
         write_json(out / RUN_RECORD, {
             "settings_key": settings_key(cfg), "seed": cfg.seed, "domains": domains,
             "methods": [label.label for label in labels], "processes": world_size(),

@@ -26,7 +26,7 @@ from knowundo.config import Config, UnlearnConfig
 from knowundo.data.format import encode_items, pad_batch, pad_id_of
 from knowundo.data.relabel import RelabelContext
 from knowundo.errors import KnowUndoError
-from knowundo.distributed import is_main
+from knowundo.distributed import is_main, on_any_process
 from knowundo.layout import ADAPTER_DIR, CHECKPOINTS_DIR, METHOD_TENSORS, RETAIN_SOURCES, UNLEARN_RECORD, RunLabel
 from knowundo.methods import Method, Side, check_label, method_params, trained_sides
 from knowundo.models.load import load_adapter, load_base
@@ -40,7 +40,7 @@ REFERENCE = "reference"
 
 class NonFiniteLoss(RuntimeError):
     def __init__(self, step: int, value: float):
-        super().__init__(f"non-finite loss {value} at step {step}")
+        super().__init__(f"non-finite loss at step {step} (here {value}; with several processes on any of them)")
         self.step, self.value = step, value
 
 
@@ -119,8 +119,9 @@ class UnlearnTrainer(Trainer):
         return (loss, None) if return_outputs else loss
 
     def _finite(self, loss: torch.Tensor) -> torch.Tensor:
-        """Raised before its backward pass: the weights in memory stay the last good ones."""
-        if not torch.isfinite(loss):
+        """Raised before its backward pass, on every process as soon as one has a non-finite loss (so that no
+        process waits at the next gradient all-reduce): the weights in memory stay the last good ones."""
+        if on_any_process(not bool(torch.isfinite(loss)), loss.device):
             raise NonFiniteLoss(self.state.global_step, float(loss.detach()))
         return loss
 

@@ -7,7 +7,9 @@ import contextlib
 import io
 import json
 import logging
+import os
 import random
+import sys
 import tempfile
 from functools import lru_cache
 from pathlib import Path
@@ -53,6 +55,21 @@ def mc_task_config(data_file: Path, template: str) -> dict:
     }
 
 
+@contextlib.contextmanager
+def _quiet():
+    """No output from lm-eval: its Python messages, and its child processes' (it runs `git describe`, whose error
+    outside a git checkout would reach the terminal), by pointing file descriptor 2 at /dev/null meanwhile."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(io.StringIO()):
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 @lru_cache(maxsize=1)
 def _task_manager():
     """lm-eval's index of its task files, built once per process (about 6 s on 2 cores; every model evaluated in
@@ -60,6 +77,23 @@ def _task_manager():
     from lm_eval.tasks import TaskManager
 
     return TaskManager()
+
+
+def load_task(name: str) -> None:
+    """Load one lm-eval task by name with its data, as a run would (offline: from the local Hugging Face cache);
+    a one-line error if it is unknown or its data cannot be loaded."""
+    from lm_eval.tasks import get_task_dict
+
+    manager = _task_manager()
+    if name not in manager.all_tasks:
+        raise KnowUndoError(f"unknown lm-eval task {name!r}")
+    try:
+        with _quiet():
+            get_task_dict([name], manager)
+    except Exception as exc:  # datasets / the Hub raise many types
+        raise KnowUndoError(f"lm-eval task {name!r} cannot load its data ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0][:120] if str(exc) else ''}); offline, its dataset must be "
+                            f"in the local Hugging Face cache") from None
 
 
 def run_lm_eval(model, tokenizer, tasks: list, batch_size: int, seed: int, chat: bool, limit: int = 0,
@@ -71,7 +105,7 @@ def run_lm_eval(model, tokenizer, tasks: list, batch_size: int, seed: int, chat:
     logging.getLogger("lm-eval").setLevel(logging.INFO if verbose else logging.ERROR)
     logging.getLogger("lm_eval").setLevel(logging.INFO if verbose else logging.ERROR)
     device = str(next(model.parameters()).device)
-    quiet = contextlib.nullcontext() if verbose else contextlib.redirect_stderr(io.StringIO())
+    quiet = contextlib.nullcontext() if verbose else _quiet()
     was_training = model.training
     model.eval()
     try:

@@ -17,7 +17,6 @@ from tqdm.auto import tqdm
 from knowundo.artifacts import EVAL_RESULT_KIND, read_json, write_json
 from knowundo.config import Config
 from knowundo.data.format import Formatter
-from knowundo.errors import KnowUndoError
 from knowundo.evaluate.generation import generate_answers
 from knowundo.evaluate.judge import gibberish_threshold, judge_perplexities
 from knowundo.evaluate.metric import Column, ModelMetric, SplitMetric, check_columns, metrics
@@ -172,8 +171,6 @@ def _columns(metric, value) -> list[Column]:
 def check_eval(cfg: Config, domain: str, adapter: str | Path | None, label: str | None) -> str:
     """The result's key, after checking the prompt variants, the data and the adapter (before any work)."""
     cfg.eval.check_prompts(domain)
-    if cfg.eval.batch_size < 1 or cfg.eval.max_new_tokens < 1:
-        raise KnowUndoError("eval.batch_size and eval.max_new_tokens must be >= 1")
     return eval_key(cfg, domain, adapter, label)
 
 

@@ -34,18 +34,33 @@ def resolve_model_path(cfg: Config) -> str:
     return cfg.model.name
 
 
+def _looks_local(name: str) -> bool:
+    """A name that can only be a directory (a Hub id is ``name`` or ``org/name``)."""
+    return Path(name).is_absolute() or name.startswith((".", "~")) or name.count("/") > 1 or "\\" in name
+
+
+def load_model_config(path: str, trust_remote_code: bool = False):
+    """The model's configuration only (no weights); a missing directory or an unreachable Hub id is one line."""
+    from transformers import AutoConfig
+
+    if _looks_local(path) and not Path(path).expanduser().is_dir():
+        raise KnowUndoError(f"cannot load model {path!r}: no such directory")
+    try:
+        return AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        where = "" if Path(path).is_dir() else "not a local directory, and "
+        raise KnowUndoError(f"cannot load model {path!r}: {where}{str(exc).splitlines()[0]}") from None
+
+
 def load_base(cfg: Config):
     """(model, tokenizer) for ``cfg.model``; ``trust_remote_code`` only when the user turned it on."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if cfg.model.dtype not in DTYPES:
         raise KnowUndoError(f"unknown dtype {cfg.model.dtype!r}; choose one of {', '.join(DTYPES)}")
     path = resolve_model_path(cfg)
     remote = cfg.model.trust_remote_code
-    try:
-        model_config = AutoConfig.from_pretrained(path, trust_remote_code=remote)
-    except (OSError, ValueError) as exc:
-        raise KnowUndoError(f"cannot load model {path!r}: {str(exc).splitlines()[0]}") from None
+    model_config = load_model_config(path, remote)
     try:
         model = AutoModelForCausalLM.from_pretrained(path, config=model_config, dtype=DTYPES[cfg.model.dtype],
                                                      trust_remote_code=remote)

@@ -65,19 +65,25 @@ def train_tokenizer(cfg: TinyConfig):
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>")
 
 
-def build_base_model(cfg: TinyConfig, tokenizer):
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+def tiny_model_config(cfg: TinyConfig, tokenizer):
+    """The tiny Llama's configuration (what the preflight check reads without building anything)."""
+    from transformers import LlamaConfig
 
-    torch.manual_seed(cfg.seed)
-    config = LlamaConfig(
+    return LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
         num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_heads,
         max_position_embeddings=cfg.max_position_embeddings, tie_word_embeddings=True,
         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
-    return LlamaForCausalLM(config)
+
+
+def build_base_model(cfg: TinyConfig, tokenizer):
+    import torch
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(cfg.seed)
+    return LlamaForCausalLM(tiny_model_config(cfg, tokenizer))
 
 
 def pretrain_features(tokenizer, corpus_seed: int, max_length: int) -> list[dict]:

@@ -1,0 +1,215 @@
+"""`knowundo check`: what a run will need, checked in seconds and without training, so that a 7B run does not
+fail after hours on a GPU. Reads the model's configuration (never its weights) and its tokenizer, counts
+parameters on the meta device, estimates peak memory per method, renders the prompt template on a sample item and
+checks the answer mask, loads and validates the data, and loads every named lm-eval task offline.
+
+Peak memory estimate (bytes, for one process; b sequences of s tokens per micro-batch, L layers, hidden h, a
+attention heads, vocabulary V, e = bytes per element of the model dtype):
+  weights      N · e
+  LoRA         n · 4 · (1 + 1 + 2)          fp32 adapter, its gradient, AdamW's two moments (+ n · 4 per frozen
+                                             reference copy when the method reads reference outputs)
+  activations  L · b·s·h · (34 + 5·a·s/h) · e/2   per trained side (Korthikanti et al. 2022, arXiv 2205.05198);
+               with gradient checkpointing L · b·s·h · e + one layer's share
+  logits       b·s·V · (e + 4 + 4)          the logits, their float32 copy for the loss, and its gradient
+A method backpropagates its forget side before the retain side's forward pass, so the activation peak is the
+larger of its sides (the forget side counts twice for a method with alternative answers); a reference forward
+adds its logits. The estimate leaves out the allocator's fragmentation and the CUDA context (~1-2 GB).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from knowundo.config import Config, validate
+from knowundo.data.format import IGNORE, Formatter
+from knowundo.data.knowundo import DataSource, check_domain, load_domain
+from knowundo.distributed import per_process_batch
+from knowundo.errors import KnowUndoError
+from knowundo.layout import RunLabel
+from knowundo.methods import check_label, get_method, method_params, trained_sides
+from knowundo.models.load import DTYPES, load_model_config
+
+GB = 1024 ** 3
+BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "auto": 2}
+
+
+@dataclass
+class Preflight:
+    """What `knowundo check` prints (``lines``) and the problems it found (one line each)."""
+
+    lines: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def attempt(self, what: str, work):
+        """Run one check; a user error becomes a problem line instead of stopping the others."""
+        try:
+            return work()
+        except KnowUndoError as exc:
+            self.problems.append(f"{what}: {exc}")
+        return None
+
+
+def _model_and_tokenizer(cfg: Config):
+    """(model config, tokenizer) without weights: the tiny model's from its settings, any other from its files."""
+    from transformers import AutoTokenizer
+
+    if cfg.model.name == "tiny":
+        from knowundo.models.tiny import is_built, tiny_path, train_tokenizer, tiny_model_config
+
+        built = is_built(cfg.tiny)
+        tokenizer = AutoTokenizer.from_pretrained(tiny_path(cfg.tiny)) if built else train_tokenizer(cfg.tiny)
+        return tiny_model_config(cfg.tiny, tokenizer), tokenizer
+    model_config = load_model_config(cfg.model.name, cfg.model.trust_remote_code)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(cfg.model.name, trust_remote_code=cfg.model.trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise KnowUndoError(f"no tokenizer for {cfg.model.name!r} ({str(exc).splitlines()[0][:160]})") from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model_config, tokenizer
+
+
+def parameter_counts(cfg: Config, model_config) -> tuple[int, int]:
+    """(model parameters, LoRA parameters) counted on the meta device: nothing is allocated."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from knowundo.models.load import attach_lora
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(model_config, trust_remote_code=cfg.model.trust_remote_code)
+        total = sum(p.numel() for p in model.parameters())
+        lora = attach_lora(model, cfg).get_nb_trainable_parameters()[0]
+    return total, lora
+
+
+@dataclass(frozen=True)
+class Shape:
+    layers: int
+    hidden: int
+    heads: int
+    vocab: int
+
+    @classmethod
+    def of(cls, model_config) -> "Shape":
+        text = model_config.get_text_config() if hasattr(model_config, "get_text_config") else model_config
+        return cls(text.num_hidden_layers, text.hidden_size, text.num_attention_heads, text.vocab_size)
+
+
+def activation_bytes(shape: Shape, batch: int, seq: int, element: int, checkpointing: bool) -> float:
+    per_layer = batch * seq * shape.hidden * (34 + 5 * shape.heads * seq / shape.hidden) * element / 2
+    layers = (shape.layers * batch * seq * shape.hidden * element + per_layer) if checkpointing else \
+        shape.layers * per_layer
+    return layers + batch * seq * shape.vocab * (element + 8)
+
+
+def peak_bytes(method: str, cfg: Config, total: int, lora: int, shape: Shape, checkpointing: bool) -> float:
+    """The estimate of the module docstring for one unlearning method (``finetune``: the fine-tune stage)."""
+    element = BYTES[cfg.model.dtype]
+    train = cfg.finetune if method == "finetune" else cfg.unlearn.for_method(method)
+    batch = per_process_batch(train.batch_size, train.grad_accum)[0]
+    seq = cfg.model.max_length
+    side = activation_bytes(shape, batch, seq, element, checkpointing)
+    fixed = total * element + lora * 16
+    if method == "finetune":
+        return fixed + side
+    unlearning = get_method(method)
+    params = method_params(cfg.unlearn.method_args, method)
+    referenced = unlearning.reference_sides(params)
+    forget_sides = 2 if "alternative" in trained_sides(unlearning) else 1
+    reference = (lora * 4 + batch * seq * shape.vocab * element) if referenced else 0
+    return fixed + reference + max(forget_sides * side, side if unlearning.retain else 0)
+
+
+def visible_memory() -> int | None:
+    """Free memory of the first visible GPU in bytes, or None without one."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return torch.cuda.mem_get_info(0)[0]
+
+
+def check_template(cfg: Config, tokenizer, item: dict) -> str:
+    """Render one item; the labels must be exactly the answer's tokens and EOS."""
+    formatter = Formatter(tokenizer, cfg.model.template, cfg.model.max_length)
+    encoded = formatter.encode(item)
+    if encoded is None:
+        raise KnowUndoError(f"no answer token fits in model.max_length={cfg.model.max_length}")
+    answer = [t for t in encoded["labels"] if t != IGNORE]
+    expected = formatter.answer_ids(item["labels"])[: len(answer)]
+    prompt = encoded["labels"][: len(encoded["labels"]) - len(answer)]
+    if answer != expected or any(t != IGNORE for t in prompt) or encoded["truncated"]:
+        raise KnowUndoError("the answer mask does not cover exactly the answer tokens and EOS on a sample item")
+    return tokenizer.decode(encoded["input_ids"][: len(prompt)])
+
+
+def check_tasks(tasks: list[str]) -> list[str]:
+    """One problem per lm-eval task that is unknown or whose data is not in the local cache."""
+    from knowundo.evaluate.general import load_task
+
+    problems = []
+    for task in tasks:
+        try:
+            load_task(task)
+        except KnowUndoError as exc:
+            problems.append(f"eval.general_tasks: {exc}")
+    return problems
+
+
+def preflight(cfg: Config, memory: int | None = None, rows: list[str] | None = None) -> Preflight:
+    """Every check, each independent of the others (``memory``: the accelerator memory to compare with; the
+    visible GPU's by default)."""
+    report = Preflight(problems=list(validate(cfg)))
+    rows = rows if rows is not None else list(cfg.run.methods)
+    labels = [label for label in (report.attempt(f"run.methods {row}", lambda r=row: RunLabel.parse(r)) for row in rows)
+              if label is not None]
+    for label in labels:
+        report.attempt(f"run.methods {label.label}", lambda lab=label: (check_label(lab), method_params(
+            cfg.unlearn.method_args, lab.method, lab.label)))
+    loaded = report.attempt("model", lambda: _model_and_tokenizer(cfg))
+    if loaded is not None:
+        model_config, tokenizer = loaded
+        _memory_plan(cfg, model_config, [label.method for label in labels], report, memory)
+    source = report.attempt("data", lambda: DataSource.from_config(cfg.data))
+    for domain in cfg.run.domains:
+        data = None
+        if source is not None:
+            data = report.attempt(f"data {domain}", lambda d=domain: load_domain(source, check_domain(d)))
+        if data is not None:
+            counts = ", ".join(f"{scope} {len(s['train'])}+{len(s['val'])}" for scope, s in data.items())
+            report.lines.append(f"data {domain}: {cfg.data.source} ({counts} train+val items)")
+            if loaded is not None:
+                prompt = report.attempt(f"template {cfg.model.template}",
+                                        lambda d=data: check_template(cfg, tokenizer, d["unlearn"]["val"][0]))
+                if prompt is not None:
+                    report.lines.append(f"template {cfg.model.template}: prompt {prompt!r} + answer + EOS, mask exact")
+    report.problems += check_tasks(list(cfg.eval.general_tasks))
+    if cfg.eval.general_tasks:
+        report.lines.append(f"lm-eval tasks: {', '.join(cfg.eval.general_tasks)}")
+    return report
+
+
+def _memory_plan(cfg: Config, model_config, methods: list[str], report: Preflight, memory: int | None) -> None:
+    if cfg.model.dtype not in DTYPES:
+        report.problems.append(f"model.dtype must be one of {', '.join(DTYPES)}, got {cfg.model.dtype!r}")
+        return
+    counted = report.attempt("model", lambda: parameter_counts(cfg, model_config))
+    if counted is None:
+        return
+    total, lora = counted
+    shape = Shape.of(model_config)
+    memory = memory if memory is not None else visible_memory()
+    report.lines.append(f"model {cfg.model.name}: {total / 1e6:,.1f}M parameters ({shape.layers} layers, hidden "
+                        f"{shape.hidden}, vocab {shape.vocab}), {cfg.model.dtype}; LoRA r {cfg.lora.r}: "
+                        f"{lora / 1e6:,.2f}M trainable")
+    where = f"{memory / GB:.1f} GB free on the GPU" if memory is not None else "no GPU visible"
+    report.lines.append(f"estimated peak memory per process, GB (plain / gradient checkpointing; {where}):")
+    for method in ["finetune", *dict.fromkeys(methods)]:
+        checkpointing = (cfg.finetune if method == "finetune" else cfg.unlearn).gradient_checkpointing
+        plain, saved = (peak_bytes(method, cfg, total, lora, shape, c) for c in (False, True))
+        report.lines.append(f"  {method:15} {plain / GB:8.2f} / {saved / GB:8.2f}")
+        needed = saved if checkpointing else plain
+        if memory is not None and needed > memory:
+            report.problems.append(f"{method}: estimated peak {needed / GB:.1f} GB exceeds the {memory / GB:.1f} GB "
+                                   f"free" + ("" if checkpointing else "; try gradient_checkpointing=true"))
