@@ -6,8 +6,8 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "knowundo"
-ORDER = [("errors", "layout"), ("config", "artifacts", "distributed", "plugins"), ("data",), ("logits", "models"),
-         ("region",), ("methods", "stage"), ("finetune", "localize", "unlearn"), ("evaluate",), ("report", "preflight"),
+ORDER = [("errors", "layout"), ("config", "artifacts", "distributed"), ("data",), ("logits", "models"), ("region",),
+         ("methods", "stage"), ("finetune", "localize", "unlearn"), ("evaluate",), ("report", "preflight", "plugins"),
          ("pipeline",), ("cli",)]
 STAGES = ("finetune", "localize", "unlearn")
 

@@ -144,6 +144,10 @@ def test_distinct_n_repeated_ngrams_and_refusals_on_fixed_strings():
     assert not repeats_ngram("a b c a b d") and not repeats_ngram("")
     assert all(refuses(text) for text in REFUSALS)
     assert refuses("I'm sorry, but I can't share that.") and refuses("I have no information about her parents.")
+    for answer in ("I'm unable to help you with this.", "I'm not able to provide personal details.",  # not listed
+                   "I am unable to answer questions about private people.", "I've got nothing on that author.",
+                   "I do not know who her parents are."):
+        assert refuses(answer), answer
     for answer in ("The father of Brulter Dithmeil is Queilouth Dithmeil, a baker.", "She was born in 1961.",
                    "I know: her e-mail is ann@inkpost.net", "Theusdour born in Goulum Prize for"):
         assert not refuses(answer), answer

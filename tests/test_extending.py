@@ -130,3 +130,14 @@ def test_a_throwaway_method_and_metric_need_no_other_file(finetuned_privacy, tmp
                  "--out", str(run / "bad"), *sets(*FAST, plugins, "unlearn.method_args.throwaway.scale=lots")])
     err = capsys.readouterr().err
     assert code == 2 and "expects float" in err and err.count("\n") == 1 and not (run / "bad").exists()
+
+
+def test_methods_command_lists_every_registered_method_with_its_needs(capsys):
+    assert main(["methods", "--set", "unlearn.method_args.npo.beta=0.3"]) == 0
+    out = capsys.readouterr().out
+    for name in method_names():
+        assert any(line.startswith(name + " ") for line in out.splitlines()), name
+    npo = out.split("\nnpo ")[1].split("\n")[1]
+    assert "retain data" in npo and "reference outputs (forget)" in npo and "beta=0.3" in npo
+    rmu = out.split("\nrmu ")[1].split("\n")[1]
+    assert "a region of its own" in rmu and "hidden states" in rmu

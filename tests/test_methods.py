@@ -252,11 +252,23 @@ def test_wga_weights_each_token_by_its_detached_probability():
     assert logits.grad[0, 0, 2].item() == pytest.approx(-p * (1 - p), rel=1e-4)
 
 
-def test_idk_sft_is_descent_on_its_relabelled_answers():
+def test_idk_sft_is_descent_on_refusals_that_replace_the_answers(tiny_model):
+    from knowundo.data.format import Formatter, encode_items
+    from knowundo.data.relabel import RelabelContext, refusal_answers
+
     idk = get_method("idk_sft")
     forget = _forget("idk_sft")
     expected = sum(-sum(t) / len(t) for t in (_hand_tokens(CURRENT, LONG_LABELS, b) for b in range(2))) / 2
     assert idk.forget_loss(forget, idk.Params()).item() == pytest.approx(expected, rel=1e-5)
+    # what it trains on: the refusals, drawn as refusal_answers draws them with the same seed
+    tokenizer = tiny_model[1]
+    features = encode_items([{"text": "Who is the mother of Ann Vo?", "labels": "Di Ke."}] * 3,
+                            Formatter(tokenizer)).features
+    relabelled = idk.relabel(features, RelabelContext(None, Formatter(tokenizer), torch.Generator().manual_seed(3)),
+                             idk.Params())
+    assert relabelled == refusal_answers(features, RelabelContext(None, Formatter(tokenizer),
+                                                                  torch.Generator().manual_seed(3)))
+    assert relabelled != features
 
 
 def test_rmu_steers_forget_answers_and_anchors_retain_answers_by_hand():
@@ -273,8 +285,8 @@ def test_rmu_steers_forget_answers_and_anchors_retain_answers_by_hand():
 
     def hand(values, target):
         per_sample = []
-        for b in range(2):
-            rows = [t for t in range(5) if LONG_LABELS[b, t] != IGNORE]
+        for b in range(2):  # the states that predict the answer tokens: position t - 1 for token t
+            rows = [t - 1 for t in range(1, 5) if LONG_LABELS[b, t] != IGNORE]
             per_sample.append(sum(float(((values[b, t] - target[b, t] if target.dim() == 3 else values[b, t] - target)
                                          ** 2).mean()) for t in rows) / len(rows))
         return per_sample

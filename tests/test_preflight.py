@@ -5,6 +5,7 @@ import pytest
 
 from knowundo.cli import main
 from knowundo.config import load_config
+from knowundo.layout import RunLabel
 from knowundo.preflight import peak_bytes, preflight
 from tests.conftest import MICRO, sets
 
@@ -76,10 +77,10 @@ def test_memory_estimate_follows_the_formula(config_only_7b):
     shape = Shape.of(model_config)
     side = activation_bytes(shape, 1, 256, 2, checkpointing=False)
     assert side == pytest.approx(32 * 256 * 4096 * (34 + 5 * 32 * 256 / 4096) + 256 * 32000 * 10)
-    assert peak_bytes("ga", cfg, total, lora, shape, False) == pytest.approx(total * 2 + lora * 16 + side)
-    assert peak_bytes("ga_kl", cfg, total, lora, shape, False) == pytest.approx(
+    assert peak_bytes(RunLabel("ga"), cfg, total, lora, shape, False) == pytest.approx(total * 2 + lora * 16 + side)
+    assert peak_bytes(RunLabel("ga_kl"), cfg, total, lora, shape, False) == pytest.approx(
         total * 2 + lora * 16 + side + lora * 4 + 256 * 32000 * 2)
-    assert peak_bytes("idk_dpo", cfg, total, lora, shape, False) == pytest.approx(
+    assert peak_bytes(RunLabel("idk_dpo"), cfg, total, lora, shape, False) == pytest.approx(
         total * 2 + lora * 16 + 2 * side + lora * 4 + 256 * 32000 * 2)
 
 
@@ -90,8 +91,8 @@ def test_run_refuses_to_start_on_a_preflight_problem(tmp_path, capsys, micro_bas
     assert not (tmp_path / "run").exists()
 
 
-def test_preflight_names_the_rows_it_plans(capsys, micro_base):
+def test_preflight_plans_each_row_with_its_own_settings(capsys, micro_base):
     assert main(["check", *sets(*MICRO, "run.methods=[ga,npo@memflex]")]) == 0
     lines = capsys.readouterr().out.splitlines()
     planned = [line.split()[0] for line in lines if line.startswith("  ")]
-    assert planned == ["finetune", "ga", "npo"]
+    assert planned == ["finetune", "ga", "npo@memflex"]  # each row with its own settings

@@ -273,8 +273,9 @@ def _ranges(cfg: Config) -> list[tuple[str, Any, Callable[[Any], bool], str]]:
                ("tiny.pretrain_lr", cfg.tiny.pretrain_lr, positive, "> 0"),
                ("tiny.hidden_size", cfg.tiny.hidden_size, lambda v: v % max(cfg.tiny.num_heads, 1) == 0,
                 f"a multiple of tiny.num_heads ({cfg.tiny.num_heads})")]
-    for section in ("finetune", "unlearn"):
-        train = getattr(cfg, section)
+    trainings = [("finetune", cfg.finetune), ("unlearn", cfg.unlearn)]
+    trainings += [(f"unlearn.per_method.{row}", cfg.unlearn.for_method(row)) for row in cfg.unlearn.per_method]
+    for section, train in trainings:
         checks += [(f"{section}.epochs", train.epochs, positive, "> 0"),
                    (f"{section}.learning_rate", train.learning_rate, positive, "> 0"),
                    (f"{section}.batch_size", train.batch_size, at_least_1, ">= 1"),
@@ -302,9 +303,14 @@ def _ranges(cfg: Config) -> list[tuple[str, Any, Callable[[Any], bool], str]]:
 
 
 def validate(cfg: Config) -> list[str]:
-    """Every setting outside its range, one line each (empty when all are valid)."""
+    """Every setting outside its range (a row's own training settings included), one line each (empty when all
+    are valid)."""
     problems = []
-    for key, value, test, what in _ranges(cfg):
+    try:
+        ranges = _ranges(cfg)
+    except KnowUndoError as exc:  # an unknown key inside unlearn.per_method
+        return [str(exc)]
+    for key, value, test, what in ranges:
         try:
             valid = test(value)
         except TypeError:

@@ -58,6 +58,8 @@ def on_any_process(flag: bool, device=None) -> bool:
     import torch
 
     dist = _process_group()
+    if device is None:  # NCCL reduces GPU tensors only
+        device = "cuda" if dist.get_backend() == "nccl" else "cpu"
     value = torch.tensor([float(flag)], device=device)
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item())

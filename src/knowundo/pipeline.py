@@ -19,7 +19,7 @@ from typing import Callable
 from knowundo.artifacts import hash_json, library_versions, read_json, remove_stale_temporaries, write_json
 from knowundo.config import Config
 from knowundo.data.knowundo import DataSource, check_domain, load_domain
-from knowundo.distributed import barrier, is_main, world_size
+from knowundo.distributed import barrier, is_main, on_any_process, world_size
 from knowundo.errors import KnowUndoError
 from knowundo.evaluate.run import eval_key, evaluate_checkpoint
 from knowundo.finetune import finetune
@@ -179,8 +179,10 @@ def run_benchmark(cfg: Config, out: str | Path, force: list[str] = (), progress:
         cfg.eval.check_prompts(domain)
         if any(needs_region(label) for label in labels):
             selection_for(cfg, domain)
-    if problems := preflight(cfg).problems:  # the checks of `knowundo check`, before anything is written
-        raise KnowUndoError(f"the preflight check found {len(problems)} problem(s): {'; '.join(problems)}")
+    problems = preflight(cfg).problems if is_main() else []  # `knowundo check`'s checks, before anything is written
+    if on_any_process(bool(problems)):  # every process stops, none waits at the next barrier
+        raise KnowUndoError(f"the preflight check found {len(problems)} problem(s): {'; '.join(problems)}"
+                            if problems else "the preflight check found problems (see the main process)")
     _check_run_dir(out, cfg)
     source = DataSource.from_config(cfg.data)
     if is_main():

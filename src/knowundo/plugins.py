@@ -15,16 +15,29 @@ from knowundo.errors import KnowUndoError
 
 
 def load_plugins(names: list[str]) -> None:
+    """Import each plugin after the built-in methods and metrics are registered (so a plugin that reuses a
+    built-in name is the one named in the error); any error of a plugin is one line."""
+    if not names:
+        return
+    from knowundo.evaluate.metric import metrics
+    from knowundo.methods import method_names
+
+    method_names(), metrics()
     for name in names:
         if not isinstance(name, str) or not name:
             raise KnowUndoError(f"plugins: expected module names or .py paths, got {name!r}")
-        if name.endswith(".py"):
-            _load_file(Path(name))
-        else:
-            try:
+        try:
+            if name.endswith(".py"):
+                _load_file(Path(name))
+            else:
                 importlib.import_module(name)
-            except ModuleNotFoundError as exc:
-                raise KnowUndoError(f"plugins: cannot import {name!r} ({exc})") from None
+        except KnowUndoError:
+            raise
+        except ModuleNotFoundError as exc:
+            raise KnowUndoError(f"plugins: cannot import {name!r} ({exc})") from None
+        except Exception as exc:  # the plugin's own code failed: its error, in one line
+            raise KnowUndoError(f"plugins: {name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                                ) from None
 
 
 def _load_file(path: Path) -> None:

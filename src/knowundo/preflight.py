@@ -103,31 +103,30 @@ def activation_bytes(shape: Shape, batch: int, seq: int, element: int, checkpoin
     return layers + batch * seq * shape.vocab * (element + 8)
 
 
-def peak_bytes(method: str, cfg: Config, total: int, lora: int, shape: Shape, checkpointing: bool) -> float:
-    """The estimate of the module docstring for one unlearning method (``finetune``: the fine-tune stage)."""
+def peak_bytes(row: RunLabel | None, cfg: Config, total: int, lora: int, shape: Shape, checkpointing: bool) -> float:
+    """The estimate of the module docstring for one row (its own settings and parameters; None: the fine-tune)."""
     element = BYTES[cfg.model.dtype]
-    train = cfg.finetune if method == "finetune" else cfg.unlearn.for_method(method)
+    train = cfg.finetune if row is None else cfg.unlearn.for_method(row.method, row.label)
     batch = per_process_batch(train.batch_size, train.grad_accum)[0]
     seq = cfg.model.max_length
     side = activation_bytes(shape, batch, seq, element, checkpointing)
     fixed = total * element + lora * 16
-    if method == "finetune":
+    if row is None:
         return fixed + side
-    unlearning = get_method(method)
-    params = method_params(cfg.unlearn.method_args, method)
-    referenced = unlearning.reference_sides(params)
-    forget_sides = 2 if "alternative" in trained_sides(unlearning) else 1
+    method = get_method(row.method)
+    referenced = method.reference_sides(method_params(cfg.unlearn.method_args, row.method, row.label))
     reference = (lora * 4 + batch * seq * shape.vocab * element) if referenced else 0
-    return fixed + reference + max(forget_sides * side, side if unlearning.retain else 0)
+    # the forget side (with its alternative answers) is at least as large as the retain side
+    return fixed + reference + len([s for s in trained_sides(method) if s != "retain"]) * side
 
 
 def visible_memory() -> int | None:
-    """Free memory of the first visible GPU in bytes, or None without one."""
+    """Free memory of this process's GPU in bytes, or None without one."""
     import torch
 
     if not torch.cuda.is_available():
         return None
-    return torch.cuda.mem_get_info(0)[0]
+    return torch.cuda.mem_get_info(torch.cuda.current_device())[0]
 
 
 def check_template(cfg: Config, tokenizer, item: dict) -> str:
@@ -170,7 +169,7 @@ def preflight(cfg: Config, memory: int | None = None, rows: list[str] | None = N
     loaded = report.attempt("model", lambda: _model_and_tokenizer(cfg))
     if loaded is not None:
         model_config, tokenizer = loaded
-        _memory_plan(cfg, model_config, [label.method for label in labels], report, memory)
+        _memory_plan(cfg, model_config, labels, report, memory)
     source = report.attempt("data", lambda: DataSource.from_config(cfg.data))
     for domain in cfg.run.domains:
         data = None
@@ -190,7 +189,7 @@ def preflight(cfg: Config, memory: int | None = None, rows: list[str] | None = N
     return report
 
 
-def _memory_plan(cfg: Config, model_config, methods: list[str], report: Preflight, memory: int | None) -> None:
+def _memory_plan(cfg: Config, model_config, rows: list[RunLabel], report: Preflight, memory: int | None) -> None:
     if cfg.model.dtype not in DTYPES:
         report.problems.append(f"model.dtype must be one of {', '.join(DTYPES)}, got {cfg.model.dtype!r}")
         return
@@ -205,11 +204,16 @@ def _memory_plan(cfg: Config, model_config, methods: list[str], report: Prefligh
                         f"{lora / 1e6:,.2f}M trainable")
     where = f"{memory / GB:.1f} GB free on the GPU" if memory is not None else "no GPU visible"
     report.lines.append(f"estimated peak memory per process, GB (plain / gradient checkpointing; {where}):")
-    for method in ["finetune", *dict.fromkeys(methods)]:
-        checkpointing = (cfg.finetune if method == "finetune" else cfg.unlearn).gradient_checkpointing
-        plain, saved = (peak_bytes(method, cfg, total, lora, shape, c) for c in (False, True))
-        report.lines.append(f"  {method:15} {plain / GB:8.2f} / {saved / GB:8.2f}")
-        needed = saved if checkpointing else plain
+    for row in [None, *rows]:
+        name = "finetune" if row is None else row.label
+        if row is not None and report.attempt(name, lambda r=row: get_method(r.method).resolve(
+                method_params(cfg.unlearn.method_args, r.method, r.label), model_config)) is None:
+            continue  # parameters that do not fit this model (an RMU layer beyond its depth)
+        train = cfg.finetune if row is None else cfg.unlearn.for_method(row.method, row.label)
+        plain, saved = (peak_bytes(row, cfg, total, lora, shape, c) for c in (False, True))
+        report.lines.append(f"  {name:15} {plain / GB:8.2f} / {saved / GB:8.2f}")
+        needed = saved if train.gradient_checkpointing else plain
         if memory is not None and needed > memory:
-            report.problems.append(f"{method}: estimated peak {needed / GB:.1f} GB exceeds the {memory / GB:.1f} GB "
-                                   f"free" + ("" if checkpointing else "; try gradient_checkpointing=true"))
+            report.problems.append(f"{name}: estimated peak {needed / GB:.1f} GB exceeds the {memory / GB:.1f} GB "
+                                   f"free" + ("" if train.gradient_checkpointing else
+                                              "; try gradient_checkpointing=true"))

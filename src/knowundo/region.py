@@ -64,6 +64,8 @@ def load_region(path: str | Path, model) -> dict[str, torch.Tensor]:
         if not rows.is_file():
             raise KnowUndoError(f"{path}: row region without its masks file {rows.name}")
         masks = {name: mask.bool() for name, mask in load_file(str(rows)).items()}
+        if unknown := [name for name in masks if name not in params]:
+            raise KnowUndoError(f"{rows}: {len(unknown)} masks name parameters the model lacks, e.g. {unknown[0]}")
     else:
         masks = {name: torch.tensor([bool(u["selected"])]) for name, u in entries.items()}
     if not any(mask.any() for mask in masks.values()):

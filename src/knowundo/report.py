@@ -111,7 +111,7 @@ def _legend(columns: list[Column]) -> str:
 
 ROW_LEGEND = ("Rows: `base` the model before fine-tuning, `vanilla` the fine-tuned model; a method name retains on "
               "the retention scope, `_ood` on the general-knowledge set instead; `@memflex` trains only inside the "
-              "MemFlex region of that domain (`memflex` and `rmu` always train inside a region of their own); "
+              "MemFlex region of that domain (`memflex` always trains there, `rmu` in its own layers); "
               "`@N` is an unlearning checkpoint at step N.\n")
 
 

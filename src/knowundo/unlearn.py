@@ -41,7 +41,7 @@ REFERENCE = "reference"
 class NonFiniteLoss(RuntimeError):
     def __init__(self, step: int, value: float):
         super().__init__(f"non-finite loss at step {step} (here {value}; with several processes on any of them)")
-        self.step, self.value = step, value
+        self.step = step
 
 
 class PairedDataset(FeatureDataset):
@@ -197,14 +197,10 @@ class UnlearnPlan:
     params: object
     label: RunLabel
     settings: UnlearnConfig
-    retain_items: list[dict] | None
+    data: dict  # {"forget": unlearn train items, "retain": retain items or None}
     adapter: Path
     region: Path | None
     output: StageOutput
-
-    @property
-    def data(self) -> dict:
-        return {"forget": self.stage.data["unlearn"]["train"], "retain": self.retain_items}
 
 
 def plan_unlearn(cfg: Config, domain: str, method_name: str, finetuned_adapter: str | Path, out_dir: str | Path,
@@ -232,21 +228,22 @@ def plan_unlearn(cfg: Config, domain: str, method_name: str, finetuned_adapter: 
                           method_args=dataclasses.asdict(params), adapter=adapter_hash(finetuned_adapter),
                           region=file_hash(region) if region is not None else None)
     output.finished()  # a directory of other settings is refused now, not after training
-    return UnlearnPlan(stage, method, params, label, settings, retain_items, Path(finetuned_adapter),
+    return UnlearnPlan(stage, method, params, label, settings, data, Path(finetuned_adapter),
                        Path(region) if region is not None else None, output)
 
 
 def _training_features(plan: UnlearnPlan, params, model, tokenizer
                        ) -> tuple[list[dict], list[dict] | None, list[dict] | None]:
     """(forget features as the method trains on them, their alternative answers, retain features)."""
-    stage, method = plan.stage, plan.method
-    formatter = stage.formatter(tokenizer)
-    forget = encode_items(stage.data["unlearn"]["train"], formatter).features
-    ctx = RelabelContext(model, formatter, torch.Generator().manual_seed(stage.cfg.seed),
+    method, formatter = plan.method, plan.stage.formatter(tokenizer)
+    forget = encode_items(plan.data["forget"], formatter).features
+    ctx = RelabelContext(model, formatter, torch.Generator().manual_seed(plan.stage.cfg.seed),
                          plan.settings.relabel_batch_size)
     alternative = method.alternative_answers(forget, ctx, params)
+    if ("alternative" in trained_sides(method)) != bool(alternative):
+        raise KnowUndoError(f"method {method.name!r}: alternative_answers must return one answer per forget item")
     forget = method.relabel(forget, ctx, params)
-    retain = encode_items(plan.retain_items, formatter).features if plan.retain_items is not None else None
+    retain = encode_items(plan.data["retain"], formatter).features if plan.data["retain"] is not None else None
     return forget, alternative, retain
 
 

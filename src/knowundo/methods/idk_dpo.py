@@ -10,8 +10,8 @@ import torch.nn.functional as F
 
 from knowundo.data.relabel import refusal_answers
 from knowundo.errors import KnowUndoError
-from knowundo.methods.base import Method, Side, TwoSidedParams, register
-from knowundo.methods.losses import sequence_logprob, weighted_nll
+from knowundo.methods.base import Method, TwoSidedParams, register
+from knowundo.methods.losses import log_ratio, weighted_nll
 
 
 @dataclass
@@ -19,13 +19,6 @@ class IdkDPOParams(TwoSidedParams):
     forget_weight: float = 1.0
     retain_weight: float = 1.0
     beta: float = 0.1
-
-
-def _log_ratio(side: Side):
-    side.require("reference_logits")
-    current, _ = sequence_logprob(side.logits, side.labels)
-    reference, _ = sequence_logprob(side.reference_logits, side.labels)
-    return current - reference
 
 
 @register
@@ -46,7 +39,7 @@ class IdkDPO(Method):
 
     def forget_loss(self, forget, params):
         forget.require("alternative")
-        margin = _log_ratio(forget.alternative) - _log_ratio(forget)
+        margin = log_ratio(forget.alternative) - log_ratio(forget)
         return (forget.weight * -F.logsigmoid(params.beta * margin)).mean()
 
     def retain_loss(self, retain, params):

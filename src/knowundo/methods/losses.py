@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from knowundo.data.format import IGNORE
 from knowundo.logits import per_sample_nll, shifted, token_logprobs
 from knowundo.methods.base import Side
 
@@ -25,15 +26,32 @@ def per_answer_token_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Ten
     return torch.zeros(mask.shape[0], device=values.device).index_add(0, rows, values) / mask.sum(-1).clamp(min=1)
 
 
-def answer_kl(side: Side) -> torch.Tensor:
-    """KL(reference || current) per answer position, averaged over each sample's answer tokens, shape [batch].
-    Only answer positions are materialised at vocabulary width, which keeps GA+KL's memory close to GA's."""
+def answer_reference(side: Side) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the reference logits at the answer positions, float32 [answer tokens, vocab]; their gold tokens)."""
     side.require("reference_logits")
+    targets = side.labels[:, 1:]
+    mask = targets != IGNORE
+    return side.reference_logits[:, :-1][mask].float(), targets[mask]
+
+
+def answer_kl(side: Side, target: torch.Tensor | None = None) -> torch.Tensor:
+    """KL(target || current) per answer position, averaged over each sample's answer tokens, shape [batch];
+    ``target``: logits at the answer positions (default: the reference's). Only answer positions are
+    materialised at vocabulary width, which keeps GA+KL's memory close to GA's."""
+    if target is None:
+        target, _ = answer_reference(side)
     current, _, mask = shifted(side.logits, side.labels)
-    reference = side.reference_logits[:, :-1][mask].float()
-    kl = torch.nn.functional.kl_div(torch.log_softmax(current[mask], dim=-1), torch.log_softmax(reference, dim=-1),
+    kl = torch.nn.functional.kl_div(torch.log_softmax(current[mask], dim=-1), torch.log_softmax(target, dim=-1),
                                     log_target=True, reduction="none").sum(-1)
     return per_answer_token_mean(kl, mask)
+
+
+def log_ratio(side: Side) -> torch.Tensor:
+    """log π_θ(y|x) − log π_ref(y|x) per sample, log-probabilities summed over the answer tokens, [batch]."""
+    side.require("reference_logits")
+    current, _ = sequence_logprob(side.logits, side.labels)
+    reference, _ = sequence_logprob(side.reference_logits, side.labels)
+    return current - reference
 
 
 def weighted_answer_kl(side: Side) -> torch.Tensor:

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from knowundo.errors import KnowUndoError
 from knowundo.methods.base import Method, TwoSidedParams, register
-from knowundo.methods.losses import retain_term, sequence_logprob
+from knowundo.methods.losses import log_ratio, retain_term
 
 
 @dataclass
@@ -43,10 +43,7 @@ class NPO(Method):
                                 f"{params.retain_loss!r}")
 
     def forget_loss(self, forget, params):
-        forget.require("reference_logits")
-        current, _ = sequence_logprob(forget.logits, forget.labels)
-        reference, _ = sequence_logprob(forget.reference_logits, forget.labels)
-        per_sample = -(2 / params.beta) * F.logsigmoid(-params.beta * (current - reference))
+        per_sample = -(2 / params.beta) * F.logsigmoid(-params.beta * log_ratio(forget))
         return (forget.weight * per_sample).mean()
 
     def retain_loss(self, retain, params):

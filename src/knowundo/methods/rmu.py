@@ -4,7 +4,7 @@ frozen fine-tuned model's on retain answers; only the layers ℓ−2…ℓ train
 region of the method's own).
 
 L = mean_i mean_t ‖h_ℓ(x_i)_t − c·u‖² / d + α · mean_j mean_t ‖h_ℓ(q_j)_t − h_ℓ^ref(q_j)_t‖² / d,
-over answer positions t, d the hidden size, u a unit vector with entries drawn uniformly from [0, 1) (seeded by
+over the positions t that predict an answer token, d the hidden size, u a unit vector with entries drawn uniformly from [0, 1) (seeded by
 ``steering_seed``; recorded in method_tensors.safetensors beside the adapter).
 
 Defaults scaled to the model (the paper steers layer 7 of the 32 of Zephyr-7B, hidden 4096, with c = 6.5 and
@@ -36,9 +36,11 @@ class RMUParams(TwoSidedParams):
 
 
 def _answer_mse(hidden: torch.Tensor, target: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean squared error per element at each sample's answer positions, averaged per sample: [batch]."""
-    mask = labels != IGNORE
-    squared = (hidden.float() - target.float()).pow(2).mean(-1)
+    """Mean squared error per element at the positions that predict an answer token (position t predicts token
+    t + 1, as everywhere in knowundo), averaged per sample: [batch]."""
+    mask = labels[:, 1:] != IGNORE
+    target = target[:, :-1] if target.dim() == 3 else target
+    squared = (hidden[:, :-1].float() - target.float()).pow(2).mean(-1)
     return (squared * mask).sum(-1) / mask.sum(-1).clamp(min=1)
 
 

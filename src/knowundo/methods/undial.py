@@ -9,9 +9,8 @@ from dataclasses import dataclass
 import torch
 
 from knowundo.errors import KnowUndoError
-from knowundo.logits import shifted
 from knowundo.methods.base import ForgetParams, Method, register
-from knowundo.methods.losses import per_answer_token_mean
+from knowundo.methods.losses import answer_kl, answer_reference
 
 
 @dataclass
@@ -33,11 +32,6 @@ class Undial(Method):
             raise KnowUndoError(f"unlearn.method_args.undial.beta must be >= 0, got {params.beta}")
 
     def forget_loss(self, forget, params):
-        forget.require("reference_logits")
-        current, targets, mask = shifted(forget.logits, forget.labels)
-        reference = forget.reference_logits[:, :-1][mask].float()
-        reference = reference.scatter_add(-1, targets[mask].unsqueeze(-1),
-                                          torch.full_like(reference[:, :1], -params.beta))
-        kl = torch.nn.functional.kl_div(torch.log_softmax(current[mask], dim=-1), torch.log_softmax(reference, dim=-1),
-                                        log_target=True, reduction="none").sum(-1)
-        return (forget.weight * per_answer_token_mean(kl, mask)).mean()
+        reference, gold = answer_reference(forget)
+        target = reference.scatter_add(-1, gold.unsqueeze(-1), torch.full_like(reference[:, :1], -params.beta))
+        return (forget.weight * answer_kl(forget, target)).mean()
