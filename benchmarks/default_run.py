@@ -1,6 +1,6 @@
 """Time budget of the default benchmark: `knowundo run` from nothing (fresh model cache, fresh output directory:
-tiny base build, both domains, all eight methods, every evaluation and the report) against the 15-minute budget
-on a 2-core CPU, then the same command again (everything cached).
+tiny base build, both domains, the oracle, every default row and its relearning attack, every evaluation and the
+report) against the 15-minute budget on a 2-core CPU, then the same command again (everything cached).
 
 Usage: python benchmarks/default_run.py [--keep DIR]
 """

@@ -17,7 +17,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
-MICRO = ["tiny.pretrain_epochs=1", "finetune.epochs=2"]
+MICRO = ["tiny.pretrain_epochs=1", "finetune.epochs=2", "attack.quantize=[int4-g64]"]  # one scheme: NF4 in test_quantize
 
 
 def sets(*overrides: str) -> list[str]:

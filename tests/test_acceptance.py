@@ -1,10 +1,13 @@
 """The default tiny model at full size (minutes): it knows the data after fine-tuning (the paper's Vanilla
 row, also in generation: ROUGE-L recall >= 90 on both domains), and gradient ascent over-forgets while GA+GD
-keeps more retention (the paper's pattern).
+keeps more retention (the paper's pattern). The oracle (Retention Scope only) does not know the Unlearn Scope,
+and forget quality and privleak tell the fine-tuned model from it; 8-bit quantization leaves the metrics
+within a point.
 Run only the fast suite with: make test PYTEST_ARGS='-m "not slow"'."""
 
 import pytest
 
+from knowundo.attacks.relearn import relearn
 from knowundo.config import load_config
 from knowundo.evaluate.run import evaluate_checkpoint
 from knowundo.finetune import finetune
@@ -28,15 +31,28 @@ def _evaluate(domain, adapter):
 
 
 @pytest.fixture(scope="module")
-def privacy_runs(tmp_path_factory):
+def privacy_results(tmp_path_factory):
+    """Whole result files: oracle, vanilla (against the oracle), ga (relearned) and ga_gd (against both)."""
     root = tmp_path_factory.mktemp("acceptance")
     finetune(CFG, "privacy", root / "finetune", progress=False)
+    finetune(CFG, "privacy", root / "oracle", progress=False, oracle=True)
     adapter = root / "finetune" / "adapter"
-    results = {"vanilla": _evaluate("privacy", adapter)}
+    files = {label: root / f"{label}.json" for label in ("oracle", "vanilla", "ga", "ga_gd")}
+    results = {"oracle": evaluate_checkpoint(CFG, "privacy", root / "oracle" / "adapter", files["oracle"])}
+    results["vanilla"] = evaluate_checkpoint(CFG, "privacy", adapter, files["vanilla"],
+                                             references={"oracle": files["oracle"]})
     for method in ("ga", "ga_gd"):
         unlearn(CFG, "privacy", method, adapter, root / method, progress=False)
-        results[method] = _evaluate("privacy", root / method / "adapter")
+        if method == "ga":
+            relearn(CFG, "privacy", root / method / "adapter", progress=False)
+        results[method] = evaluate_checkpoint(CFG, "privacy", root / method / "adapter", files[method],
+                                              references={"oracle": files["oracle"], "vanilla": files["vanilla"]})
     return results
+
+
+@pytest.fixture(scope="module")
+def privacy_runs(privacy_results):
+    return {label: result["prompts"]["none"] for label, result in privacy_results.items()}
 
 
 def test_fine_tuned_tiny_model_knows_the_data(privacy_runs):
@@ -60,3 +76,26 @@ def test_gradient_ascent_over_forgets_and_ga_gd_keeps_more(privacy_runs):
     assert ga["unlearn_success"] >= 80
     assert vanilla["retention_success"] - ga["retention_success"] >= 40
     assert ga_gd["retention_success"] > ga["retention_success"]
+
+
+def test_the_oracle_does_not_know_the_unlearn_scope_and_is_told_apart_from_vanilla(privacy_runs, privacy_results):
+    oracle, vanilla = privacy_runs["oracle"], privacy_runs["vanilla"]
+    assert oracle["retention_success"] >= 95  # the same recipe learned what it was given
+    assert oracle["unlearn_success"] >= vanilla["unlearn_success"] + 30  # and never learned the rest
+    # the fine-tuned model still knows the unlearn scope: its truth ratios differ from the oracle's, and its
+    # unlearn items look more familiar against the holdout than the oracle's do
+    assert privacy_results["vanilla"]["forget_quality"]["p"] < 0.01
+    assert privacy_results["vanilla"]["privleak"]["privleak"]["min_k"] > 0
+
+
+def test_8_bit_quantization_keeps_the_metrics_within_a_point(privacy_runs, privacy_results):
+    for label in ("vanilla", "ga"):
+        quantized = privacy_results[label]["quantization"]["int8-g128"]
+        assert abs(quantized["unlearn_success"] - privacy_runs[label]["unlearn_success"]) <= 1
+        assert abs(quantized["retention_success"] - privacy_runs[label]["retention_success"]) <= 1
+
+
+def test_relearning_brings_forgotten_answers_back(privacy_results):
+    relearned = privacy_results["ga"]["relearn"]
+    assert relearned["unlearn_success"] < relearned["unlearn_success_before"]
+    assert relearned["recovered"] > 0

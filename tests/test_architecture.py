@@ -7,9 +7,9 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "knowundo"
 ORDER = [("errors", "layout"), ("config", "artifacts", "distributed"), ("data",), ("logits", "models"), ("region",),
-         ("methods", "stage"), ("finetune", "localize", "unlearn"), ("evaluate",), ("report", "preflight", "plugins"),
-         ("pipeline",), ("cli",)]
-STAGES = ("finetune", "localize", "unlearn")
+         ("methods", "stage"), ("finetune", "localize", "unlearn", "attacks"), ("evaluate",),
+         ("report", "preflight", "plugins"), ("pipeline",), ("cli",)]
+STAGES = ("finetune", "localize", "unlearn", "attacks")
 
 
 def _module(path: Path) -> str:

@@ -39,6 +39,7 @@ def registries():
             del sys.modules[name]
 
 
+@pytest.mark.slow  # several whole runs, a Qwen2-shaped model among them (seconds each, like the family matrix)
 def test_docs_extending_examples_run_as_written(micro_base, tmp_path, monkeypatch, capsys, registries):
     monkeypatch.chdir(tmp_path)
     text = (ROOT / "docs" / "extending.md").read_text()

@@ -23,10 +23,11 @@ def test_run_produces_every_stage_and_a_table(reference_run, capsys):
     out = reference_run
     for path in ("run.json", "privacy/finetune/finetune.json", "privacy/localize/region.json",
                  "privacy/unlearn/ga/unlearn.json", "privacy/unlearn/memflex/unlearn.json",
-                 "privacy/eval/vanilla.json", "privacy/eval/ga.json", "privacy/eval/memflex.json",
-                 "report/table.md", "report/curves_privacy.png"):
+                 "privacy/oracle/finetune.json", "privacy/unlearn/ga/relearn/relearn.json",
+                 "privacy/eval/vanilla.json", "privacy/eval/oracle.json", "privacy/eval/ga.json",
+                 "privacy/eval/memflex.json", "report/table.md", "report/curves_privacy.png"):
         assert (out / path).is_file(), path
-    assert [row["method"] for row in _numbers(out)] == ["vanilla", "ga", "memflex"]
+    assert [row["method"] for row in _numbers(out)] == ["vanilla", "oracle", "ga", "memflex"]
     record = json.loads((out / "run.json").read_text())
     assert record["seed"] == 42 and record["data_hashes"]["privacy"] and record["versions"]["transformers"]
 

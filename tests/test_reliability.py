@@ -161,6 +161,7 @@ def test_a_torn_checkpoint_is_discarded_and_the_previous_complete_one_resumed(tm
     assert sorted(p.name for p in (work / "checkpoints").iterdir()) == ["checkpoint-4"]
 
 
+@pytest.mark.slow  # two whole unlearning runs and evaluations
 def test_same_seed_same_numbers(finetuned_privacy, tmp_path):
     from knowundo.artifacts import file_hash
     from knowundo.config import load_config
@@ -202,7 +203,8 @@ class Exploit:
 
 def _crafted_pickle(target: Path, marker: Path) -> None:
     """A pickle that, if ever unpickled, creates ``marker`` (written by a subprocess: no pickle import here)."""
-    code = EXPLOIT.format(marker=str(marker)) + f"import pickle; open({str(target)!r}, 'wb').write(pickle.dumps(Exploit()))"
+    code = (EXPLOIT.format(marker=str(marker))
+            + f"import pickle; open({str(target)!r}, 'wb').write(pickle.dumps(Exploit()))")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import warnings
@@ -59,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(finetune)
     finetune.add_argument("--domain", required=True)
     finetune.add_argument("--out", required=True, metavar="DIR", help="where the adapter and record go")
+    finetune.add_argument("--oracle", action="store_true", help="train on the Retention Scope only: the oracle that "
+                                                                "never saw the Unlearn Scope")
 
     localize = sub.add_parser("localize", help="MemFlex: find the LoRA region where unlearning and retention "
                                                 "gradients diverge (train splits only)")
@@ -93,6 +96,18 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--adapter", metavar="DIR", help="a fine-tuned or unlearned adapter (default: base model)")
     evaluate.add_argument("--label", help="row name in reports (default: from the stage record beside the adapter)")
     evaluate.add_argument("--out", metavar="FILE", help="write metrics and per-item scores as JSON")
+    evaluate.add_argument("--oracle", metavar="FILE", help="the oracle's result file (`knowundo eval` of a "
+                                                           "`finetune --oracle` adapter): forget quality, privleak")
+    evaluate.add_argument("--vanilla", metavar="FILE", help="the fine-tuned model's result file: the share of "
+                                                            "forgetting the relearning attack undoes")
+
+    relearn = sub.add_parser("relearn", help="the relearning attack on an unlearned adapter: a few fine-tuning "
+                                             "steps on part of the unlearn train split (attack.relearn_steps, "
+                                             "attack.relearn_fraction); `knowundo eval` of the adapter then "
+                                             "reports Unlearn Success after it")
+    _add_config_options(relearn)
+    relearn.add_argument("--domain", required=True)
+    relearn.add_argument("--adapter", required=True, metavar="DIR", help="an unlearned adapter")
 
     run = sub.add_parser("run", help="the whole benchmark, resumable: fine-tune, localize, every method, evaluate, "
                                      "report (no arguments: tiny model, bundled data, both domains, all methods)")
@@ -103,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--model", help="Hugging Face id or local directory of a causal LM (sets model.name)")
     run.add_argument("--out", default="runs/default", metavar="DIR", help="results directory (default: %(default)s)")
     run.add_argument("--force", action="append", default=[], metavar="STAGE",
-                     help="redo STAGE and everything after it: finetune, localize, unlearn, eval, report")
+                     help="redo STAGE and everything after it: finetune, localize, unlearn, attack, eval, "
+                          "report")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
 
     check = sub.add_parser("check", help="preflight, in seconds and without training: settings, model config and "
@@ -156,8 +172,9 @@ def cmd_finetune(args) -> None:
 
     cfg = _config(args)
     _prepare_model(cfg, lambda: Stage("finetune", cfg, args.domain).data)
-    record = finetune(cfg, args.domain, args.out)
-    print(f"fine-tuned {args.domain}: {record['items']} items, train loss {record['train_loss']:.4f}, "
+    record = finetune(cfg, args.domain, args.out, oracle=args.oracle)
+    what = f"the oracle of {args.domain}" if args.oracle else args.domain
+    print(f"fine-tuned {what}: {record['items']} items, train loss {record['train_loss']:.4f}, "
           f"{record['trainable_parameters']} trainable parameters, {record['wall_seconds']:.0f}s -> {args.out}")
 
 
@@ -209,13 +226,27 @@ def cmd_eval(args) -> None:
     from knowundo.report import table_markdown, table_rows
 
     cfg = _config(args)
-    _prepare_model(cfg, lambda: check_eval(cfg, args.domain, args.adapter, args.label))
-    result = evaluate_checkpoint(cfg, args.domain, args.adapter, args.out, label=args.label)
+    references = {name: path for name, path in (("oracle", args.oracle), ("vanilla", args.vanilla)) if path}
+    _prepare_model(cfg, lambda: check_eval(cfg, args.domain, args.adapter, args.label, references))
+    result = evaluate_checkpoint(cfg, args.domain, args.adapter, args.out, label=args.label, references=references)
     columns = Columns.of([result])
     for table in columns.tables():
         chosen = columns.table(table)
         print(table_markdown(columns.titles.get(table, f"{args.domain}: {result['label']}"),
                              table_rows([result], chosen), chosen), end="")
+
+
+def cmd_relearn(args) -> None:
+    from knowundo.attacks.relearn import relearn
+    from knowundo.layout import relearned_adapter
+    from knowundo.models.load import adapter_weights
+    from knowundo.stage import Stage
+
+    cfg = _config(args)
+    _prepare_model(cfg, lambda: (Stage("relearn", cfg, args.domain).data, adapter_weights(args.adapter)))
+    record = relearn(cfg, args.domain, args.adapter)
+    print(f"relearned {args.domain}: {record['steps']} steps on {record['items']} unlearn train items, train loss "
+          f"{record['train_loss']:.4f} -> {relearned_adapter(args.adapter)}")
 
 
 def cmd_check(args) -> int:
@@ -278,7 +309,8 @@ def cmd_report(args) -> None:
 
 
 COMMANDS = {"data": cmd_data, "finetune": cmd_finetune, "localize": cmd_localize, "unlearn": cmd_unlearn,
-            "eval": cmd_eval, "check": cmd_check, "methods": cmd_methods, "run": cmd_run, "report": cmd_report}
+            "relearn": cmd_relearn, "eval": cmd_eval, "check": cmd_check, "methods": cmd_methods, "run": cmd_run,
+            "report": cmd_report}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -288,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     warnings.filterwarnings("ignore", category=FutureWarning)
+    # peft imports bitsandbytes when installed; on CPU it warns about an optional kernel package on import
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -166,6 +167,22 @@ MODERN_ROWS = ["npo", "npo@memflex", "simnpo", "simnpo@memflex", "idk_sft", "idk
 
 
 @dataclass
+class AttackConfig:
+    """Whether forgetting survives cheap attacks. Relearning: from each unlearned adapter, ``relearn_steps``
+    optimizer steps of the fine-tune recipe (its learning rate and batch, constant schedule) on a seeded
+    ``relearn_fraction`` of the unlearn *train* split (Hu et al. 2024, arXiv 2406.13356). Quantization: the
+    merged model's linear layers at each scheme of ``quantize`` (``int<bits>-g<group>`` round-to-nearest,
+    ``nf4-g<group>``; Zhang et al. 2024, arXiv 2410.16454). Paraphrase probes and the truth ratio need items with
+    paraphrased questions and perturbed answers (the bundled set has them)."""
+
+    relearn: bool = True
+    relearn_steps: int = 10
+    relearn_fraction: float = 0.2
+    quantize: list = field(default_factory=lambda: ["int8-g128", "int4-g128", "int4-g64", "nf4-g64"])
+    paraphrase: bool = True
+
+
+@dataclass
 class RunConfig:
     """What `knowundo run` covers: domains and row labels ``<method>[_ood][@memflex]`` (a registered method;
     ``_ood`` retains on the general set instead of the retention scope; ``@memflex`` trains inside the domain's
@@ -173,6 +190,9 @@ class RunConfig:
 
     domains: list = field(default_factory=lambda: ["privacy", "copyright"])
     methods: list = field(default_factory=lambda: [*PAPER_ROWS, *MODERN_ROWS])
+    # fine-tune a second adapter on the Retention Scope only: the model that never saw the Unlearn Scope, against
+    # which forget quality and privleak are measured (row `oracle`)
+    oracle: bool = True
 
 
 @dataclass
@@ -187,6 +207,7 @@ class Config:
     unlearn: UnlearnConfig = field(default_factory=UnlearnConfig)
     localize: LocalizeConfig = field(default_factory=LocalizeConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    attack: AttackConfig = field(default_factory=AttackConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
     def to_dict(self) -> dict:
@@ -293,13 +314,24 @@ def _ranges(cfg: Config) -> list[tuple[str, Any, Callable[[Any], bool], str]]:
                ("eval.batch_size", cfg.eval.batch_size, at_least_1, ">= 1"),
                ("eval.max_new_tokens", cfg.eval.max_new_tokens, at_least_1, ">= 1"),
                ("eval.mia_k", cfg.eval.mia_k, lambda v: 0 < v <= 1, "in (0, 1]"),
-               ("eval.general_limit", cfg.eval.general_limit, non_negative, ">= 0")]
+               ("eval.general_limit", cfg.eval.general_limit, non_negative, ">= 0"),
+               ("attack.relearn_steps", cfg.attack.relearn_steps, at_least_1, ">= 1"),
+               ("attack.relearn_fraction", cfg.attack.relearn_fraction, lambda v: 0 < v <= 1, "in (0, 1]")]
+    for index, scheme in enumerate(cfg.attack.quantize):
+        checks.append((f"attack.quantize[{index}]", scheme, _is_scheme,
+                       "int8-g<group>, int4-g<group> or nf4-g<group> (bits 4 or 8, group >= 1)"))
     for name, test, what in (("mu", lambda v: -1 <= v <= 1, "a cosine in [-1, 1]"), ("sigma", non_negative, ">= 0")):
         value = getattr(cfg.localize, name)
         for domain, number in (value.items() if isinstance(value, dict) else [(None, value)]):
             key = f"localize.{name}" + (f".{domain}" if domain else "")
             checks.append((key, number, lambda v, t=test: isinstance(v, (int, float)) and t(v), what))
     return checks
+
+
+def _is_scheme(text) -> bool:
+    """A quantization scheme name (the grammar of knowundo.attacks.quantize; checked here, before any work)."""
+    match = re.fullmatch(r"(int(\d+)|nf4)-g(\d+)", text) if isinstance(text, str) else None
+    return bool(match) and match[2] in (None, "4", "8") and int(match[3]) >= 1
 
 
 def validate(cfg: Config) -> list[str]:

@@ -2,6 +2,9 @@
 
 Both scopes, train + val, are trained on, as in the reference: the val split then measures knowledge the model
 has, and unlearning (train split only) is judged on whether it generalises to the val phrasings.
+
+The *oracle* is the same recipe on the Retention Scope alone: the model that never saw the Unlearn Scope, which
+perfect unlearning would be indistinguishable from (TOFU's retain model, MUSE's retrained model).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from knowundo.config import Config
 from knowundo.data.format import encode_items, pad_id_of
 from knowundo.distributed import is_main
 from knowundo.errors import KnowUndoError
-from knowundo.layout import ADAPTER_DIR, CHECKPOINTS_DIR, FINETUNE_RECORD
+from knowundo.layout import ADAPTER_DIR, CHECKPOINTS_DIR, FINETUNE_RECORD, SCOPES
 from knowundo.models.load import attach_lora, load_base
 from knowundo.models.training import (FeatureDataset, PadCollator, batch_record, make_trainer, save_adapter, train,
                                       training_arguments)
@@ -38,18 +41,25 @@ def _check_base_knows_no_instance(stage: Stage) -> None:
                             f"choose another tiny.corpus_seed")
 
 
-def finetune(cfg: Config, domain: str, out_dir: str | Path, progress: bool = True) -> dict:
+def training_items(stage: Stage, oracle: bool = False) -> list[dict]:
+    """Train + val of both scopes, or of the Retention Scope alone for the oracle."""
+    scopes = ("retention",) if oracle else SCOPES
+    return [item for scope in scopes for split in ("train", "val") for item in stage.data[scope][split]]
+
+
+def finetune(cfg: Config, domain: str, out_dir: str | Path, progress: bool = True, oracle: bool = False) -> dict:
     """Train and save ``out_dir/adapter`` (safetensors) and ``out_dir/finetune.json``; a finished run with the
-    same settings is reused, an interrupted one resumes from its last checkpoint."""
+    same settings is reused, an interrupted one resumes from its last checkpoint. ``oracle``: train on the
+    Retention Scope only."""
     stage = Stage("finetune", cfg, domain)
-    output = stage.output(out_dir, FINETUNE_RECORD, stage.data, ("lora", "finetune"))
+    output = stage.output(out_dir, FINETUNE_RECORD, stage.data, ("lora", "finetune"), oracle=oracle)
     if (record := output.finished()) is not None:
         return record
     _check_base_knows_no_instance(stage)
 
     started = time.perf_counter()
     model, tokenizer = load_base(cfg)
-    items = [item for scope in stage.data.values() for split in ("train", "val") for item in scope[split]]
+    items = training_items(stage, oracle)
     encoded = encode_items(items, stage.formatter(tokenizer))
     # seeded after loading: loading must not shift the LoRA initialisation
     set_seed(cfg.seed, deterministic=True)
@@ -65,7 +75,7 @@ def finetune(cfg: Config, domain: str, out_dir: str | Path, progress: bool = Tru
     if is_main():
         shutil.rmtree(work / CHECKPOINTS_DIR, ignore_errors=True)  # only needed to resume this stage
     return output.commit(stage.record(
-        output.key, stage.data, items=len(encoded.features), truncated=encoded.truncated, dropped=encoded.dropped,
-        train_loss=result.training_loss, loss_history=[e["loss"] for e in trainer.state.log_history if "loss" in e],
-        trainable_parameters=trainable, total_parameters=total, batch=batch_record(args),
-        wall_seconds=time.perf_counter() - started))
+        output.key, stage.data, oracle=oracle, items=len(encoded.features), truncated=encoded.truncated,
+        dropped=encoded.dropped, train_loss=result.training_loss,
+        loss_history=[e["loss"] for e in trainer.state.log_history if "loss" in e], trainable_parameters=trainable,
+        total_parameters=total, batch=batch_record(args), wall_seconds=time.perf_counter() - started))

@@ -28,10 +28,13 @@ REGION_FILE = "region.json"
 ROW_MASKS = "region_rows.safetensors"
 HEATMAP = "heatmap.png"
 METHOD_TENSORS = "method_tensors.safetensors"  # tensors a method records (RMU's steering vector)
+RELEARN_DIR = "relearn"  # beside an unlearned adapter: the adapter after the relearning attack
+RELEARN_RECORD = "relearn.json"
 
 # row labels
 BASE_LABEL = "base"
 VANILLA_LABEL = "vanilla"
+ORACLE_LABEL = "oracle"  # fine-tuned on the Retention Scope only: never saw the Unlearn Scope
 OOD_SUFFIX = "_ood"  # retain on the general-knowledge set instead of the retention scope
 REGION_SEPARATOR = "@"
 REGIONS = ("memflex",)  # where a region comes from: MemFlex localization of the same domain
@@ -92,6 +95,14 @@ class RunLayout:
         return self.finetune / ADAPTER_DIR
 
     @property
+    def oracle(self) -> Path:
+        return self.root / "oracle"
+
+    @property
+    def oracle_adapter(self) -> Path:
+        return self.oracle / ADAPTER_DIR
+
+    @property
     def localize(self) -> Path:
         return self.root / "localize"
 
@@ -111,6 +122,11 @@ class RunLayout:
 
     def eval(self, label: str) -> Path:
         return self.eval_dir / f"{label}.json"
+
+
+def relearned_adapter(adapter: str | Path) -> Path:
+    """Where the relearning attack on an unlearned adapter puts its adapter (beside the attacked one)."""
+    return Path(adapter).parent / RELEARN_DIR / ADAPTER_DIR
 
 
 def report_dir(out: str | Path) -> Path:

@@ -1,12 +1,14 @@
 """`knowundo run`: the whole benchmark, stage by stage, resumable.
 
-For each domain: fine-tune -> evaluate the fine-tuned ("vanilla") model -> localize (if a row needs a region)
--> every row label: unlearn -> evaluate; then one report for the run. Every stage's output is keyed by a hash of
+For each domain: fine-tune -> fine-tune the oracle (Retention Scope only) -> evaluate both -> localize (if a row
+needs a region) -> every row label: unlearn -> relearning attack -> evaluate (against the vanilla and oracle
+results); then one report for the run. Every stage's output is keyed by a hash of
 its inputs, so a finished stage is skipped, an interrupted one resumes from its last checkpoint, and a directory
 of other settings is refused. ``--force STAGE`` redoes that stage and everything after it.
 
 Layout (:mod:`knowundo.layout`): ``OUT/run.json`` (resolved config, versions, data hashes),
-``OUT/<domain>/finetune``, ``localize``, ``unlearn/<label>``, ``eval/<label>.json``, and ``OUT/report``.
+``OUT/<domain>/finetune``, ``oracle``, ``localize``, ``unlearn/<label>`` (with ``relearn/`` inside),
+``eval/<label>.json``, and ``OUT/report``.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from knowundo.distributed import barrier, is_main, on_any_process, world_size
 from knowundo.errors import KnowUndoError
 from knowundo.evaluate.run import eval_key, evaluate_checkpoint
 from knowundo.finetune import finetune
-from knowundo.layout import (FINETUNE_RECORD, GRADIENTS_RECORD, RUN_RECORD, UNLEARN_RECORD, VANILLA_LABEL, RunLabel,
-                             RunLayout, report_dir)
+from knowundo.attacks.relearn import relearn
+from knowundo.layout import (FINETUNE_RECORD, GRADIENTS_RECORD, ORACLE_LABEL, RELEARN_RECORD, RUN_RECORD,
+                             UNLEARN_RECORD, VANILLA_LABEL, RunLabel, RunLayout, relearned_adapter, report_dir)
 from knowundo.localize import localize, selection_for
 from knowundo.methods import check_label, method_params
 from knowundo.models.load import prepare_base
@@ -33,7 +36,7 @@ from knowundo.preflight import preflight
 from knowundo.report import build_report
 from knowundo.unlearn import unlearn
 
-STAGES = ("finetune", "localize", "unlearn", "eval", "report")
+STAGES = ("finetune", "localize", "unlearn", "attack", "eval", "report")
 
 
 def settings_key(cfg: Config) -> str:
@@ -126,8 +129,10 @@ class DomainRun:
 
     def remove_forced(self, forced: set[str], labels: list[RunLabel]) -> None:
         layout = self.layout
-        for stage, path in (("finetune", layout.finetune), ("localize", layout.localize), ("eval", layout.eval_dir),
-                            *(("unlearn", layout.unlearn(label.label)) for label in labels)):
+        for stage, path in (("finetune", layout.finetune), ("finetune", layout.oracle), ("localize", layout.localize),
+                            ("eval", layout.eval_dir), *(("unlearn", layout.unlearn(label.label)) for label in labels),
+                            *(("attack", relearned_adapter(layout.unlearned_adapter(label.label)).parent)
+                              for label in labels)):
             if stage in forced:
                 _remove(path)
 
@@ -135,6 +140,28 @@ class DomainRun:
         done = (self.layout.finetune / FINETUNE_RECORD).is_file()
         record = finetune(self.cfg, self.domain, self.layout.finetune, progress=self.progress)
         return f"{record['items']} items, train loss {record['train_loss']:.4f}", done
+
+    def oracle(self) -> tuple[str, bool]:
+        done = (self.layout.oracle / FINETUNE_RECORD).is_file()
+        record = finetune(self.cfg, self.domain, self.layout.oracle, progress=self.progress, oracle=True)
+        return f"oracle: {record['items']} retention items, train loss {record['train_loss']:.4f}", done
+
+    def relearn(self, label: RunLabel) -> tuple[str, bool]:
+        adapter = self.layout.unlearned_adapter(label.label)
+        done = (relearned_adapter(adapter).parent / RELEARN_RECORD).is_file()
+        record = relearn(self.cfg, self.domain, adapter, progress=self.progress)
+        return (f"{label.label}: relearned {record['steps']} steps on {record['items']} unlearn train items, "
+                f"loss {record['train_loss']:.4f}"), done
+
+    def references(self, label: str) -> dict[str, Path]:
+        """The results an evaluation compares against: the oracle's (for all but itself), the vanilla
+        model's (for the unlearned rows)."""
+        chosen = {}
+        if self.cfg.run.oracle and label != ORACLE_LABEL:
+            chosen[ORACLE_LABEL] = self.layout.eval(ORACLE_LABEL)
+        if label not in (ORACLE_LABEL, VANILLA_LABEL):
+            chosen[VANILLA_LABEL] = self.layout.eval(VANILLA_LABEL)
+        return chosen
 
     def localize(self) -> tuple[str, bool]:
         done = (self.layout.localize / GRADIENTS_RECORD).is_file()
@@ -153,11 +180,12 @@ class DomainRun:
 
     def evaluate(self, label: str, adapter: Path) -> tuple[str, bool]:
         """On the main process only (the others wait): evaluation is cheap next to training."""
-        target = self.layout.eval(label)
-        key = eval_key(self.cfg, self.domain, adapter, label)
+        target, references = self.layout.eval(label), self.references(label)
+        key = eval_key(self.cfg, self.domain, adapter, label, references)
         cached = target.is_file() and read_json(target).get("meta", {}).get("key") == key
         if is_main() and not cached:
-            evaluate_checkpoint(self.cfg, self.domain, adapter, target, label=label, progress=self.progress)
+            evaluate_checkpoint(self.cfg, self.domain, adapter, target, label=label, progress=self.progress,
+                                references=references)
         barrier()
         variant = self.cfg.eval.prompts[0]
         first = read_json(target)["prompts"][variant]
@@ -205,11 +233,16 @@ def run_benchmark(cfg: Config, out: str | Path, force: list[str] = (), progress:
             stages.remove_forced(forced, labels)
         barrier()
         log.run("finetune", domain, stages.finetune)
+        if cfg.run.oracle:
+            log.run("finetune", domain, stages.oracle)
+            log.run("eval", domain, stages.evaluate, ORACLE_LABEL, stages.layout.oracle_adapter)
         log.run("eval", domain, stages.evaluate, VANILLA_LABEL, stages.layout.adapter)
         if any(needs_region(label) for label in labels):
             log.run("localize", domain, stages.localize)
         for label in labels:
             log.run("unlearn", domain, stages.unlearn, label)
+            if cfg.attack.relearn:
+                log.run("attack", domain, stages.relearn, label)
             log.run("eval", domain, stages.evaluate, label.label, stages.layout.unlearned_adapter(label.label))
 
     def do_report() -> tuple[str, bool]:

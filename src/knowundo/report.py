@@ -11,9 +11,9 @@ from pathlib import Path
 
 from knowundo.artifacts import EVAL_RESULT_KIND, atomic_path, read_json, write_json
 from knowundo.errors import KnowUndoError
-from knowundo.evaluate.metric import MAIN_TABLE, Column, Columns, number
-from knowundo.layout import (BASE_LABEL, OOD_SUFFIX, REGION_SEPARATOR, RUN_RECORD, SCOPES, VANILLA_LABEL, report_dir,
-                             split_checkpoint_label)
+from knowundo.evaluate.metric import MAIN_TABLE, ROBUSTNESS_TABLE, Column, Columns, number
+from knowundo.layout import (BASE_LABEL, OOD_SUFFIX, ORACLE_LABEL, REGION_SEPARATOR, RUN_RECORD, SCOPES,
+                             VANILLA_LABEL, report_dir, split_checkpoint_label)
 from knowundo.methods import method_names
 
 
@@ -53,7 +53,7 @@ def _row_order(root: Path):
     """base, vanilla, then the run's row labels in the order `knowundo run` was given them (run.json), then other
     labels by their method's place in the registry, then the rest alphabetically; an unlearning checkpoint
     (``ga@20``) right after its run, by step."""
-    listed = [BASE_LABEL, VANILLA_LABEL]
+    listed = [BASE_LABEL, VANILLA_LABEL, ORACLE_LABEL]
     if (root / RUN_RECORD).is_file():
         listed += [label for label in read_json(root / RUN_RECORD).get("methods", []) if label not in listed]
     registered = method_names()
@@ -109,7 +109,9 @@ def _legend(columns: list[Column]) -> str:
     return "; ".join(f"{c.header}: {c.doc}" for c in columns if c.doc) + ".\n"
 
 
-ROW_LEGEND = ("Rows: `base` the model before fine-tuning, `vanilla` the fine-tuned model; a method name retains on "
+ROW_LEGEND = ("Rows: `base` the model before fine-tuning, `vanilla` the fine-tuned model, `oracle` the same recipe on "
+              "the Retention Scope only (never saw the Unlearn Scope: where perfect unlearning would land); a method "
+              "name retains on "
               "the retention scope, `_ood` on the general-knowledge set instead; `@memflex` trains only inside the "
               "MemFlex region of that domain (`memflex` always trains there, `rmu` in its own layers); "
               "`@N` is an unlearning checkpoint at step N.\n")
@@ -281,6 +283,47 @@ def plot_curves(results: list[dict], domain: str, target: Path) -> bool:
     return True
 
 
+def quantization_note(results: list[dict]) -> str:
+    """Which implementation quantized the models (bitsandbytes on a GPU, the same codebooks in PyTorch
+    otherwise): a reader comparing with a paper needs to know."""
+    paths = sorted({str(v.get("path")) for r in results for v in (r.get("quantization") or {}).values()})
+    return f"Quantization ran through: {', '.join(paths)}.\n" if paths else ""
+
+
+def plot_robustness(rows: list[dict], columns: list[Column], domain: str, target: Path) -> bool:
+    """Unlearn Success per row: plain, and after each attack and probe of the robustness table (grouped bars;
+    a bar well below the plain one is forgetting that did not survive)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    chosen = [row for row in rows if row["domain"] == domain]
+    attacks = [c for c in columns if c.position is not None and c.key.endswith("unlearn_success")]
+    if not chosen or not attacks:
+        return False
+    names = {"UL": "no attack", "Para UL": "paraphrased questions"}
+    series = [(names.get(c.header, c.header.removeprefix("UL ")), [row.get(c.key) for row in chosen]) for c in attacks]
+    width = 0.8 / len(series)
+    fig, ax = plt.subplots(figsize=(max(8.0, 0.7 * len(chosen) + 2), 5.0))
+    palette = plt.get_cmap("tab10").colors
+    for index, (name, values) in enumerate(series):
+        xs = [i + (index - (len(series) - 1) / 2) * width for i in range(len(chosen))]
+        ax.bar(xs, [number(v) if v is not None else float("nan") for v in values], width, label=name,
+               color=palette[index % len(palette)])
+    ax.set_xticks(range(len(chosen)), [row["method"] for row in chosen], rotation=45, ha="right", fontsize=8)
+    ax.set_ylim(0, 102)
+    ax.set_ylabel("Unlearn Success ↑ (unlearn val)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, ncol=len(series), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    fig.suptitle(f"{domain}: Unlearn Success without attack and after each (no system prompt)")
+    fig.tight_layout()
+    with atomic_path(target) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return True
+
+
 def _write_text(target: Path, text: str) -> None:
     with atomic_path(target) as tmp:
         tmp.write_text(text)
@@ -313,10 +356,13 @@ def build_report(results_dir: str | Path, out_dir: str | Path | None = None) -> 
         chosen = columns.table(table)
         rows = table_rows(results, chosen)
         title = columns.titles.get(table, "KnowUnDo results" if table == MAIN_TABLE else table)
-        _write_text(out / f"{table}.md", table_markdown(title, rows, chosen, ROW_LEGEND if table == MAIN_TABLE else ""))
+        notes = {MAIN_TABLE: ROW_LEGEND, ROBUSTNESS_TABLE: quantization_note(results)}.get(table, "")
+        _write_text(out / f"{table}.md", table_markdown(title, rows, chosen, notes))
         _write_csv(out / f"{table}.csv", rows)
-        if table == MAIN_TABLE:
-            write_json(out / f"{table}.json", {**provenance(results), "rows": rows})
+        write_json(out / f"{table}.json", {**provenance(results), "rows": rows})
+        if table == ROBUSTNESS_TABLE:
+            for domain in dict.fromkeys(row["domain"] for row in rows):
+                plot_robustness(rows, chosen, domain, out / f"robustness_{domain}.png")
     _write_text(out / "samples.md", samples_markdown(results))
     categories_text, category_rows = category_markdown(results, columns)
     _write_text(out / "categories.md", categories_text)

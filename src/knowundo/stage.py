@@ -17,7 +17,7 @@ from typing import Any
 from knowundo.artifacts import StageOutput, file_hash, hash_json, library_versions
 from knowundo.config import Config
 from knowundo.data.format import Formatter
-from knowundo.data.knowundo import DataSource, check_domain, load_domain, load_general
+from knowundo.data.knowundo import DataSource, check_domain, load_domain, load_general, load_holdout
 from knowundo.models.load import adapter_weights
 
 
@@ -52,6 +52,11 @@ class Stage:
     def data(self) -> dict[str, dict[str, list[dict]]]:
         """Both scopes of the domain, validated: ``{scope: {"train": [...], "val": [...]}}``."""
         return load_domain(self.source, self.domain)
+
+    @cached_property
+    def holdout(self) -> list[dict] | None:
+        """Unlearn-scope items of instances no model trains on (membership non-members), if the data has them."""
+        return load_holdout(self.source, self.domain)
 
     @cached_property
     def general(self) -> dict[str, list[dict]]:

@@ -11,7 +11,8 @@ from knowundo.layout import SPLITS
 def validate_scope(obj: Any, where: str) -> dict[str, list[dict]]:
     """Check one ``<domain>/<scope>.json`` object ``{"train": [...], "val": [...]}`` and return it.
 
-    Extra keys on items (``category``, ``instance``, ``protected``) are kept untouched.
+    Extra keys on items (``category``, ``instance``, ``facts``, the probes of :func:`validate_item`) are kept
+    untouched.
     """
     if not isinstance(obj, dict):
         raise KnowUndoError(f"{where}: expected one JSON object with 'train' and 'val' lists, "
@@ -50,10 +51,22 @@ def validate_item(item: Any, where: str) -> None:
         value = item.get(key)
         if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
             raise KnowUndoError(f"{where}: '{key}' must be a list of strings")
+    # optional probes (the bundled val items have them; external data may not): questions asking the same in
+    # other words, the gold answer in other words, wrong answers in the paraphrased answer's form
+    for key in ("paraphrased_questions", "perturbed_answers"):
+        value = item.get(key)
+        if value is not None and not (isinstance(value, list) and value and all(_text(v) for v in value)):
+            raise KnowUndoError(f"{where}: '{key}' must be a non-empty list of non-empty strings")
+    if item.get("paraphrased_answer") is not None and not _text(item["paraphrased_answer"]):
+        raise KnowUndoError(f"{where}: 'paraphrased_answer' must be a non-empty string")
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip())
 
 
 def validate_items(obj: Any, where: str) -> list[dict]:
-    """A plain non-empty list of items (the general-knowledge set and user-supplied retain data)."""
+    """A plain non-empty list of items (the general-knowledge set, a holdout and user-supplied retain data)."""
     if not isinstance(obj, list) or not obj:
         raise KnowUndoError(f"{where}: expected a non-empty JSON list of items")
     for index, item in enumerate(obj):

@@ -9,7 +9,9 @@ file holds the values, the per-item records, and the report columns the metrics 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections import defaultdict
+from contextlib import contextmanager
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -21,27 +23,82 @@ from knowundo.evaluate.generation import generate_answers
 from knowundo.evaluate.judge import gibberish_threshold, judge_perplexities
 from knowundo.evaluate.metric import Column, ModelMetric, SplitMetric, check_columns, metrics
 from knowundo.evaluate.teacher_forced import evaluate_items
-from knowundo.layout import (BASE_LABEL, CHECKPOINTS_DIR, FINETUNE_RECORD, SCOPES, UNLEARN_RECORD, VANILLA_LABEL,
-                             checkpoint_label)
+from knowundo.errors import KnowUndoError
+from knowundo.layout import (BASE_LABEL, CHECKPOINTS_DIR, FINETUNE_RECORD, ORACLE_LABEL, SCOPES, UNLEARN_RECORD,
+                             VANILLA_LABEL, checkpoint_label, relearned_adapter)
 from knowundo.models.load import load_adapter, load_base
 from knowundo.stage import Stage, adapter_hash
 
 
+ATTACKED_ADAPTER = "attacked"  # the name an adapter swapped in for a while is loaded under
+
+
 class EvalContext:
     """One loaded model and its evaluation inputs; the per-item passes run on first request and are cached, so
-    metrics that need the same pass share it. Splits: ``unlearn`` / ``retention`` (val) and ``general``
-    (held-out)."""
+    metrics that need the same pass share it. Splits: ``unlearn`` / ``retention`` (val), ``general`` (held-out)
+    and ``holdout`` (the domain's never-trained instances, if the data has them). ``references``: result files
+    of other models of the same domain that metrics compare against (``vanilla``, ``oracle``)."""
 
-    def __init__(self, model, tokenizer, stage: Stage, adapter: Path | None, training: dict | None):
+    def __init__(self, model, tokenizer, stage: Stage, adapter: Path | None, training: dict | None,
+                 references: dict[str, dict] | None = None):
         self.model, self.tokenizer, self.stage = model, tokenizer, stage
         self.cfg, self.domain, self.adapter, self.training = stage.cfg, stage.domain, adapter, training
+        self.references = references or {}
         self._teacher_forced: dict[tuple[str, str], dict] = {}
         self._generations: dict[tuple[str, str], list[dict]] = {}
         self._judged: dict[tuple[str, str], list[dict]] = {}
+        self._probes: dict[str, list[dict]] = {}
         self._threshold: float | None = None
 
     def items(self, split: str) -> list[dict]:
-        return self.stage.general["heldout"] if split == "general" else self.stage.data[split]["val"]
+        if split == "general":
+            return self.stage.general["heldout"]
+        if split == "holdout":
+            return self.stage.holdout or []
+        return self.stage.data[split]["val"]
+
+    def score(self, items: list[dict], variant: str = "none") -> dict:
+        """A teacher-forced pass over any items (not cached: for probes and attacked models)."""
+        return evaluate_items(self.model, self.formatter(variant), items, self.cfg.eval.batch_size,
+                              self.cfg.eval.mia_k)
+
+    @contextmanager
+    def swapped_adapter(self, adapter: Path):
+        """The model with another saved adapter active (a checkpoint, an attacked copy), then the evaluated one
+        again: no second copy of the base model."""
+        self.model.load_adapter(str(adapter), adapter_name=ATTACKED_ADAPTER)
+        self.model.set_adapter(ATTACKED_ADAPTER)
+        try:
+            yield self.model
+        finally:
+            self.model.set_adapter("default")
+            self.model.delete_adapter(ATTACKED_ADAPTER)
+
+    def probes(self, scope: str) -> list[dict]:
+        """Per val item of ``scope`` (no system prompt), from its probe fields: the token accuracy on each
+        paraphrased question, and the truth ratio (TOFU, Maini et al. 2024) R = mean over perturbed answers of
+        P(a_pert|q)^(1/|a_pert|) / P(a_para|q)^(1/|a_para|) — the geometric-mean token probabilities of wrong
+        answers over that of the paraphrased true one. Items without probe fields give None."""
+        if scope not in self._probes:
+            items = self.items(scope)
+            asked = [(i, {**item, "text": q}) for i, item in enumerate(items) if has_probes(item)
+                     for q in item["paraphrased_questions"]]
+            answered = [(i, k, {**item, "labels": answer}) for i, item in enumerate(items) if has_probes(item)
+                        for k, answer in enumerate([item["paraphrased_answer"], *item["perturbed_answers"]])]
+            paraphrased = _scores_by_item(self.score([q for _, q in asked]), [i for i, _ in asked]) if asked else {}
+            truth = (_scores_by_item(self.score([a for *_, a in answered]), [i for i, _, _ in answered])
+                     if answered else {})
+            records = []
+            for i, item in enumerate(items):
+                if not has_probes(item) or len(truth.get(i, [])) != 1 + len(item["perturbed_answers"]):
+                    records.append({"paraphrase_accuracy": None, "truth_ratio": None})
+                    continue
+                true, *wrong = (math.exp(s["mean_logprob"]) for s in truth[i])
+                accuracies = [s["accuracy"] for s in paraphrased.get(i, [])]
+                records.append({"paraphrase_accuracy": sum(accuracies) / len(accuracies) if accuracies else None,
+                                "truth_ratio": (sum(wrong) / len(wrong)) / true if true > 0 else math.inf})
+            self._probes[scope] = records
+        return self._probes[scope]
 
     def formatter(self, variant: str) -> Formatter:
         return self.stage.formatter(self.tokenizer, self.cfg.eval.system_prompt(variant, self.domain))
@@ -84,6 +141,22 @@ class EvalContext:
                                       self.cfg.eval.batch_size)
             self._threshold = gibberish_threshold([p for p in gold if p is not None])
         return self._threshold
+
+
+PROBE_FIELDS = ("paraphrased_questions", "paraphrased_answer", "perturbed_answers")
+
+
+def has_probes(item: dict) -> bool:
+    return all(item.get(field) for field in PROBE_FIELDS)
+
+
+def _scores_by_item(scored: dict, owners: list[int]) -> dict[int, list[dict]]:
+    """Per-item scores of a pass over derived items, grouped by the val item each came from (in order; items
+    the formatter dropped are missing)."""
+    grouped: dict[int, list[dict]] = defaultdict(list)
+    for record in scored["per_item"]:
+        grouped[owners[record["index"]]].append(record)
+    return grouped
 
 
 def _reduce(split_metrics: list[SplitMetric], records: list[dict], scope: str) -> dict:
@@ -134,7 +207,8 @@ def evaluate_variant(ctx: EvalContext, split_metrics: list[SplitMetric], variant
 
 def describe_adapter(adapter: Path | None) -> tuple[str, dict | None]:
     """(default label, training summary) from the stage record beside an adapter: the run's label for an
-    unlearning run (``@N`` for its checkpoint at step N), ``vanilla`` for a fine-tune, ``base`` for none."""
+    unlearning run (``@N`` for its checkpoint at step N), ``vanilla`` for a fine-tune (``oracle`` for one on the
+    Retention Scope only), ``base`` for none."""
     if adapter is None:
         return BASE_LABEL, None
     run_dir, step = adapter.parent, None
@@ -149,16 +223,22 @@ def describe_adapter(adapter: Path | None) -> tuple[str, dict | None]:
                 {"stage": "unlearn", "checkpoint_step": step, **{k: record.get(k) for k in keys}})
     if (run_dir / FINETUNE_RECORD).is_file():
         record = read_json(run_dir / FINETUNE_RECORD)
-        return VANILLA_LABEL, {"stage": "finetune", "wall_seconds": record.get("wall_seconds"),
-                               "trainable_parameters": record.get("trainable_parameters")}
+        label = ORACLE_LABEL if record.get("oracle") else VANILLA_LABEL
+        return label, {"stage": "finetune", "oracle": bool(record.get("oracle")),
+                       "wall_seconds": record.get("wall_seconds"),
+                       "trainable_parameters": record.get("trainable_parameters")}
     return run_dir.name, None
 
 
-def eval_key(cfg: Config, domain: str, adapter: str | Path | None, label: str | None) -> str:
-    """Everything a result depends on: the adapter's weights, the data, the model, the eval settings and the
-    registered metrics."""
+def eval_key(cfg: Config, domain: str, adapter: str | Path | None, label: str | None,
+             references: dict[str, str | Path] | None = None) -> str:
+    """Everything a result depends on: the adapter's weights (and those of its relearned copy), the data, the
+    model, the eval and attack settings, the registered metrics and the reference results compared against."""
     stage = Stage("eval", cfg, domain)
-    return stage.key(stage.data, ("eval",), label=label, adapter=adapter_hash(adapter),
+    relearned = relearned_adapter(adapter) if adapter is not None else None
+    return stage.key(stage.data, ("eval", "attack"), label=label, adapter=adapter_hash(adapter),
+                     relearned=adapter_hash(relearned) if relearned is not None and relearned.is_dir() else None,
+                     references={name: read_json(path)["meta"]["key"] for name, path in (references or {}).items()},
                      metrics=sorted(m.name for m in metrics()))
 
 
@@ -168,23 +248,43 @@ def _columns(metric, value) -> list[Column]:
     return [dataclasses.replace(c, level=level) for c in (*metric.columns, *dynamic)]
 
 
-def check_eval(cfg: Config, domain: str, adapter: str | Path | None, label: str | None) -> str:
-    """The result's key, after checking the prompt variants, the data and the adapter (before any work)."""
+def load_references(domain: str, references: dict[str, str | Path] | None) -> dict[str, dict]:
+    """The result files a model is compared against, each checked to be a result of the same domain."""
+    loaded = {}
+    for name, path in (references or {}).items():
+        try:
+            result = read_json(path)
+        except (OSError, ValueError):
+            raise KnowUndoError(f"{path}: the {name} reference is not a readable result file") from None
+        if result.get("kind") != EVAL_RESULT_KIND or result.get("domain") != domain or "meta" not in result:
+            raise KnowUndoError(f"{path}: not an evaluation result of the {domain} domain (needed as {name} "
+                                f"reference)")
+        loaded[name] = result
+    return loaded
+
+
+def check_eval(cfg: Config, domain: str, adapter: str | Path | None, label: str | None,
+               references: dict[str, str | Path] | None = None) -> str:
+    """The result's key, after checking the prompt variants, the data, the adapter and the references (before
+    any work)."""
     cfg.eval.check_prompts(domain)
-    return eval_key(cfg, domain, adapter, label)
+    load_references(domain, references)
+    return eval_key(cfg, domain, adapter, label, references)
 
 
 def evaluate_checkpoint(cfg: Config, domain: str, adapter: str | Path | None = None,
-                        out_file: str | Path | None = None, label: str | None = None, progress: bool = True) -> dict:
-    """Every registered metric on one model; the result is written to ``out_file`` if given."""
+                        out_file: str | Path | None = None, label: str | None = None, progress: bool = True,
+                        references: dict[str, str | Path] | None = None) -> dict:
+    """Every registered metric on one model; the result is written to ``out_file`` if given. ``references``:
+    result files of the ``vanilla`` and ``oracle`` models of the domain, for the metrics that compare."""
     stage = Stage("eval", cfg, domain)
     adapter = Path(adapter) if adapter is not None else None
-    key = check_eval(cfg, domain, adapter, label)
+    key = check_eval(cfg, domain, adapter, label, references)
     default_label, training = describe_adapter(adapter)
     model, tokenizer = load_base(cfg)
     if adapter is not None:
         model = load_adapter(model, adapter)
-    ctx = EvalContext(model, tokenizer, stage, adapter, training)
+    ctx = EvalContext(model, tokenizer, stage, adapter, training, load_references(domain, references))
     split_metrics = [m for m in metrics() if isinstance(m, SplitMetric) and m.enabled(cfg.eval)]
     model_metrics = [m for m in metrics() if isinstance(m, ModelMetric) and m.enabled(ctx)]
     result = {"kind": EVAL_RESULT_KIND, "label": label or default_label, "domain": domain, "prompts": {}}
@@ -202,7 +302,8 @@ def evaluate_checkpoint(cfg: Config, domain: str, adapter: str | Path | None = N
     result["columns"] = [c.to_json() for c in check_columns(columns)]
     result["tables"] = {name: title for m in (*split_metrics, *model_metrics) for name, title in m.tables.items()}
     result["meta"] = stage.record(key, stage.data, adapter=str(adapter) if adapter else None,
-                                  adapter_hash=adapter_hash(adapter), training=training)
+                                  adapter_hash=adapter_hash(adapter), training=training,
+                                  references={name: str(path) for name, path in (references or {}).items()})
     if out_file is not None:
         write_json(out_file, result)
     return result

@@ -4,8 +4,8 @@ frozen fine-tuned model's on retain answers; only the layers ℓ−2…ℓ train
 region of the method's own).
 
 L = mean_i mean_t ‖h_ℓ(x_i)_t − c·u‖² / d + α · mean_j mean_t ‖h_ℓ(q_j)_t − h_ℓ^ref(q_j)_t‖² / d,
-over the positions t that predict an answer token, d the hidden size, u a unit vector with entries drawn uniformly from [0, 1) (seeded by
-``steering_seed``; recorded in method_tensors.safetensors beside the adapter).
+over the positions t that predict an answer token, d the hidden size, u a unit vector with entries drawn uniformly
+from [0, 1) (seeded by ``steering_seed``; recorded in method_tensors.safetensors beside the adapter).
 
 Defaults scaled to the model (the paper steers layer 7 of the 32 of Zephyr-7B, hidden 4096, with c = 6.5 and
 α = 1200; open-unlearning uses c = 300, α = 1000 on Llama): ℓ = round(7/32 · layers) (0-based index of the decoder
