@@ -13,6 +13,7 @@ from knowundo.data.knowundo import (
     load_general,
     load_holdout,
 )
+from knowundo.data.validate import PROBE_FIELDS
 from knowundo.errors import KnowUndoError
 
 
@@ -67,9 +68,6 @@ def test_general_set_has_a_heldout_part_and_pretraining_text_knows_no_instance()
     assert not [name for name in instances if name in corpus]
 
 
-PROBES = ("paraphrased_questions", "paraphrased_answer", "perturbed_answers")
-
-
 def _val_items(world):
     return [(domain, scope, item) for domain, scopes in world["knowundo"].items() for scope, parts in scopes.items()
             for item in parts["val"]]
@@ -82,7 +80,7 @@ def test_every_val_item_has_paraphrase_probes_and_wrong_answers():
                       ("copyright", "retention"): 40}
     for scopes in world["knowundo"].values():
         questions = {i["text"] for parts in scopes.values() for split in parts.values() for i in split}
-        assert not [i for parts in scopes.values() for i in parts["train"] if set(PROBES) & set(i)]
+        assert not [i for parts in scopes.values() for i in parts["train"] if set(PROBE_FIELDS) & set(i)]
         for parts in scopes.values():
             for item in parts["val"]:
                 paraphrases, wrong = item["paraphrased_questions"], item["perturbed_answers"]
@@ -108,7 +106,7 @@ def test_wrong_answers_keep_what_the_question_names_and_change_what_it_asks():
 
 def test_the_probes_leave_the_benchmark_as_it_was():
     def strip(scopes):
-        return {scope: {split: [{k: v for k, v in i.items() if k not in PROBES} for i in items]
+        return {scope: {split: [{k: v for k, v in i.items() if k not in PROBE_FIELDS} for i in items]
                         for split, items in parts.items()} for scope, parts in scopes.items()}
 
     assert hash_json(strip(load_domain(DataSource(), "copyright"))) == "0cb57b43499fd067"
@@ -156,6 +154,6 @@ def test_local_copy_probes_and_holdout(tmp_path):
         load_domain(local, "privacy")
     assert str(path) in str(err.value) and "\n" not in str(err.value)
     for split in ("train", "val"):  # external data without probes stays valid
-        data[split] = [{k: v for k, v in i.items() if k not in PROBES} for i in data[split]]
+        data[split] = [{k: v for k, v in i.items() if k not in PROBE_FIELDS} for i in data[split]]
     path.write_text(json.dumps(data))
     assert load_domain(local, "privacy")["unlearn"]["val"][3]["text"] == data["val"][3]["text"]

@@ -9,8 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from knowundo.attacks.quantize import (DEFAULT_SCHEMES, NF4_CODEBOOK, QuantScheme, nf4_path, parse_scheme,
-                                       quantize_nf4, quantize_rtn, quantized)
+from knowundo.attacks.quantize import (NF4_CODEBOOK, QuantScheme, nf4_path, parse_scheme, quantize_nf4, quantize_rtn,
+                                       quantized)
+from knowundo.config import AttackConfig
 from knowundo.errors import KnowUndoError
 
 CODE = torch.tensor(NF4_CODEBOOK)
@@ -93,7 +94,8 @@ def test_nf4_path_without_cuda():
 
 
 def test_parse_scheme():
-    assert [parse_scheme(text).name for text in DEFAULT_SCHEMES] == list(DEFAULT_SCHEMES)
+    defaults = AttackConfig().quantize
+    assert [parse_scheme(text).name for text in defaults] == defaults
     assert parse_scheme("int4-g64") == QuantScheme("rtn", 4, 64)
     assert parse_scheme("nf4-g64") == QuantScheme("nf4", 4, 64)
     for bad in ("int3-g64", "int8-g0", "fp4-g64", "nf8-g64", "int8", "int8-g-1", ""):

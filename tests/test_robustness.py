@@ -5,9 +5,11 @@ import json
 import math
 
 import pytest
+import torch
 
 from knowundo.artifacts import read_json
 from knowundo.cli import main
+from knowundo.data.validate import PROBE_FIELDS
 from knowundo.evaluate.metrics.forget_quality import ks_p_value
 from knowundo.evaluate.metrics.mia import auc
 from knowundo.evaluate.metrics.paraphrase import truth_score
@@ -70,8 +72,9 @@ def test_truth_ratio_and_paraphrase_accuracy_per_item():
         for i, item in enumerate(chosen)]}
     first, second = ctx.probes("unlearn")
     assert first["truth_ratio"] == pytest.approx((0.1 + 0.2 + 0.3) / 3 / 0.5)
+    assert first["log_truth_ratio"] == pytest.approx(math.log((0.1 + 0.2 + 0.3) / 3 / 0.5))
     assert first["paraphrase_accuracy"] == pytest.approx(50.0)
-    assert second == {"paraphrase_accuracy": None, "truth_ratio": None}
+    assert second == {"paraphrase_accuracy": None, "truth_ratio": None, "log_truth_ratio": None}
     assert truth_score(0.4) == pytest.approx(0.6) and truth_score(1.7) == 0.0
 
 
@@ -149,14 +152,14 @@ def test_a_run_has_the_oracle_row_and_the_robustness_table(reference_run):
     for result in (vanilla, ga):
         assert result["forget_quality"] == {**result["forget_quality"], **ks_p_value(
             result["forget_quality"]["values"], oracle["forget_quality"]["values"])}
-        assert result["forget_quality"]["statistic"] == "truth_ratio"
+        assert result["forget_quality"]["statistic"] == "log_truth_ratio"
         assert len(result["forget_quality"]["values"]) == result["prompts"]["none"]["unlearn"]["items"]
         auc_model, auc_oracle = result["privleak"]["auc"]["min_k"], oracle["privleak"]["auc"]["min_k"]
         assert result["privleak"]["privleak"]["min_k"] == pytest.approx(privleak(auc_model, auc_oracle))
     assert "relearn" not in vanilla and set(ga["quantization"]) == {"int4-g64"}
     assert ga["relearn"]["unlearn_success_before"] == pytest.approx(ga["prompts"]["none"]["unlearn_success"])
     relearned = read_json(reference_run / "privacy" / "unlearn" / "ga" / "relearn" / "relearn.json")
-    assert relearned["steps"] == 10
+    assert relearned["steps"] == 4  # attack.relearn_steps of the reference run
     report = reference_run / "report"
     rows = json.loads((report / "robustness.json").read_text())["rows"]
     assert [r["method"] for r in rows] == ["vanilla", "oracle", "ga", "memflex"]
@@ -177,8 +180,7 @@ def test_data_without_probe_fields_or_holdout_shows_dashes_never_zeros(micro_con
         for scope in ("unlearn", "retention"):
             path = root / domain / f"{scope}.json"
             data = json.loads(path.read_text())
-            data["val"] = [{k: v for k, v in item.items() if k not in ("paraphrased_questions", "perturbed_answers",
-                                                                          "paraphrased_answer")} for item in data["val"]]
+            data["val"] = [{k: v for k, v in item.items() if k not in PROBE_FIELDS} for item in data["val"]]
             path.write_text(json.dumps(data))
     cfg = micro_config("data.source=local", f"data.path={root}", "eval.prompts=[none]", "eval.generate=false",
                        "eval.general_mc=false", "attack.quantize=[]")
@@ -192,6 +194,7 @@ def test_data_without_probe_fields_or_holdout_shows_dashes_never_zeros(micro_con
     assert cells[3:] == ["-"] * (len(cells) - 3)  # only UL and RT have values: the probes show "-", never 0
 
 
+@pytest.mark.slow  # two trainings through the CLI (the reference run covers both stages in the fast suite)
 def test_oracle_and_relearn_commands(micro_base, tmp_path, capsys):
     assert main(["finetune", "--domain", "privacy", "--oracle", "--out", str(tmp_path / "oracle"), *sets(*MICRO)]) == 0
     assert "fine-tuned the oracle of privacy" in capsys.readouterr().out
@@ -209,3 +212,54 @@ def test_a_reference_that_is_not_a_result_is_one_line(micro_base, tmp_path, caps
         err = capsys.readouterr().err
         assert "oracle reference" in err or "needed as oracle" in err
         assert len(err.strip().splitlines()) == 1
+
+
+def _fake_result(path, domain, data, key, oracle):
+    from knowundo.artifacts import EVAL_RESULT_KIND, hash_json, write_json
+
+    write_json(path, {"kind": EVAL_RESULT_KIND, "domain": domain, "label": "x", "prompts": {}, "columns": [],
+                      "meta": {"key": key, "data_hash": hash_json(data),
+                               "training": {"stage": "finetune", "oracle": oracle}}})
+    return path
+
+
+def test_references_are_checked_and_key_the_evaluation(micro_config, finetuned_privacy, tmp_path, capsys):
+    from knowundo.evaluate.run import eval_key
+    from knowundo.stage import Stage
+
+    cfg = micro_config()
+    data = Stage("eval", cfg, "privacy").data
+    oracle = _fake_result(tmp_path / "oracle.json", "privacy", data, "k1", oracle=True)
+    vanilla = _fake_result(tmp_path / "vanilla.json", "privacy", data, "k2", oracle=False)
+    adapter = finetuned_privacy / "adapter"
+    first = eval_key(cfg, "privacy", adapter, "x", {"oracle": oracle, "vanilla": vanilla})
+    assert first != eval_key(cfg, "privacy", adapter, "x", {"oracle": oracle})
+    _fake_result(oracle, "privacy", data, "k3", oracle=True)  # the oracle was evaluated again
+    assert eval_key(cfg, "privacy", adapter, "x", {"oracle": oracle, "vanilla": vanilla}) != first
+
+    (tmp_path / "list.json").write_text("[]")
+    other = _fake_result(tmp_path / "other.json", "privacy", {"other": "data"}, "k4", oracle=True)
+    for argv, message in ((["--oracle", str(vanilla)], "not the evaluation of an oracle"),
+                          (["--vanilla", str(oracle)], "not the evaluation of a fine-tuned model"),
+                          (["--oracle", str(tmp_path / "list.json")], "not an evaluation result"),
+                          (["--oracle", str(other)], "evaluated on other data")):
+        assert main(["eval", "--domain", "privacy", "--adapter", str(adapter), *argv, *sets(*MICRO)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_swapped_adapter_leaves_the_evaluated_one_as_it_was(micro_config, finetuned_privacy):
+    from knowundo.models.load import load_adapter, load_base
+
+    model, _ = load_base(micro_config())
+    model = load_adapter(model, finetuned_privacy / "adapter")
+    before = {name: (p.requires_grad, p.detach().clone()) for name, p in model.named_parameters()}
+    ctx = EvalContext.__new__(EvalContext)
+    ctx.model = model
+    with ctx.swapped_adapter(finetuned_privacy / "adapter"):
+        assert model.active_adapter == "attacked"
+    assert model.active_adapter == "default" and "attacked" not in model.peft_config
+    after = dict(model.named_parameters())
+    assert set(after) == set(before)
+    for name, (requires_grad, value) in before.items():
+        assert after[name].requires_grad == requires_grad and torch.equal(after[name], value), name

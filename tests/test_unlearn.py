@@ -34,7 +34,7 @@ def test_adversarial_labels_are_never_gold_and_sit_at_the_gold_position(kl_model
     relabelled = adversarial_labels(forget, RelabelContext(model, Formatter(tok), torch.Generator().manual_seed(0)))
     for before, after in zip(forget, relabelled):
         assert after["input_ids"] == before["input_ids"]
-        for i, (gold, new) in enumerate(zip(before["labels"], after["labels"])):
+        for gold, new in zip(before["labels"], after["labels"]):
             assert (gold == IGNORE) == (new == IGNORE)
             assert gold == IGNORE or gold != new
     # position i holds argmax_{a != gold} of the logits at i - 1 (the fine-tuned model's prediction of token i)

@@ -318,8 +318,7 @@ def _ranges(cfg: Config) -> list[tuple[str, Any, Callable[[Any], bool], str]]:
                ("attack.relearn_steps", cfg.attack.relearn_steps, at_least_1, ">= 1"),
                ("attack.relearn_fraction", cfg.attack.relearn_fraction, lambda v: 0 < v <= 1, "in (0, 1]")]
     for index, scheme in enumerate(cfg.attack.quantize):
-        checks.append((f"attack.quantize[{index}]", scheme, _is_scheme,
-                       "int8-g<group>, int4-g<group> or nf4-g<group> (bits 4 or 8, group >= 1)"))
+        checks.append((f"attack.quantize[{index}]", scheme, _is_scheme, QUANT_SCHEME_SYNTAX))
     for name, test, what in (("mu", lambda v: -1 <= v <= 1, "a cosine in [-1, 1]"), ("sigma", non_negative, ">= 0")):
         value = getattr(cfg.localize, name)
         for domain, number in (value.items() if isinstance(value, dict) else [(None, value)]):
@@ -328,10 +327,15 @@ def _ranges(cfg: Config) -> list[tuple[str, Any, Callable[[Any], bool], str]]:
     return checks
 
 
+# The names of quantization schemes (parsed by knowundo.attacks.quantize; checked here, before any work).
+QUANT_SCHEME = re.compile(r"(int|nf)(\d+)-g(\d+)")  # kind, bits, group size
+QUANT_SCHEME_SYNTAX = "int8-gN, int4-gN or nf4-gN (N: group size >= 1)"
+QUANT_BITS = {"int": ("4", "8"), "nf": ("4",)}
+
+
 def _is_scheme(text) -> bool:
-    """A quantization scheme name (the grammar of knowundo.attacks.quantize; checked here, before any work)."""
-    match = re.fullmatch(r"(int(\d+)|nf4)-g(\d+)", text) if isinstance(text, str) else None
-    return bool(match) and match[2] in (None, "4", "8") and int(match[3]) >= 1
+    match = QUANT_SCHEME.fullmatch(text) if isinstance(text, str) else None
+    return bool(match) and match[2] in QUANT_BITS[match[1]] and int(match[3]) >= 1
 
 
 def validate(cfg: Config) -> list[str]:

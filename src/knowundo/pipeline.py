@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Callable
 
 from knowundo.artifacts import hash_json, library_versions, read_json, remove_stale_temporaries, write_json
+from knowundo.attacks.relearn import relearn
 from knowundo.config import Config
 from knowundo.data.knowundo import DataSource, check_domain, load_domain
 from knowundo.distributed import barrier, is_main, on_any_process, world_size
 from knowundo.errors import KnowUndoError
 from knowundo.evaluate.run import eval_key, evaluate_checkpoint
 from knowundo.finetune import finetune
-from knowundo.attacks.relearn import relearn
 from knowundo.layout import (FINETUNE_RECORD, GRADIENTS_RECORD, ORACLE_LABEL, RELEARN_RECORD, RUN_RECORD,
                              UNLEARN_RECORD, VANILLA_LABEL, RunLabel, RunLayout, relearned_adapter, report_dir)
 from knowundo.localize import localize, selection_for
@@ -40,9 +40,9 @@ STAGES = ("finetune", "localize", "unlearn", "attack", "eval", "report")
 
 
 def settings_key(cfg: Config) -> str:
-    """What makes two runs comparable in one directory: everything except evaluation and run coverage (those
-    may change between invocations; evaluations are re-keyed on their own)."""
-    return hash_json({k: v for k, v in cfg.to_dict().items() if k not in ("eval", "run")})
+    """What makes two runs comparable in one directory: everything except evaluation, attacks and run coverage
+    (those may change between invocations; evaluations and attacks are re-keyed on their own)."""
+    return hash_json({k: v for k, v in cfg.to_dict().items() if k not in ("eval", "attack", "run")})
 
 
 def expand_force(stages: list[str]) -> set[str]:

@@ -283,11 +283,14 @@ def plot_curves(results: list[dict], domain: str, target: Path) -> bool:
     return True
 
 
-def quantization_note(results: list[dict]) -> str:
-    """Which implementation quantized the models (bitsandbytes on a GPU, the same codebooks in PyTorch
-    otherwise): a reader comparing with a paper needs to know."""
+def robustness_notes(results: list[dict]) -> str:
+    """What a reader comparing with a paper needs to know: which statistic forget quality used, and which
+    implementation quantized the models (bitsandbytes on a GPU, the same codebooks in PyTorch otherwise)."""
+    statistics = sorted({str(r["forget_quality"]["statistic"]) for r in results if r.get("forget_quality")})
     paths = sorted({str(v.get("path")) for r in results for v in (r.get("quantization") or {}).values()})
-    return f"Quantization ran through: {', '.join(paths)}.\n" if paths else ""
+    notes = [f"Forget quality statistic: {', '.join(statistics)}." if statistics else "",
+             f"Quantization ran through: {', '.join(paths)}." if paths else ""]
+    return "".join(note + "\n" for note in notes if note)
 
 
 def plot_robustness(rows: list[dict], columns: list[Column], domain: str, target: Path) -> bool:
@@ -302,8 +305,9 @@ def plot_robustness(rows: list[dict], columns: list[Column], domain: str, target
     attacks = [c for c in columns if c.position is not None and c.key.endswith("unlearn_success")]
     if not chosen or not attacks:
         return False
-    names = {"UL": "no attack", "Para UL": "paraphrased questions"}
-    series = [(names.get(c.header, c.header.removeprefix("UL ")), [row.get(c.key) for row in chosen]) for c in attacks]
+    names = {"plain_unlearn_success": "no attack", "relearn_unlearn_success": "relearned",
+             "paraphrase_unlearn_success": "paraphrased questions"}
+    series = [(names.get(c.key, c.header.removeprefix("UL ")), [row.get(c.key) for row in chosen]) for c in attacks]
     width = 0.8 / len(series)
     fig, ax = plt.subplots(figsize=(max(8.0, 0.7 * len(chosen) + 2), 5.0))
     palette = plt.get_cmap("tab10").colors
@@ -356,7 +360,7 @@ def build_report(results_dir: str | Path, out_dir: str | Path | None = None) -> 
         chosen = columns.table(table)
         rows = table_rows(results, chosen)
         title = columns.titles.get(table, "KnowUnDo results" if table == MAIN_TABLE else table)
-        notes = {MAIN_TABLE: ROW_LEGEND, ROBUSTNESS_TABLE: quantization_note(results)}.get(table, "")
+        notes = {MAIN_TABLE: ROW_LEGEND, ROBUSTNESS_TABLE: robustness_notes(results)}.get(table, "")
         _write_text(out / f"{table}.md", table_markdown(title, rows, chosen, notes))
         _write_csv(out / f"{table}.csv", rows)
         write_json(out / f"{table}.json", {**provenance(results), "rows": rows})

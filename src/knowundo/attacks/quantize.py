@@ -12,7 +12,6 @@ bitsandbytes' NF4 (QLoRA, Dettmers et al. 2023, arXiv 2305.14314), run through b
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -22,11 +21,9 @@ from peft.tuners.lora import LoraLayer
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
+from knowundo.config import QUANT_SCHEME, QUANT_SCHEME_SYNTAX
 from knowundo.errors import KnowUndoError
 
-DEFAULT_SCHEMES = ("int8-g128", "int4-g128", "int4-g64", "nf4-g64")
-SCHEME_SYNTAX = "int8-gN, int4-gN or nf4-gN (N: group size >= 1)"
-_SCHEME = re.compile(r"(int|nf)(\d+)-g(-?\d+)")
 _PREFIX = {"int": "rtn", "nf": "nf4"}
 
 # The NormalFloat4 table, copied value for value from bitsandbytes.functional.get_4bit_type("nf4") (0.50.2):
@@ -50,9 +47,9 @@ class QuantScheme:
 
     def __post_init__(self) -> None:
         if self.kind not in _PREFIX.values():
-            raise KnowUndoError(f"unknown quantization kind {self.kind!r}; use {SCHEME_SYNTAX}")
+            raise KnowUndoError(f"unknown quantization kind {self.kind!r}; use {QUANT_SCHEME_SYNTAX}")
         if self.bits not in ((4,) if self.kind == "nf4" else (4, 8)):
-            raise KnowUndoError(f"{self.kind} quantization cannot use {self.bits} bits; use {SCHEME_SYNTAX}")
+            raise KnowUndoError(f"{self.kind} quantization cannot use {self.bits} bits; use {QUANT_SCHEME_SYNTAX}")
         if self.group_size < 1:
             raise KnowUndoError(f"quantization group size must be >= 1, got {self.group_size}")
 
@@ -63,9 +60,9 @@ class QuantScheme:
 
 def parse_scheme(text: str) -> QuantScheme:
     """``int8-g128`` -> QuantScheme("rtn", 8, 128); ``nf4-g64`` -> QuantScheme("nf4", 4, 64)."""
-    match = _SCHEME.fullmatch(text.strip().lower())
+    match = QUANT_SCHEME.fullmatch(text)
     if not match:
-        raise KnowUndoError(f"bad quantization scheme {text!r}; use {SCHEME_SYNTAX}")
+        raise KnowUndoError(f"bad quantization scheme {text!r}; use {QUANT_SCHEME_SYNTAX}")
     prefix, bits, group = match.groups()
     return QuantScheme(_PREFIX[prefix], int(bits), int(group))
 
@@ -154,9 +151,10 @@ def _merged_weights(model: nn.Module) -> Iterator[tuple[nn.Module, torch.Tensor,
 @contextlib.contextmanager
 def quantized(model: nn.Module, scheme: QuantScheme | str) -> Iterator[dict[str, object]]:
     """Run the block on ``model`` (a PeftModel or a plain transformers model) merged with its active LoRA adapter
-    and quantized with ``scheme``; on exit, even on an exception, the original weight tensors are put back (the
-    very tensors, so bit-identical), the adapter is active again and every ``requires_grad`` is as before (peft's
-    ``disable_adapter`` would leave an adapter loaded for inference trainable).
+    and quantized with ``scheme``; on exit, even on an exception, the original weights are put back bit for bit
+    (kept on the CPU meanwhile, so a GPU never holds two copies of the model), the adapter is active again and
+    every ``requires_grad`` is as before (peft's ``disable_adapter`` would leave an adapter loaded for inference
+    trainable).
 
     Inside, the adapter is disabled and the weights hold the merged-then-quantized values, so LoRA dropout never
     runs. GPT-2's transposed ``Conv1D`` weights are quantized as (out, in), as bitsandbytes stores them. Yields
@@ -180,7 +178,7 @@ def quantized(model: nn.Module, scheme: QuantScheme | str) -> Iterator[dict[str,
                     count += new.numel()
                     layers += 1
                     weight = new.t() if transposed else new
-                originals[layer.weight] = layer.weight.data
+                originals[layer.weight] = layer.weight.data.to("cpu")  # on a GPU: one copy of the weights there
                 layer.weight.data = weight.to(layer.weight.dtype).contiguous()
         adapter_off = model.disable_adapter() if hasattr(model, "disable_adapter") else contextlib.nullcontext()
         with adapter_off:
@@ -188,6 +186,6 @@ def quantized(model: nn.Module, scheme: QuantScheme | str) -> Iterator[dict[str,
                    "layers": layers, "mean_abs_change": change / max(count, 1)}
     finally:
         for param, original in originals.items():
-            param.data = original
+            param.data = original.to(param.device)
         for param, requires_grad in trainable.items():
             param.requires_grad_(requires_grad)

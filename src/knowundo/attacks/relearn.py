@@ -23,7 +23,8 @@ from knowundo.data.format import encode_items, pad_id_of
 from knowundo.distributed import is_main
 from knowundo.layout import ADAPTER_DIR, CHECKPOINTS_DIR, RELEARN_RECORD, relearned_adapter
 from knowundo.models.load import load_adapter, load_base
-from knowundo.models.training import FeatureDataset, PadCollator, make_trainer, save_adapter, train, training_arguments
+from knowundo.models.training import (FeatureDataset, PadCollator, batch_record, make_trainer, save_adapter, train,
+                                      training_arguments)
 from knowundo.stage import Stage, adapter_hash
 
 
@@ -41,8 +42,9 @@ def relearn(cfg: Config, domain: str, adapter: str | Path, progress: bool = True
     stage = Stage("relearn", cfg, domain)
     items = relearn_items(stage)
     out_dir = relearned_adapter(adapter).parent
-    output = stage.output(out_dir, RELEARN_RECORD, items, ("lora", "finetune", "attack"),
-                          adapter=adapter_hash(adapter))
+    attack = {"steps": cfg.attack.relearn_steps, "fraction": cfg.attack.relearn_fraction}
+    output = stage.output(out_dir, RELEARN_RECORD, items, ("lora", "finetune"), adapter=adapter_hash(adapter),
+                          attack=attack)
     if (record := output.finished()) is not None:
         return record
     started = time.perf_counter()
@@ -62,4 +64,5 @@ def relearn(cfg: Config, domain: str, adapter: str | Path, progress: bool = True
     return output.commit(stage.record(
         output.key, items, attacked_adapter=str(adapter), attacked_adapter_hash=adapter_hash(adapter),
         items=len(encoded.features), steps=trainer.state.global_step, learning_rate=recipe.learning_rate,
+        batch=batch_record(args),
         train_loss=result.training_loss, wall_seconds=time.perf_counter() - started))

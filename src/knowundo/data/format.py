@@ -90,7 +90,8 @@ def pad_batch(features: list[dict], pad_id: int, side: str = "right") -> dict[st
     ids, labels, mask = [], [], []
     for f in features:
         gap = width - len(f["input_ids"])
-        def place(seq, fill):
+
+        def place(seq, fill, gap=gap):
             return seq + [fill] * gap if side == "right" else [fill] * gap + seq
         ids.append(place(f["input_ids"], pad_id))
         mask.append(place([1] * len(f["input_ids"]), 0))

@@ -51,14 +51,22 @@ def validate_item(item: Any, where: str) -> None:
         value = item.get(key)
         if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
             raise KnowUndoError(f"{where}: '{key}' must be a list of strings")
-    # optional probes (the bundled val items have them; external data may not): questions asking the same in
-    # other words, the gold answer in other words, wrong answers in the paraphrased answer's form
-    for key in ("paraphrased_questions", "perturbed_answers"):
+    for key in PROBE_FIELDS:
         value = item.get(key)
-        if value is not None and not (isinstance(value, list) and value and all(_text(v) for v in value)):
+        if key == "paraphrased_answer":
+            if value is not None and not _text(value):
+                raise KnowUndoError(f"{where}: '{key}' must be a non-empty string")
+        elif value is not None and not (isinstance(value, list) and value and all(_text(v) for v in value)):
             raise KnowUndoError(f"{where}: '{key}' must be a non-empty list of non-empty strings")
-    if item.get("paraphrased_answer") is not None and not _text(item["paraphrased_answer"]):
-        raise KnowUndoError(f"{where}: 'paraphrased_answer' must be a non-empty string")
+
+
+# Optional probes (the bundled val items have them; external data may not): questions asking the same in other
+# words, the gold answer in other words, wrong answers in the paraphrased answer's form.
+PROBE_FIELDS = ("paraphrased_questions", "paraphrased_answer", "perturbed_answers")
+
+
+def has_probes(item: dict) -> bool:
+    return all(item.get(field) for field in PROBE_FIELDS)
 
 
 def _text(value: Any) -> bool:

@@ -14,11 +14,13 @@ from collections import defaultdict
 from contextlib import contextmanager
 from pathlib import Path
 
+import torch
 from tqdm.auto import tqdm
 
-from knowundo.artifacts import EVAL_RESULT_KIND, read_json, write_json
+from knowundo.artifacts import EVAL_RESULT_KIND, hash_json, read_json, write_json
 from knowundo.config import Config
 from knowundo.data.format import Formatter
+from knowundo.data.validate import has_probes
 from knowundo.evaluate.generation import generate_answers
 from knowundo.evaluate.judge import gibberish_threshold, judge_perplexities
 from knowundo.evaluate.metric import Column, ModelMetric, SplitMetric, check_columns, metrics
@@ -65,20 +67,26 @@ class EvalContext:
     @contextmanager
     def swapped_adapter(self, adapter: Path):
         """The model with another saved adapter active (a checkpoint, an attacked copy), then the evaluated one
-        again: no second copy of the base model."""
-        self.model.load_adapter(str(adapter), adapter_name=ATTACKED_ADAPTER)
-        self.model.set_adapter(ATTACKED_ADAPTER)
+        again, frozen as it was (peft's set_adapter makes the adapter it activates trainable): no second copy of
+        the base model."""
+        trainable = {param: param.requires_grad for param in self.model.parameters()}
         try:
+            self.model.load_adapter(str(adapter), adapter_name=ATTACKED_ADAPTER)
+            self.model.set_adapter(ATTACKED_ADAPTER)
             yield self.model
         finally:
             self.model.set_adapter("default")
-            self.model.delete_adapter(ATTACKED_ADAPTER)
+            if ATTACKED_ADAPTER in self.model.peft_config:
+                self.model.delete_adapter(ATTACKED_ADAPTER)
+            for param, requires_grad in trainable.items():
+                param.requires_grad_(requires_grad)
 
     def probes(self, scope: str) -> list[dict]:
         """Per val item of ``scope`` (no system prompt), from its probe fields: the token accuracy on each
         paraphrased question, and the truth ratio (TOFU, Maini et al. 2024) R = mean over perturbed answers of
         P(a_pert|q)^(1/|a_pert|) / P(a_para|q)^(1/|a_para|) — the geometric-mean token probabilities of wrong
-        answers over that of the paraphrased true one. Items without probe fields give None."""
+        answers over that of the paraphrased true one — from log R (log-sum-exp of the mean log-probs, so nothing
+        underflows). Items without probe fields give None."""
         if scope not in self._probes:
             items = self.items(scope)
             asked = [(i, {**item, "text": q}) for i, item in enumerate(items) if has_probes(item)
@@ -91,12 +99,13 @@ class EvalContext:
             records = []
             for i, item in enumerate(items):
                 if not has_probes(item) or len(truth.get(i, [])) != 1 + len(item["perturbed_answers"]):
-                    records.append({"paraphrase_accuracy": None, "truth_ratio": None})
+                    records.append({"paraphrase_accuracy": None, "truth_ratio": None, "log_truth_ratio": None})
                     continue
-                true, *wrong = (math.exp(s["mean_logprob"]) for s in truth[i])
+                true, *wrong = (s["mean_logprob"] for s in truth[i])
+                log_ratio = float(torch.tensor(wrong, dtype=torch.float64).logsumexp(0)) - math.log(len(wrong)) - true
                 accuracies = [s["accuracy"] for s in paraphrased.get(i, [])]
                 records.append({"paraphrase_accuracy": sum(accuracies) / len(accuracies) if accuracies else None,
-                                "truth_ratio": (sum(wrong) / len(wrong)) / true if true > 0 else math.inf})
+                                "truth_ratio": math.exp(min(log_ratio, 700.0)), "log_truth_ratio": log_ratio})
             self._probes[scope] = records
         return self._probes[scope]
 
@@ -141,13 +150,6 @@ class EvalContext:
                                       self.cfg.eval.batch_size)
             self._threshold = gibberish_threshold([p for p in gold if p is not None])
         return self._threshold
-
-
-PROBE_FIELDS = ("paraphrased_questions", "paraphrased_answer", "perturbed_answers")
-
-
-def has_probes(item: dict) -> bool:
-    return all(item.get(field) for field in PROBE_FIELDS)
 
 
 def _scores_by_item(scored: dict, owners: list[int]) -> dict[int, list[dict]]:
@@ -236,9 +238,11 @@ def eval_key(cfg: Config, domain: str, adapter: str | Path | None, label: str | 
     model, the eval and attack settings, the registered metrics and the reference results compared against."""
     stage = Stage("eval", cfg, domain)
     relearned = relearned_adapter(adapter) if adapter is not None else None
+    loaded = load_references(stage, references)
     return stage.key(stage.data, ("eval", "attack"), label=label, adapter=adapter_hash(adapter),
                      relearned=adapter_hash(relearned) if relearned is not None and relearned.is_dir() else None,
-                     references={name: read_json(path)["meta"]["key"] for name, path in (references or {}).items()},
+                     holdout=hash_json(stage.holdout),
+                     references={name: result["meta"]["key"] for name, result in loaded.items()},
                      metrics=sorted(m.name for m in metrics()))
 
 
@@ -248,17 +252,30 @@ def _columns(metric, value) -> list[Column]:
     return [dataclasses.replace(c, level=level) for c in (*metric.columns, *dynamic)]
 
 
-def load_references(domain: str, references: dict[str, str | Path] | None) -> dict[str, dict]:
-    """The result files a model is compared against, each checked to be a result of the same domain."""
+REFERENCE_ROLES = {ORACLE_LABEL: True, VANILLA_LABEL: False}  # name -> whether its fine-tune is the oracle's
+
+
+def load_references(stage: Stage, references: dict[str, str | Path] | None) -> dict[str, dict]:
+    """The result files a model is compared against, each checked to be an evaluation of the right model (an
+    oracle, or a fine-tune that is not one) on the same domain and data."""
     loaded = {}
     for name, path in (references or {}).items():
         try:
             result = read_json(path)
         except (OSError, ValueError):
             raise KnowUndoError(f"{path}: the {name} reference is not a readable result file") from None
-        if result.get("kind") != EVAL_RESULT_KIND or result.get("domain") != domain or "meta" not in result:
-            raise KnowUndoError(f"{path}: not an evaluation result of the {domain} domain (needed as {name} "
-                                f"reference)")
+        meta = result.get("meta") if isinstance(result, dict) else None
+        training = (meta or {}).get("training") or {}
+        if (not isinstance(meta, dict) or result.get("kind") != EVAL_RESULT_KIND or "key" not in meta
+                or result.get("domain") != stage.domain):
+            raise KnowUndoError(f"{path}: not an evaluation result of the {stage.domain} domain (needed as the "
+                                f"{name} reference)")
+        if name not in REFERENCE_ROLES or training.get("stage") != "finetune" or \
+                bool(training.get("oracle")) != REFERENCE_ROLES[name]:
+            raise KnowUndoError(f"{path}: not the evaluation of {'an oracle' if REFERENCE_ROLES.get(name) else 'a'} "
+                                f"fine-tuned model (needed as the {name} reference)")
+        if meta.get("data_hash") != hash_json(stage.data):
+            raise KnowUndoError(f"{path}: the {name} reference was evaluated on other data")
         loaded[name] = result
     return loaded
 
@@ -268,7 +285,6 @@ def check_eval(cfg: Config, domain: str, adapter: str | Path | None, label: str 
     """The result's key, after checking the prompt variants, the data, the adapter and the references (before
     any work)."""
     cfg.eval.check_prompts(domain)
-    load_references(domain, references)
     return eval_key(cfg, domain, adapter, label, references)
 
 
@@ -284,7 +300,7 @@ def evaluate_checkpoint(cfg: Config, domain: str, adapter: str | Path | None = N
     model, tokenizer = load_base(cfg)
     if adapter is not None:
         model = load_adapter(model, adapter)
-    ctx = EvalContext(model, tokenizer, stage, adapter, training, load_references(domain, references))
+    ctx = EvalContext(model, tokenizer, stage, adapter, training, load_references(stage, references))
     split_metrics = [m for m in metrics() if isinstance(m, SplitMetric) and m.enabled(cfg.eval)]
     model_metrics = [m for m in metrics() if isinstance(m, ModelMetric) and m.enabled(ctx)]
     result = {"kind": EVAL_RESULT_KIND, "label": label or default_label, "domain": domain, "prompts": {}}

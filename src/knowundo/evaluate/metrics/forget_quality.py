@@ -2,13 +2,15 @@
 test (scipy.stats.ks_2samp) between a per-item statistic on the unlearn val split under the evaluated model and
 under the oracle (fine-tuned without the Unlearn Scope). High p: the two are indistinguishable, as perfect
 unlearning would be; low p: the model still differs from one that never learned the data — by remembering, or
-by over-forgetting. The statistic is the truth ratio where every item has paraphrased and perturbed answers,
-otherwise the mean answer-token log-probability (the result names it)."""
+by over-forgetting. It looks at the unlearn val split only: retention damage is the other columns' business. The
+statistic is the truth ratio (as log R: the KS test depends only on the order of the values) where every item has
+paraphrased and perturbed answers, otherwise the mean answer-token log-probability (the result names it)."""
 
 import math
 
 from scipy.stats import ks_2samp
 
+from knowundo.data.validate import has_probes
 from knowundo.evaluate.metric import ROBUSTNESS_TABLE, ROBUSTNESS_TITLE, Column, ModelMetric, register_metric
 
 
@@ -19,10 +21,11 @@ def ks_p_value(values: list[float], reference: list[float]) -> dict:
 
 
 def _statistic(ctx) -> tuple[str, list[float]]:
-    if ctx.cfg.attack.paraphrase:
-        truth = [r["truth_ratio"] for r in ctx.probes("unlearn")]
-        if truth and all(t is not None for t in truth):
-            return "truth_ratio", truth
+    """Items the formatter could not fit are left out, for the model and the oracle alike (same formatter)."""
+    items = ctx.items("unlearn")
+    if ctx.cfg.attack.paraphrase and items and all(has_probes(item) for item in items):
+        ratios = [r["log_truth_ratio"] for r in ctx.probes("unlearn")]
+        return "log_truth_ratio", [ratio for ratio in ratios if ratio is not None]
     return "mean_logprob", [r["mean_logprob"] for r in ctx.teacher_forced("unlearn")["per_item"]]
 
 

@@ -22,7 +22,8 @@ def _columns(values: dict) -> tuple[Column, ...]:
         columns += [Column(f"quant_{name}_unlearn_success", f"UL {name}", ("quantization", name, "unlearn_success"),
                            True, position=40 + 2 * i, table=ROBUSTNESS_TABLE,
                            doc="" if i else "Unlearn / Retention Success after quantizing the merged model with "
-                                            "that scheme (intN: round-to-nearest, N bits; gG: groups of G)"),
+                                            "that scheme (intN: round-to-nearest, N bits; nf4: NormalFloat4; gG: "
+                                            "groups of G)"),
                     Column(f"quant_{name}_retention_success", f"RT {name}",
                            ("quantization", name, "retention_success"), True, position=41 + 2 * i,
                            table=ROBUSTNESS_TABLE)]
