@@ -37,7 +37,12 @@ def test_second_run_is_all_cached_with_the_same_table(reference_run, capsys):
     assert main(_command(reference_run)) == 0
     printed = capsys.readouterr().out
     stage_lines = [line for line in printed.splitlines() if line.startswith("[privacy]")]
-    assert stage_lines and all(" cached " in line for line in stage_lines)
+    assert stage_lines and all(" cached " in line or " warning: " in line for line in stage_lines)
+    # the micro fine-tune does not learn the data: the run says so in one line, the report above the table
+    warnings = [line for line in stage_lines if " warning: " in line]
+    assert len(warnings) == 1 and "raise finetune.epochs" in warnings[0]
+    assert "> **Warning (privacy):** the fine-tuned model does not know its data" in \
+        (reference_run / "report" / "table.md").read_text()
     assert "| vanilla |" in printed and "Prompt: none" in printed
     assert _numbers(reference_run) == before
 

@@ -145,3 +145,18 @@ def test_samples_list_the_same_questions_for_every_model_and_are_reproducible(re
         models = [line.split("|")[1].strip() for line in section.splitlines() if line.startswith("| ")][1:]
         assert models == ["vanilla", "ga"]
     assert "prompt: none" in text and "prompt: helpful" in text and "**Gold:**" in text
+
+
+def test_a_fine_tuned_model_that_does_not_know_its_data_is_flagged():
+    from knowundo.report import knowledge_warning
+
+    def vanilla(unlearn, retention, label="vanilla"):
+        return {"label": label, "domain": "privacy",
+                "prompts": {"none": {"unlearn_success": unlearn, "retention_success": retention}}}
+
+    assert knowledge_warning(vanilla(0.1, 99.4)) is None
+    assert knowledge_warning(vanilla(5.0, 95.0)) is None
+    warning = knowledge_warning(vanilla(13.7, 87.7))
+    assert "Unlearn Success 13.7 > 5 and Retention Success 87.7 < 95" in warning and "finetune.epochs" in warning
+    assert "Retention" not in knowledge_warning(vanilla(47.5, 99.0))
+    assert knowledge_warning(vanilla(47.5, 53.3, label="ga")) is None  # only the fine-tuned model is judged

@@ -33,7 +33,7 @@ from knowundo.methods import check_label, method_params
 from knowundo.models.load import prepare_base
 from knowundo.plugins import load_plugins
 from knowundo.preflight import preflight
-from knowundo.report import build_report
+from knowundo.report import build_report, knowledge_warning
 from knowundo.unlearn import unlearn
 
 STAGES = ("finetune", "localize", "unlearn", "attack", "eval", "report")
@@ -237,6 +237,8 @@ def run_benchmark(cfg: Config, out: str | Path, force: list[str] = (), progress:
             log.run("finetune", domain, stages.oracle)
             log.run("eval", domain, stages.evaluate, ORACLE_LABEL, stages.layout.oracle_adapter)
         log.run("eval", domain, stages.evaluate, VANILLA_LABEL, stages.layout.adapter)
+        if warning := knowledge_warning(read_json(stages.layout.eval(VANILLA_LABEL))):
+            echo(f"[{domain}] warning: {warning}")
         if any(needs_region(label) for label in labels):
             log.run("localize", domain, stages.localize)
         for label in labels:

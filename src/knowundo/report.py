@@ -117,8 +117,29 @@ ROW_LEGEND = ("Rows: `base` the model before fine-tuning, `vanilla` the fine-tun
               "`@N` is an unlearning checkpoint at step N.\n")
 
 
-def table_markdown(title: str, rows: list[dict], columns: list[Column], notes: str = "") -> str:
-    """One section per prompt variant (if the table has per-variant columns), one table per domain."""
+KNOWS_THE_DATA = (5.0, 95.0)  # a fine-tuned model knows its data: Unlearn Success <= 5, Retention Success >= 95
+
+
+def knowledge_warning(result: dict) -> str | None:
+    """One line when a fine-tuned (vanilla) model does not know its data on the val splits (no system prompt):
+    an unlearning number is only meaningful against a model that knew what it was asked to forget."""
+    values = result.get("prompts", {}).get("none")
+    if result.get("label") != VANILLA_LABEL or not values:
+        return None
+    most_unlearn, least_retention = KNOWS_THE_DATA
+    failed = [f"Unlearn Success {values['unlearn_success']:.1f} > {most_unlearn:g}"] * (
+        values["unlearn_success"] > most_unlearn)
+    failed += [f"Retention Success {values['retention_success']:.1f} < {least_retention:g}"] * (
+        values["retention_success"] < least_retention)
+    if not failed:
+        return None
+    return (f"the fine-tuned model does not know its data ({' and '.join(failed)} on the val splits), so the "
+            f"unlearning numbers measure little; raise finetune.epochs")
+
+
+def table_markdown(title: str, rows: list[dict], columns: list[Column], notes: str = "", preface: str = "") -> str:
+    """One section per prompt variant (if the table has per-variant columns), one table per domain;
+    ``preface`` (warnings) above the tables."""
     shown = [c for c in columns if c.position is not None]
     text = []
     for variant in dict.fromkeys(row.get("prompt") for row in rows):
@@ -129,7 +150,7 @@ def table_markdown(title: str, rows: list[dict], columns: list[Column], notes: s
             lines = [[row["method"], *(c.format(row[c.key]) for c in shown)]
                      for row in chosen if row["domain"] == domain]
             text.append(f"### {domain}\n\n" + _markdown(["Method", *(c.title for c in shown)], lines))
-    return f"# {title}\n\n" + "\n".join(text) + "\n" + _legend(shown) + notes
+    return f"# {title}\n\n" + preface + "\n".join(text) + "\n" + _legend(shown) + notes
 
 
 def category_markdown(results: list[dict], columns: Columns) -> tuple[str, list[dict]]:
@@ -361,7 +382,9 @@ def build_report(results_dir: str | Path, out_dir: str | Path | None = None) -> 
         rows = table_rows(results, chosen)
         title = columns.titles.get(table, "KnowUnDo results" if table == MAIN_TABLE else table)
         notes = {MAIN_TABLE: ROW_LEGEND, ROBUSTNESS_TABLE: robustness_notes(results)}.get(table, "")
-        _write_text(out / f"{table}.md", table_markdown(title, rows, chosen, notes))
+        warnings = [(r["domain"], knowledge_warning(r)) for r in results] if table == MAIN_TABLE else []
+        preface = "".join(f"> **Warning ({domain}):** {warning}\n\n" for domain, warning in warnings if warning)
+        _write_text(out / f"{table}.md", table_markdown(title, rows, chosen, notes, preface))
         _write_csv(out / f"{table}.csv", rows)
         write_json(out / f"{table}.json", {**provenance(results), "rows": rows})
         if table == ROBUSTNESS_TABLE:
