@@ -36,12 +36,14 @@ def membership_inference(unlearn: dict[str, list[float]], comparisons: dict[str,
             for score in SCORES}
 
 
+def split_scores(ctx, split: str) -> dict[str, list[float]]:
+    """The scores of one split, without any system prompt, from the teacher-forced pass the other metrics share."""
+    items, records = ctx.items(split), ctx.teacher_forced(split)["per_item"]
+    return membership_scores(records, [items[r["index"]]["labels"] for r in records])
+
+
 def _compute(ctx) -> dict:
-    """Without any system prompt; the teacher-forced passes are the ones the other metrics already ran."""
-    scores = {}
-    for name in ("unlearn", *COMPARISONS):
-        items, records = ctx.items(name), ctx.teacher_forced(name)["per_item"]
-        scores[name] = membership_scores(records, [items[r["index"]]["labels"] for r in records])
+    scores = {name: split_scores(ctx, name) for name in ("unlearn", *COMPARISONS)}
     return membership_inference(scores["unlearn"], {name: scores[name] for name in COMPARISONS})
 
 

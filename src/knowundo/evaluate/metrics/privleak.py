@@ -6,7 +6,7 @@ items still look familiar (leakage); large negative: they look *less* familiar t
 one; a local copy may add ``<domain>/holdout.json``)."""
 
 from knowundo.evaluate.metric import ROBUSTNESS_TABLE, ROBUSTNESS_TITLE, Column, ModelMetric, register_metric
-from knowundo.evaluate.metrics.mia import auc, membership_scores
+from knowundo.evaluate.metrics.mia import auc, split_scores
 
 SCORES = ("min_k", "loss")
 
@@ -15,13 +15,8 @@ def privleak(model_auc: float, oracle_auc: float) -> float:
     return (model_auc - oracle_auc) / oracle_auc * 100.0
 
 
-def _scores(ctx, split: str) -> dict[str, list[float]]:
-    items, records = ctx.items(split), ctx.teacher_forced(split)["per_item"]
-    return membership_scores(records, [items[r["index"]]["labels"] for r in records])
-
-
 def _compute(ctx) -> dict:
-    members, others = _scores(ctx, "unlearn"), _scores(ctx, "holdout")
+    members, others = split_scores(ctx, "unlearn"), split_scores(ctx, "holdout")
     aucs = {score: auc(members[score], others[score]) for score in SCORES}
     oracle = ctx.references.get("oracle", {}).get("privleak")
     return {"auc": aucs, "privleak": {score: privleak(aucs[score], oracle["auc"][score]) for score in SCORES}
