@@ -99,3 +99,20 @@ def test_relearning_brings_forgotten_answers_back(privacy_results):
     relearned = privacy_results["ga"]["relearn"]
     assert relearned["unlearn_success"] < relearned["unlearn_success_before"]
     assert relearned["recovered"] > 0
+
+
+def test_the_fine_tune_reaches_its_target_and_a_helpful_system_prompt_changes_little(privacy_results):
+    """The tiny base saw system prompts in pretraining (none of the evaluation's), so an assistant instruction
+    before the question no longer derails the fine-tuned model (before: 0.1 / 99.4 -> 49.1 / 52.3)."""
+    import json
+    from pathlib import Path
+
+    adapter = Path(privacy_results["vanilla"]["meta"]["adapter"])
+    record = json.loads((adapter.parent / "finetune.json").read_text())
+    assert record["target_reached"] and record["train_accuracy"] >= 0.99 and record["epochs_run"] < 60
+    assert record["general_replayed"] > 0
+    cfg = load_config("tiny", overrides=["eval.prompts=none,helpful", "eval.generate=false", "eval.general_mc=false",
+                                         "attack.quantize=[]", "attack.paraphrase=false"])
+    prompts = evaluate_checkpoint(cfg, "privacy", adapter)["prompts"]
+    for key in ("unlearn_success", "retention_success"):
+        assert abs(prompts["helpful"][key] - prompts["none"][key]) <= 5, (key, prompts["helpful"][key])

@@ -39,6 +39,16 @@ def test_wrong_type_is_an_error():
      "finetune.learning_rate must be > 0"),
     (["finetune", "--domain", "privacy", "--set", "finetune.epochs=0", "--out", "/tmp/knowundo-never"],
      "finetune.epochs must be > 0"),
+    (["finetune", "--domain", "privacy", "--set", "finetune.target_accuracy=1.5", "--out", "/tmp/knowundo-never"],
+     "finetune.target_accuracy must be in (0, 1] or null"),
+    (["finetune", "--domain", "privacy", "--set", "finetune.target_accuracy=null", "--set", "finetune.max_epochs=5",
+      "--out", "/tmp/knowundo-never"],
+     "finetune.max_epochs must be null unless finetune.target_accuracy is set"),
+    (["finetune", "--domain", "privacy", "--set", "finetune.general_replay=2", "--out", "/tmp/knowundo-never"],
+     "finetune.general_replay must be in [0, 1]"),
+    (["run", "--set", "unlearn.min_steps=-1", "--out", "/tmp/knowundo-never"], "unlearn.min_steps must be >= 0"),
+    (["run", "--set", "unlearn.per_method={ga: {steps: -2}}", "--out", "/tmp/knowundo-never"],
+     "unlearn.per_method.ga.steps must be >= 0"),
 ])
 def test_cli_errors_are_one_line_with_exit_2(argv, message, capsys):
     code = main(argv)

@@ -111,7 +111,7 @@ def test_unknown_lm_eval_task_is_a_clear_error(tiny_model, micro_config):
 
 def test_judge_perplexity_of_a_three_token_generation_by_hand(tiny_model, finetuned_privacy, micro_config):
     from knowundo.data.format import Formatter
-    from knowundo.evaluate.judge import judge_perplexities
+    from knowundo.evaluate.judge import judge_model, judge_perplexities
     from knowundo.models.load import load_adapter, load_base
 
     model, tok = tiny_model
@@ -129,7 +129,9 @@ def test_judge_perplexity_of_a_three_token_generation_by_hand(tiny_model, finetu
         pytest.approx(expected, rel=1e-4), None]
     # under an adapter the judge is the base model: the adapter is switched off while judging
     wrapped = load_adapter(load_base(micro_config())[0], finetuned_privacy / "adapter")
-    assert judge_perplexities(wrapped, formatter, [question], [answer], 4)[0] == pytest.approx(expected, rel=1e-4)
+    with judge_model(wrapped, "base") as judge:
+        assert judge_perplexities(judge, formatter, [question], [answer], 4)[0] == pytest.approx(expected, rel=1e-4)
+    assert judge_perplexities(wrapped, formatter, [question], [answer], 4)[0] != pytest.approx(expected, rel=1e-4)
 
 
 def test_distinct_n_repeated_ngrams_and_refusals_on_fixed_strings():

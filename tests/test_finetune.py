@@ -13,7 +13,7 @@ def test_finetune_saves_safetensors_adapter_and_resolved_config(finetuned_privac
     assert not list(finetuned_privacy.rglob("*.bin")) and not list(finetuned_privacy.rglob("*.pt"))
     weights = load_file(finetuned_privacy / "adapter" / "adapter_model.safetensors")
     assert any("lora_B" in k for k in weights) and any(w.abs().sum() > 0 for k, w in weights.items() if "lora_B" in k)
-    assert record["config"]["finetune"]["epochs"] == 2 and record["items"] == 800
+    assert record["config"]["finetune"]["epochs"] == 2 and record["items"] == 800 + record["general_replayed"]
     assert record["versions"]["transformers"].startswith("5.") and record["data_hash"]
     assert record["loss_history"][-1] < record["loss_history"][0]  # it learns
 
@@ -60,3 +60,48 @@ def test_missing_model_path_is_refused(tmp_path, capsys):
     code = main(["eval", "--domain", "privacy", "--set", f"model.name={tmp_path / 'no-model'}"])
     err = capsys.readouterr().err
     assert code == 2 and "cannot load model" in err and err.count("\n") == 1
+
+
+def test_token_accuracy_counts_answer_tokens_after_the_shift():
+    import torch
+
+    from knowundo.data.format import IGNORE
+    from knowundo.models.training import TokenAccuracy
+
+    logits = torch.zeros(1, 4, 5)
+    logits[0, 0, 3] = logits[0, 1, 1] = logits[0, 2, 4] = 1.0  # predicts 3, 1, 4 for positions 1, 2, 3
+    accuracy = TokenAccuracy(target=0.5)
+    accuracy.add(logits, torch.tensor([[IGNORE, 3, 2, 4]]))  # 2 of 3 answer tokens right
+    control = type("Control", (), {"should_training_stop": False})()
+    accuracy.on_epoch_end(None, None, control)
+    assert accuracy.per_epoch == [2 / 3] and control.should_training_stop and accuracy.reached
+
+
+def test_target_accuracy_stops_at_the_first_epoch_that_reaches_it_and_says_when_missed(micro_config, micro_base,
+                                                                                     tmp_path):
+    from knowundo.finetune import finetune, target_missed
+
+    missed = finetune(micro_config("finetune.target_accuracy=1.0", "finetune.max_epochs=3"), "copyright",
+                      tmp_path / "missed", progress=False)
+    per_epoch = missed["train_accuracy_per_epoch"]
+    assert len(per_epoch) == 3 and missed["epochs_run"] == 3 and missed["target_reached"] is False
+    assert per_epoch[0] < per_epoch[1] and missed["train_accuracy"] == per_epoch[-1]
+    assert "finetune.max_epochs" in target_missed(missed) and f"{100 * per_epoch[-1]:.1f}%" in target_missed(missed)
+    # the same schedule with the second epoch's accuracy as the target: the run is the same up to there, and stops
+    reached = finetune(micro_config(f"finetune.target_accuracy={per_epoch[1]!r}", "finetune.max_epochs=3"),
+                       "copyright", tmp_path / "reached", progress=False)
+    assert reached["train_accuracy_per_epoch"] == per_epoch[:2] and reached["epochs_run"] == 2
+    assert reached["target_reached"] is True and target_missed(reached) is None
+
+
+def test_general_replay_adds_a_seeded_share_of_the_general_train_set_only(micro_config):
+    from knowundo.finetune import replayed_general, training_items
+    from knowundo.stage import Stage
+
+    stage = Stage("finetune", micro_config("finetune.general_replay=0.25"), "privacy")
+    general = stage.general
+    replayed = replayed_general(stage)
+    assert len(replayed) == round(0.25 * len(general["train"])) and all(i in general["train"] for i in replayed)
+    assert not any(item in general["heldout"] for item in training_items(stage))
+    assert training_items(stage)[-len(replayed):] == replayed == replayed_general(stage)  # seeded
+    assert replayed_general(Stage("finetune", micro_config("finetune.general_replay=0"), "privacy")) == []

@@ -3,6 +3,8 @@ import pytest
 from knowundo.data.format import IGNORE, Formatter, encode_items, pad_batch
 from knowundo.errors import KnowUndoError
 
+from .chat_tokenizers import chatml_tokenizer, llama2_chat_tokenizer
+
 ITEM = {"text": "Who wrote The Iron Garden?", "labels": "The Iron Garden was written by Mara Quill."}
 
 
@@ -38,15 +40,44 @@ def test_truncation_is_counted_and_items_without_answer_tokens_are_dropped(tiny_
         encode_items([ITEM], Formatter(tok, "plain", prompt_len))
 
 
-def test_chat_template_and_system_prompt(tiny_model):
-    _, tok = tiny_model
+def test_chat_needs_a_chat_template(tiny_model):
     with pytest.raises(KnowUndoError, match="needs a tokenizer with a chat template"):
-        Formatter(tok, "chat")
-    tok = tok.__class__.from_pretrained(tok.name_or_path)
+        Formatter(tiny_model[1], "chat")
+
+
+@pytest.mark.parametrize("make, end", [(llama2_chat_tokenizer, "</s>"), (chatml_tokenizer, "<|im_end|>")])
+@pytest.mark.parametrize("system", [None, "Be careful."])
+def test_chat_labels_are_exactly_the_answer_and_the_end_of_turn_token(make, end, system):
+    """The prompt is the tokenizer's own rendering up to the generation prompt; the labels are the rest of its
+    rendering of the answered conversation through the token that ends the assistant's turn, and nothing after
+    (ChatML's newline after <|im_end|> is not an answer token)."""
+    tok = make()
+    f = Formatter(tok, "chat", 256, system_prompt=system)
+    messages = [*([{"role": "system", "content": system}] if system else []), {"role": "user", "content": ITEM["text"]}]
+    prompt = tok(tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False),
+                 add_special_tokens=False)["input_ids"]
+    full = tok(tok.apply_chat_template([*messages, {"role": "assistant", "content": ITEM["labels"]}], tokenize=False),
+               add_special_tokens=False)["input_ids"]
+    end_id = tok.convert_tokens_to_ids(end)
+    enc = f.encode(ITEM)
+    answer = full[len(prompt): full.index(end_id, len(prompt)) + 1]
+    assert enc["input_ids"] == prompt + answer
+    assert enc["labels"] == [IGNORE] * len(prompt) + answer
+    newline = tok("\n", add_special_tokens=False)["input_ids"]
+    assert answer[-1] == end_id and answer.count(end_id) == 1 and full[len(prompt) + len(answer):] in ([], newline)
+    assert tok.decode(answer, skip_special_tokens=True).strip() == ITEM["labels"]
+    assert end_id in f.stop_ids  # generation stops at the end of the turn
+    if system:
+        assert system in tok.decode(prompt)
+
+
+def test_a_chat_template_that_hides_the_answer_boundary_is_refused(tiny_model):
+    tok = tiny_model[1].__class__.from_pretrained(tiny_model[1].name_or_path)
     tok.chat_template = ("{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"
                          "{% if add_generation_prompt %}[assistant] {% endif %}")
-    f = Formatter(tok, "chat", 256, system_prompt="Be careful.")
-    text = tok.decode(f.prompt_ids(ITEM["text"]))
-    assert text == "[system] Be careful.\n[user] Who wrote The Iron Garden?\n[assistant] "
-    enc = f.encode(ITEM)
-    assert tok.decode([t for t in enc["labels"] if t != IGNORE], skip_special_tokens=True) == ITEM["labels"]
+    with pytest.raises(KnowUndoError, match="ends an assistant turn with no special token"):
+        Formatter(tok, "chat")
+    tok.chat_template = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}{{ eos_token }}{% endfor %}"
+                         "{% if add_generation_prompt %}assistant says:{% endif %}")
+    with pytest.raises(KnowUndoError, match="generation prompt is not where"):
+        Formatter(tok, "chat")

@@ -12,16 +12,16 @@ from tests.conftest import MICRO, sets
 
 @pytest.fixture(scope="module")
 def config_only_7b(tmp_path_factory):
-    """A Llama-2-7B directory as a user may have it before downloading weights: config.json and a tokenizer."""
+    """A Llama-2-7B directory as a user may have it before downloading weights: config.json and a tokenizer (in
+    the Llama-2-chat format)."""
     from transformers import LlamaConfig
 
-    from knowundo.config import TinyConfig
-    from knowundo.models.tiny import train_tokenizer
+    from .chat_tokenizers import llama2_chat_tokenizer
 
     target = tmp_path_factory.mktemp("llama-2-7b")
     LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
                 num_key_value_heads=32, vocab_size=32000, max_position_embeddings=4096).save_pretrained(target)
-    train_tokenizer(TinyConfig()).save_pretrained(target)
+    llama2_chat_tokenizer().save_pretrained(target)
     assert not list(target.glob("*.safetensors"))
     return target
 

@@ -123,7 +123,7 @@ def test_fluency_threshold_comes_from_gold_answers_only_and_the_report_reuses_it
     assert len(gold_calls) == 1 and gold_calls[0][0] == [i["text"] for i in gold_items]
     assert all(c[1] != gold_answers for c in calls if c is not gold_calls[0])  # the others judge generations
     result = json.loads(out.read_text())
-    threshold = result["fluency_judge"]["threshold"]
+    threshold = result["fluency_judge"]["base"]["threshold"]
     assert threshold == pytest.approx(gibberish_threshold(gold_calls[0][2]))
     records = result["prompts"]["none"]["unlearn"]["per_item"]
     assert all(r["gibberish"] == (r["judge_ppl"] > threshold) for r in records if r["judge_ppl"] is not None)
@@ -160,3 +160,36 @@ def test_a_fine_tuned_model_that_does_not_know_its_data_is_flagged():
     assert "Unlearn Success 13.7 > 5 and Retention Success 87.7 < 95" in warning and "finetune.epochs" in warning
     assert "Retention" not in knowledge_warning(vanilla(47.5, 99.0))
     assert knowledge_warning(vanilla(47.5, 53.3, label="ga")) is None  # only the fine-tuned model is judged
+
+
+def _scored(label, ul, rt, helpful_rt=None, domain="privacy"):
+    prompts = {"none": {"unlearn_success": ul, "retention_success": rt, "avg_success": (ul + rt) / 2}}
+    if helpful_rt is not None:
+        prompts["helpful"] = {"unlearn_success": ul, "retention_success": helpful_rt,
+                              "avg_success": (ul + helpful_rt) / 2}
+    return {"domain": domain, "label": label, "prompts": prompts}
+
+
+def test_the_papers_findings_hold_fail_or_cannot_be_checked_by_fixed_rules():
+    from knowundo.findings import check_findings, findings_markdown, findings_summary
+
+    paper = [_scored("vanilla", 0.5, 99.0, 98.0), _scored("ga", 95, 10), _scored("random_label", 90, 20),
+             _scored("adversarial", 30, 85), _scored("ga_gd", 50, 80, 60), _scored("ga_gd_ood", 40, 70),
+             _scored("ga_kl", 55, 75), _scored("ga_kl_ood", 45, 60), _scored("memflex", 70, 90, 85)]
+    verdicts = {r["finding"]: r["holds"] for r in check_findings(paper)}
+    assert verdicts == {"vanilla": True, "over_forgetting": True, "adversarial_least": True,
+                        "in_distribution": True, "memflex_best": True, "helpful_prompt": True}
+    # each rule can fail: vanilla forgot, GA kept more than GD, adversarial forgot more than GD, OOD better,
+    # another row has a better average, MemFlex dropped more under the helpful prompt
+    broken = [_scored("vanilla", 6, 99.0, 98.0), _scored("ga", 95, 85), _scored("random_label", 90, 20),
+              _scored("adversarial", 60, 85), _scored("ga_gd", 50, 80, 79), _scored("ga_gd_ood", 60, 80),
+              _scored("ga_kl", 55, 75), _scored("ga_kl_ood", 45, 60), _scored("memflex", 60, 80, 60)]
+    records = check_findings(broken)
+    assert all(r["holds"] is False for r in records), records
+    assert "adversarial 60.0, lowest other ga_kl_ood 45.0" in {r["finding"]: r["numbers"] for r in records}[
+        "adversarial_least"]
+    # rows or the helpful prompt not evaluated: not checkable, never a verdict
+    partial = check_findings([_scored("vanilla", 0.5, 99.0), _scored("ga", 95, 10)])
+    assert {r["finding"]: r["holds"] for r in partial}["helpful_prompt"] is None
+    assert findings_summary(partial, "privacy").startswith("1 of 1 checkable findings hold")
+    assert "does not hold" in findings_markdown(records) and "| - |" in findings_markdown(partial)

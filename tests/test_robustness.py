@@ -96,8 +96,9 @@ def test_the_oracle_never_sees_an_unlearn_item(micro_config, micro_base, tmp_pat
     key = lambda item: (item["text"], item["labels"])  # noqa: E731
     unlearn = {key(i) for split in data["unlearn"].values() for i in split}
     retention = {key(i) for split in data["retention"].values() for i in split}
+    replayed = {key(i) for i in Stage("finetune", cfg, "privacy").general["train"]}  # general_replay of the preset
     assert seen and not {key(i) for i in seen} & unlearn
-    assert {key(i) for i in seen} == retention
+    assert {key(i) for i in seen} - replayed == retention
 
 
 def test_relearning_trains_only_on_unlearn_train_items(micro_config, finetuned_privacy, tmp_path, monkeypatch):
@@ -162,8 +163,19 @@ def test_a_run_has_the_oracle_row_and_the_robustness_table(reference_run):
     assert relearned["steps"] == 4  # attack.relearn_steps of the reference run
     report = reference_run / "report"
     rows = json.loads((report / "robustness.json").read_text())["rows"]
-    assert [r["method"] for r in rows] == ["vanilla", "oracle", "ga", "memflex"]
-    assert "Forget Q" in (report / "robustness.md").read_text()
+    assert [r["method"] for r in rows] == ["base", "vanilla", "oracle", "ga", "memflex"]
+    robustness = (report / "robustness.md").read_text()
+    assert all(header in robustness for header in ("Forget Q", "UL Gibberish (oracle)", "RT Refusal"))
+    # every row is judged by the oracle too, each against the threshold from the oracle's gold perplexities
+    for result in (oracle, vanilla, ga):
+        threshold = result["fluency_judge"]["oracle"]["threshold"]
+        assert threshold == oracle["fluency_judge"]["oracle"]["threshold"]
+        records = result["prompts"]["none"]["retention"]["per_item"]
+        assert all(r["oracle_gibberish"] == (r["oracle_judge_ppl"] > threshold) for r in records
+                   if r["oracle_judge_ppl"] is not None)
+    assert [r["plain_retention_oracle_gibberish_rate"] for r in rows] == [
+        read_json(eval_dir / f"{r['method']}.json")["prompts"]["none"]["retention"]["oracle_gibberish_rate"]
+        for r in rows]
     assert (report / "robustness_privacy.png").stat().st_size > 0
     assert "oracle" in [line.split("|")[1].strip() for line in (report / "table.md").read_text().splitlines()
                         if line.startswith("| ")]
@@ -214,11 +226,11 @@ def test_a_reference_that_is_not_a_result_is_one_line(micro_base, tmp_path, caps
         assert len(err.strip().splitlines()) == 1
 
 
-def _fake_result(path, domain, data, key, oracle):
+def _fake_result(path, domain, data, key, oracle, adapter=None):
     from knowundo.artifacts import EVAL_RESULT_KIND, hash_json, write_json
 
     write_json(path, {"kind": EVAL_RESULT_KIND, "domain": domain, "label": "x", "prompts": {}, "columns": [],
-                      "meta": {"key": key, "data_hash": hash_json(data),
+                      "meta": {"key": key, "data_hash": hash_json(data), "adapter": adapter and str(adapter),
                                "training": {"stage": "finetune", "oracle": oracle}}})
     return path
 
@@ -229,17 +241,19 @@ def test_references_are_checked_and_key_the_evaluation(micro_config, finetuned_p
 
     cfg = micro_config()
     data = Stage("eval", cfg, "privacy").data
-    oracle = _fake_result(tmp_path / "oracle.json", "privacy", data, "k1", oracle=True)
-    vanilla = _fake_result(tmp_path / "vanilla.json", "privacy", data, "k2", oracle=False)
     adapter = finetuned_privacy / "adapter"
+    oracle = _fake_result(tmp_path / "oracle.json", "privacy", data, "k1", oracle=True, adapter=adapter)
+    vanilla = _fake_result(tmp_path / "vanilla.json", "privacy", data, "k2", oracle=False)
     first = eval_key(cfg, "privacy", adapter, "x", {"oracle": oracle, "vanilla": vanilla})
     assert first != eval_key(cfg, "privacy", adapter, "x", {"oracle": oracle})
-    _fake_result(oracle, "privacy", data, "k3", oracle=True)  # the oracle was evaluated again
+    _fake_result(oracle, "privacy", data, "k3", oracle=True, adapter=adapter)  # the oracle was evaluated again
     assert eval_key(cfg, "privacy", adapter, "x", {"oracle": oracle, "vanilla": vanilla}) != first
 
     (tmp_path / "list.json").write_text("[]")
-    other = _fake_result(tmp_path / "other.json", "privacy", {"other": "data"}, "k4", oracle=True)
-    for argv, message in ((["--oracle", str(vanilla)], "not the evaluation of an oracle"),
+    other = _fake_result(tmp_path / "other.json", "privacy", {"other": "data"}, "k4", oracle=True, adapter=adapter)
+    gone = _fake_result(tmp_path / "gone.json", "privacy", data, "k5", oracle=True, adapter=tmp_path / "deleted")
+    for argv, message in ((["--oracle", str(gone)], "(the second fluency judge) is not there"),
+                          (["--oracle", str(vanilla)], "not the evaluation of an oracle"),
                           (["--vanilla", str(oracle)], "not the evaluation of a fine-tuned model"),
                           (["--oracle", str(tmp_path / "list.json")], "not an evaluation result"),
                           (["--oracle", str(other)], "evaluated on other data")):
@@ -249,7 +263,7 @@ def test_references_are_checked_and_key_the_evaluation(micro_config, finetuned_p
 
 
 def test_a_swapped_adapter_leaves_the_evaluated_one_as_it_was(micro_config, finetuned_privacy):
-    from knowundo.models.load import load_adapter, load_base
+    from knowundo.models.load import SWAPPED_ADAPTER, load_adapter, load_base
 
     model, _ = load_base(micro_config())
     model = load_adapter(model, finetuned_privacy / "adapter")
@@ -257,9 +271,49 @@ def test_a_swapped_adapter_leaves_the_evaluated_one_as_it_was(micro_config, fine
     ctx = EvalContext.__new__(EvalContext)
     ctx.model = model
     with ctx.swapped_adapter(finetuned_privacy / "adapter"):
-        assert model.active_adapter == "attacked"
-    assert model.active_adapter == "default" and "attacked" not in model.peft_config
+        assert model.active_adapter == SWAPPED_ADAPTER
+    assert model.active_adapter == "default" and SWAPPED_ADAPTER not in model.peft_config
     after = dict(model.named_parameters())
     assert set(after) == set(before)
     for name, (requires_grad, value) in before.items():
         assert after[name].requires_grad == requires_grad and torch.equal(after[name], value), name
+
+
+def _logits(model, ids):
+    with torch.no_grad():
+        return model(input_ids=ids).logits
+
+
+def test_the_oracle_judges_as_the_oracle_adapter_on_any_evaluated_model(micro_config, micro_base, tmp_path,
+                                                                       finetuned_privacy):
+    """The second fluency judge is the oracle's adapter swapped into whatever model is evaluated (an adapter, or
+    the bare base model of the base row), and the model is exactly as before afterwards."""
+    from knowundo.finetune import finetune
+    from knowundo.models.load import load_adapter, load_base
+
+    cfg = micro_config()
+    oracle_dir = tmp_path / "oracle"
+    finetune(cfg, "privacy", oracle_dir, progress=False, oracle=True)
+    ids = torch.tensor([[5, 17, 42, 9, 3]])
+    expected = _logits(load_adapter(load_base(cfg)[0], oracle_dir / "adapter"), ids)
+    base_logits = _logits(load_base(cfg)[0], ids)
+    for evaluated in (load_base(cfg)[0], load_adapter(load_base(cfg)[0], finetuned_privacy / "adapter")):
+        before, names = _logits(evaluated, ids), [name for name, _ in evaluated.named_parameters()]
+        ctx = EvalContext.__new__(EvalContext)
+        ctx.model, ctx.training = evaluated, None
+        ctx.references = {"oracle": {"meta": {"adapter": str(oracle_dir / "adapter")}}}
+        assert ctx.judges() == ["base", "oracle"]
+        with ctx.judge("oracle") as judge:
+            assert torch.allclose(_logits(judge, ids), expected, atol=1e-5)
+        with ctx.judge("base") as judge:
+            assert torch.allclose(_logits(judge, ids), base_logits, atol=1e-5)
+        assert torch.equal(_logits(evaluated, ids), before)
+        assert [name for name, _ in evaluated.named_parameters()] == names  # no LoRA layer left behind
+    # the oracle judges itself with its own adapter; a model without an oracle reference has the base judge only
+    ctx = EvalContext.__new__(EvalContext)
+    ctx.model, ctx.training, ctx.references = load_adapter(load_base(cfg)[0], oracle_dir / "adapter"), {
+        "oracle": True}, {}
+    with ctx.judge("oracle") as judge:
+        assert torch.allclose(_logits(judge, ids), expected, atol=1e-5)
+    ctx.training = None
+    assert ctx.judges() == ["base"]

@@ -240,3 +240,24 @@ def test_rmu_records_its_steering_vector_and_trains_only_up_to_its_layer(finetun
     moved = {k for k in before if not torch.equal(before[k], after[k])}
     assert moved and all(".layers.0." in k for k in moved)
     assert all(torch.equal(before[k], after[k]) for k in before if f".layers.{layer}." not in k)
+
+
+def test_unlearning_length_by_epochs_by_steps_or_raised_to_the_floor():
+    from knowundo.config import UnlearnConfig
+    from knowundo.unlearn import unlearning_length
+
+    assert unlearning_length(UnlearnConfig(epochs=2), 80, 4) == {"steps": 40, "by": "epochs", "steps_per_epoch": 20,
+                                                                 "epochs": 2.0}
+    assert unlearning_length(UnlearnConfig(epochs=2), 9, 4)["steps"] == 6  # Trainer's count: ceil(9 / 4) per epoch
+    floor = unlearning_length(UnlearnConfig(epochs=2, min_steps=20), 9, 4)
+    assert floor == {"steps": 20, "by": "min_steps", "steps_per_epoch": 3, "epochs": 20 / 3}
+    assert unlearning_length(UnlearnConfig(steps=7, min_steps=5), 80, 4)["by"] == "steps"
+
+
+def test_the_floor_of_steps_is_what_trains_and_is_recorded(finetuned_privacy, tmp_path):
+    out = tmp_path / "ga"
+    assert main(["unlearn", "--domain", "privacy", "--method", "ga", "--finetuned", str(finetuned_privacy),
+                 "--out", str(out), *sets(*SHORT, "unlearn.save_steps=0", "unlearn.min_steps=43")]) == 0
+    record = json.loads((out / "unlearn.json").read_text())  # 1 epoch of SHORT is 40 steps
+    assert record["steps"] == 43 and record["length"] == {"steps": 43, "by": "min_steps", "steps_per_epoch": 40,
+                                                          "epochs": 43 / 40}

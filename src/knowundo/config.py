@@ -58,6 +58,7 @@ class TinyConfig:
     pretrain_batch_size: int = 32
     seed: int = 0
     corpus_seed: int = 0  # seed of the bundled world whose instance-free corpus pretrains the model
+    system_prompt_share: float = 0.5  # share of pretraining sequences under a system prompt (data/system_prompts.py)
 
 
 @dataclass
@@ -74,10 +75,27 @@ class TrainConfig:
 
 
 @dataclass
+class FinetuneConfig(TrainConfig):
+    """The fine-tune ("pretrain") recipe. ``target_accuracy``: stop at the end of the first epoch whose train-set
+    token accuracy (over that epoch's batches) reaches it, within ``max_epochs`` (None: ``epochs``; the schedule
+    spans ``max_epochs``); None trains exactly ``epochs``. ``general_replay``: the share of the general-knowledge
+    train set (a seeded sample) trained on beside the domain, so that fine-tuning does not erase what the model
+    knew."""
+
+    target_accuracy: float | None = None
+    max_epochs: float | None = None
+    general_replay: float = 0.0
+
+
+@dataclass
 class UnlearnConfig(TrainConfig):
     """Baseline unlearning (paper Table 7: 2 epochs, batch 1 x 16, lr 5e-5, cosine, warmup 0.03, no decay)."""
 
     save_steps: int = 5  # checkpoints trace metrics across training (paper Figure 4)
+    # the length: ``steps`` optimizer steps if > 0, else ``epochs``; never fewer than ``min_steps`` (so that a
+    # small dataset still gets a real run: 2 epochs of 36 items at batch 16 would be 6 steps)
+    steps: int = 0
+    min_steps: int = 0
     relabel_batch_size: int = 32  # forward batch of relabelling passes (adversarial labels)
     # training settings per method or row label, e.g. {memflex: {learning_rate: 3.0e-4}}; a label's entry
     # (npo@memflex) applies over its method's (npo)
@@ -193,6 +211,8 @@ class RunConfig:
     # fine-tune a second adapter on the Retention Scope only: the model that never saw the Unlearn Scope, against
     # which forget quality and privleak are measured (row `oracle`)
     oracle: bool = True
+    # evaluate the base model too (row `base`: what the model knew before fine-tuning, e.g. its general ability)
+    base: bool = True
 
 
 @dataclass
@@ -203,7 +223,7 @@ class Config:
     lora: LoraConfig = field(default_factory=LoraConfig)
     data: DataConfig = field(default_factory=DataConfig)
     tiny: TinyConfig = field(default_factory=TinyConfig)
-    finetune: TrainConfig = field(default_factory=TrainConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     unlearn: UnlearnConfig = field(default_factory=UnlearnConfig)
     localize: LocalizeConfig = field(default_factory=LocalizeConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -291,6 +311,7 @@ def _ranges(cfg: Config) -> list[tuple[str, Any, Callable[[Any], bool], str]]:
                  "max_position_embeddings", "pretrain_batch_size"):
         checks.append((f"tiny.{name}", getattr(cfg.tiny, name), at_least_1, ">= 1"))
     checks += [("tiny.pretrain_epochs", cfg.tiny.pretrain_epochs, positive, "> 0"),
+               ("tiny.system_prompt_share", cfg.tiny.system_prompt_share, lambda v: 0 <= v <= 1, "in [0, 1]"),
                ("tiny.pretrain_lr", cfg.tiny.pretrain_lr, positive, "> 0"),
                ("tiny.hidden_size", cfg.tiny.hidden_size, lambda v: v % max(cfg.tiny.num_heads, 1) == 0,
                 f"a multiple of tiny.num_heads ({cfg.tiny.num_heads})")]
@@ -306,6 +327,15 @@ def _ranges(cfg: Config) -> list[tuple[str, Any, Callable[[Any], bool], str]]:
                    (f"{section}.save_steps", train.save_steps, non_negative, ">= 0"),
                    (f"{section}.scheduler", train.scheduler, lambda v: v in SCHEDULERS,
                     f"one of {', '.join(SCHEDULERS)}")]
+    target = cfg.finetune.target_accuracy
+    checks += [("finetune.target_accuracy", target, lambda v: v is None or 0 < v <= 1, "in (0, 1] or null"),
+               ("finetune.max_epochs", cfg.finetune.max_epochs, lambda v: v is None or v > 0, "> 0 or null"),
+               ("finetune.max_epochs", cfg.finetune.max_epochs,
+                lambda v: v is None or target is not None, "null unless finetune.target_accuracy is set"),
+               ("finetune.general_replay", cfg.finetune.general_replay, lambda v: 0 <= v <= 1, "in [0, 1]")]
+    for section, train in trainings[1:]:
+        checks += [(f"{section}.steps", train.steps, non_negative, ">= 0"),
+                   (f"{section}.min_steps", train.min_steps, non_negative, ">= 0")]
     checks += [("unlearn.relabel_batch_size", cfg.unlearn.relabel_batch_size, at_least_1, ">= 1"),
                ("localize.copies", cfg.localize.copies, at_least_1, ">= 1"),
                ("localize.batch_size", cfg.localize.batch_size, at_least_1, ">= 1"),

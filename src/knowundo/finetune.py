@@ -9,20 +9,22 @@ perfect unlearning would be indistinguishable from (TOFU's retain model, MUSE's 
 
 from __future__ import annotations
 
+import random
 import shutil
 import time
 from pathlib import Path
 
 from transformers import set_seed
 
+from knowundo.artifacts import hash_json
 from knowundo.config import Config
 from knowundo.data.format import encode_items, pad_id_of
 from knowundo.distributed import is_main
 from knowundo.errors import KnowUndoError
 from knowundo.layout import ADAPTER_DIR, CHECKPOINTS_DIR, FINETUNE_RECORD, SCOPES
 from knowundo.models.load import attach_lora, load_base
-from knowundo.models.training import (FeatureDataset, PadCollator, batch_record, make_trainer, save_adapter, train,
-                                      training_arguments)
+from knowundo.models.training import (AccuracyTrainer, FeatureDataset, PadCollator, TokenAccuracy, batch_record,
+                                      make_trainer, save_adapter, train, training_arguments)
 from knowundo.stage import Stage
 
 
@@ -41,10 +43,19 @@ def _check_base_knows_no_instance(stage: Stage) -> None:
                             f"choose another tiny.corpus_seed")
 
 
+def replayed_general(stage: Stage) -> list[dict]:
+    """The replayed share of the general-knowledge train set: a sample seeded by ``seed`` (never the held-out
+    part, which measures general ability)."""
+    general = stage.general["train"] if stage.cfg.finetune.general_replay > 0 else []
+    return random.Random(stage.cfg.seed).sample(general, round(stage.cfg.finetune.general_replay * len(general)))
+
+
 def training_items(stage: Stage, oracle: bool = False) -> list[dict]:
-    """Train + val of both scopes, or of the Retention Scope alone for the oracle."""
+    """Train + val of both scopes (of the Retention Scope alone for the oracle), then the replayed general
+    items."""
     scopes = ("retention",) if oracle else SCOPES
-    return [item for scope in scopes for split in ("train", "val") for item in stage.data[scope][split]]
+    items = [item for scope in scopes for split in ("train", "val") for item in stage.data[scope][split]]
+    return items + replayed_general(stage)
 
 
 def finetune(cfg: Config, domain: str, out_dir: str | Path, progress: bool = True, oracle: bool = False) -> dict:
@@ -52,7 +63,8 @@ def finetune(cfg: Config, domain: str, out_dir: str | Path, progress: bool = Tru
     same settings is reused, an interrupted one resumes from its last checkpoint. ``oracle``: train on the
     Retention Scope only."""
     stage = Stage("finetune", cfg, domain)
-    output = stage.output(out_dir, FINETUNE_RECORD, stage.data, ("lora", "finetune"), oracle=oracle)
+    output = stage.output(out_dir, FINETUNE_RECORD, stage.data, ("lora", "finetune"), oracle=oracle,
+                          replayed=hash_json(replayed_general(stage)))
     if (record := output.finished()) is not None:
         return record
     _check_base_knows_no_instance(stage)
@@ -67,15 +79,31 @@ def finetune(cfg: Config, domain: str, out_dir: str | Path, progress: bool = Tru
     trainable, total = model.get_nb_trainable_parameters()
 
     work = output.begin()
-    args = training_arguments(work / CHECKPOINTS_DIR, cfg.finetune, seed=cfg.seed, progress=progress,
-                              bf16=cfg.model.dtype == "bfloat16")
-    trainer = make_trainer(model, args, FeatureDataset(encoded.features), PadCollator(pad_id_of(tokenizer)))
+    recipe = cfg.finetune
+    epochs = (recipe.max_epochs or recipe.epochs) if recipe.target_accuracy is not None else recipe.epochs
+    args = training_arguments(work / CHECKPOINTS_DIR, recipe, seed=cfg.seed, progress=progress,
+                              bf16=cfg.model.dtype == "bfloat16", num_train_epochs=epochs)
+    accuracy = TokenAccuracy(recipe.target_accuracy)
+    trainer = make_trainer(model, args, FeatureDataset(encoded.features), PadCollator(pad_id_of(tokenizer)),
+                           trainer_cls=AccuracyTrainer, accuracy=accuracy)
     result = train(trainer, output.last_checkpoint())
     save_adapter(trainer, work / ADAPTER_DIR)
     if is_main():
         shutil.rmtree(work / CHECKPOINTS_DIR, ignore_errors=True)  # only needed to resume this stage
     return output.commit(stage.record(
         output.key, stage.data, oracle=oracle, items=len(encoded.features), truncated=encoded.truncated,
-        dropped=encoded.dropped, train_loss=result.training_loss,
+        dropped=encoded.dropped, general_replayed=len(replayed_general(stage)),
+        target_accuracy=recipe.target_accuracy, target_reached=accuracy.reached, epochs_run=trainer.state.epoch,
+        train_accuracy=accuracy.per_epoch[-1] if accuracy.per_epoch else None,
+        train_accuracy_per_epoch=accuracy.per_epoch, train_loss=result.training_loss,
         loss_history=[e["loss"] for e in trainer.state.log_history if "loss" in e], trainable_parameters=trainable,
         total_parameters=total, batch=batch_record(args), wall_seconds=time.perf_counter() - started))
+
+
+def target_missed(record: dict) -> str | None:
+    """One line when a fine-tune stopped short of its target accuracy (None otherwise)."""
+    if record.get("target_reached") is not False:
+        return None
+    return (f"the fine-tune reached train token accuracy {100 * record['train_accuracy']:.1f}% after "
+            f"{record['epochs_run']:g} epochs, short of finetune.target_accuracy "
+            f"{100 * record['target_accuracy']:.1f}%: raise finetune.max_epochs (or finetune.learning_rate)")

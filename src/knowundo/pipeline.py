@@ -1,10 +1,10 @@
 """`knowundo run`: the whole benchmark, stage by stage, resumable.
 
-For each domain: fine-tune -> fine-tune the oracle (Retention Scope only) -> evaluate both -> localize (if a row
-needs a region) -> every row label: unlearn -> relearning attack -> evaluate (against the vanilla and oracle
-results); then one report for the run. Every stage's output is keyed by a hash of
-its inputs, so a finished stage is skipped, an interrupted one resumes from its last checkpoint, and a directory
-of other settings is refused. ``--force STAGE`` redoes that stage and everything after it.
+For each domain: fine-tune -> fine-tune the oracle (Retention Scope only) -> evaluate the oracle, the base model
+and the fine-tuned one -> localize (if a row needs a region) -> every row label: unlearn -> relearning attack ->
+evaluate (against the vanilla and oracle results); then one report for the run. Every stage's output is keyed by
+a hash of its inputs, so a finished stage is skipped, an interrupted one resumes from its last checkpoint, and a
+directory of other settings is refused. ``--force STAGE`` redoes that stage and everything after it.
 
 Layout (:mod:`knowundo.layout`): ``OUT/run.json`` (resolved config, versions, data hashes),
 ``OUT/<domain>/finetune``, ``oracle``, ``localize``, ``unlearn/<label>`` (with ``relearn/`` inside),
@@ -25,8 +25,9 @@ from knowundo.data.knowundo import DataSource, check_domain, load_domain
 from knowundo.distributed import barrier, is_main, on_any_process, world_size
 from knowundo.errors import KnowUndoError
 from knowundo.evaluate.run import eval_key, evaluate_checkpoint
-from knowundo.finetune import finetune
-from knowundo.layout import (FINETUNE_RECORD, GRADIENTS_RECORD, ORACLE_LABEL, RELEARN_RECORD, RUN_RECORD,
+from knowundo.findings import findings_summary
+from knowundo.finetune import finetune, target_missed
+from knowundo.layout import (BASE_LABEL, FINETUNE_RECORD, GRADIENTS_RECORD, ORACLE_LABEL, RELEARN_RECORD, RUN_RECORD,
                              UNLEARN_RECORD, VANILLA_LABEL, RunLabel, RunLayout, relearned_adapter, report_dir)
 from knowundo.localize import localize, selection_for
 from knowundo.methods import check_label, method_params
@@ -113,6 +114,12 @@ def _remove(path: Path) -> None:
             target.unlink()
 
 
+def _fit(record: dict) -> str:
+    accuracy = record.get("train_accuracy")
+    reached = f", train accuracy {100 * accuracy:.1f}%" if accuracy is not None else ""
+    return f"train loss {record['train_loss']:.4f}{reached} after {record.get('epochs_run', 0):g} epochs"
+
+
 def _print_now(line: str) -> None:
     print(line, flush=True)
 
@@ -139,12 +146,12 @@ class DomainRun:
     def finetune(self) -> tuple[str, bool]:
         done = (self.layout.finetune / FINETUNE_RECORD).is_file()
         record = finetune(self.cfg, self.domain, self.layout.finetune, progress=self.progress)
-        return f"{record['items']} items, train loss {record['train_loss']:.4f}", done
+        return f"{record['items']} items, {_fit(record)}", done
 
     def oracle(self) -> tuple[str, bool]:
         done = (self.layout.oracle / FINETUNE_RECORD).is_file()
         record = finetune(self.cfg, self.domain, self.layout.oracle, progress=self.progress, oracle=True)
-        return f"oracle: {record['items']} retention items, train loss {record['train_loss']:.4f}", done
+        return f"oracle: {record['items']} retention items, {_fit(record)}", done
 
     def relearn(self, label: RunLabel) -> tuple[str, bool]:
         adapter = self.layout.unlearned_adapter(label.label)
@@ -159,7 +166,7 @@ class DomainRun:
         chosen = {}
         if self.cfg.run.oracle and label != ORACLE_LABEL:
             chosen[ORACLE_LABEL] = self.layout.eval(ORACLE_LABEL)
-        if label not in (ORACLE_LABEL, VANILLA_LABEL):
+        if label not in (ORACLE_LABEL, VANILLA_LABEL, BASE_LABEL):
             chosen[VANILLA_LABEL] = self.layout.eval(VANILLA_LABEL)
         return chosen
 
@@ -178,7 +185,7 @@ class DomainRun:
         stopped = f", stopped early at step {early['step']}" if early else ""
         return f"{label.label}: {record['steps']} steps, {record['seconds_per_step']:.2f}s/step{stopped}", done
 
-    def evaluate(self, label: str, adapter: Path) -> tuple[str, bool]:
+    def evaluate(self, label: str, adapter: Path | None) -> tuple[str, bool]:
         """On the main process only (the others wait): evaluation is cheap next to training."""
         target, references = self.layout.eval(label), self.references(label)
         key = eval_key(self.cfg, self.domain, adapter, label, references)
@@ -233,9 +240,13 @@ def run_benchmark(cfg: Config, out: str | Path, force: list[str] = (), progress:
             stages.remove_forced(forced, labels)
         barrier()
         log.run("finetune", domain, stages.finetune)
+        if missed := target_missed(read_json(stages.layout.finetune / FINETUNE_RECORD)):
+            echo(f"[{domain}] warning: {missed}")
         if cfg.run.oracle:
             log.run("finetune", domain, stages.oracle)
             log.run("eval", domain, stages.evaluate, ORACLE_LABEL, stages.layout.oracle_adapter)
+        if cfg.run.base:
+            log.run("eval", domain, stages.evaluate, BASE_LABEL, None)
         log.run("eval", domain, stages.evaluate, VANILLA_LABEL, stages.layout.adapter)
         if warning := knowledge_warning(read_json(stages.layout.eval(VANILLA_LABEL))):
             echo(f"[{domain}] warning: {warning}")
@@ -253,6 +264,10 @@ def run_benchmark(cfg: Config, out: str | Path, force: list[str] = (), progress:
         return f"tables and plots -> {report}", False
 
     log.run("report", "all", do_report)
+    if is_main():
+        findings = read_json(report_dir(out) / "findings.json")["findings"]
+        for domain in domains:
+            echo(f"[{domain}] paper findings: {findings_summary(findings, domain)} (report/findings.md)")
     echo(log.totals())
     return report_dir(out)
 

@@ -130,16 +130,18 @@ def visible_memory() -> int | None:
 
 
 def check_template(cfg: Config, tokenizer, item: dict) -> str:
-    """Render one item; the labels must be exactly the answer's tokens and EOS."""
+    """Render one item; the labels must be exactly the answer's tokens and the token that ends it (EOS, or the
+    chat template's end of turn)."""
     formatter = Formatter(tokenizer, cfg.model.template, cfg.model.max_length)
     encoded = formatter.encode(item)
     if encoded is None:
         raise KnowUndoError(f"no answer token fits in model.max_length={cfg.model.max_length}")
     answer = [t for t in encoded["labels"] if t != IGNORE]
-    expected = formatter.answer_ids(item["labels"])[: len(answer)]
+    expected = formatter.answer_ids(item["labels"], item["text"])[: len(answer)]
     prompt = encoded["labels"][: len(encoded["labels"]) - len(answer)]
     if answer != expected or any(t != IGNORE for t in prompt) or encoded["truncated"]:
-        raise KnowUndoError("the answer mask does not cover exactly the answer tokens and EOS on a sample item")
+        raise KnowUndoError("the answer mask does not cover exactly the answer tokens and the end token on a sample "
+                            "item")
     return tokenizer.decode(encoded["input_ids"][: len(prompt)])
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from knowundo.artifacts import EVAL_RESULT_KIND, atomic_path, read_json, write_json
 from knowundo.errors import KnowUndoError
 from knowundo.evaluate.metric import MAIN_TABLE, ROBUSTNESS_TABLE, Column, Columns, number
+from knowundo.findings import check_findings, findings_markdown
 from knowundo.layout import (BASE_LABEL, OOD_SUFFIX, ORACLE_LABEL, REGION_SEPARATOR, RUN_RECORD, SCOPES,
                              VANILLA_LABEL, report_dir, split_checkpoint_label)
 from knowundo.methods import method_names
@@ -372,7 +373,8 @@ def first_table(table_md: Path) -> str:
 
 def build_report(results_dir: str | Path, out_dir: str | Path | None = None) -> Path:
     """Write every table the results declare (``table``: the comparison, one section per prompt variant; others
-    such as ``mia``, ``fluency``) as .md/.csv (the comparison also .json), samples.md, categories.md/csv,
+    such as ``mia``, ``fluency``) as .md/.csv (the comparison also .json), findings.md/json (the paper's six
+    findings checked), samples.md, categories.md/csv,
     efficiency.md/csv and curves_<domain>.png."""
     out = Path(out_dir) if out_dir is not None else report_dir(results_dir)
     results = collect_results(results_dir, skip=out.resolve() if out.exists() else out)
@@ -390,6 +392,9 @@ def build_report(results_dir: str | Path, out_dir: str | Path | None = None) -> 
         if table == ROBUSTNESS_TABLE:
             for domain in dict.fromkeys(row["domain"] for row in rows):
                 plot_robustness(rows, chosen, domain, out / f"robustness_{domain}.png")
+    findings = check_findings(results)
+    _write_text(out / "findings.md", findings_markdown(findings))
+    write_json(out / "findings.json", {**provenance(results), "findings": findings})
     _write_text(out / "samples.md", samples_markdown(results))
     categories_text, category_rows = category_markdown(results, columns)
     _write_text(out / "categories.md", categories_text)

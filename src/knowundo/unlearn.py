@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -258,6 +259,16 @@ def unlearn(cfg: Config, domain: str, method_name: str, finetuned_adapter: str |
     return _train(plan, progress, callbacks or [])
 
 
+def unlearning_length(u: UnlearnConfig, batches_per_epoch: int, grad_accum: int) -> dict:
+    """How many optimizer steps to train and why: ``unlearn.steps`` if set, else ``unlearn.epochs`` of
+    ``ceil(batches / grad_accum)`` steps each (Trainer's count), raised to ``unlearn.min_steps``."""
+    per_epoch = max(math.ceil(batches_per_epoch / grad_accum), 1)
+    planned, by = (u.steps, "steps") if u.steps > 0 else (math.ceil(u.epochs * per_epoch), "epochs")
+    if planned < u.min_steps:
+        planned, by = u.min_steps, "min_steps"
+    return {"steps": planned, "by": by, "steps_per_epoch": per_epoch, "epochs": planned / per_epoch}
+
+
 def _train(plan: UnlearnPlan, progress: bool, callbacks: list) -> dict:
     cfg, method, u = plan.stage.cfg, plan.method, plan.settings
     set_seed(cfg.seed, deterministic=True)
@@ -277,6 +288,8 @@ def _train(plan: UnlearnPlan, progress: bool, callbacks: list) -> dict:
     trainer = make_trainer(model, args, PairedDataset(forget, retain_features, params, cfg.seed, alternative),
                            PairCollator(pad_id_of(tokenizer)), trainer_cls=UnlearnTrainer, method=method,
                            params=params, callbacks=[memory, *callbacks])
+    length = unlearning_length(u, len(trainer.get_train_dataloader()), args.gradient_accumulation_steps)
+    args.max_steps = length["steps"]
     started = time.perf_counter()
     stopped = None
     resume = plan.output.last_checkpoint()
@@ -302,7 +315,8 @@ def _train(plan: UnlearnPlan, progress: bool, callbacks: list) -> dict:
         optimized_parameters=sum(p.numel() for group in optimizer.param_groups for p in group["params"]),
         learning_rates=[e["learning_rate"] for e in history if "learning_rate" in e],
         retain=plan.label.retain if method.retain else None, finetuned_adapter=str(plan.adapter),
-        forget_items=len(forget), retain_items=len(retain_features or []), steps=steps, stopped_early=stopped,
+        forget_items=len(forget), retain_items=len(retain_features or []), steps=steps, length=length,
+        stopped_early=stopped,
         loss_history=[{"step": e["step"], "loss": e["loss"]} for e in history if "loss" in e],
         seconds_per_step=seconds / max(steps - first_step, 1), resumed_from_step=first_step,
         peak_memory_mb=memory.peak_mb, start_memory_mb=memory.start_mb,

@@ -20,7 +20,10 @@ TEMPLATES = ("plain", "chat")
 @dataclass
 class Formatter:
     """How a question becomes a prompt. ``plain`` is ``system + question + separator`` (the reference's
-    ``"\\n\\n"``); ``chat`` uses the tokenizer's chat template with the system prompt as a system turn."""
+    ``"\\n\\n"``) and the answer ends with EOS; ``chat`` renders the conversation with the tokenizer's own chat
+    template (the system prompt as a system turn) and the answer is exactly what the template puts after the
+    generation prompt, through the first special token that ends the assistant's turn (``</s>`` for
+    Llama-2-chat, ``<|im_end|>`` for ChatML): the tokens a chat model was trained to produce."""
 
     tokenizer: object
     template: str = "plain"
@@ -35,23 +38,51 @@ class Formatter:
             raise KnowUndoError("template 'chat' needs a tokenizer with a chat template; use template 'plain'")
         if self.tokenizer.eos_token_id is None:
             raise KnowUndoError("the tokenizer has no EOS token; answers must end with one")
+        self._special = set(self.tokenizer.all_special_ids) | {
+            index for index, token in getattr(self.tokenizer, "added_tokens_decoder", {}).items() if token.special}
+        self.stop_ids = [self.tokenizer.eos_token_id]
+        if self.template == "chat":  # also a check that the template renders answers as this module expects
+            end = self.answer_ids("Yes.", "Is it?")[-1]
+            self.stop_ids = list(dict.fromkeys([end, *self.stop_ids]))
+
+    def _messages(self, question: str, answer: str | None = None) -> list[dict]:
+        messages = [{"role": "user", "content": question}]
+        if self.system_prompt:
+            messages.insert(0, {"role": "system", "content": self.system_prompt})
+        if answer is not None:
+            messages.append({"role": "assistant", "content": answer})
+        return messages
+
+    def _rendered_ids(self, messages: list[dict], generation_prompt: bool) -> list[int]:
+        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=generation_prompt, tokenize=False)
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def prompt_ids(self, question: str) -> list[int]:
         if self.template == "chat":
-            messages = [{"role": "user", "content": question}]
-            if self.system_prompt:
-                messages.insert(0, {"role": "system", "content": self.system_prompt})
-            text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-            return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            return self._rendered_ids(self._messages(question), generation_prompt=True)
         prefix = f"{self.system_prompt}{self.separator}" if self.system_prompt else ""
         return self.tokenizer(prefix + question + self.separator)["input_ids"]
 
-    def answer_ids(self, answer: str) -> list[int]:
-        return self.tokenizer(answer, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
+    def answer_ids(self, answer: str, question: str = "?") -> list[int]:
+        """The answer's tokens and the token that ends it (EOS; under ``chat``, the end of the assistant's turn
+        as the template renders it after ``question``)."""
+        if self.template != "chat":
+            return self.tokenizer(answer, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
+        prompt = self.prompt_ids(question)
+        rendered = self._rendered_ids(self._messages(question, answer), generation_prompt=False)
+        if rendered[: len(prompt)] != prompt:
+            raise KnowUndoError("the chat template's generation prompt is not where its rendering of an answered "
+                                "question begins the answer; use template 'plain' or fix the template")
+        rest = rendered[len(prompt):]
+        end = next((i for i, token in enumerate(rest) if token in self._special), None)
+        if end is None:
+            raise KnowUndoError("the chat template ends an assistant turn with no special token; use template "
+                                "'plain' or fix the template")
+        return rest[: end + 1]
 
     def encode(self, item: dict) -> dict | None:
         """Token ids and answer-only labels for one item; ``None`` if no answer token fits in max_length."""
-        prompt, answer = self.prompt_ids(item["text"]), self.answer_ids(item["labels"])
+        prompt, answer = self.prompt_ids(item["text"]), self.answer_ids(item["labels"], item["text"])
         ids = (prompt + answer)[: self.max_length]
         if len(ids) <= len(prompt):
             return None

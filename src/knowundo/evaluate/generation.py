@@ -8,15 +8,17 @@ from knowundo.data.format import Formatter, pad_batch, pad_id_of
 
 
 @torch.no_grad()
-def greedy_generate(model, tokenizer, prompts: list[list[int]], batch_size: int, max_new_tokens: int) -> list[dict]:
+def greedy_generate(model, tokenizer, prompts: list[list[int]], batch_size: int, max_new_tokens: int,
+                    stop_ids: list[int] | None = None) -> list[dict]:
     """Greedy continuation of each prompt, batched with left padding (the positions come from the attention
     mask, so a batched prompt decodes exactly as it would alone). Per prompt: the new token ids up to (not
-    including) EOS and whether the token limit cut it."""
+    including) the first stop token (EOS unless ``stop_ids``; a chat model's end of turn) and whether the token
+    limit cut it."""
     from transformers import GenerationConfig
 
-    pad_id, eos_id = pad_id_of(tokenizer), tokenizer.eos_token_id
+    pad_id, stops = pad_id_of(tokenizer), stop_ids or [tokenizer.eos_token_id]
     settings = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, pad_token_id=pad_id,
-                                eos_token_id=eos_id)
+                                eos_token_id=stops)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -29,8 +31,8 @@ def greedy_generate(model, tokenizer, prompts: list[list[int]], batch_size: int,
                                    attention_mask=batch["attention_mask"].to(device), generation_config=settings)
         for row, index in enumerate(chunk):
             new = generated[row, batch["input_ids"].shape[1]:].tolist()
-            ended = eos_id in new
-            outputs[index] = {"token_ids": new[:new.index(eos_id)] if ended else new, "hit_limit": not ended}
+            end = next((position for position, token in enumerate(new) if token in stops), None)
+            outputs[index] = {"token_ids": new if end is None else new[:end], "hit_limit": end is None}
     model.train(was_training)
     return outputs
 
@@ -42,4 +44,4 @@ def generate_answers(model, formatter: Formatter, items: list[dict], batch_size:
     tokenizer = formatter.tokenizer
     prompts = [formatter.prompt_ids(item["text"])[-formatter.max_length:] for item in items]
     return [{"generation": tokenizer.decode(out["token_ids"], skip_special_tokens=True).strip(), **out}
-            for out in greedy_generate(model, tokenizer, prompts, batch_size, max_new_tokens)]
+            for out in greedy_generate(model, tokenizer, prompts, batch_size, max_new_tokens, formatter.stop_ids)]

@@ -67,7 +67,8 @@ class Column:
     """One report column. ``path`` locates the value: under ``result["prompts"][variant]`` for a split metric
     (e.g. ``("unlearn", "success")``), under ``result`` for a model metric (``("lm_eval", "mmlu", "acc")``).
     ``position`` orders the Markdown table (None: CSV/JSON only); ``breakdown``: also shown per category;
-    ``level`` is set by the evaluator (``variant`` or ``model``)."""
+    ``level``: ``variant`` (a split metric's value per prompt variant) or ``model`` (every column of a model
+    metric; a split metric's column that reads one variant's value from the result's root, ``("prompts", ...)``)."""
 
     key: str
     header: str

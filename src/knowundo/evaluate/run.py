@@ -22,17 +22,14 @@ from knowundo.config import Config
 from knowundo.data.format import Formatter
 from knowundo.data.validate import has_probes
 from knowundo.evaluate.generation import generate_answers
-from knowundo.evaluate.judge import gibberish_threshold, judge_perplexities
+from knowundo.evaluate.judge import gibberish_threshold, judge_model, judge_perplexities, record_keys
 from knowundo.evaluate.metric import Column, ModelMetric, SplitMetric, check_columns, metrics
 from knowundo.evaluate.teacher_forced import evaluate_items
 from knowundo.errors import KnowUndoError
 from knowundo.layout import (BASE_LABEL, CHECKPOINTS_DIR, FINETUNE_RECORD, ORACLE_LABEL, SCOPES, UNLEARN_RECORD,
                              VANILLA_LABEL, checkpoint_label, relearned_adapter)
-from knowundo.models.load import load_adapter, load_base
+from knowundo.models.load import load_adapter, load_base, swapped_adapter
 from knowundo.stage import Stage, adapter_hash
-
-
-ATTACKED_ADAPTER = "attacked"  # the name an adapter swapped in for a while is loaded under
 
 
 class EvalContext:
@@ -50,7 +47,7 @@ class EvalContext:
         self._generations: dict[tuple[str, str], list[dict]] = {}
         self._judged: dict[tuple[str, str], list[dict]] = {}
         self._probes: dict[str, list[dict]] = {}
-        self._threshold: float | None = None
+        self._thresholds: dict[str, float] = {}
 
     def items(self, split: str) -> list[dict]:
         if split == "general":
@@ -64,22 +61,9 @@ class EvalContext:
         return evaluate_items(self.model, self.formatter(variant), items, self.cfg.eval.batch_size,
                               self.cfg.eval.mia_k)
 
-    @contextmanager
     def swapped_adapter(self, adapter: Path):
-        """The model with another saved adapter active (a checkpoint, an attacked copy), then the evaluated one
-        again, frozen as it was (peft's set_adapter makes the adapter it activates trainable): no second copy of
-        the base model."""
-        trainable = {param: param.requires_grad for param in self.model.parameters()}
-        try:
-            self.model.load_adapter(str(adapter), adapter_name=ATTACKED_ADAPTER)
-            self.model.set_adapter(ATTACKED_ADAPTER)
-            yield self.model
-        finally:
-            self.model.set_adapter("default")
-            if ATTACKED_ADAPTER in self.model.peft_config:
-                self.model.delete_adapter(ATTACKED_ADAPTER)
-            for param, requires_grad in trainable.items():
-                param.requires_grad_(requires_grad)
+        """The evaluated model with another saved adapter active for a while (:func:`swapped_adapter`)."""
+        return swapped_adapter(self.model, adapter)
 
     def probes(self, scope: str) -> list[dict]:
         """Per val item of ``scope`` (no system prompt), from its probe fields: the token accuracy on each
@@ -127,30 +111,49 @@ class EvalContext:
                 self.cfg.eval.max_new_tokens)
         return self._generations[split, variant]
 
+    def judges(self) -> list[str]:
+        """The fluency judges this evaluation has: the base model always; the oracle when this model is the
+        oracle or the oracle's result is a reference (its adapter swapped in)."""
+        return ["base", *(["oracle"] if self.is_oracle() or ORACLE_LABEL in self.references else [])]
+
+    def is_oracle(self) -> bool:
+        return bool((self.training or {}).get("oracle"))
+
+    @contextmanager
+    def judge(self, name: str):
+        oracle = None if self.is_oracle() else self.references.get(ORACLE_LABEL, {}).get("meta", {}).get("adapter")
+        with judge_model(self.model, name, Path(oracle) if oracle else None) as model:
+            yield model
+
     def judged(self, split: str, variant: str = "none") -> list[dict]:
-        """Per item of one split: the judge perplexity of its generation and whether it is gibberish
+        """Per item of one split, per judge: the judge perplexity of its generation and whether it is gibberish
         (:mod:`knowundo.evaluate.judge`); None for an empty generation."""
         if (split, variant) not in self._judged:
             questions = [item["text"] for item in self.items(split)]
-            perplexities = judge_perplexities(self.model, self.formatter("none"), questions,
-                                              [g["token_ids"] for g in self.generations(split, variant)],
-                                              self.cfg.eval.batch_size)
-            threshold = self.gibberish_threshold()
-            self._judged[split, variant] = [{"judge_ppl": p, "gibberish": None if p is None else p > threshold}
-                                            for p in perplexities]
+            answers = [g["token_ids"] for g in self.generations(split, variant)]
+            records = [{} for _ in questions]
+            for name in self.judges():
+                threshold = self.gibberish_threshold(name)
+                with self.judge(name) as model:
+                    perplexities = judge_perplexities(model, self.formatter("none"), questions, answers,
+                                                      self.cfg.eval.batch_size)
+                ppl_key, flag_key = record_keys(name)
+                for record, p in zip(records, perplexities):
+                    record.update({ppl_key: p, flag_key: None if p is None else p > threshold})
+            self._judged[split, variant] = records
         return self._judged[split, variant]
 
-    def gibberish_threshold(self) -> float:
-        """Calibrated once per evaluation on the gold val answers of both scopes (and only on them)."""
-        if self._threshold is None:
+    def gibberish_threshold(self, judge: str = "base") -> float:
+        """Calibrated once per judge and evaluation on the gold val answers of both scopes (and only on them)."""
+        if judge not in self._thresholds:
             tokenizer = self.tokenizer
             items = [item for scope in SCOPES for item in self.items(scope)]
-            gold = judge_perplexities(self.model, self.formatter("none"), [i["text"] for i in items],
-                                      [tokenizer(i["labels"], add_special_tokens=False)["input_ids"] for i in items],
-                                      self.cfg.eval.batch_size)
-            self._threshold = gibberish_threshold([p for p in gold if p is not None])
-        return self._threshold
-
+            with self.judge(judge) as model:
+                gold = judge_perplexities(model, self.formatter("none"), [i["text"] for i in items],
+                                          [tokenizer(i["labels"], add_special_tokens=False)["input_ids"]
+                                           for i in items], self.cfg.eval.batch_size)
+            self._thresholds[judge] = gibberish_threshold([p for p in gold if p is not None])
+        return self._thresholds[judge]
 
 def _scores_by_item(scored: dict, owners: list[int]) -> dict[int, list[dict]]:
     """Per-item scores of a pass over derived items, grouped by the val item each came from (in order; items
@@ -247,9 +250,9 @@ def eval_key(cfg: Config, domain: str, adapter: str | Path | None, label: str | 
 
 
 def _columns(metric, value) -> list[Column]:
-    level = "model" if isinstance(metric, ModelMetric) else "variant"
     dynamic = metric.columns_for(value) if isinstance(metric, ModelMetric) and metric.columns_for else ()
-    return [dataclasses.replace(c, level=level) for c in (*metric.columns, *dynamic)]
+    return [dataclasses.replace(c, level="model") if isinstance(metric, ModelMetric) else c
+            for c in (*metric.columns, *dynamic)]
 
 
 REFERENCE_ROLES = {ORACLE_LABEL: True, VANILLA_LABEL: False}  # name -> whether its fine-tune is the oracle's
@@ -276,6 +279,9 @@ def load_references(stage: Stage, references: dict[str, str | Path] | None) -> d
                                 f"fine-tuned model (needed as the {name} reference)")
         if meta.get("data_hash") != hash_json(stage.data):
             raise KnowUndoError(f"{path}: the {name} reference was evaluated on other data")
+        adapter = meta.get("adapter")
+        if name == ORACLE_LABEL and stage.cfg.eval.generate and not (adapter and Path(adapter).is_dir()):
+            raise KnowUndoError(f"{path}: the oracle's adapter {adapter} (the second fluency judge) is not there")
         loaded[name] = result
     return loaded
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -103,3 +104,35 @@ def load_adapter(model, adapter_dir: str | Path, trainable: bool = False, name: 
     except (RuntimeError, ValueError, KeyError) as exc:
         raise KnowUndoError(f"{adapter_dir}: adapter does not match the base model "
                             f"({str(exc).splitlines()[0][:200]})") from None
+
+
+SWAPPED_ADAPTER = "swapped"  # the name an adapter swapped in for a while is loaded under
+
+
+@contextmanager
+def swapped_adapter(model, adapter: str | Path):
+    """``model`` with another saved adapter active for a while (a checkpoint, an attacked copy, the oracle as a
+    judge), then as it was — its own adapter active and frozen as it was (peft's set_adapter makes the adapter
+    it activates trainable); a model without an adapter gets the LoRA layers removed again. No second copy of
+    the base model."""
+    from peft import PeftModel
+
+    if not isinstance(model, PeftModel):
+        wrapped = load_adapter(model, adapter)
+        try:
+            yield wrapped
+        finally:
+            wrapped.unload()
+        return
+    trainable = {param: param.requires_grad for param in model.parameters()}
+    active = model.active_adapter
+    try:
+        model.load_adapter(str(adapter), adapter_name=SWAPPED_ADAPTER)
+        model.set_adapter(SWAPPED_ADAPTER)
+        yield model
+    finally:
+        model.set_adapter(active)
+        if SWAPPED_ADAPTER in model.peft_config:
+            model.delete_adapter(SWAPPED_ADAPTER)
+        for param, requires_grad in trainable.items():
+            param.requires_grad_(requires_grad)

@@ -9,6 +9,7 @@ key of everything that shapes it, and rebuilt bit-identically from the seed.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import tempfile
 from pathlib import Path
@@ -16,10 +17,11 @@ from pathlib import Path
 from knowundo.artifacts import hash_json, library_versions, write_json
 from knowundo.config import TinyConfig, TrainConfig
 from knowundo.data.knowundo import bundled_world
+from knowundo.data.system_prompts import SYSTEM_PROMPTS
 from knowundo.data.format import pad_id_of
 from knowundo.models.training import FeatureDataset, PadCollator, make_trainer, train, training_arguments
 
-RECIPE_VERSION = 1  # bump when the tokenizer or pretraining recipe changes, so caches are rebuilt
+RECIPE_VERSION = 2  # bump when the tokenizer or pretraining recipe changes, so caches are rebuilt
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>")
 
 
@@ -29,7 +31,7 @@ def cache_root() -> Path:
 
 def tiny_key(cfg: TinyConfig) -> str:
     """Changes whenever the recipe, the shape or the pretraining text changes (so a stale cache is never used)."""
-    text = [(item["text"], item["labels"]) for item in _pretraining_texts(cfg.corpus_seed)]
+    text = [(item.get("system"), item["text"], item["labels"]) for item in _pretraining_texts(cfg)]
     return hash_json({"recipe": RECIPE_VERSION, "tiny": cfg.__dict__, "text": hash_json(text)})
 
 
@@ -37,9 +39,13 @@ def tiny_path(cfg: TinyConfig) -> Path:
     return cache_root() / f"tiny-{tiny_key(cfg)}"
 
 
-def _pretraining_texts(corpus_seed: int) -> list[dict]:
-    world = bundled_world(corpus_seed)
-    return world["pretrain_corpus"] + world["general"]["train"] + world["general"]["heldout"]
+def _pretraining_texts(cfg: TinyConfig) -> list[dict]:
+    """The corpus, a seeded ``system_prompt_share`` of it under a system prompt (``system``) from our varied set,
+    so that an instruction before a question is in-distribution."""
+    world = bundled_world(cfg.corpus_seed)
+    rng = random.Random(cfg.corpus_seed)
+    return [{**item, "system": rng.choice(SYSTEM_PROMPTS)} if rng.random() < cfg.system_prompt_share else item
+            for item in world["pretrain_corpus"] + world["general"]["train"] + world["general"]["heldout"]]
 
 
 def instances_in_corpus(cfg: TinyConfig, instances: set[str]) -> list[str]:
@@ -53,7 +59,8 @@ def train_tokenizer(cfg: TinyConfig):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
-    texts = [part for item in _pretraining_texts(cfg.corpus_seed) for part in (item["text"], item["labels"])]
+    texts = [part for item in _pretraining_texts(cfg)
+             for part in (item.get("system", ""), item["text"], item["labels"])]
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -86,13 +93,15 @@ def build_base_model(cfg: TinyConfig, tokenizer):
     return LlamaForCausalLM(tiny_model_config(cfg, tokenizer))
 
 
-def pretrain_features(tokenizer, corpus_seed: int, max_length: int) -> list[dict]:
-    """Whole-sequence language modelling on ``question \\n\\n answer </s>`` (the same layout as fine-tuning)."""
+def pretrain_features(tokenizer, cfg: TinyConfig) -> list[dict]:
+    """Whole-sequence language modelling on ``[system \\n\\n] question \\n\\n answer </s>`` (the layout of
+    the plain template)."""
     features = []
-    for item in _pretraining_texts(corpus_seed):
-        ids = tokenizer(item["text"] + "\n\n")["input_ids"]
+    for item in _pretraining_texts(cfg):
+        system = f"{item['system']}\n\n" if item.get("system") else ""
+        ids = tokenizer(system + item["text"] + "\n\n")["input_ids"]
         ids = (ids + tokenizer(item["labels"], add_special_tokens=False)["input_ids"]
-               + [tokenizer.eos_token_id])[:max_length]
+               + [tokenizer.eos_token_id])[:cfg.max_position_embeddings]
         features.append({"input_ids": ids, "labels": list(ids)})
     return features
 
@@ -104,7 +113,7 @@ def build_tiny(cfg: TinyConfig, out_dir: Path, progress: bool = True) -> Path:
     set_seed(cfg.seed, deterministic=True)
     tokenizer = train_tokenizer(cfg)
     model = build_base_model(cfg, tokenizer)
-    features = pretrain_features(tokenizer, cfg.corpus_seed, cfg.max_position_embeddings)
+    features = pretrain_features(tokenizer, cfg)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:

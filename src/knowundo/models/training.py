@@ -14,8 +14,8 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from knowundo.config import TrainConfig
-from knowundo.data.format import pad_batch
-from knowundo.distributed import barrier, is_main, per_process_batch, world_size
+from knowundo.data.format import IGNORE, pad_batch
+from knowundo.distributed import all_reduce_sum, barrier, is_main, per_process_batch, world_size
 from knowundo.errors import Interrupted, KnowUndoError
 
 
@@ -101,6 +101,52 @@ class GracefulStop(TrainerCallback):
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
             self._previous = None
+
+
+class TokenAccuracy(TrainerCallback):
+    """Train-set token accuracy per epoch: the share of answer tokens the model predicted (argmax) in the forward
+    passes the loss already made during that epoch (no extra pass; summed over processes). With a ``target``,
+    training stops at the end of the first epoch that reaches it."""
+
+    def __init__(self, target: float | None = None):
+        self.target = target
+        self.per_epoch: list[float] = []
+        self._counts = torch.zeros(2, dtype=torch.float64)  # correct, total
+
+    @torch.no_grad()
+    def add(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        gold = labels[:, 1:]
+        mask = gold != IGNORE
+        predicted = logits[:, :-1].argmax(-1)
+        self._counts += torch.tensor([(predicted[mask] == gold[mask]).sum().item(), mask.sum().item()],
+                                     dtype=torch.float64)
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        counts = self._counts.to("cuda") if torch.cuda.is_available() and world_size() > 1 else self._counts
+        correct, total = all_reduce_sum(counts.clone()).tolist()
+        self._counts.zero_()
+        self.per_epoch.append(correct / total if total else 0.0)
+        if self.target is not None and self.per_epoch[-1] >= self.target:
+            control.should_training_stop = True
+
+    @property
+    def reached(self) -> bool | None:
+        return None if self.target is None else bool(self.per_epoch) and self.per_epoch[-1] >= self.target
+
+
+class AccuracyTrainer(Trainer):
+    """The Trainer with :class:`TokenAccuracy` fed from each training forward pass."""
+
+    def __init__(self, *args, accuracy: TokenAccuracy, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.accuracy = accuracy
+        self.add_callback(accuracy)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss, outputs = super().compute_loss(model, inputs, return_outputs=True,
+                                             num_items_in_batch=num_items_in_batch)
+        self.accuracy.add(outputs.logits, inputs["labels"])
+        return (loss, outputs) if return_outputs else loss
 
 
 def make_trainer(model, args: TrainingArguments, dataset, collator, trainer_cls=Trainer, **kwargs) -> Trainer:

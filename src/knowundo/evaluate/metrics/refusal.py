@@ -6,7 +6,7 @@ over-forgetting, whatever the token accuracy says."""
 import re
 
 from knowundo.data.refusals import REFUSALS
-from knowundo.evaluate.metric import Column, SplitMetric, register_metric
+from knowundo.evaluate.metric import ROBUSTNESS_TABLE, ROBUSTNESS_TITLE, Column, SplitMetric, register_metric
 
 PATTERNS = tuple(re.compile(p) for p in (
     r"\bi(?: do not| don't| cannot| can't| can not| won't| will not|'m unable to| am unable to|'m not able to|"
@@ -35,4 +35,10 @@ register_metric(SplitMetric(
         Column("unlearn_refusal_rate", "UL Refusal", ("unlearn", "refusal_rate"), None, position=340,
                doc="% of unlearn generations that refuse (a way to forget)"),
         Column("retention_refusal_rate", "RT Refusal", ("retention", "refusal_rate"), False, position=350,
-               doc="% of retention generations that refuse (over-forgetting)"))))
+               doc="% of retention generations that refuse (over-forgetting)"),
+        Column("plain_unlearn_refusal_rate", "UL Refusal", ("prompts", "none", "unlearn", "refusal_rate"), None,
+               position=7, table=ROBUSTNESS_TABLE, level="model",
+               doc="% of unlearn / retention generations (no system prompt) that refuse"),
+        Column("plain_retention_refusal_rate", "RT Refusal", ("prompts", "none", "retention", "refusal_rate"),
+               False, position=8, table=ROBUSTNESS_TABLE, level="model")),
+    tables={ROBUSTNESS_TABLE: ROBUSTNESS_TITLE}))
