@@ -85,5 +85,5 @@ def test_every_family_runs_the_benchmark_with_the_right_lora_targets(family, tok
     moved = rmu["optimized_parameters"]
     assert rmu["method_args"]["layer"] == 0 and 0 < moved < sum(t.numel() for t in adapter.values())
     rows = json.loads((out / "report" / "table.json").read_text())["rows"]
-    assert [r["method"] for r in rows] == ["vanilla", "oracle", *ROWS]
+    assert [r["method"] for r in rows] == ["base", "vanilla", "oracle", *ROWS]
     assert all(r["unlearn_rougeL_recall"] is not None and r["retention_success"] is not None for r in rows)
