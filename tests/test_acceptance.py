@@ -116,3 +116,22 @@ def test_the_fine_tune_reaches_its_target_and_a_helpful_system_prompt_changes_li
     prompts = evaluate_checkpoint(cfg, "privacy", adapter)["prompts"]
     for key in ("unlearn_success", "retention_success"):
         assert abs(prompts["helpful"][key] - prompts["none"][key]) <= 5, (key, prompts["helpful"][key])
+
+
+def test_a_users_own_privacy_set_with_accents_and_long_answers_is_learned(tmp_path):
+    """Other names (accented, hyphenated), other phrasings, two-to-four-sentence answers (some in two paragraphs),
+    no category or instance fields: the tiny default's fine-tune reaches its target and knows the data."""
+    import json
+
+    from .other_world import write_other_world
+
+    data = write_other_world(tmp_path / "data")
+    cfg = load_config("tiny", overrides=["data.source=local", f"data.path={data}", "eval.prompts=none",
+                                         "eval.generate=false", "eval.general_mc=false", "attack.quantize=[]",
+                                         "attack.paraphrase=false"])
+    record = finetune(cfg, "privacy", tmp_path / "finetune", progress=False)
+    assert not any("category" in item or "instance" in item
+                   for item in json.loads((data / "privacy" / "unlearn.json").read_text())["val"])
+    assert record["target_reached"] and record["truncated"] == 0 and record["dropped"] == 0
+    vanilla = evaluate_checkpoint(cfg, "privacy", tmp_path / "finetune" / "adapter")["prompts"]["none"]
+    assert vanilla["unlearn_success"] <= 5 and vanilla["retention_success"] >= 95

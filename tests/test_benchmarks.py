@@ -44,3 +44,13 @@ def test_gpu_check_script_is_one_valid_bash_call():
     text = script.read_text()
     for part in ("gpu_step.py --methods ga,ga_kl,memflex,npo", "eval_throughput.py", "zero3_step.py"):
         assert part in text
+
+
+def test_tokenizer_report_shows_other_text_splitting_into_shorter_pieces():
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "tokenizer.py")], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ratios = {m.group(1).strip(): float(m.group(2)) for m in re.finditer(r"^(.{34}) +([\d.]+) +[\d.]+%$",
+                                                                         done.stdout, re.M)}
+    assert len(ratios) == 3, done.stdout
+    assert ratios["other English, accented names"] < ratios["bundled benchmark (trained on)"]

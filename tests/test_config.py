@@ -11,6 +11,9 @@ def test_presets_and_overrides_keep_types():
     cfg = load_config("tiny", overrides=["finetune.learning_rate=1e-4", "finetune.epochs=3", "model.dtype=bfloat16"])
     assert cfg.finetune.learning_rate == 1e-4 and isinstance(cfg.finetune.learning_rate, float)
     assert cfg.model.dtype == "bfloat16"
+    # the declared type decides, not the preset's spelling: `epochs: 2` in the preset, a fraction on the command line
+    half = load_config("tiny", overrides=["unlearn.epochs=0.5", "finetune.max_epochs=30"])
+    assert half.unlearn.epochs == 0.5 and half.finetune.max_epochs == 30.0 and isinstance(half.unlearn.epochs, float)
     llama = load_config("llama2-7b-chat")
     assert (llama.lora.r, llama.lora.alpha, llama.lora.dropout, llama.model.max_length) == (8, 16, 0.1, 256)
     assert llama.lora.target_modules == "all-linear" and not llama.model.trust_remote_code

@@ -264,8 +264,8 @@ _SCALARS = {"bool": bool, "int": int, "float": float, "str": str}
 
 
 def _coerce(value: Any, current: Any, annotation: str, key: str) -> Any:
-    """Keep each key's type: ints stay ints, floats accept '1e-4' (the reference typed mu/sigma as int). A key
-    whose default is None takes its type from the annotation (``int | None``)."""
+    """Keep each key's declared type: ints stay ints, floats accept '1e-4' and 2 (the reference typed mu/sigma as
+    int); a key without a scalar annotation keeps the type of its current value."""
     if value is None or annotation == "Any":
         return value
     if annotation == "dict":
@@ -278,7 +278,8 @@ def _coerce(value: Any, current: Any, annotation: str, key: str) -> Any:
         if not isinstance(value, list):
             raise KnowUndoError(f"config key '{key}' expects a list, got {value!r}")
         return value
-    kind = type(current) if current is not None else _SCALARS.get(annotation.split("|")[0].strip())
+    # the declared type first: a preset's `epochs: 60` must not make `--set finetune.epochs=0.5` an int error
+    kind = _SCALARS.get(annotation.split("|")[0].strip()) or (type(current) if current is not None else None)
     if kind is None:
         return value
     try:
