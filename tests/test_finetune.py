@@ -1,5 +1,6 @@
 import json
 
+import pytest
 from safetensors.torch import load_file
 
 from knowundo.cli import main
@@ -77,6 +78,7 @@ def test_token_accuracy_counts_answer_tokens_after_the_shift():
     assert accuracy.per_epoch == [2 / 3] and control.should_training_stop and accuracy.reached
 
 
+@pytest.mark.slow  # trainings (the fast suite stays under 2 minutes)
 def test_target_accuracy_stops_at_the_first_epoch_that_reaches_it_and_says_when_missed(micro_config, micro_base,
                                                                                      tmp_path):
     from knowundo.finetune import finetune, target_missed

@@ -284,6 +284,7 @@ def _logits(model, ids):
         return model(input_ids=ids).logits
 
 
+@pytest.mark.slow  # trainings (the fast suite stays under 2 minutes)
 def test_the_oracle_judges_as_the_oracle_adapter_on_any_evaluated_model(micro_config, micro_base, tmp_path,
                                                                        finetuned_privacy):
     """The second fluency judge is the oracle's adapter swapped into whatever model is evaluated (an adapter, or

@@ -222,6 +222,7 @@ def test_method_parameters_reach_the_loss_and_the_record(finetuned_privacy, tmp_
     assert not (tmp_path / "bad").exists()
 
 
+@pytest.mark.slow  # trainings (the fast suite stays under 2 minutes)
 def test_rmu_records_its_steering_vector_and_trains_only_up_to_its_layer(finetuned_privacy, tmp_path):
     runs = []
     for name in ("first", "second"):
@@ -254,6 +255,7 @@ def test_unlearning_length_by_epochs_by_steps_or_raised_to_the_floor():
     assert unlearning_length(UnlearnConfig(steps=7, min_steps=5), 80, 4)["by"] == "steps"
 
 
+@pytest.mark.slow  # trainings (the fast suite stays under 2 minutes)
 def test_the_floor_of_steps_is_what_trains_and_is_recorded(finetuned_privacy, tmp_path):
     out = tmp_path / "ga"
     assert main(["unlearn", "--domain", "privacy", "--method", "ga", "--finetuned", str(finetuned_privacy),
