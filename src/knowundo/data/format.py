@@ -63,12 +63,12 @@ class Formatter:
         prefix = f"{self.system_prompt}{self.separator}" if self.system_prompt else ""
         return self.tokenizer(prefix + question + self.separator)["input_ids"]
 
-    def answer_ids(self, answer: str, question: str = "?") -> list[int]:
+    def answer_ids(self, answer: str, question: str = "?", prompt: list[int] | None = None) -> list[int]:
         """The answer's tokens and the token that ends it (EOS; under ``chat``, the end of the assistant's turn
-        as the template renders it after ``question``)."""
+        as the template renders it after ``question``, whose ``prompt`` ids may be given)."""
         if self.template != "chat":
             return self.tokenizer(answer, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
-        prompt = self.prompt_ids(question)
+        prompt = self.prompt_ids(question) if prompt is None else prompt
         rendered = self._rendered_ids(self._messages(question, answer), generation_prompt=False)
         if rendered[: len(prompt)] != prompt:
             raise KnowUndoError("the chat template's generation prompt is not where its rendering of an answered "
@@ -82,7 +82,8 @@ class Formatter:
 
     def encode(self, item: dict) -> dict | None:
         """Token ids and answer-only labels for one item; ``None`` if no answer token fits in max_length."""
-        prompt, answer = self.prompt_ids(item["text"]), self.answer_ids(item["labels"], item["text"])
+        prompt = self.prompt_ids(item["text"])
+        answer = self.answer_ids(item["labels"], item["text"], prompt)
         ids = (prompt + answer)[: self.max_length]
         if len(ids) <= len(prompt):
             return None

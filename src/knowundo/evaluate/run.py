@@ -155,6 +155,7 @@ class EvalContext:
             self._thresholds[judge] = gibberish_threshold([p for p in gold if p is not None])
         return self._thresholds[judge]
 
+
 def _scores_by_item(scored: dict, owners: list[int]) -> dict[int, list[dict]]:
     """Per-item scores of a pass over derived items, grouped by the val item each came from (in order; items
     the formatter dropped are missing)."""

@@ -111,20 +111,21 @@ class TokenAccuracy(TrainerCallback):
     def __init__(self, target: float | None = None):
         self.target = target
         self.per_epoch: list[float] = []
-        self._counts = torch.zeros(2, dtype=torch.float64)  # correct, total
+        self._counts: torch.Tensor | None = None  # correct, total answer tokens of the epoch so far
 
     @torch.no_grad()
     def add(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
         gold = labels[:, 1:]
         mask = gold != IGNORE
         predicted = logits[:, :-1].argmax(-1)
-        self._counts += torch.tensor([(predicted[mask] == gold[mask]).sum().item(), mask.sum().item()],
-                                     dtype=torch.float64)
+        counts = torch.stack([(predicted[mask] == gold[mask]).sum(), mask.sum()]).to(torch.float64)
+        # kept on the logits' device: no host synchronisation per training step
+        self._counts = counts if self._counts is None else self._counts + counts
 
     def on_epoch_end(self, args, state, control, **kwargs):
-        counts = self._counts.to("cuda") if torch.cuda.is_available() and world_size() > 1 else self._counts
+        counts = self._counts if self._counts is not None else torch.zeros(2, dtype=torch.float64)
         correct, total = all_reduce_sum(counts.clone()).tolist()
-        self._counts.zero_()
+        self._counts = None
         self.per_epoch.append(correct / total if total else 0.0)
         if self.target is not None and self.per_epoch[-1] >= self.target:
             control.should_training_stop = True
