@@ -1,6 +1,7 @@
 """Time budget of the default benchmark: `knowundo run` from nothing (fresh model cache, fresh output directory:
 tiny base build, both domains, the oracle, every default row and its relearning attack, every evaluation and the
-report) against the 15-minute budget on a 2-core CPU, then the same command again (everything cached).
+report) on a 2-core CPU: its stage time against the 8-minute target and its wall time against the 15-minute
+budget, then the same command again (everything cached).
 
 Usage: python benchmarks/default_run.py [--keep DIR]
 """
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 
 BUDGET_SECONDS = 15 * 60
+STAGE_TARGET_SECONDS = 8 * 60
 
 
 def run(out: Path, env: dict) -> tuple[float, str]:
@@ -36,8 +38,12 @@ def main() -> None:
     env = {**os.environ, "KNOWUNDO_CACHE": str(work / "cache")}
     fresh, output = run(work / "run", env)
     cached, _ = run(work / "run", env)
-    totals = re.search(r"^time per stage: .*$", output, re.M)
+    totals = re.search(r"^time per stage: .*total (\d+)s$", output, re.M)
     print(totals.group(0) if totals else "(no per-stage totals printed)")
+    if totals:
+        stages = int(totals.group(1))
+        print(f"stage time {stages}s = {stages / STAGE_TARGET_SECONDS:.2f} of the {STAGE_TARGET_SECONDS // 60}-minute "
+              f"target ({'ok' if stages <= STAGE_TARGET_SECONDS else 'OVER'})")
     print(f"fresh run (incl. tiny base build and process start): {fresh:.0f}s = {fresh / BUDGET_SECONDS:.2f} of the "
           f"{BUDGET_SECONDS // 60}-minute budget ({'ok' if fresh <= BUDGET_SECONDS else 'OVER'})")
     print(f"second run (all cached): {cached:.1f}s = {fresh / cached:.0f}x faster")

@@ -20,6 +20,16 @@ def test_presets_and_overrides_keep_types():
     assert load_config("qwen1.5-7b-chat").model.name == "Qwen/Qwen1.5-7B-Chat"
 
 
+def test_lora_targets_are_all_linear_or_module_names():
+    for value in ("q_proj,v_proj", "[q_proj, v_proj]"):
+        assert load_config("tiny", overrides=[f"lora.target_modules={value}"]).lora.target_modules == ["q_proj",
+                                                                                                      "v_proj"]
+    assert load_config("tiny", overrides=["lora.target_modules=all-linear"]).lora.target_modules == "all-linear"
+    for value in ("[]", "3"):
+        with pytest.raises(KnowUndoError, match="lora.target_modules' expects all-linear or a list of module names"):
+            load_config("tiny", overrides=[f"lora.target_modules={value}"])
+
+
 def test_unknown_key_suggests_the_right_one():
     with pytest.raises(KnowUndoError, match=r"unknown config key 'finetune.learning_rat'; did you mean "
                                             r"'finetune.learning_rate'"):
@@ -49,7 +59,11 @@ def test_wrong_type_is_an_error():
      "finetune.max_epochs must be null unless finetune.target_accuracy is set"),
     (["finetune", "--domain", "privacy", "--set", "finetune.general_replay=2", "--out", "/tmp/knowundo-never"],
      "finetune.general_replay must be in [0, 1]"),
+    (["finetune", "--domain", "privacy", "--set", "finetune.system_prompt_share=-0.1", "--out",
+      "/tmp/knowundo-never"], "finetune.system_prompt_share must be in [0, 1]"),
     (["run", "--set", "unlearn.min_steps=-1", "--out", "/tmp/knowundo-never"], "unlearn.min_steps must be >= 0"),
+    (["run", "--set", "lora.target_modules=qproj", "--out", "/tmp/knowundo-never"],
+     "lora.target_modules: ['qproj'] names no module of LlamaForCausalLM (its linear layers: down_proj, gate_proj"),
     (["run", "--set", "unlearn.per_method={ga: {steps: -2}}", "--out", "/tmp/knowundo-never"],
      "unlearn.per_method.ga.steps must be >= 0"),
 ])

@@ -82,6 +82,21 @@ def test_multiple_choice_distractors_differ_only_in_the_fact():
     assert len({d["gold"] for d in docs}) > 1  # the gold position is shuffled
 
 
+def test_prompt_variants_decoded_together_equal_each_variant_decoded_alone(tiny_model):
+    from knowundo.data.format import Formatter
+    from knowundo.data.knowundo import DataSource, load_domain
+    from knowundo.evaluate.generation import generate_answers, generate_grouped
+
+    model, tok = tiny_model
+    data = load_domain(DataSource(), "privacy")
+    groups = [(Formatter(tok), data["unlearn"]["val"][:5]),
+              (Formatter(tok, system_prompt="You are a helpful assistant."), data["retention"]["val"][:4])]
+    together = generate_grouped(model, groups, batch_size=9, max_new_tokens=12)
+    alone = [generate_answers(model, formatter, items, batch_size=1, max_new_tokens=12) for formatter, items in groups]
+    assert [len(g) for g in together] == [5, 4]
+    assert together == alone
+
+
 def test_lm_eval_general_task_runs_offline_on_the_in_memory_model(tiny_model, micro_config, tmp_path, monkeypatch,
                                                                   capfd):
     from knowundo.data.knowundo import DataSource, load_general

@@ -107,3 +107,26 @@ def test_general_replay_adds_a_seeded_share_of_the_general_train_set_only(micro_
     assert not any(item in general["heldout"] for item in training_items(stage))
     assert training_items(stage)[-len(replayed):] == replayed == replayed_general(stage)  # seeded
     assert replayed_general(Stage("finetune", micro_config("finetune.general_replay=0"), "privacy")) == []
+
+
+def test_a_seeded_share_of_fine_tune_items_is_asked_under_one_of_our_system_prompts(micro_config, tiny_model):
+    from knowundo.data.format import IGNORE
+    from knowundo.data.system_prompts import SYSTEM_PROMPTS
+    from knowundo.finetune import training_items
+    from knowundo.stage import Stage
+
+    plain = training_items(Stage("finetune", micro_config(), "privacy"))
+    assert not any("system" in item for item in plain)  # the tiny preset's default: none
+    stage = Stage("finetune", micro_config("finetune.system_prompt_share=0.5"), "privacy")
+    items = training_items(stage)
+    assert items == training_items(stage)  # seeded
+    assert [{k: v for k, v in item.items() if k != "system"} for item in items] == plain  # the same items
+    asked = [item for item in items if "system" in item]
+    assert all(item["system"] in SYSTEM_PROMPTS for item in asked) and 0.4 < len(asked) / len(items) < 0.6
+    _, tok = tiny_model
+    formatter = stage.formatter(tok)
+    item = asked[0]
+    encoded, bare = formatter.encode(item), formatter.encode({k: v for k, v in item.items() if k != "system"})
+    prompt = tok(f"{item['system']}\n\n{item['text']}\n\n")["input_ids"]
+    assert encoded["input_ids"][:len(prompt)] == prompt
+    assert encoded["labels"] == [IGNORE] * len(prompt) + [t for t in bare["labels"] if t != IGNORE]

@@ -19,6 +19,17 @@ def test_labels_cover_the_answer_and_eos_only(tiny_model):
     assert tok.decode(answer) == ITEM["labels"]
 
 
+def test_a_formatter_tokenizes_each_item_once_and_hands_out_copies(tiny_model, monkeypatch):
+    _, tok = tiny_model
+    f = Formatter(tok, "plain", 256)
+    first, prompt = f.encode(ITEM), f.prompt_ids(ITEM["text"])
+    first["labels"][-1] = 7  # a caller changing its copy changes nothing for the next caller
+    prompt.append(5)
+    monkeypatch.setattr(f, "tokenizer", None)  # cached: no tokenizer call any more
+    assert f.encode(ITEM) == Formatter(tok, "plain", 256).encode(ITEM)
+    assert f.prompt_ids(ITEM["text"]) == Formatter(tok, "plain", 256).prompt_ids(ITEM["text"])
+
+
 def test_real_eos_survives_when_pad_equals_eos(tiny_model):
     _, tok = tiny_model
     f = Formatter(tok, "plain", 256)
@@ -81,3 +92,12 @@ def test_a_chat_template_that_hides_the_answer_boundary_is_refused(tiny_model):
                          "{% if add_generation_prompt %}assistant says:{% endif %}")
     with pytest.raises(KnowUndoError, match="generation prompt is not where"):
         Formatter(tok, "chat")
+
+
+@pytest.mark.parametrize("template", ["plain", "chat"])
+def test_an_items_own_system_prompt_encodes_as_the_formatters_would(tiny_model, template):
+    tok = chatml_tokenizer() if template == "chat" else tiny_model[1]
+    system = "You are a careful assistant. Answer only what is asked."
+    assert Formatter(tok, template).encode({**ITEM, "system": system}) == \
+        Formatter(tok, template, system_prompt=system).encode(ITEM)
+    assert Formatter(tok, template).encode({**ITEM, "system": system}) != Formatter(tok, template).encode(ITEM)

@@ -33,6 +33,18 @@ def test_run_produces_every_stage_and_a_table(reference_run, capsys):
     assert record["seed"] == 42 and record["data_hashes"]["privacy"] and record["versions"]["transformers"]
 
 
+def test_a_run_unfreezes_the_garbage_collector_and_its_last_curve_point_is_the_final_model(reference_run):
+    import gc
+
+    assert gc.get_freeze_count() == 0  # the library objects were frozen for the stages only
+    result = json.loads((reference_run / "privacy" / "eval" / "ga.json").read_text())
+    last, final = result["curve"][-1], result["prompts"]["none"]
+    assert last["step"] == json.loads((reference_run / "privacy" / "unlearn" / "ga" / "unlearn.json").read_text())[
+        "steps"]
+    assert last["unlearn_success"] == pytest.approx(final["unlearn_success"], abs=1e-9)
+    assert last["retention_success"] == pytest.approx(final["retention_success"], abs=1e-9)
+
+
 def test_second_run_is_all_cached_with_the_same_table(reference_run, capsys):
     before = _numbers(reference_run)
     assert main(_command(reference_run)) == 0

@@ -133,6 +133,36 @@ def test_fluency_threshold_comes_from_gold_answers_only_and_the_report_reuses_it
     assert float(row[header.index("gibberish_threshold")]) == threshold
 
 
+def test_every_prompt_variant_is_judged_in_one_pass_per_judge_with_the_oracles_thresholds(reference_run,
+                                                                                          monkeypatch):
+    """Against the oracle's result, both judges read their thresholds from it (no gold pass), judge the
+    generations of every prompt variant in one pass each, and judge a (question, generation) pair once."""
+    from knowundo.config import load_config
+    from knowundo.evaluate import run as run_module
+    from tests.conftest import RUN
+
+    calls = []
+
+    def spy(model, formatter, questions, answers, batch_size):
+        calls.append(list(zip(questions, map(tuple, answers))))
+        return original(model, formatter, questions, answers, batch_size)
+
+    original = run_module.judge_perplexities
+    monkeypatch.setattr(run_module, "judge_perplexities", spy)
+    cfg = load_config("tiny", overrides=[*RUN, "eval.prompts=none,helpful"])
+    oracle = reference_run / "privacy" / "eval" / "oracle.json"
+    result = run_module.evaluate_checkpoint(cfg, "privacy", reference_run / "privacy" / "finetune" / "adapter",
+                                            progress=False, references={"oracle": oracle})
+    assert len(calls) == 2  # base judge, oracle judge; no gold-answer pass
+    assert calls[0] == calls[1] and len(set(calls[0])) == len(calls[0])
+    records = [r for variant in ("none", "helpful") for scope in ("unlearn", "retention")
+               for r in result["prompts"][variant][scope]["per_item"]]
+    assert len(calls[0]) <= len(records) and {r["text"] for r in records} == {q for q, _ in calls[0]}
+    thresholds = json.loads(oracle.read_text())["fluency_judge"]
+    assert {j: result["fluency_judge"][j]["threshold"] for j in ("base", "oracle")} == \
+        {j: thresholds[j]["threshold"] for j in ("base", "oracle")}
+
+
 def test_samples_list_the_same_questions_for_every_model_and_are_reproducible(results, tmp_path):
     for name in ("first", "second"):
         assert main(["report", str(results), "--out", str(tmp_path / name)]) == 0

@@ -32,7 +32,7 @@ class LoraConfig:
     r: int = 8
     alpha: int = 16
     dropout: float = 0.1
-    target_modules: str = "all-linear"
+    target_modules: list | str = "all-linear"  # "all-linear", or module names: [q_proj, v_proj] / q_proj,v_proj
 
 
 @dataclass
@@ -80,11 +80,14 @@ class FinetuneConfig(TrainConfig):
     token accuracy (over that epoch's batches) reaches it, within ``max_epochs`` (None: ``epochs``; the schedule
     spans ``max_epochs``); None trains exactly ``epochs``. ``general_replay``: the share of the general-knowledge
     train set (a seeded sample) trained on beside the domain, so that fine-tuning does not erase what the model
-    knew."""
+    knew. ``system_prompt_share``: the share of training items (seeded) asked under a system prompt drawn from
+    our varied set (``data/system_prompts.py``, never an evaluation prompt), so that the fine-tuned model answers
+    alike with and without one, as a chat model does."""
 
     target_accuracy: float | None = None
     max_epochs: float | None = None
     general_replay: float = 0.0
+    system_prompt_share: float = 0.0
 
 
 @dataclass
@@ -149,7 +152,8 @@ class EvalConfig:
     ``none``, ``direct`` (the domain's ``direct_prompt``: pass the paper's wording here if you want it) and
     ``helpful`` (``helpful_prompt``, paper Finding 2)."""
 
-    batch_size: int = 32
+    batch_size: int = 32  # sequences per teacher-forced pass
+    generation_batch_size: int = 32  # prompts decoded together (a small model decodes faster in larger batches)
     prompts: list = field(default_factory=lambda: ["none", "direct", "helpful"])
     direct_prompt: dict = field(default_factory=lambda: dict(DIRECT_PROMPTS))
     helpful_prompt: str = "You are a helpful assistant."
@@ -272,6 +276,14 @@ def _coerce(value: Any, current: Any, annotation: str, key: str) -> Any:
         if not isinstance(value, dict):
             raise KnowUndoError(f"config key '{key}' expects a mapping, got {value!r}")
         return {**current, **value} if value else {}  # keys merge over the preset's; an empty mapping clears
+    if annotation == "list | str":  # a list, or one word that is not a list: lora.target_modules
+        if isinstance(value, str):
+            value = value.strip() if value.strip() == "all-linear" else [p.strip() for p in value.split(",")
+                                                                          if p.strip()]
+        if not value or not (isinstance(value, str) or isinstance(value, list)
+                             and all(isinstance(v, str) for v in value)):
+            raise KnowUndoError(f"config key '{key}' expects all-linear or a list of module names, got {value!r}")
+        return value
     if annotation == "list":
         if isinstance(value, str):  # --set eval.prompts=none,direct
             value = [part.strip() for part in value.split(",") if part.strip()]
@@ -333,7 +345,9 @@ def _ranges(cfg: Config) -> list[tuple[str, Any, Callable[[Any], bool], str]]:
                ("finetune.max_epochs", cfg.finetune.max_epochs, lambda v: v is None or v > 0, "> 0 or null"),
                ("finetune.max_epochs", cfg.finetune.max_epochs,
                 lambda v: v is None or target is not None, "null unless finetune.target_accuracy is set"),
-               ("finetune.general_replay", cfg.finetune.general_replay, lambda v: 0 <= v <= 1, "in [0, 1]")]
+               ("finetune.general_replay", cfg.finetune.general_replay, lambda v: 0 <= v <= 1, "in [0, 1]"),
+               ("finetune.system_prompt_share", cfg.finetune.system_prompt_share, lambda v: 0 <= v <= 1,
+                "in [0, 1]")]
     for section, train in trainings[1:]:
         checks += [(f"{section}.steps", train.steps, non_negative, ">= 0"),
                    (f"{section}.min_steps", train.min_steps, non_negative, ">= 0")]
@@ -343,6 +357,7 @@ def _ranges(cfg: Config) -> list[tuple[str, Any, Callable[[Any], bool], str]]:
                ("localize.quantile", cfg.localize.quantile, lambda v: 0 < v < 1, "in (0, 1)"),
                ("localize.top_k", cfg.localize.top_k, at_least_1, ">= 1"),
                ("eval.batch_size", cfg.eval.batch_size, at_least_1, ">= 1"),
+               ("eval.generation_batch_size", cfg.eval.generation_batch_size, at_least_1, ">= 1"),
                ("eval.max_new_tokens", cfg.eval.max_new_tokens, at_least_1, ">= 1"),
                ("eval.mia_k", cfg.eval.mia_k, lambda v: 0 < v <= 1, "in (0, 1]"),
                ("eval.general_limit", cfg.eval.general_limit, non_negative, ">= 0"),

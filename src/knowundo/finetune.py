@@ -19,6 +19,7 @@ from transformers import set_seed
 from knowundo.artifacts import hash_json
 from knowundo.config import Config
 from knowundo.data.format import encode_items, pad_id_of
+from knowundo.data.system_prompts import SYSTEM_PROMPTS
 from knowundo.distributed import is_main
 from knowundo.errors import KnowUndoError
 from knowundo.layout import ADAPTER_DIR, CHECKPOINTS_DIR, FINETUNE_RECORD, SCOPES
@@ -52,10 +53,13 @@ def replayed_general(stage: Stage) -> list[dict]:
 
 def training_items(stage: Stage, oracle: bool = False) -> list[dict]:
     """Train + val of both scopes (of the Retention Scope alone for the oracle), then the replayed general
-    items."""
+    items; a seeded ``finetune.system_prompt_share`` of them with a ``system`` prompt from our set."""
     scopes = ("retention",) if oracle else SCOPES
     items = [item for scope in scopes for split in ("train", "val") for item in stage.data[scope][split]]
-    return items + replayed_general(stage)
+    items += replayed_general(stage)
+    rng = random.Random(stage.cfg.seed)
+    return [{**item, "system": rng.choice(SYSTEM_PROMPTS)} if rng.random() < stage.cfg.finetune.system_prompt_share
+            else item for item in items]
 
 
 def finetune(cfg: Config, domain: str, out_dir: str | Path, progress: bool = True, oracle: bool = False) -> dict:
@@ -63,8 +67,10 @@ def finetune(cfg: Config, domain: str, out_dir: str | Path, progress: bool = Tru
     same settings is reused, an interrupted one resumes from its last checkpoint. ``oracle``: train on the
     Retention Scope only."""
     stage = Stage("finetune", cfg, domain)
+    asked = ({"system_prompts": hash_json([item.get("system") for item in training_items(stage, oracle)])}
+             if cfg.finetune.system_prompt_share else {})  # our prompts' wording shapes the model too
     output = stage.output(out_dir, FINETUNE_RECORD, stage.data, ("lora", "finetune"), oracle=oracle,
-                          replayed=hash_json(replayed_general(stage)))
+                          replayed=hash_json(replayed_general(stage)), **asked)
     if (record := output.finished()) is not None:
         return record
     _check_base_knows_no_instance(stage)
@@ -93,6 +99,7 @@ def finetune(cfg: Config, domain: str, out_dir: str | Path, progress: bool = Tru
     return output.commit(stage.record(
         output.key, stage.data, oracle=oracle, items=len(encoded.features), truncated=encoded.truncated,
         dropped=encoded.dropped, general_replayed=len(replayed_general(stage)),
+        system_prompted=sum("system" in item for item in items),
         target_accuracy=recipe.target_accuracy, target_reached=accuracy.reached, epochs_run=trainer.state.epoch,
         train_accuracy=accuracy.per_epoch[-1] if accuracy.per_epoch else None,
         train_accuracy_per_epoch=accuracy.per_epoch, train_loss=result.training_loss,

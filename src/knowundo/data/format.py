@@ -41,14 +41,18 @@ class Formatter:
         self._special = set(self.tokenizer.all_special_ids) | {
             index for index, token in getattr(self.tokenizer, "added_tokens_decoder", {}).items() if token.special}
         self.stop_ids = [self.tokenizer.eos_token_id]
+        # one formatter encodes the same questions many times in an evaluation (every checkpoint of a curve, every
+        # quantization scheme): each question and item is tokenized once
+        self._prompts: dict[tuple[str | None, str], list[int]] = {}
+        self._encoded: dict[tuple[str | None, str, str], dict | None] = {}
         if self.template == "chat":  # also a check that the template renders answers as this module expects
             end = self.answer_ids("Yes.", "Is it?")[-1]
             self.stop_ids = list(dict.fromkeys([end, *self.stop_ids]))
 
-    def _messages(self, question: str, answer: str | None = None) -> list[dict]:
+    def _messages(self, question: str, answer: str | None = None, system: str | None = None) -> list[dict]:
         messages = [{"role": "user", "content": question}]
-        if self.system_prompt:
-            messages.insert(0, {"role": "system", "content": self.system_prompt})
+        if system:
+            messages.insert(0, {"role": "system", "content": system})
         if answer is not None:
             messages.append({"role": "assistant", "content": answer})
         return messages
@@ -57,19 +61,27 @@ class Formatter:
         text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=generation_prompt, tokenize=False)
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def prompt_ids(self, question: str) -> list[int]:
-        if self.template == "chat":
-            return self._rendered_ids(self._messages(question), generation_prompt=True)
-        prefix = f"{self.system_prompt}{self.separator}" if self.system_prompt else ""
-        return self.tokenizer(prefix + question + self.separator)["input_ids"]
+    def prompt_ids(self, question: str, system: str | None = None) -> list[int]:
+        """The prompt of ``question`` under the formatter's system prompt (or ``system``, an item's own)."""
+        system = system or self.system_prompt
+        if (system, question) not in self._prompts:
+            if self.template == "chat":
+                ids = self._rendered_ids(self._messages(question, system=system), generation_prompt=True)
+            else:
+                prefix = f"{system}{self.separator}" if system else ""
+                ids = self.tokenizer(prefix + question + self.separator)["input_ids"]
+            self._prompts[system, question] = ids
+        return list(self._prompts[system, question])
 
-    def answer_ids(self, answer: str, question: str = "?", prompt: list[int] | None = None) -> list[int]:
+    def answer_ids(self, answer: str, question: str = "?", prompt: list[int] | None = None,
+                   system: str | None = None) -> list[int]:
         """The answer's tokens and the token that ends it (EOS; under ``chat``, the end of the assistant's turn
         as the template renders it after ``question``, whose ``prompt`` ids may be given)."""
         if self.template != "chat":
             return self.tokenizer(answer, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
-        prompt = self.prompt_ids(question) if prompt is None else prompt
-        rendered = self._rendered_ids(self._messages(question, answer), generation_prompt=False)
+        system = system or self.system_prompt
+        prompt = self.prompt_ids(question, system) if prompt is None else prompt
+        rendered = self._rendered_ids(self._messages(question, answer, system), generation_prompt=False)
         if rendered[: len(prompt)] != prompt:
             raise KnowUndoError("the chat template's generation prompt is not where its rendering of an answered "
                                 "question begins the answer; use template 'plain' or fix the template")
@@ -81,9 +93,17 @@ class Formatter:
         return rest[: end + 1]
 
     def encode(self, item: dict) -> dict | None:
-        """Token ids and answer-only labels for one item; ``None`` if no answer token fits in max_length."""
-        prompt = self.prompt_ids(item["text"])
-        answer = self.answer_ids(item["labels"], item["text"], prompt)
+        """Token ids and answer-only labels for one item (asked under its own ``system`` prompt if it has one, a
+        fine-tune item's); ``None`` if no answer token fits in max_length."""
+        key = (item.get("system"), item["text"], item["labels"])
+        if key not in self._encoded:
+            self._encoded[key] = self._encode(item)
+        encoded = self._encoded[key]
+        return None if encoded is None else {k: list(v) if isinstance(v, list) else v for k, v in encoded.items()}
+
+    def _encode(self, item: dict) -> dict | None:
+        prompt = self.prompt_ids(item["text"], item.get("system"))
+        answer = self.answer_ids(item["labels"], item["text"], prompt, item.get("system"))
         ids = (prompt + answer)[: self.max_length]
         if len(ids) <= len(prompt):
             return None

@@ -41,7 +41,24 @@ def generate_answers(model, formatter: Formatter, items: list[dict], batch_size:
                      ) -> list[dict]:
     """Per item: the decoded greedy generation (special tokens dropped), its token ids (up to EOS) and whether
     the token limit cut it."""
-    tokenizer = formatter.tokenizer
-    prompts = [formatter.prompt_ids(item["text"])[-formatter.max_length:] for item in items]
-    return [{"generation": tokenizer.decode(out["token_ids"], skip_special_tokens=True).strip(), **out}
-            for out in greedy_generate(model, tokenizer, prompts, batch_size, max_new_tokens, formatter.stop_ids)]
+    return generate_grouped(model, [(formatter, items)], batch_size, max_new_tokens)[0]
+
+
+def generate_grouped(model, groups: list[tuple[Formatter, list[dict]]], batch_size: int, max_new_tokens: int
+                     ) -> list[list[dict]]:
+    """:func:`generate_answers` for several (formatter, items) groups in one length-sorted pass — the prompt
+    variants of both val splits share batches, so a small model decodes a few large batches instead of many small
+    ones. The formatters share one tokenizer and template (they differ in system prompt only)."""
+    if not groups:
+        return []
+    first = groups[0][0]
+    prompts = [formatter.prompt_ids(item["text"])[-formatter.max_length:]
+               for formatter, items in groups for item in items]
+    outputs = greedy_generate(model, first.tokenizer, prompts, batch_size, max_new_tokens, first.stop_ids)
+    decoded = [{"generation": first.tokenizer.decode(out["token_ids"], skip_special_tokens=True).strip(), **out}
+               for out in outputs]
+    grouped, start = [], 0
+    for _, items in groups:
+        grouped.append(decoded[start:start + len(items)])
+        start += len(items)
+    return grouped

@@ -21,7 +21,7 @@ from knowundo.artifacts import EVAL_RESULT_KIND, hash_json, read_json, write_jso
 from knowundo.config import Config
 from knowundo.data.format import Formatter
 from knowundo.data.validate import has_probes
-from knowundo.evaluate.generation import generate_answers
+from knowundo.evaluate.generation import generate_grouped
 from knowundo.evaluate.judge import gibberish_threshold, judge_model, judge_perplexities, record_keys
 from knowundo.evaluate.metric import Column, ModelMetric, SplitMetric, check_columns, metrics
 from knowundo.evaluate.teacher_forced import evaluate_items
@@ -48,6 +48,7 @@ class EvalContext:
         self._judged: dict[tuple[str, str], list[dict]] = {}
         self._probes: dict[str, list[dict]] = {}
         self._thresholds: dict[str, float] = {}
+        self._formatters: dict[str, Formatter] = {}
 
     def items(self, split: str) -> list[dict]:
         if split == "general":
@@ -94,7 +95,11 @@ class EvalContext:
         return self._probes[scope]
 
     def formatter(self, variant: str) -> Formatter:
-        return self.stage.formatter(self.tokenizer, self.cfg.eval.system_prompt(variant, self.domain))
+        """One formatter per prompt variant for the whole evaluation (it remembers what it has tokenized)."""
+        if variant not in self._formatters:
+            self._formatters[variant] = self.stage.formatter(self.tokenizer,
+                                                             self.cfg.eval.system_prompt(variant, self.domain))
+        return self._formatters[variant]
 
     def teacher_forced(self, split: str, variant: str = "none") -> dict:
         """Aggregates and per-item records (accuracy, log-probabilities, exact match) of one split."""
@@ -103,12 +108,21 @@ class EvalContext:
                 self.model, self.formatter(variant), self.items(split), self.cfg.eval.batch_size, self.cfg.eval.mia_k)
         return self._teacher_forced[split, variant]
 
+    def variant_keys(self) -> list[tuple[str, str]]:
+        """Every (val split, prompt variant) pair the split metrics read; the generation and judge passes run
+        over all of them at once (one length-sorted pass fills larger batches than six small ones)."""
+        return [(scope, variant) for variant in self.cfg.eval.prompts for scope in SCOPES]
+
+    def _pending(self, done: dict, split: str, variant: str) -> list[tuple[str, str]]:
+        return [(split, variant), *(k for k in self.variant_keys() if k not in done and k != (split, variant))]
+
     def generations(self, split: str, variant: str = "none") -> list[dict]:
         """Greedy generation per item of one split (``generation`` text, its ``token_ids``, ``hit_limit``)."""
         if (split, variant) not in self._generations:
-            self._generations[split, variant] = generate_answers(
-                self.model, self.formatter(variant), self.items(split), self.cfg.eval.batch_size,
-                self.cfg.eval.max_new_tokens)
+            keys = self._pending(self._generations, split, variant)
+            outputs = generate_grouped(self.model, [(self.formatter(v), self.items(s)) for s, v in keys],
+                                       self.cfg.eval.generation_batch_size, self.cfg.eval.max_new_tokens)
+            self._generations.update(zip(keys, outputs))
         return self._generations[split, variant]
 
     def judges(self) -> list[str]:
@@ -129,22 +143,32 @@ class EvalContext:
         """Per item of one split, per judge: the judge perplexity of its generation and whether it is gibberish
         (:mod:`knowundo.evaluate.judge`); None for an empty generation."""
         if (split, variant) not in self._judged:
-            questions = [item["text"] for item in self.items(split)]
-            answers = [g["token_ids"] for g in self.generations(split, variant)]
-            records = [{} for _ in questions]
+            keys = self._pending(self._judged, split, variant)
+            owners = [(key, i) for key in keys for i in range(len(self.items(key[0])))]
+            # a question answered alike under several prompt variants is judged once (the judge sees no prompt)
+            pairs = [(self.items(s)[i]["text"], tuple(self.generations(s, v)[i]["token_ids"])) for (s, v), i in owners]
+            unique = list(dict.fromkeys(pairs))
+            position = {pair: n for n, pair in enumerate(unique)}
+            records = {key: [{} for _ in self.items(key[0])] for key in keys}
             for name in self.judges():
                 threshold = self.gibberish_threshold(name)
                 with self.judge(name) as model:
-                    perplexities = judge_perplexities(model, self.formatter("none"), questions, answers,
-                                                      self.cfg.eval.batch_size)
+                    perplexities = judge_perplexities(model, self.formatter("none"), [q for q, _ in unique],
+                                                      [list(a) for _, a in unique], self.cfg.eval.batch_size)
                 ppl_key, flag_key = record_keys(name)
-                for record, p in zip(records, perplexities):
-                    record.update({ppl_key: p, flag_key: None if p is None else p > threshold})
-            self._judged[split, variant] = records
+                for (key, i), pair in zip(owners, pairs):
+                    p = perplexities[position[pair]]
+                    records[key][i].update({ppl_key: p, flag_key: None if p is None else p > threshold})
+            self._judged.update(records)
         return self._judged[split, variant]
 
     def gibberish_threshold(self, judge: str = "base") -> float:
-        """Calibrated once per judge and evaluation on the gold val answers of both scopes (and only on them)."""
+        """Calibrated once per judge on the gold val answers of both scopes (and only on them). Judges and gold
+        answers are the same for every model of a domain, so the oracle's result, where it is a reference,
+        already holds both thresholds."""
+        known = self.references.get(ORACLE_LABEL, {}).get("fluency_judge", {}).get(judge, {}).get("threshold")
+        if judge not in self._thresholds and known is not None:
+            self._thresholds[judge] = float(known)
         if judge not in self._thresholds:
             tokenizer = self.tokenizer
             items = [item for scope in SCOPES for item in self.items(scope)]

@@ -76,11 +76,24 @@ def load_base(cfg: Config):
 
 
 def attach_lora(model, cfg: Config):
+    """The fine-tune's LoRA on ``lora.target_modules``; a one-line error when a named module is not in the model."""
     from peft import LoraConfig, get_peft_model
+    from peft.utils.error import NoMatchingPeftModuleError
 
     lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
                       target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM")
-    return get_peft_model(model, lora)
+    try:
+        return get_peft_model(model, lora)
+    except NoMatchingPeftModuleError:
+        raise KnowUndoError(f"lora.target_modules: {cfg.lora.target_modules} names no module of "
+                            f"{type(model).__name__} (its linear layers: {', '.join(_linear_names(model))})") from None
+
+
+def _linear_names(model) -> list[str]:
+    import torch
+
+    return sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                   if isinstance(module, torch.nn.Linear)})
 
 
 def adapter_weights(adapter_dir: str | Path) -> Path:
