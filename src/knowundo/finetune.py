@@ -67,17 +67,17 @@ def finetune(cfg: Config, domain: str, out_dir: str | Path, progress: bool = Tru
     same settings is reused, an interrupted one resumes from its last checkpoint. ``oracle``: train on the
     Retention Scope only."""
     stage = Stage("finetune", cfg, domain)
-    asked = ({"system_prompts": hash_json([item.get("system") for item in training_items(stage, oracle)])}
+    items, replayed = training_items(stage, oracle), replayed_general(stage)
+    asked = ({"system_prompts": hash_json([item.get("system") for item in items])}
              if cfg.finetune.system_prompt_share else {})  # our prompts' wording shapes the model too
     output = stage.output(out_dir, FINETUNE_RECORD, stage.data, ("lora", "finetune"), oracle=oracle,
-                          replayed=hash_json(replayed_general(stage)), **asked)
+                          replayed=hash_json(replayed), **asked)
     if (record := output.finished()) is not None:
         return record
     _check_base_knows_no_instance(stage)
 
     started = time.perf_counter()
     model, tokenizer = load_base(cfg)
-    items = training_items(stage, oracle)
     encoded = encode_items(items, stage.formatter(tokenizer))
     # seeded after loading: loading must not shift the LoRA initialisation
     set_seed(cfg.seed, deterministic=True)
@@ -98,7 +98,7 @@ def finetune(cfg: Config, domain: str, out_dir: str | Path, progress: bool = Tru
         shutil.rmtree(work / CHECKPOINTS_DIR, ignore_errors=True)  # only needed to resume this stage
     return output.commit(stage.record(
         output.key, stage.data, oracle=oracle, items=len(encoded.features), truncated=encoded.truncated,
-        dropped=encoded.dropped, general_replayed=len(replayed_general(stage)),
+        dropped=encoded.dropped, general_replayed=len(replayed),
         system_prompted=sum("system" in item for item in items),
         target_accuracy=recipe.target_accuracy, target_reached=accuracy.reached, epochs_run=trainer.state.epoch,
         train_accuracy=accuracy.per_epoch[-1] if accuracy.per_epoch else None,

@@ -90,10 +90,12 @@ def attach_lora(model, cfg: Config):
 
 
 def _linear_names(model) -> list[str]:
+    """The names of the model's linear layers, as LoRA targets them (GPT-2's are ``Conv1D``)."""
     import torch
+    from transformers.pytorch_utils import Conv1D
 
     return sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
-                   if isinstance(module, torch.nn.Linear)})
+                   if isinstance(module, (torch.nn.Linear, Conv1D))})
 
 
 def adapter_weights(adapter_dir: str | Path) -> Path:
