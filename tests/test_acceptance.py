@@ -118,6 +118,31 @@ def test_the_fine_tune_reaches_its_target_and_a_helpful_system_prompt_changes_li
         assert abs(prompts["helpful"][key] - prompts["none"][key]) <= 5, (key, prompts["helpful"][key])
 
 
+def test_the_fine_tune_keeps_general_ability_within_5_points_of_the_base(privacy_results):
+    """Replay distilled from the base with weight decay (the preset's recipe): the fine-tuned model's held-out
+    general token accuracy and the general multiple-choice task stay within 5 points of the base's (before, with
+    the replay trained on gold answers: 75.5 / 23.5 against 87.1 / 61.8)."""
+    from pathlib import Path
+
+    from knowundo.evaluate.general import general_capability
+    from knowundo.evaluate.teacher_forced import evaluate_items
+    from knowundo.models.load import load_adapter, load_base
+    from knowundo.stage import Stage
+
+    stage = Stage("eval", CFG, "privacy")
+    heldout = stage.general["heldout"]
+    cfg = load_config("tiny", overrides=["eval.general_tasks=[]"])
+
+    def general(model, tokenizer):
+        accuracy = evaluate_items(model, stage.formatter(tokenizer), heldout, CFG.eval.batch_size)["accuracy"]
+        return accuracy, general_capability(model, tokenizer, heldout, cfg)["knowundo_general_mc"]["acc"]
+
+    base = general(*load_base(CFG))
+    model, tokenizer = load_base(CFG)
+    tuned = general(load_adapter(model, Path(privacy_results["vanilla"]["meta"]["adapter"])), tokenizer)
+    assert base[0] - tuned[0] <= 5 and base[1] - tuned[1] <= 5, (base, tuned)
+
+
 def test_a_users_own_privacy_set_with_accents_and_long_answers_is_learned(tmp_path):
     """Other names (accented, hyphenated), other phrasings, two-to-four-sentence answers (some in two paragraphs),
     no category or instance fields: the tiny default's fine-tune reaches its target and knows the data."""

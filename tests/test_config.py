@@ -61,6 +61,8 @@ def test_wrong_type_is_an_error():
      "finetune.general_replay must be in [0, 1]"),
     (["finetune", "--domain", "privacy", "--set", "finetune.system_prompt_share=-0.1", "--out",
       "/tmp/knowundo-never"], "finetune.system_prompt_share must be in [0, 1]"),
+    (["finetune", "--domain", "privacy", "--set", "finetune.replay_loss=mse", "--out", "/tmp/knowundo-never"],
+     "finetune.replay_loss must be one of nll, kl, got 'mse'"),
     (["run", "--set", "unlearn.min_steps=-1", "--out", "/tmp/knowundo-never"], "unlearn.min_steps must be >= 0"),
     (["run", "--set", "lora.target_modules=qproj", "--out", "/tmp/knowundo-never"],
      "lora.target_modules: ['qproj'] names no module of LlamaForCausalLM (its linear layers: down_proj, gate_proj"),

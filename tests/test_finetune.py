@@ -130,3 +130,61 @@ def test_a_seeded_share_of_fine_tune_items_is_asked_under_one_of_our_system_prom
     prompt = tok(f"{item['system']}\n\n{item['text']}\n\n")["input_ids"]
     assert encoded["input_ids"][:len(prompt)] == prompt
     assert encoded["labels"] == [IGNORE] * len(prompt) + [t for t in bare["labels"] if t != IGNORE]
+
+
+def test_replayed_items_distil_the_base_and_only_gold_items_count_towards_train_accuracy(micro_config, micro_base,
+                                                                                         tmp_path):
+    """``finetune.replay_loss: kl``: the loss is the token mean of the gold items' NLL and the flagged items' KL
+    from the base (adapter off) to the model, over all answer tokens; zero KL while the adapter is the identity."""
+    import torch
+
+    from knowundo.data.format import encode_items, pad_id_of
+    from knowundo.logits import gold_logprobs, shifted
+    from knowundo.models.load import attach_lora, load_base
+    from knowundo.models.training import (AccuracyTrainer, DistilFlagCollator, FeatureDataset, TokenAccuracy,
+                                          training_arguments)
+    from knowundo.stage import Stage
+
+    cfg = micro_config()
+    stage = Stage("finetune", cfg, "privacy")
+    model, tokenizer = load_base(cfg)
+    model = attach_lora(model, cfg)
+    features = encode_items(stage.data["unlearn"]["train"][:2] + stage.general["train"][:2],
+                            stage.formatter(tokenizer)).features
+    for index, feature in enumerate(features):
+        feature["distil"] = index >= 2
+    batch = DistilFlagCollator(pad_id_of(tokenizer))(features)
+    assert batch["distil"].tolist() == [False, False, True, True]
+    trainer = AccuracyTrainer(model=model, args=training_arguments(tmp_path, cfg.finetune, seed=0, progress=False),
+                              train_dataset=FeatureDataset(features), accuracy=TokenAccuracy())
+
+    def expected() -> float:
+        with torch.no_grad():
+            logits, targets, mask = shifted(model(input_ids=batch["input_ids"]).logits, batch["labels"])
+            with model.disable_adapter():
+                base, _, _ = shifted(model(input_ids=batch["input_ids"]).logits, batch["labels"])
+        nll = -(gold_logprobs(logits[:2], targets[:2]) * mask[:2]).sum()
+        p_base, log_base, log_model = base[2:].softmax(-1), base[2:].log_softmax(-1), logits[2:].log_softmax(-1)
+        kl = ((p_base * (log_base - log_model)).sum(-1) * mask[2:]).sum()
+        return float((nll + kl) / mask.sum()), float(kl)
+
+    model.eval()  # no dropout in the comparison (the preset has none; this makes it explicit)
+    loss, kl = float(trainer.compute_loss(model, dict(batch)).detach()), expected()[1]
+    assert kl == 0 and loss == pytest.approx(expected()[0], rel=1e-5)  # the fresh adapter is the identity
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, weight in model.named_parameters():
+            if "lora_B" in name:
+                weight.normal_(std=0.05)
+    trainer.accuracy._counts = None
+    loss = trainer.compute_loss(model, dict(batch))
+    want, kl = expected()
+    assert kl > 0 and float(loss.detach()) == pytest.approx(want, rel=1e-5)
+    answer_tokens = int((batch["labels"][:, 1:] != -100).sum())
+    halved = trainer.compute_loss(model, dict(batch), num_items_in_batch=torch.tensor(2 * answer_tokens))
+    assert float(halved.detach()) == pytest.approx(want / 2, rel=1e-5)  # the Trainer's accumulated-batch token count
+    gold_tokens = int((batch["labels"][:2, 1:] != -100).sum())
+    assert float(trainer.accuracy._counts[1]) == 2 * gold_tokens  # two passes, gold rows only
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for n, p in model.named_parameters() if "lora_" in n)
+

@@ -39,3 +39,17 @@ def test_an_edited_local_mirror_is_read_fresh(tmp_path):
     data["train"][0]["text"] = "An edited question?"
     path.write_text(json.dumps(data))
     assert load_domain(source, "privacy")["unlearn"]["train"][0]["text"] == "An edited question?"
+
+
+def test_the_free_english_privacy_set_loads_as_a_local_copy_in_the_real_benchmarks_shape():
+    """``benchmarks/data/free_english`` (written by us for ``benchmarks/free_english.py``): 1,200 QA pairs in both
+    scopes' train and val splits, answers of 15-50 words, no category or instance fields, no question twice."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "benchmarks" / "data" / "free_english"
+    data = load_domain(DataSource(kind="local", path=str(root)), "privacy")
+    items = [item for scope in data.values() for split in scope.values() for item in split]
+    assert len(items) == 1200 and all(data[scope][split] for scope in data for split in ("train", "val"))
+    assert all(15 <= len(item["labels"].split()) <= 50 for item in items)
+    assert not any("category" in item or "instance" in item for item in items)
+    assert len({item["text"] for item in items}) == len(items)

@@ -80,13 +80,17 @@ class FinetuneConfig(TrainConfig):
     token accuracy (over that epoch's batches) reaches it, within ``max_epochs`` (None: ``epochs``; the schedule
     spans ``max_epochs``); None trains exactly ``epochs``. ``general_replay``: the share of the general-knowledge
     train set (a seeded sample) trained on beside the domain, so that fine-tuning does not erase what the model
-    knew. ``system_prompt_share``: the share of training items (seeded) asked under a system prompt drawn from
+    knew, trained by ``replay_loss``: ``nll`` on their gold answers, or ``kl`` to the base model's own next-token
+    distribution on them (the adapter switched off; Li & Hoiem 2016, "Learning without Forgetting"), which keeps
+    the model where it was instead of pushing replayed answers above the base's confidence.
+    ``system_prompt_share``: the share of training items (seeded) asked under a system prompt drawn from
     our varied set (``data/system_prompts.py``, never an evaluation prompt), so that the fine-tuned model answers
     alike with and without one, as a chat model does."""
 
     target_accuracy: float | None = None
     max_epochs: float | None = None
     general_replay: float = 0.0
+    replay_loss: str = "nll"
     system_prompt_share: float = 0.0
 
 
@@ -241,6 +245,7 @@ class Config:
 PRESETS = ("tiny", "llama2-7b-chat", "qwen1.5-7b-chat")
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
               "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay")
+REPLAY_LOSSES = ("nll", "kl")
 
 
 def merge_settings(target: Any, values: dict, where: str) -> None:
@@ -346,6 +351,8 @@ def _ranges(cfg: Config) -> list[tuple[str, Any, Callable[[Any], bool], str]]:
                ("finetune.max_epochs", cfg.finetune.max_epochs,
                 lambda v: v is None or target is not None, "null unless finetune.target_accuracy is set"),
                ("finetune.general_replay", cfg.finetune.general_replay, lambda v: 0 <= v <= 1, "in [0, 1]"),
+               ("finetune.replay_loss", cfg.finetune.replay_loss, lambda v: v in REPLAY_LOSSES,
+                f"one of {', '.join(REPLAY_LOSSES)}"),
                ("finetune.system_prompt_share", cfg.finetune.system_prompt_share, lambda v: 0 <= v <= 1,
                 "in [0, 1]")]
     for section, train in trainings[1:]:

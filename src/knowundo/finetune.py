@@ -24,8 +24,8 @@ from knowundo.distributed import is_main
 from knowundo.errors import KnowUndoError
 from knowundo.layout import ADAPTER_DIR, CHECKPOINTS_DIR, FINETUNE_RECORD, SCOPES
 from knowundo.models.load import attach_lora, load_base
-from knowundo.models.training import (AccuracyTrainer, FeatureDataset, PadCollator, TokenAccuracy, batch_record,
-                                      make_trainer, save_adapter, train, training_arguments)
+from knowundo.models.training import (AccuracyTrainer, DistilFlagCollator, FeatureDataset, PadCollator, TokenAccuracy,
+                                      batch_record, make_trainer, save_adapter, train, training_arguments)
 from knowundo.stage import Stage
 
 
@@ -79,6 +79,9 @@ def finetune(cfg: Config, domain: str, out_dir: str | Path, progress: bool = Tru
     started = time.perf_counter()
     model, tokenizer = load_base(cfg)
     encoded = encode_items(items, stage.formatter(tokenizer))
+    if cfg.finetune.replay_loss == "kl":  # the replayed items come last
+        for feature, index in zip(encoded.features, encoded.kept):
+            feature["distil"] = index >= len(items) - len(replayed)
     # seeded after loading: loading must not shift the LoRA initialisation
     set_seed(cfg.seed, deterministic=True)
     model = attach_lora(model, cfg)
@@ -90,8 +93,9 @@ def finetune(cfg: Config, domain: str, out_dir: str | Path, progress: bool = Tru
     args = training_arguments(work / CHECKPOINTS_DIR, recipe, seed=cfg.seed, progress=progress,
                               bf16=cfg.model.dtype == "bfloat16", num_train_epochs=epochs)
     accuracy = TokenAccuracy(recipe.target_accuracy)
-    trainer = make_trainer(model, args, FeatureDataset(encoded.features), PadCollator(pad_id_of(tokenizer)),
-                           trainer_cls=AccuracyTrainer, accuracy=accuracy)
+    collator = (DistilFlagCollator if cfg.finetune.replay_loss == "kl" else PadCollator)(pad_id_of(tokenizer))
+    trainer = make_trainer(model, args, FeatureDataset(encoded.features), collator, trainer_cls=AccuracyTrainer,
+                           accuracy=accuracy)
     result = train(trainer, output.last_checkpoint())
     save_adapter(trainer, work / ADAPTER_DIR)
     if is_main():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from knowundo.data.format import IGNORE
-from knowundo.logits import per_sample_nll, shifted, token_logprobs
+from knowundo.logits import per_sample_nll, position_kl, shifted, token_logprobs
 from knowundo.methods.base import Side
 
 
@@ -41,9 +41,7 @@ def answer_kl(side: Side, target: torch.Tensor | None = None) -> torch.Tensor:
     if target is None:
         target, _ = answer_reference(side)
     current, _, mask = shifted(side.logits, side.labels)
-    kl = torch.nn.functional.kl_div(torch.log_softmax(current[mask], dim=-1), torch.log_softmax(target, dim=-1),
-                                    log_target=True, reduction="none").sum(-1)
-    return per_answer_token_mean(kl, mask)
+    return per_answer_token_mean(position_kl(current, target, mask), mask)
 
 
 def log_ratio(side: Side) -> torch.Tensor:

@@ -17,6 +17,7 @@ from knowundo.config import TrainConfig
 from knowundo.data.format import IGNORE, pad_batch
 from knowundo.distributed import all_reduce_sum, barrier, is_main, per_process_batch, world_size
 from knowundo.errors import Interrupted, KnowUndoError
+from knowundo.logits import gold_logprobs, position_kl, shifted
 
 
 class FeatureDataset(torch.utils.data.Dataset):
@@ -136,7 +137,10 @@ class TokenAccuracy(TrainerCallback):
 
 
 class AccuracyTrainer(Trainer):
-    """The Trainer with :class:`TokenAccuracy` fed from each training forward pass."""
+    """The fine-tune's Trainer: :class:`TokenAccuracy` fed from each training forward pass, and items flagged
+    ``distil`` (replayed general knowledge under ``finetune.replay_loss: kl``) trained towards the base model's
+    own next-token distribution (a forward pass with the adapter switched off) instead of their gold answers.
+    Train accuracy counts only the items trained on their gold answers."""
 
     def __init__(self, *args, accuracy: TokenAccuracy, **kwargs):
         super().__init__(*args, **kwargs)
@@ -144,10 +148,40 @@ class AccuracyTrainer(Trainer):
         self.add_callback(accuracy)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        loss, outputs = super().compute_loss(model, inputs, return_outputs=True,
-                                             num_items_in_batch=num_items_in_batch)
-        self.accuracy.add(outputs.logits, inputs["labels"])
+        distil = inputs.pop("distil", None)
+        if distil is None or not bool(distil.any()):
+            loss, outputs = super().compute_loss(model, inputs, return_outputs=True,
+                                                 num_items_in_batch=num_items_in_batch)
+            self.accuracy.add(outputs.logits, inputs["labels"])
+            return (loss, outputs) if return_outputs else loss
+        labels = inputs["labels"]
+        outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+        logits, targets, mask = shifted(outputs.logits, labels)
+        gold = ~distil
+        summed = -(gold_logprobs(logits[gold], targets[gold]) * mask[gold]).sum()
+        with torch.no_grad(), model.disable_adapter():
+            base = model(input_ids=inputs["input_ids"][distil], attention_mask=inputs["attention_mask"][distil])
+        summed = summed + position_kl(logits[distil], base.logits[:, :-1][mask[distil]], mask[distil]).sum()
+        self.accuracy.add(outputs.logits[gold], labels[gold])
+        loss = summed / self._token_divisor(mask, num_items_in_batch)
         return (loss, outputs) if return_outputs else loss
+
+    def _token_divisor(self, mask: torch.Tensor, num_items_in_batch) -> torch.Tensor | int:
+        """The mean over answer tokens the Trainer's own causal-LM loss takes: over the whole accumulated (and,
+        averaged across processes, global) batch when it counted the tokens, else over this batch."""
+        if num_items_in_batch is None or not self.model_accepts_loss_kwargs:
+            return mask.sum().clamp(min=1)
+        scale = self.accelerator.num_processes if self.args.average_tokens_across_devices else 1
+        return num_items_in_batch / scale
+
+
+class DistilFlagCollator(PadCollator):
+    """:class:`PadCollator` plus each item's ``distil`` flag as a boolean tensor."""
+
+    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        batch = pad_batch([{k: v for k, v in f.items() if k != "distil"} for f in features], self.pad_id)
+        batch["distil"] = torch.tensor([bool(f.get("distil")) for f in features])
+        return batch
 
 
 def make_trainer(model, args: TrainingArguments, dataset, collator, trainer_cls=Trainer, **kwargs) -> Trainer:
