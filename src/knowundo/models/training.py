@@ -159,12 +159,23 @@ class AccuracyTrainer(Trainer):
         logits, targets, mask = shifted(outputs.logits, labels)
         gold = ~distil
         summed = -(gold_logprobs(logits[gold], targets[gold]) * mask[gold]).sum()
-        with torch.no_grad(), model.disable_adapter():
-            base = model(input_ids=inputs["input_ids"][distil], attention_mask=inputs["attention_mask"][distil])
-        summed = summed + position_kl(logits[distil], base.logits[:, :-1][mask[distil]], mask[distil]).sum()
+        base = self._base_logits(model, inputs["input_ids"][distil], inputs["attention_mask"][distil])
+        summed = summed + position_kl(logits[distil], base[:, :-1][mask[distil]], mask[distil]).sum()
         self.accuracy.add(outputs.logits[gold], labels[gold])
         loss = summed / self._token_divisor(mask, num_items_in_batch)
         return (loss, outputs) if return_outputs else loss
+
+    @torch.no_grad()
+    def _base_logits(self, model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The base model's logits: peft's per-sample adapter selection with its no-adapter name (a forward
+        argument, so it passes through DDP / DeepSpeed wrappers; an inference-mode feature, hence eval mode)."""
+        was_training = model.training
+        model.eval()
+        try:
+            names = ["__base__"] * input_ids.shape[0]
+            return model(input_ids=input_ids, attention_mask=attention_mask, adapter_names=names).logits
+        finally:
+            model.train(was_training)
 
     def _token_divisor(self, mask: torch.Tensor, num_items_in_batch) -> torch.Tensor | int:
         """The mean over answer tokens the Trainer's own causal-LM loss takes: over the whole accumulated (and,
