@@ -91,7 +91,8 @@ def finetune(cfg: Config, domain: str, out_dir: str | Path, progress: bool = Tru
     recipe = cfg.finetune
     epochs = (recipe.max_epochs or recipe.epochs) if recipe.target_accuracy is not None else recipe.epochs
     args = training_arguments(work / CHECKPOINTS_DIR, recipe, seed=cfg.seed, progress=progress,
-                              bf16=cfg.model.dtype == "bfloat16", num_train_epochs=epochs)
+                              bf16=cfg.model.dtype == "bfloat16", num_train_epochs=epochs,
+                              save_total_limit=1)  # checkpoints only resume this stage: the last one is enough
     accuracy = TokenAccuracy(recipe.target_accuracy)
     collator = (DistilFlagCollator if cfg.finetune.replay_loss == "kl" else PadCollator)(pad_id_of(tokenizer))
     trainer = make_trainer(model, args, FeatureDataset(encoded.features), collator, trainer_cls=AccuracyTrainer,
