@@ -79,7 +79,8 @@ def finetune(cfg: Config, domain: str, out_dir: str | Path, progress: bool = Tru
     started = time.perf_counter()
     model, tokenizer = load_base(cfg)
     encoded = encode_items(items, stage.formatter(tokenizer))
-    if cfg.finetune.replay_loss == "kl":  # the replayed items come last
+    distil = cfg.finetune.replay_loss == "kl"
+    if distil:  # the replayed items come last
         for feature, index in zip(encoded.features, encoded.kept):
             feature["distil"] = index >= len(items) - len(replayed)
     # seeded after loading: loading must not shift the LoRA initialisation
@@ -94,7 +95,7 @@ def finetune(cfg: Config, domain: str, out_dir: str | Path, progress: bool = Tru
                               bf16=cfg.model.dtype == "bfloat16", num_train_epochs=epochs,
                               save_total_limit=1)  # checkpoints only resume this stage: the last one is enough
     accuracy = TokenAccuracy(recipe.target_accuracy)
-    collator = (DistilFlagCollator if cfg.finetune.replay_loss == "kl" else PadCollator)(pad_id_of(tokenizer))
+    collator = (DistilFlagCollator if distil else PadCollator)(pad_id_of(tokenizer))
     trainer = make_trainer(model, args, FeatureDataset(encoded.features), collator, trainer_cls=AccuracyTrainer,
                            accuracy=accuracy)
     result = train(trainer, output.last_checkpoint())

@@ -190,7 +190,7 @@ class DistilFlagCollator(PadCollator):
     """:class:`PadCollator` plus each item's ``distil`` flag as a boolean tensor."""
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
-        batch = pad_batch([{k: v for k, v in f.items() if k != "distil"} for f in features], self.pad_id)
+        batch = super().__call__(features)  # pad_batch reads only input_ids and labels
         batch["distil"] = torch.tensor([bool(f.get("distil")) for f in features])
         return batch
 
