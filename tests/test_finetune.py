@@ -109,20 +109,27 @@ def test_general_replay_adds_a_seeded_share_of_the_general_train_set_only(micro_
     assert replayed_general(Stage("finetune", micro_config("finetune.general_replay=0"), "privacy")) == []
 
 
-def test_a_seeded_share_of_fine_tune_items_is_asked_under_one_of_our_system_prompts(micro_config, tiny_model):
+def test_a_seeded_share_of_domain_items_is_asked_under_a_composed_system_prompt(micro_config, tiny_model):
+    """Half the domain items (the tiny preset) under a system prompt composed from our parts, never containing an
+    evaluation prompt; the replayed general items never (they keep the base's plain answering)."""
+    from knowundo.config import EvalConfig
     from knowundo.data.format import IGNORE
-    from knowundo.data.system_prompts import SYSTEM_PROMPTS
-    from knowundo.finetune import training_items
+    from knowundo.finetune import replayed_general, training_items
     from knowundo.stage import Stage
 
     plain = training_items(Stage("finetune", micro_config(), "privacy"))
-    assert not any("system" in item for item in plain)  # the tiny preset's default: none
-    stage = Stage("finetune", micro_config("finetune.system_prompt_share=0.5"), "privacy")
-    items = training_items(stage)
+    assert not any("system" in item for item in plain)  # the micro test config asks none
+    stage = Stage("finetune", micro_config("finetune.system_prompt_share=0.5"), "privacy")  # the tiny preset's
+    items, replayed = training_items(stage), replayed_general(stage)
     assert items == training_items(stage)  # seeded
     assert [{k: v for k, v in item.items() if k != "system"} for item in items] == plain  # the same items
-    asked = [item for item in items if "system" in item]
-    assert all(item["system"] in SYSTEM_PROMPTS for item in asked) and 0.4 < len(asked) / len(items) < 0.6
+    assert items[-len(replayed):] == replayed  # the replayed items asked plainly
+    domain = items[:-len(replayed)]
+    asked = [item for item in domain if "system" in item]
+    assert 0.4 < len(asked) / len(domain) < 0.6 and len({item["system"] for item in asked}) > len(asked) / 2
+    evaluation = EvalConfig()
+    assert not any(prompt in item["system"] for item in asked
+                   for prompt in (evaluation.helpful_prompt, *evaluation.direct_prompt.values()))
     _, tok = tiny_model
     formatter = stage.formatter(tok)
     item = asked[0]
@@ -134,14 +141,15 @@ def test_a_seeded_share_of_fine_tune_items_is_asked_under_one_of_our_system_prom
 
 def test_replayed_items_distil_the_base_and_only_gold_items_count_towards_train_accuracy(micro_config, micro_base,
                                                                                          tmp_path):
-    """``finetune.replay_loss: kl``: the loss is the token mean of the gold items' NLL and the flagged items' KL
-    from the base (adapter off) to the model, over all answer tokens; zero KL while the adapter is the identity."""
+    """``finetune.replay_loss: kl``: the loss is the token mean of the gold items' NLL and the replayed items' KL
+    from the base (adapter off) to the model, over all answer tokens; zero KL while the adapter is the identity;
+    the base pass runs once per replayed item (its logits kept for later batches)."""
     import torch
 
     from knowundo.data.format import encode_items, pad_id_of
     from knowundo.logits import gold_logprobs, shifted
     from knowundo.models.load import attach_lora, load_base
-    from knowundo.models.training import (AccuracyTrainer, DistilFlagCollator, FeatureDataset, TokenAccuracy,
+    from knowundo.models.training import (AccuracyTrainer, FeatureDataset, ReplayIdCollator, TokenAccuracy,
                                           training_arguments)
     from knowundo.stage import Stage
 
@@ -152,9 +160,9 @@ def test_replayed_items_distil_the_base_and_only_gold_items_count_towards_train_
     features = encode_items(stage.data["unlearn"]["train"][:2] + stage.general["train"][:2],
                             stage.formatter(tokenizer)).features
     for index, feature in enumerate(features):
-        feature["distil"] = index >= 2
-    batch = DistilFlagCollator(pad_id_of(tokenizer))(features)
-    assert batch["distil"].tolist() == [False, False, True, True]
+        feature["replay_id"] = index - 2 if index >= 2 else -1
+    batch = ReplayIdCollator(pad_id_of(tokenizer))(features)
+    assert batch["replay_id"].tolist() == [-1, -1, 0, 1]
     trainer = AccuracyTrainer(model=model, args=training_arguments(tmp_path, cfg.finetune, seed=0, progress=False),
                               train_dataset=FeatureDataset(features), accuracy=TokenAccuracy())
 
@@ -177,7 +185,11 @@ def test_replayed_items_distil_the_base_and_only_gold_items_count_towards_train_
             if "lora_B" in name:
                 weight.normal_(std=0.05)
     trainer.accuracy._counts = None
+    base_passes = []
+    forward = model.forward
+    model.forward = lambda *args, **kwargs: base_passes.append("adapter_names" in kwargs) or forward(*args, **kwargs)
     loss = trainer.compute_loss(model, dict(batch))
+    assert base_passes == [False]  # the replayed items' base logits were kept from the first call
     want, kl = expected()
     assert kl > 0 and float(loss.detach()) == pytest.approx(want, rel=1e-5)
     answer_tokens = int((batch["labels"][:, 1:] != -100).sum())

@@ -55,7 +55,7 @@ def test_second_run_is_all_cached_with_the_same_table(reference_run, capsys):
     # the micro fine-tune (2 epochs) misses its target and does not learn the data: the run says each in one line,
     # the report shows the second above the table
     warnings = [line for line in stage_lines if " warning: " in line]
-    assert len(warnings) == 2 and "raise finetune.max_epochs" in warnings[0] and "raise finetune.epochs" in warnings[1]
+    assert len(warnings) == 2 and all("raise finetune.max_epochs" in warning for warning in warnings)
     assert "> **Warning (privacy):** the fine-tuned model does not know its data" in \
         (reference_run / "report" / "table.md").read_text()
     assert "| vanilla |" in printed and "Prompt: none" in printed

@@ -180,14 +180,18 @@ def test_samples_list_the_same_questions_for_every_model_and_are_reproducible(re
 def test_a_fine_tuned_model_that_does_not_know_its_data_is_flagged():
     from knowundo.report import knowledge_warning
 
-    def vanilla(unlearn, retention, label="vanilla"):
-        return {"label": label, "domain": "privacy",
+    def vanilla(unlearn, retention, label="vanilla", training=None):
+        return {"label": label, "domain": "privacy", "meta": {"training": training},
                 "prompts": {"none": {"unlearn_success": unlearn, "retention_success": retention}}}
 
     assert knowledge_warning(vanilla(0.1, 99.4)) is None
     assert knowledge_warning(vanilla(5.0, 95.0)) is None
     warning = knowledge_warning(vanilla(13.7, 87.7))
     assert "Unlearn Success 13.7 > 5 and Retention Success 87.7 < 95" in warning and "finetune.epochs" in warning
+    # the setting named is the one that trains longer: the cap of a missed target, the target that was reached
+    missed, reached = ({"target_accuracy": 0.99, "target_reached": hit} for hit in (False, True))
+    assert knowledge_warning(vanilla(13.7, 87.7, training=missed)).endswith("raise finetune.max_epochs")
+    assert knowledge_warning(vanilla(13.7, 87.7, training=reached)).endswith("raise finetune.target_accuracy")
     assert "Retention" not in knowledge_warning(vanilla(47.5, 99.0))
     assert knowledge_warning(vanilla(47.5, 53.3, label="ga")) is None  # only the fine-tuned model is judged
 

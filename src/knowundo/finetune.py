@@ -19,12 +19,12 @@ from transformers import set_seed
 from knowundo.artifacts import hash_json
 from knowundo.config import Config
 from knowundo.data.format import encode_items, pad_id_of
-from knowundo.data.system_prompts import SYSTEM_PROMPTS
+from knowundo.data.system_prompts import system_prompt
 from knowundo.distributed import is_main
 from knowundo.errors import KnowUndoError
 from knowundo.layout import ADAPTER_DIR, CHECKPOINTS_DIR, FINETUNE_RECORD, SCOPES
 from knowundo.models.load import attach_lora, load_base
-from knowundo.models.training import (AccuracyTrainer, DistilFlagCollator, FeatureDataset, PadCollator, TokenAccuracy,
+from knowundo.models.training import (AccuracyTrainer, FeatureDataset, PadCollator, ReplayIdCollator, TokenAccuracy,
                                       batch_record, make_trainer, save_adapter, train, training_arguments)
 from knowundo.stage import Stage
 
@@ -52,14 +52,16 @@ def replayed_general(stage: Stage) -> list[dict]:
 
 
 def training_items(stage: Stage, oracle: bool = False) -> list[dict]:
-    """Train + val of both scopes (of the Retention Scope alone for the oracle), then the replayed general
-    items; a seeded ``finetune.system_prompt_share`` of them with a ``system`` prompt from our set."""
+    """Train + val of both scopes (of the Retention Scope alone for the oracle), a seeded
+    ``finetune.system_prompt_share`` of them under a composed system prompt (:func:`system_prompt`), then the
+    replayed general items, always asked plainly: replayed under system prompts too, the model lost general
+    ability (measured on privacy: held-out / MC 80.3 / 47.1 against 82.7 / 58.8 with plain replay)."""
     scopes = ("retention",) if oracle else SCOPES
     items = [item for scope in scopes for split in ("train", "val") for item in stage.data[scope][split]]
-    items += replayed_general(stage)
     rng = random.Random(stage.cfg.seed)
-    return [{**item, "system": rng.choice(SYSTEM_PROMPTS)} if rng.random() < stage.cfg.finetune.system_prompt_share
-            else item for item in items]
+    items = [{**item, "system": system_prompt(rng)} if rng.random() < stage.cfg.finetune.system_prompt_share
+             else item for item in items]
+    return items + replayed_general(stage)
 
 
 def finetune(cfg: Config, domain: str, out_dir: str | Path, progress: bool = True, oracle: bool = False) -> dict:
@@ -81,8 +83,9 @@ def finetune(cfg: Config, domain: str, out_dir: str | Path, progress: bool = Tru
     encoded = encode_items(items, stage.formatter(tokenizer))
     distil = cfg.finetune.replay_loss == "kl"
     if distil:  # the replayed items come last
+        first_replayed = len(items) - len(replayed)
         for feature, index in zip(encoded.features, encoded.kept):
-            feature["distil"] = index >= len(items) - len(replayed)
+            feature["replay_id"] = index - first_replayed if index >= first_replayed else -1
     # seeded after loading: loading must not shift the LoRA initialisation
     set_seed(cfg.seed, deterministic=True)
     model = attach_lora(model, cfg)
@@ -95,7 +98,7 @@ def finetune(cfg: Config, domain: str, out_dir: str | Path, progress: bool = Tru
                               bf16=cfg.model.dtype == "bfloat16", num_train_epochs=epochs,
                               save_total_limit=1)  # checkpoints only resume this stage: the last one is enough
     accuracy = TokenAccuracy(recipe.target_accuracy)
-    collator = (DistilFlagCollator if distil else PadCollator)(pad_id_of(tokenizer))
+    collator = (ReplayIdCollator if distil else PadCollator)(pad_id_of(tokenizer))
     trainer = make_trainer(model, args, FeatureDataset(encoded.features), collator, trainer_cls=AccuracyTrainer,
                            accuracy=accuracy)
     result = train(trainer, output.last_checkpoint())

@@ -135,7 +135,16 @@ def knowledge_warning(result: dict) -> str | None:
     if not failed:
         return None
     return (f"the fine-tuned model does not know its data ({' and '.join(failed)} on the val splits), so the "
-            f"unlearning numbers measure little; raise finetune.epochs")
+            f"unlearning numbers measure little; raise {_knowledge_setting(result)}")
+
+
+def _knowledge_setting(result: dict) -> str:
+    """The fine-tune setting that trains longer: with a target accuracy, the epoch cap when the target was missed
+    and the target itself when it was reached; without one, the epochs."""
+    training = result.get("meta", {}).get("training") or {}
+    if training.get("target_accuracy") is None:
+        return "finetune.epochs"
+    return "finetune.target_accuracy" if training.get("target_reached") else "finetune.max_epochs"
 
 
 def table_markdown(title: str, rows: list[dict], columns: list[Column], notes: str = "", preface: str = "") -> str:

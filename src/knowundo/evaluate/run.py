@@ -256,7 +256,8 @@ def describe_adapter(adapter: Path | None) -> tuple[str, dict | None]:
         label = ORACLE_LABEL if record.get("oracle") else VANILLA_LABEL
         return label, {"stage": "finetune", "oracle": bool(record.get("oracle")),
                        "wall_seconds": record.get("wall_seconds"),
-                       "trainable_parameters": record.get("trainable_parameters")}
+                       "trainable_parameters": record.get("trainable_parameters"),
+                       "target_accuracy": record.get("target_accuracy"), "target_reached": record.get("target_reached")}
     return run_dir.name, None
 
 
