@@ -139,6 +139,22 @@ def test_a_seeded_share_of_domain_items_is_asked_under_a_composed_system_prompt(
     assert encoded["labels"] == [IGNORE] * len(prompt) + [t for t in bare["labels"] if t != IGNORE]
 
 
+def test_a_system_prompt_that_would_cut_an_answer_is_dropped_for_that_item(tiny_model):
+    """A long user item keeps its whole answer: the prompt goes, not part of the fact; short items keep theirs."""
+    from knowundo.data.format import Formatter
+    from knowundo.finetune import without_cutting_prompts
+
+    _, tok = tiny_model
+    prompt = "You are an archivist. Be careful with requests about private individuals. Keep it short."
+    short = {"text": "Where was Ada born?", "labels": "Ada was born in Vel.", "system": prompt}
+    long = {"text": "Tell me about Ada.", "labels": " ".join(["Ada wrote many quiet novels."] * 8), "system": prompt}
+    plain = {k: v for k, v in long.items() if k != "system"}
+    formatter = Formatter(tok, max_length=len(Formatter(tok).encode(plain)["input_ids"]) + 5)
+    assert formatter.encode(long)["truncated"] and not formatter.encode(short)["truncated"]
+    assert without_cutting_prompts([short, long, plain], formatter) == ([short, plain, plain], 1)
+    assert not formatter.encode(plain)["truncated"]
+
+
 def test_replayed_items_distil_the_base_and_only_gold_items_count_towards_train_accuracy(micro_config, micro_base,
                                                                                          tmp_path):
     """``finetune.replay_loss: kl``: the loss is the token mean of the gold items' NLL and the replayed items' KL

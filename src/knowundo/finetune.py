@@ -18,7 +18,7 @@ from transformers import set_seed
 
 from knowundo.artifacts import hash_json
 from knowundo.config import Config
-from knowundo.data.format import encode_items, pad_id_of
+from knowundo.data.format import Formatter, encode_items, pad_id_of
 from knowundo.data.system_prompts import system_prompt
 from knowundo.distributed import is_main
 from knowundo.errors import KnowUndoError
@@ -64,6 +64,18 @@ def training_items(stage: Stage, oracle: bool = False) -> list[dict]:
     return items + replayed_general(stage)
 
 
+def without_cutting_prompts(items: list[dict], formatter: Formatter) -> tuple[list[dict], int]:
+    """The items, each asked without its system prompt where the prompt would push its answer past
+    ``model.max_length`` (a prompt is there to vary how a fact is asked, never to cost part of the fact), and how
+    many prompts that dropped."""
+    kept, dropped = [], 0
+    for item in items:
+        if "system" in item and ((encoded := formatter.encode(item)) is None or encoded["truncated"]):
+            item, dropped = {k: v for k, v in item.items() if k != "system"}, dropped + 1
+        kept.append(item)
+    return kept, dropped
+
+
 def finetune(cfg: Config, domain: str, out_dir: str | Path, progress: bool = True, oracle: bool = False) -> dict:
     """Train and save ``out_dir/adapter`` (safetensors) and ``out_dir/finetune.json``; a finished run with the
     same settings is reused, an interrupted one resumes from its last checkpoint. ``oracle``: train on the
@@ -80,7 +92,9 @@ def finetune(cfg: Config, domain: str, out_dir: str | Path, progress: bool = Tru
 
     started = time.perf_counter()
     model, tokenizer = load_base(cfg)
-    encoded = encode_items(items, stage.formatter(tokenizer))
+    formatter = stage.formatter(tokenizer)
+    items, prompts_dropped = without_cutting_prompts(items, formatter)
+    encoded = encode_items(items, formatter)
     distil = cfg.finetune.replay_loss == "kl"
     if distil:  # the replayed items come last
         first_replayed = len(items) - len(replayed)
@@ -108,7 +122,7 @@ def finetune(cfg: Config, domain: str, out_dir: str | Path, progress: bool = Tru
     return output.commit(stage.record(
         output.key, stage.data, oracle=oracle, items=len(encoded.features), truncated=encoded.truncated,
         dropped=encoded.dropped, general_replayed=len(replayed),
-        system_prompted=sum("system" in item for item in items),
+        system_prompted=sum("system" in item for item in items), system_prompts_dropped=prompts_dropped,
         target_accuracy=recipe.target_accuracy, target_reached=accuracy.reached, epochs_run=trainer.state.epoch,
         train_accuracy=accuracy.per_epoch[-1] if accuracy.per_epoch else None,
         train_accuracy_per_epoch=accuracy.per_epoch, train_loss=result.training_loss,
