@@ -1,7 +1,8 @@
 """Time budget of the default benchmark: `knowundo run` from nothing (fresh model cache, fresh output directory:
 tiny base build, both domains, the oracle, every default row and its relearning attack, every evaluation and the
-report) on a 2-core CPU: its stage time against the 8-minute target and its wall time against the 15-minute
-budget, then the same command again (everything cached).
+report) on a 2-core CPU, then the same command again (everything cached). Issue 15's budget: the stage time of the
+paper's eight rows with every evaluation (the shared stages included) within 8 minutes, and with the rows added
+since (NPO, SimNPO, IdK, RMU, UNDIAL, WGA) never above 15; the fresh run's wall time is shown against 15 minutes.
 
 Usage: python benchmarks/default_run.py [--keep DIR]
 """
@@ -38,12 +39,16 @@ def main() -> None:
     env = {**os.environ, "KNOWUNDO_CACHE": str(work / "cache")}
     fresh, output = run(work / "run", env)
     cached, _ = run(work / "run", env)
-    totals = re.search(r"^time per stage: .*total (\d+)s$", output, re.M)
+    totals = re.search(r"^time per stage: .*total (\d+)s(?: \((\d+)s without the rows beyond the paper's eight\))?$",
+                       output, re.M)
     print(totals.group(0) if totals else "(no per-stage totals printed)")
     if totals:
         stages = int(totals.group(1))
-        print(f"stage time {stages}s = {stages / STAGE_TARGET_SECONDS:.2f} of the {STAGE_TARGET_SECONDS // 60}-minute "
-              f"target ({'ok' if stages <= STAGE_TARGET_SECONDS else 'OVER'})")
+        paper = int(totals.group(2) or stages)
+        print(f"stage time of the paper's eight rows {paper}s = {paper / STAGE_TARGET_SECONDS:.2f} of the "
+              f"{STAGE_TARGET_SECONDS // 60}-minute target ({'ok' if paper <= STAGE_TARGET_SECONDS else 'OVER'})")
+        print(f"stage time of every row {stages}s = {stages / BUDGET_SECONDS:.2f} of the {BUDGET_SECONDS // 60}-minute "
+              f"budget ({'ok' if stages <= BUDGET_SECONDS else 'OVER'})")
     print(f"fresh run (incl. tiny base build and process start): {fresh:.0f}s = {fresh / BUDGET_SECONDS:.2f} of the "
           f"{BUDGET_SECONDS // 60}-minute budget ({'ok' if fresh <= BUDGET_SECONDS else 'OVER'})")
     print(f"second run (all cached): {cached:.1f}s = {fresh / cached:.0f}x faster")

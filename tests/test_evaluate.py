@@ -112,6 +112,9 @@ def test_lm_eval_general_task_runs_offline_on_the_in_memory_model(tiny_model, mi
     # the harness scored exactly our documents: accuracy is a multiple of 100 / n
     n = len(heldout)
     assert result[MC_TASK]["acc"] * n / 100 == pytest.approx(round(result[MC_TASK]["acc"] * n / 100), abs=1e-6)
+    correct = result[MC_TASK]["correct"]  # per question, in order: what the paired test against the base reads
+    assert len(correct) == n and set(correct) <= {0, 1} and result[MC_TASK]["questions"]
+    assert 100.0 * sum(correct) / n == pytest.approx(result[MC_TASK]["acc"])
 
 
 def test_unknown_lm_eval_task_is_a_clear_error(tiny_model, micro_config):

@@ -216,3 +216,48 @@ def test_replayed_items_distil_the_base_and_only_gold_items_count_towards_train_
     loss.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for n, p in model.named_parameters() if "lora_" in n)
 
+
+def test_every_process_runs_the_base_pass_when_any_needs_it(micro_config, micro_base, tmp_path, monkeypatch):
+    """Under ZeRO-3 each forward gathers the parameters from every process: when another process has replayed rows
+    it has not seen, this one runs a base pass too (on its first row, the result dropped), even on a batch without
+    replayed rows; when no process needs one, none runs."""
+    import knowundo.models.training as training
+    from knowundo.data.format import encode_items, pad_id_of
+    from knowundo.models.load import attach_lora, load_base
+    from knowundo.stage import Stage
+
+    cfg = micro_config()
+    stage = Stage("finetune", cfg, "privacy")
+    model, tokenizer = load_base(cfg)
+    model = attach_lora(model, cfg)
+    features = encode_items(stage.data["unlearn"]["train"][:2] + stage.general["train"][:2],
+                            stage.formatter(tokenizer)).features
+    for index, feature in enumerate(features):
+        feature["replay_id"] = index - 2 if index >= 2 else -1
+    collate = training.ReplayIdCollator(pad_id_of(tokenizer))
+    gold_only, mixed = collate(features[:2]), collate(features)
+    trainer = training.AccuracyTrainer(model=model, args=training.training_arguments(tmp_path, cfg.finetune, seed=0,
+                                                                                     progress=False),
+                                       train_dataset=training.FeatureDataset(features),
+                                       accuracy=training.TokenAccuracy())
+    passes = []
+    forward = model.forward
+    model.forward = lambda *args, **kwargs: passes.append(len(kwargs.get("adapter_names", ())) or "train") or forward(
+        *args, **kwargs)
+
+    monkeypatch.setattr(training, "on_any_process", lambda flag, device=None: flag)  # alone
+    trainer.compute_loss(model, dict(gold_only))
+    assert passes == ["train"]
+    monkeypatch.setattr(training, "on_any_process", lambda flag, device=None: True)  # another process needs one
+    passes.clear()
+    trainer.compute_loss(model, dict(gold_only))
+    assert passes == [1, "train"] and trainer._base_answer_logits == {}
+    passes.clear()
+    trainer.compute_loss(model, dict(mixed))
+    assert passes == [2, "train"] and set(trainer._base_answer_logits) == {0, 1}
+    kept = dict(trainer._base_answer_logits)
+    passes.clear()
+    trainer.compute_loss(model, dict(mixed))
+    assert passes == [1, "train"]
+    assert all(trainer._base_answer_logits[key] is kept[key] for key in kept)  # the pass for others changes nothing
+

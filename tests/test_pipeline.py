@@ -114,3 +114,25 @@ def test_sigkill_during_unlearning_resumes_from_the_checkpoint_to_the_same_numbe
     record = json.loads((out / "privacy" / "unlearn" / "ga" / "unlearn.json").read_text())
     assert record["resumed_from_step"] >= 8
     assert _numbers(out) == _numbers(reference_run)
+
+
+def test_stage_log_totals_the_paper_rows_apart_from_the_later_ones():
+    from knowundo.pipeline import StageLog
+
+    lines = []
+    log = StageLog(lines.append)
+    timed = {"ga": 0.02, "npo@memflex": 0.05}
+    log.run("finetune", "privacy", lambda: ("adapter", False))
+    for row, seconds in timed.items():
+        log.run("unlearn", "privacy", lambda s=seconds: (time.sleep(s), ("done", False))[1], row=row)
+    log.run("eval", "privacy", lambda: ("cached", True), row="ga")
+    total_line = log.totals()
+    total = sum(log.seconds.values())
+    assert log.beyond_paper >= timed["npo@memflex"] and log.beyond_paper < total
+    paper = total - log.beyond_paper
+    assert f"total {total:.0f}s ({paper:.0f}s without the rows beyond the paper's eight)" in total_line
+    assert [line.split()[1] for line in lines] == ["finetune", "unlearn", "unlearn", "eval"]
+
+    paper_only = StageLog(lines.append)
+    paper_only.run("unlearn", "privacy", lambda: ("done", False), row="memflex")
+    assert "without" not in paper_only.totals()  # nothing beyond the paper's rows: no second total

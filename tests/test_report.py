@@ -227,3 +227,73 @@ def test_the_papers_findings_hold_fail_or_cannot_be_checked_by_fixed_rules():
     assert {r["finding"]: r["holds"] for r in partial}["helpful_prompt"] is None
     assert findings_summary(partial, "privacy").startswith("1 of 1 checkable findings hold")
     assert "does not hold" in findings_markdown(records) and "| - |" in findings_markdown(partial)
+
+
+def test_general_ability_is_compared_with_the_base_question_by_question():
+    """Every row against its domain's base: questions lost / gained and an exact McNemar p (by hand: 3 lost, none
+    gained -> 2 x 0.5^3 = 0.25), per-item held-out accuracies by a signed-rank test; a row of a domain without a
+    base, and a task asked on other questions than the base's, are left out."""
+    from knowundo.general_change import general_changes, mcnemar, signed_rank
+    from knowundo.report import general_markdown
+
+    assert mcnemar([1, 1, 1, 0, 1], [0, 0, 0, 0, 1]) == {"lost": 3, "gained": 0, "p": 0.25}
+    assert mcnemar([1, 0, 1, 0], [0, 1, 0, 1]) == {"lost": 2, "gained": 2, "p": 1.0}
+    assert mcnemar([1, 0], [1, 0])["p"] == 1.0 and signed_rank([10.0, 20.0], [10.0, 20.0]) == 1.0
+    assert signed_rank([90.0 + i for i in range(12)], [50.0 + i for i in range(12)]) < 0.001
+
+    def result(label, domain, accuracies, correct, other_questions="q"):
+        items = [{"text": f"q{i}", "accuracy": a} for i, a in enumerate(accuracies)]
+        return {"label": label, "domain": domain,
+                "general": {"accuracy": sum(accuracies) / len(accuracies), "per_item": items},
+                "lm_eval": {"mc": {"acc": 100.0 * sum(correct) / len(correct), "correct": correct, "questions": "q"},
+                            "other": {"acc": 50.0, "correct": [1, 0], "questions": other_questions},
+                            "named": {"acc": 50.0}}}
+
+    base = result("base", "privacy", [80.0, 60.0, 70.0, 90.0], [1, 1, 1, 0])
+    vanilla = result("vanilla", "privacy", [80.0, 50.0, 75.0, 85.0], [0, 1, 1, 1], other_questions="reordered")
+    other_world = result("vanilla", "copyright", [10.0, 20.0, 30.0, 40.0], [0, 0, 0, 1])
+    rows = general_changes([base, vanilla, other_world])
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["label"] == "vanilla" and row["general_change"] == pytest.approx(-2.5)
+    assert (row["mc"], row["mc_change"], row["mc_lost"], row["mc_gained"], row["mc_p"]) == (75.0, 0.0, 1, 1, 1.0)
+    assert 0.0 < row["general_p"] <= 1.0 and "named_lost" not in row and "other_lost" not in row
+    text = general_markdown(rows)
+    assert "| vanilla | 72.5 | -2.5 |" in text and "| 75.0 | +0.0 | 1 / 1 | 1 |" in text
+
+
+def test_the_report_compares_every_row_with_a_base_result(results, tmp_path):
+    import csv
+    import shutil
+
+    results = shutil.copytree(results, tmp_path / "results")
+    out = tmp_path / "report"
+    assert main(["report", str(results), "--out", str(out)]) == 0
+    assert not (out / "general.md").exists()  # no base result: nothing to compare with
+    base = json.loads((results / "eval" / "vanilla.json").read_text())
+    base["label"] = "base"  # stands in for the model before fine-tuning
+    (results / "eval" / "base.json").write_text(json.dumps(base))
+    assert main(["report", str(results), "--out", str(out)]) == 0
+    rows = list(csv.DictReader((out / "general.csv").open()))
+    assert [(r["label"], float(r["general_change"]), float(r["general_p"])) for r in rows][0] == ("vanilla", 0.0, 1.0)
+    assert rows[1]["label"] == "ga" and float(rows[1]["general_change"]) != 0.0
+    assert "| vanilla | " in (out / "general.md").read_text()
+    (results / "eval" / "base.json").unlink()
+    assert main(["report", str(results), "--out", str(out)]) == 0
+    assert not (out / "general.md").exists() and not (out / "general.csv").exists()  # no stale comparison
+
+
+def test_lm_eval_answers_are_kept_per_question_from_one_filter_and_groups_join_their_subtasks():
+    from knowundo.evaluate.general import _top_level_tasks, per_question_scores
+
+    def sample(doc, acc, filter_="none"):
+        return {"doc_id": doc, "acc": acc, "filter": filter_, "doc_hash": f"h{doc}"}
+
+    scores = per_question_scores([sample(1, 0.0), sample(0, 1.0), sample(1, 1.0, "other"), sample(0, 0.0, "other")])
+    assert scores[0] == [1, 0] and scores[1] == per_question_scores([sample(0, 1.0), sample(1, 1.0)])[1]
+    assert per_question_scores([sample(0, 1.0), sample(0, 1.0)]) is None  # one document twice
+    assert per_question_scores([sample(0, 0.5)]) is None and per_question_scores([]) is None
+    results = {"results": {"mmlu": {}, "mmlu_stem": {}, "mmlu_algebra": {}, "mmlu_physics": {}, "mmlu_law": {},
+                           "arc": {}},
+               "group_subtasks": {"mmlu": ["mmlu_stem", "mmlu_law"], "mmlu_stem": ["mmlu_algebra", "mmlu_physics"]}}
+    assert _top_level_tasks(results) == {"mmlu": ["mmlu_algebra", "mmlu_physics", "mmlu_law"], "arc": ["arc"]}

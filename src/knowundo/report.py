@@ -11,8 +11,10 @@ from pathlib import Path
 
 from knowundo.artifacts import EVAL_RESULT_KIND, atomic_path, read_json, write_json
 from knowundo.errors import KnowUndoError
+from knowundo.evaluate.general import MC_TASK
 from knowundo.evaluate.metric import MAIN_TABLE, ROBUSTNESS_TABLE, Column, Columns, number
 from knowundo.findings import check_findings, findings_markdown
+from knowundo.general_change import EXPLANATION as GENERAL_CHANGE_EXPLANATION, general_changes
 from knowundo.layout import (BASE_LABEL, OOD_SUFFIX, ORACLE_LABEL, REGION_SEPARATOR, RUN_RECORD, SCOPES,
                              VANILLA_LABEL, report_dir, split_checkpoint_label)
 from knowundo.methods import method_names
@@ -241,6 +243,30 @@ def samples_markdown(results: list[dict]) -> str:
     return "\n".join(text)
 
 
+def general_markdown(rows: list[dict]) -> str:
+    """One table per domain: each row's general ability, its change against the base model and the paired tests
+    (:mod:`knowundo.general_change`)."""
+    text = [f"# General ability against the base model\n\n{GENERAL_CHANGE_EXPLANATION}\n"]
+    for domain in dict.fromkeys(row["domain"] for row in rows):
+        mine = [row for row in rows if row["domain"] == domain]
+        tasks = list(dict.fromkeys(key.removesuffix("_lost") for row in mine for key in row if key.endswith("_lost")))
+        header = ["Row", "General", "Δ", "p (signed-rank)"]
+        for task in tasks:
+            header += ["General MC" if task == MC_TASK else task, "Δ", "lost / gained", "p (McNemar)"]
+        lines = []
+        for row in mine:
+            line = [row["label"]]
+            line += ([f"{row['general']:.1f}", f"{row['general_change']:+.1f}", f"{row['general_p']:.3g}"]
+                     if "general" in row else ["-"] * 3)
+            for task in tasks:
+                line += ([f"{row[task]:.1f}", f"{row[f'{task}_change']:+.1f}",
+                          f"{row[f'{task}_lost']} / {row[f'{task}_gained']}", f"{row[f'{task}_p']:.3g}"]
+                         if f"{task}_lost" in row else ["-"] * 4)
+            lines.append(line)
+        text.append(f"## {domain}\n\n" + _markdown(header, lines))
+    return "\n".join(text)
+
+
 def efficiency_rows(results: list[dict]) -> list[dict]:
     rows = []
     for r in results:
@@ -383,7 +409,8 @@ def first_table(table_md: Path) -> str:
 def build_report(results_dir: str | Path, out_dir: str | Path | None = None) -> Path:
     """Write every table the results declare (``table``: the comparison, one section per prompt variant; others
     such as ``mia``, ``fluency``) as .md/.csv (the comparison also .json), findings.md/json (the paper's six
-    findings checked), samples.md, categories.md/csv,
+    findings checked), samples.md, general.md/csv (every row's general ability against the base model's,
+    question by question), categories.md/csv,
     efficiency.md/csv and curves_<domain>.png."""
     out = Path(out_dir) if out_dir is not None else report_dir(results_dir)
     results = collect_results(results_dir, skip=out.resolve() if out.exists() else out)
@@ -405,6 +432,12 @@ def build_report(results_dir: str | Path, out_dir: str | Path | None = None) -> 
     _write_text(out / "findings.md", findings_markdown(findings))
     write_json(out / "findings.json", {**provenance(results), "findings": findings})
     _write_text(out / "samples.md", samples_markdown(results))
+    if general := general_changes(results):
+        _write_text(out / "general.md", general_markdown(general))
+        _write_csv(out / "general.csv", general)
+    else:  # no base result now: an earlier comparison would mislead
+        for name in ("general.md", "general.csv"):
+            (out / name).unlink(missing_ok=True)
     categories_text, category_rows = category_markdown(results, columns)
     _write_text(out / "categories.md", categories_text)
     _write_csv(out / "categories.csv", category_rows)

@@ -14,6 +14,7 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
+from knowundo.artifacts import hash_json
 from knowundo.errors import KnowUndoError
 
 MC_TASK = "knowundo_general_mc"
@@ -98,7 +99,10 @@ def load_task(name: str) -> None:
 
 def run_lm_eval(model, tokenizer, tasks: list, batch_size: int, seed: int, chat: bool, limit: int = 0,
                 verbose: bool = False) -> dict:
-    """{task: {metric: value}} from lm-eval on the model object (no reload, no Hub)."""
+    """{task: {metric: value}} from lm-eval on the model object (no reload, no Hub). Each task asked for (a group:
+    over its subtasks' questions) also gets ``correct``, 1 / 0 per question in a fixed order, and ``questions``, a
+    hash of those questions, so that two models can be compared question by question (where the task scores 0 / 1
+    accuracy per question)."""
     from lm_eval.models.huggingface import HFLM
 
     logging.getLogger("lm-eval").setLevel(logging.INFO if verbose else logging.ERROR)
@@ -123,7 +127,37 @@ def run_lm_eval(model, tokenizer, tasks: list, batch_size: int, seed: int, chat:
         table[task] = {name.split(",")[0]: 100.0 * value for name, value in metrics.items()
                        if isinstance(value, (int, float)) and name != "sample_len"
                        and not name.split(",")[0].endswith("_stderr")}
+    for task, leaves in _top_level_tasks(results).items():
+        answers = [per_question_scores(results.get("samples", {}).get(leaf, [])) for leaf in leaves]
+        if answers and all(answers):
+            table[task].update(correct=[c for correct, _ in answers for c in correct],
+                               questions=hash_json([digest for _, digest in answers]))
     return table
+
+
+def per_question_scores(samples: list[dict]) -> tuple[list[int], str] | None:
+    """A task's logged samples as (1 / 0 per document in ``doc_id`` order, a hash of the documents in that order),
+    from its first filter only (a task logs one sample per document and filter); None unless every document has
+    one 0 / 1 ``acc``."""
+    if not samples:
+        return None
+    first = samples[0]["filter"]
+    kept = sorted((s for s in samples if s["filter"] == first), key=lambda s: s["doc_id"])
+    if len({s["doc_id"] for s in kept}) != len(kept) or any(s.get("acc") not in (0, 1) for s in kept):
+        return None
+    return [int(s["acc"]) for s in kept], hash_json([s["doc_hash"] for s in kept])
+
+
+def _top_level_tasks(results: dict) -> dict[str, list[str]]:
+    """Each task asked for, with the leaf tasks whose questions it is made of (a group such as mmlu: its subtasks,
+    nested groups unrolled; a plain task: itself)."""
+    groups = results.get("group_subtasks", {})
+    children = {child for members in groups.values() for child in members}
+
+    def leaves(task: str) -> list[str]:
+        return [leaf for member in groups[task] for leaf in leaves(member)] if groups.get(task) else [task]
+
+    return {task: leaves(task) for task in results["results"] if task not in children}
 
 
 def _evaluate(lm, tasks: list, seed: int, chat: bool, limit: int) -> dict:
@@ -143,7 +177,7 @@ def _evaluate(lm, tasks: list, seed: int, chat: bool, limit: int) -> dict:
         if task.get_config("num_fewshot") is None:
             task.set_config(key="num_fewshot", value=0)
         task.set_fewshot_seed(seed=seed)
-    return evaluate(lm=lm, task_dict=loaded, limit=limit or None, bootstrap_iters=0, log_samples=False,
+    return evaluate(lm=lm, task_dict=loaded, limit=limit or None, bootstrap_iters=0, log_samples=True,
                     apply_chat_template=chat, verbosity="ERROR")
 
 

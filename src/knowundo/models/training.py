@@ -15,7 +15,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from knowundo.config import TrainConfig
 from knowundo.data.format import IGNORE, pad_batch
-from knowundo.distributed import all_reduce_sum, barrier, is_main, per_process_batch, world_size
+from knowundo.distributed import all_reduce_sum, barrier, is_main, on_any_process, per_process_batch, world_size
 from knowundo.errors import Interrupted, KnowUndoError
 from knowundo.logits import gold_logprobs, position_kl, shifted
 
@@ -152,6 +152,8 @@ class AccuracyTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         replay_ids = inputs.pop("replay_id", None)
+        if replay_ids is not None:
+            self._keep_base_logits(model, inputs, replay_ids)
         distil = replay_ids >= 0 if replay_ids is not None else None
         if distil is None or not bool(distil.any()):
             loss, outputs = super().compute_loss(model, inputs, return_outputs=True,
@@ -163,30 +165,34 @@ class AccuracyTrainer(Trainer):
         logits, targets, mask = shifted(outputs.logits, labels)
         gold = ~distil
         summed = -(gold_logprobs(logits[gold], targets[gold]) * mask[gold]).sum()
-        base = self._base_logits(model, inputs, replay_ids, mask).to(logits.device)
-        summed = summed + position_kl(logits[distil], base, mask[distil]).sum()
+        base = torch.cat([self._base_answer_logits[key] for key in replay_ids.tolist() if key >= 0])
+        summed = summed + position_kl(logits[distil], base.to(logits.device), mask[distil]).sum()
         self.accuracy.add(outputs.logits[gold], labels[gold])
         loss = summed / self._token_divisor(mask, num_items_in_batch)
         return (loss, outputs) if return_outputs else loss
 
     @torch.no_grad()
-    def _base_logits(self, model, inputs: dict, replay_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The base model's logits at the replayed rows' answer positions, flat in ``mask`` order. Rows not seen
-        yet go through peft's per-sample adapter selection with its no-adapter name (a forward argument, so it
-        passes through DDP / DeepSpeed wrappers; an inference-mode feature, hence eval mode)."""
+    def _keep_base_logits(self, model, inputs: dict, replay_ids: torch.Tensor) -> None:
+        """Keeps the base model's logits at the answer positions of the batch's replayed rows not seen yet: they go
+        through peft's per-sample adapter selection with its no-adapter name (a forward argument, so it passes
+        through DDP / DeepSpeed wrappers; an inference-mode feature, hence eval mode). Every process runs this
+        pass when any needs it, one with nothing new on its first row (result dropped): under ZeRO-3 each forward
+        gathers the sharded parameters from all processes, so a pass on one process alone would hang the run."""
         rows = replay_ids.tolist()
         new = [row for row, key in enumerate(rows) if key >= 0 and key not in self._base_answer_logits]
-        if new:
-            was_training = model.training
-            model.eval()
-            try:
-                logits = model(input_ids=inputs["input_ids"][new], attention_mask=inputs["attention_mask"][new],
-                               adapter_names=["__base__"] * len(new)).logits
-            finally:
-                model.train(was_training)
-            for row, row_logits in zip(new, logits):
-                self._base_answer_logits[rows[row]] = row_logits[:-1][mask[row]].cpu()
-        return torch.cat([self._base_answer_logits[key] for key in rows if key >= 0])
+        if not on_any_process(bool(new), inputs["input_ids"].device):
+            return
+        passed = new or [0]
+        was_training = model.training
+        model.eval()
+        try:
+            logits = model(input_ids=inputs["input_ids"][passed], attention_mask=inputs["attention_mask"][passed],
+                           adapter_names=["__base__"] * len(passed)).logits
+        finally:
+            model.train(was_training)
+        answer = inputs["labels"][:, 1:] != IGNORE
+        for row, row_logits in zip(new, logits):
+            self._base_answer_logits[rows[row]] = row_logits[:-1][answer[row]].cpu()
 
     def _token_divisor(self, mask: torch.Tensor, num_items_in_batch) -> torch.Tensor | int:
         """The mean over answer tokens the Trainer's own causal-LM loss takes: over the whole accumulated (and,
