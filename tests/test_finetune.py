@@ -155,21 +155,15 @@ def test_a_system_prompt_that_would_cut_an_answer_is_dropped_for_that_item(tiny_
     assert not formatter.encode(plain)["truncated"]
 
 
-def test_replayed_items_distil_the_base_and_only_gold_items_count_towards_train_accuracy(micro_config, micro_base,
-                                                                                         tmp_path):
-    """``finetune.replay_loss: kl``: the loss is the token mean of the gold items' NLL and the replayed items' KL
-    from the base (adapter off) to the model, over all answer tokens; zero KL while the adapter is the identity;
-    the base pass runs once per replayed item (its logits kept for later batches)."""
-    import torch
-
+def _replay_trainer(cfg, tmp_path):
+    """A fresh LoRA on the micro base, an AccuracyTrainer, the replay collator and four features: two privacy items
+    trained on their gold answers (``replay_id`` -1), then two replayed general items (0, 1)."""
     from knowundo.data.format import encode_items, pad_id_of
-    from knowundo.logits import gold_logprobs, shifted
     from knowundo.models.load import attach_lora, load_base
     from knowundo.models.training import (AccuracyTrainer, FeatureDataset, ReplayIdCollator, TokenAccuracy,
                                           training_arguments)
     from knowundo.stage import Stage
 
-    cfg = micro_config()
     stage = Stage("finetune", cfg, "privacy")
     model, tokenizer = load_base(cfg)
     model = attach_lora(model, cfg)
@@ -177,10 +171,23 @@ def test_replayed_items_distil_the_base_and_only_gold_items_count_towards_train_
                             stage.formatter(tokenizer)).features
     for index, feature in enumerate(features):
         feature["replay_id"] = index - 2 if index >= 2 else -1
-    batch = ReplayIdCollator(pad_id_of(tokenizer))(features)
-    assert batch["replay_id"].tolist() == [-1, -1, 0, 1]
     trainer = AccuracyTrainer(model=model, args=training_arguments(tmp_path, cfg.finetune, seed=0, progress=False),
                               train_dataset=FeatureDataset(features), accuracy=TokenAccuracy())
+    return model, trainer, ReplayIdCollator(pad_id_of(tokenizer)), features
+
+
+def test_replayed_items_distil_the_base_and_only_gold_items_count_towards_train_accuracy(micro_config, micro_base,
+                                                                                         tmp_path):
+    """``finetune.replay_loss: kl``: the loss is the token mean of the gold items' NLL and the replayed items' KL
+    from the base (adapter off) to the model, over all answer tokens; zero KL while the adapter is the identity;
+    the base pass runs once per replayed item (its logits kept for later batches)."""
+    import torch
+
+    from knowundo.logits import gold_logprobs, shifted
+
+    model, trainer, collate, features = _replay_trainer(micro_config(), tmp_path)
+    batch = collate(features)
+    assert batch["replay_id"].tolist() == [-1, -1, 0, 1]
 
     def expected() -> float:
         with torch.no_grad():
@@ -222,24 +229,9 @@ def test_every_process_runs_the_base_pass_when_any_needs_it(micro_config, micro_
     it has not seen, this one runs a base pass too (on its first row, the result dropped), even on a batch without
     replayed rows; when no process needs one, none runs."""
     import knowundo.models.training as training
-    from knowundo.data.format import encode_items, pad_id_of
-    from knowundo.models.load import attach_lora, load_base
-    from knowundo.stage import Stage
 
-    cfg = micro_config()
-    stage = Stage("finetune", cfg, "privacy")
-    model, tokenizer = load_base(cfg)
-    model = attach_lora(model, cfg)
-    features = encode_items(stage.data["unlearn"]["train"][:2] + stage.general["train"][:2],
-                            stage.formatter(tokenizer)).features
-    for index, feature in enumerate(features):
-        feature["replay_id"] = index - 2 if index >= 2 else -1
-    collate = training.ReplayIdCollator(pad_id_of(tokenizer))
+    model, trainer, collate, features = _replay_trainer(micro_config(), tmp_path)
     gold_only, mixed = collate(features[:2]), collate(features)
-    trainer = training.AccuracyTrainer(model=model, args=training.training_arguments(tmp_path, cfg.finetune, seed=0,
-                                                                                     progress=False),
-                                       train_dataset=training.FeatureDataset(features),
-                                       accuracy=training.TokenAccuracy())
     passes = []
     forward = model.forward
     model.forward = lambda *args, **kwargs: passes.append(len(kwargs.get("adapter_names", ())) or "train") or forward(

@@ -53,8 +53,7 @@ def general_changes(results: list[dict]) -> list[dict]:
                        general_p=signed_rank([i["accuracy"] for i in base_items], [i["accuracy"] for i in items]))
         for task, scores in result.get("lm_eval", {}).items():
             base_scores = base.get("lm_eval", {}).get(task, {})
-            same_questions = "questions" in scores and scores["questions"] == base_scores.get("questions")
-            if same_questions and "correct" in scores and "correct" in base_scores:
+            if "questions" in scores and scores["questions"] == base_scores.get("questions"):  # with "correct"
                 tested = mcnemar(base_scores["correct"], scores["correct"])
                 row.update({task: scores["acc"], f"{task}_change": scores["acc"] - base_scores["acc"],
                             **{f"{task}_{key}": value for key, value in tested.items()}})

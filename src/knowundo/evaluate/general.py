@@ -129,7 +129,7 @@ def run_lm_eval(model, tokenizer, tasks: list, batch_size: int, seed: int, chat:
                        and not name.split(",")[0].endswith("_stderr")}
     for task, leaves in _top_level_tasks(results).items():
         answers = [per_question_scores(results.get("samples", {}).get(leaf, [])) for leaf in leaves]
-        if answers and all(answers):
+        if all(answers):
             table[task].update(correct=[c for correct, _ in answers for c in correct],
                                questions=hash_json([digest for _, digest in answers]))
     return table
