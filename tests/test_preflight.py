@@ -43,6 +43,14 @@ def test_a_7b_preset_is_planned_from_its_config_and_tokenizer_alone(config_only_
     assert 12.5 < checkpointed < plain < 20  # bf16 weights alone are 12.55 GiB
 
 
+def test_trained_embedding_rows_are_counted_with_an_untied_head(config_only_7b, capsys):
+    assert main(["check", "--preset", "llama2-7b-chat", "--model", str(config_only_7b),
+                 "--set", "data.source=bundled", "--set", "lora.train_embeddings=true"]) == 0
+    out = capsys.readouterr().out
+    # 19.99M LoRA + 2 x 32,000 x 4,096 rows (Llama-2's head is not tied to its embeddings)
+    assert "LoRA r 8 + embedding rows: 282.13M trainable" in out
+
+
 def test_every_problem_is_one_line_and_exit_2(config_only_7b, tmp_path, capsys):
     code = main(["check", "--preset", "llama2-7b-chat", "--model", str(config_only_7b),
                  "--set", "eval.general_tasks=[no_such_task_xyz]", "--set", "unlearn.learning_rate=-1"])

@@ -202,6 +202,30 @@ def test_quantized_is_the_merged_then_quantized_model(make, scheme):
     assert torch.equal(logits(model), plain)  # the adapter is active again
 
 
+@pytest.mark.parametrize("tied", [True, False])
+def test_quantized_merges_the_embedding_rows_the_adapter_trains(tied):
+    """``lora.train_embeddings``: the trained rows are part of the model the attack quantizes (unquantized, as
+    the embeddings and head are)."""
+    from knowundo.config import load_config
+    from knowundo.models.load import attach_lora
+
+    base = llama()
+    base.config.tie_word_embeddings = tied
+    base.tie_weights() if tied else None
+    model = attach_lora(base, load_config("tiny", overrides=["lora.train_embeddings=true"])).eval()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name or "trainable_tokens_delta" in name:
+                param.add_(torch.randn_like(param) * 0.05)
+    before, plain = snapshot(model), logits(model)
+    expected = logits(reference(model, "int8-g128"))
+    with quantized(model, "int8-g128"):
+        inside = logits(model)
+    assert torch.allclose(inside, expected, rtol=0, atol=1e-5)
+    assert_unchanged(model, before)
+    assert torch.equal(logits(model), plain)
+
+
 def test_quantized_ignores_lora_dropout_and_restores_an_inference_adapter(tmp_path):
     from peft import PeftModel
 

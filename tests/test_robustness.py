@@ -235,8 +235,9 @@ def _fake_result(path, domain, data, key, oracle, adapter=None):
     return path
 
 
-def test_references_are_checked_and_key_the_evaluation(micro_config, finetuned_privacy, tmp_path, capsys):
-    from knowundo.evaluate.run import eval_key
+def test_references_are_checked_and_key_the_evaluation(micro_config, finetuned_privacy, tmp_path, capsys,
+                                                       monkeypatch):
+    from knowundo.evaluate.run import RESULT_FORMAT, eval_key
     from knowundo.stage import Stage
 
     cfg = micro_config()
@@ -246,6 +247,9 @@ def test_references_are_checked_and_key_the_evaluation(micro_config, finetuned_p
     vanilla = _fake_result(tmp_path / "vanilla.json", "privacy", data, "k2", oracle=False)
     first = eval_key(cfg, "privacy", adapter, "x", {"oracle": oracle, "vanilla": vanilla})
     assert first != eval_key(cfg, "privacy", adapter, "x", {"oracle": oracle})
+    monkeypatch.setattr("knowundo.evaluate.run.RESULT_FORMAT", RESULT_FORMAT + 1)  # results of an older layout
+    assert eval_key(cfg, "privacy", adapter, "x", {"oracle": oracle, "vanilla": vanilla}) != first  # are redone
+    monkeypatch.undo()
     _fake_result(oracle, "privacy", data, "k3", oracle=True, adapter=adapter)  # the oracle was evaluated again
     assert eval_key(cfg, "privacy", adapter, "x", {"oracle": oracle, "vanilla": vanilla}) != first
 

@@ -33,6 +33,9 @@ class LoraConfig:
     alpha: int = 16
     dropout: float = 0.1
     target_modules: list | str = "all-linear"  # "all-linear", or module names: [q_proj, v_proj] / q_proj,v_proj
+    # also train every row of the token embeddings (and of an untied output head), saved with the adapter (peft's
+    # trainable tokens): a base that rarely saw the tokens the data is split into cannot emit them through LoRA
+    train_embeddings: bool = False
 
 
 @dataclass

@@ -202,8 +202,8 @@ def _memory_plan(cfg: Config, model_config, rows: list[RunLabel], report: Prefli
     shape = Shape.of(model_config)
     memory = memory if memory is not None else visible_memory()
     report.lines.append(f"model {cfg.model.name}: {total / 1e6:,.1f}M parameters ({shape.layers} layers, hidden "
-                        f"{shape.hidden}, vocab {shape.vocab}), {cfg.model.dtype}; LoRA r {cfg.lora.r}: "
-                        f"{lora / 1e6:,.2f}M trainable")
+                        f"{shape.hidden}, vocab {shape.vocab}), {cfg.model.dtype}; LoRA r {cfg.lora.r}"
+                        f"{' + embedding rows' if cfg.lora.train_embeddings else ''}: {lora / 1e6:,.2f}M trainable")
     where = f"{memory / GB:.1f} GB free on the GPU" if memory is not None else "no GPU visible"
     report.lines.append(f"estimated peak memory per process, GB (plain / gradient checkpointing; {where}):")
     for row in [None, *rows]:

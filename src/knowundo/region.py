@@ -78,10 +78,15 @@ def load_region(path: str | Path, model) -> dict[str, torch.Tensor]:
 
 
 def apply_region(model, masks: dict[str, torch.Tensor], weight_decay: float) -> list:
-    """Freeze every LoRA matrix outside the region; inside a row region, zero the gradient of unselected rows.
+    """Freeze every LoRA matrix outside the region, and every other trained parameter (embedding rows trained
+    with the adapter: a region is LoRA matrices only); inside a row region, zero the gradient of unselected rows.
     Returns the hook handles. Row masks need weight_decay 0: decay would move the masked rows."""
     handles = []
-    for name, param in lora_parameters(model).items():
+    lora = lora_parameters(model)
+    for name, param in model.named_parameters():
+        if name not in lora:
+            param.requires_grad_(False)
+    for name, param in lora.items():
         mask = masks.get(name)
         param.requires_grad_(mask is not None and bool(mask.any()))
         if param.requires_grad and mask.numel() > 1 and not mask.all():

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from accelerate.utils import DistributedType
 from safetensors.torch import save_file
-from transformers import Trainer, set_seed
+from transformers import set_seed
 
 from knowundo.artifacts import StageOutput, checkpoint_steps, file_hash
 from knowundo.config import Config, UnlearnConfig
@@ -31,8 +31,8 @@ from knowundo.distributed import is_main, on_any_process
 from knowundo.layout import ADAPTER_DIR, CHECKPOINTS_DIR, METHOD_TENSORS, RETAIN_SOURCES, UNLEARN_RECORD, RunLabel
 from knowundo.methods import Method, Side, check_label, method_params, trained_sides
 from knowundo.models.load import load_adapter, load_base
-from knowundo.models.training import (FeatureDataset, PeakMemory, batch_record, make_trainer, save_adapter, train,
-                                      training_arguments)
+from knowundo.models.training import (AdapterTrainer, FeatureDataset, PeakMemory, batch_record, make_trainer,
+                                      save_adapter, train, training_arguments)
 from knowundo.region import apply_region, load_region
 from knowundo.stage import Stage, adapter_hash
 
@@ -89,7 +89,7 @@ def _checked(inputs: dict, side: str) -> dict:
     return batch
 
 
-class UnlearnTrainer(Trainer):
+class UnlearnTrainer(AdapterTrainer):
     """``Trainer`` with the method's loss; everything else (optimizer, schedule, accumulation, checkpoints,
     distribution) is the library's.
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from peft.tuners.lora import LoraLayer
+from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
+from peft.utils import TrainableTokensWrapper
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
@@ -115,9 +117,20 @@ def _quantize(weight: torch.Tensor, scheme: QuantScheme) -> torch.Tensor:
     return quantize_rtn(weight, scheme.bits, scheme.group_size)
 
 
+def _own_weight(module: nn.Module) -> nn.Parameter:
+    """The weight a module wraps: a LoRA layer's base weight; for embedding rows the adapter trains, the original
+    embedding's (the wrapper's ``weight`` is another tensor)."""
+    if isinstance(module, LoraLayer):
+        return module.get_base_layer().weight
+    if isinstance(module, TrainableTokensWrapper):
+        return module.token_adapter.base_layer.weight
+    return module.weight
+
+
 def _merged_weights(model: nn.Module) -> Iterator[tuple[nn.Module, torch.Tensor, bool]]:
     """(layer, its weight plus the active adapters' LoRA deltas, whether to quantize it) for every LoRA-wrapped
-    layer and every other linear layer of the base model.
+    layer and every other linear layer of the base model; embeddings whose rows the adapter trains
+    (``lora.train_embeddings``) come with those rows, unquantized.
 
     Not quantized: the output head and the embeddings, which transformers' bitsandbytes loading keeps in full
     precision (``llm_int8_skip_modules`` defaults to the output embeddings, and embeddings are not linear layers)
@@ -128,7 +141,7 @@ def _merged_weights(model: nn.Module) -> Iterator[tuple[nn.Module, torch.Tensor,
     wrappers = [m for m in base.modules() if isinstance(m, LoraLayer)]
     inside = {id(m) for wrapper in wrappers for m in wrapper.modules() if m is not wrapper}
     kept = [m for m in (base.get_input_embeddings(), base.get_output_embeddings()) if m is not None]
-    full_precision = {id(m.get_base_layer().weight if isinstance(m, LoraLayer) else m.weight) for m in kept}
+    full_precision = {id(_own_weight(m)) for m in kept}
     for module in base.modules():
         wrapped = isinstance(module, LoraLayer)
         layer = module.get_base_layer() if wrapped else module
@@ -146,6 +159,10 @@ def _merged_weights(model: nn.Module) -> Iterator[tuple[nn.Module, torch.Tensor,
                 if adapter in module.lora_A:
                     weight = weight + module.get_delta_weight(adapter).float()
         yield layer, weight, quantize
+    for module in base.modules():
+        if isinstance(module, TrainableTokensLayer) and not module.disable_adapters:
+            adapters = [adapter for adapter in module.active_adapters if adapter in module.token_indices]
+            yield module.base_layer, module.get_merged_weights(adapters).float(), False
 
 
 @contextlib.contextmanager

@@ -261,6 +261,11 @@ def describe_adapter(adapter: Path | None) -> tuple[str, dict | None]:
     return run_dir.name, None
 
 
+# the layout of a result file: raised when a result gains a field its readers need (2: lm-eval's answers per
+# question), so that a cached result without it is recomputed rather than shown as missing
+RESULT_FORMAT = 2
+
+
 def eval_key(cfg: Config, domain: str, adapter: str | Path | None, label: str | None,
              references: dict[str, str | Path] | None = None) -> str:
     """Everything a result depends on: the adapter's weights (and those of its relearned copy), the data, the
@@ -272,7 +277,7 @@ def eval_key(cfg: Config, domain: str, adapter: str | Path | None, label: str | 
                      relearned=adapter_hash(relearned) if relearned is not None and relearned.is_dir() else None,
                      holdout=hash_json(stage.holdout),
                      references={name: result["meta"]["key"] for name, result in loaded.items()},
-                     metrics=sorted(m.name for m in metrics()))
+                     metrics=sorted(m.name for m in metrics()), result_format=RESULT_FORMAT)
 
 
 def _columns(metric, value) -> list[Column]:

@@ -81,12 +81,24 @@ def attach_lora(model, cfg: Config):
     from peft.utils.error import NoMatchingPeftModuleError
 
     lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                      target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM")
+                      target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM",
+                      trainable_token_indices=_embedding_rows(model) if cfg.lora.train_embeddings else None)
     try:
         return get_peft_model(model, lora)
     except NoMatchingPeftModuleError:
         raise KnowUndoError(f"lora.target_modules: {cfg.lora.target_modules} names no module of "
                             f"{type(model).__name__} (its linear layers: {', '.join(_linear_names(model))})") from None
+
+
+def _embedding_rows(model) -> dict[str, list[int]]:
+    """Every row of the input embeddings and, when not tied to them, of the output head (by module name, as
+    peft's ``trainable_token_indices`` takes them; a tied head follows the embeddings by itself)."""
+    embeddings, head = model.get_input_embeddings(), model.get_output_embeddings()
+    names = {module: name.rsplit(".", 1)[-1] for name, module in model.named_modules()}
+    rows = {names[embeddings]: list(range(embeddings.weight.shape[0]))}
+    if head is not None and head.weight is not embeddings.weight:
+        rows[names[head]] = list(range(head.weight.shape[0]))
+    return rows
 
 
 def _linear_names(model) -> list[str]:

@@ -136,7 +136,19 @@ class TokenAccuracy(TrainerCallback):
         return None if self.target is None else bool(self.per_epoch) and self.per_epoch[-1] >= self.target
 
 
-class AccuracyTrainer(Trainer):
+TRAINED_EMBEDDING_ROWS = "trainable_tokens_delta"  # peft's name for the embedding rows an adapter trains
+
+
+class AdapterTrainer(Trainer):
+    """``Trainer`` for a LoRA adapter. Embedding rows trained with it (``lora.train_embeddings``) hold whole values
+    that replace the base's rows, not differences from them, so weight decay would pull them towards zero rather
+    than towards the base: they are exempt from it, as biases and norms are."""
+
+    def get_decay_parameter_names(self, model) -> list[str]:
+        return [name for name in super().get_decay_parameter_names(model) if TRAINED_EMBEDDING_ROWS not in name]
+
+
+class AccuracyTrainer(AdapterTrainer):
     """The fine-tune's Trainer: :class:`TokenAccuracy` fed from each training forward pass, and replayed items
     (``replay_id`` >= 0: general knowledge under ``finetune.replay_loss: kl``) trained towards the base model's
     own next-token distribution instead of their gold answers. The base is frozen, so its answer-position logits
@@ -213,7 +225,8 @@ class ReplayIdCollator(PadCollator):
         return batch
 
 
-def make_trainer(model, args: TrainingArguments, dataset, collator, trainer_cls=Trainer, **kwargs) -> Trainer:
+def make_trainer(model, args: TrainingArguments, dataset, collator, trainer_cls=AdapterTrainer,
+                 **kwargs) -> Trainer:
     if args.gradient_checkpointing:
         # with frozen embeddings a checkpointed LoRA model would get no input gradient and train nothing
         model.enable_input_require_grads()
