@@ -71,6 +71,36 @@ def test_a_region_freezes_the_trained_rows():
     assert [name for name, param in model.named_parameters() if param.requires_grad] == [first]
 
 
+def test_the_reference_adapter_keeps_its_own_rows(micro_config, micro_base, tmp_path):
+    """Two-sided methods compare with a frozen copy of the fine-tuned adapter beside the trained one: its rows
+    too stay as they were while the trained copy's move."""
+    from knowundo.models.load import load_base
+    from knowundo.unlearn import REFERENCE, prepare_model
+
+    cfg = micro_config("lora.train_embeddings=true")
+    model = attach_lora(load_base(cfg)[0], cfg)
+    with torch.no_grad():
+        for param in row_parameters(model).values():
+            param.add_(torch.randn_like(param) * 0.1)
+    model.save_pretrained(tmp_path / "adapter")
+    ids = torch.tensor([[1, 5, 9, 13, 17]])
+    with torch.no_grad():
+        finetuned = model.eval()(input_ids=ids).logits
+
+    model = prepare_model(cfg, tmp_path / "adapter", with_reference=True)[0].eval()
+    rows = row_parameters(model)
+    assert sorted((REFERENCE in name, param.requires_grad) for name, param in rows.items()) == [(False, True),
+                                                                                                  (True, False)]
+    with torch.no_grad():
+        assert torch.allclose(model(input_ids=ids).logits, finetuned, atol=1e-5)
+        for name, param in rows.items():
+            if REFERENCE not in name:
+                param.add_(1.0)
+        reference = model(input_ids=ids, adapter_names=[REFERENCE]).logits
+        trained = model(input_ids=ids).logits
+    assert torch.allclose(reference, finetuned, atol=1e-5) and not torch.allclose(trained, finetuned, atol=1e-3)
+
+
 @pytest.mark.slow
 def test_a_run_trains_the_rows_in_the_fine_tune_and_ga_but_not_inside_memflex(micro_base, tmp_path):
     """The whole micro pipeline with trained rows: fine-tune (distilled replay), GA, MemFlex, relearning,
