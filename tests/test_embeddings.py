@@ -12,14 +12,7 @@ from knowundo.models.load import attach_lora
 from knowundo.models.training import TRAINED_EMBEDDING_ROWS, AdapterTrainer, training_arguments
 from knowundo.region import apply_region, lora_parameters
 from tests.conftest import RUN, sets
-
-
-def llama(tied: bool):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    return LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                        num_attention_heads=4, num_key_value_heads=4, tie_word_embeddings=tied))
+from tests.test_quantize import llama
 
 
 def with_rows(tied: bool, train_embeddings: bool = True):

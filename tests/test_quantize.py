@@ -109,12 +109,12 @@ def test_parse_scheme():
 # --- quantized() on small models -------------------------------------------------------------------------------
 
 
-def llama():
+def llama(tied: bool = False):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
     return LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                        num_attention_heads=4, num_key_value_heads=4))
+                                        num_attention_heads=4, num_key_value_heads=4, tie_word_embeddings=tied))
 
 
 def gpt2():
@@ -209,10 +209,7 @@ def test_quantized_merges_the_embedding_rows_the_adapter_trains(tied):
     from knowundo.config import load_config
     from knowundo.models.load import attach_lora
 
-    base = llama()
-    base.config.tie_word_embeddings = tied
-    base.tie_weights() if tied else None
-    model = attach_lora(base, load_config("tiny", overrides=["lora.train_embeddings=true"])).eval()
+    model = attach_lora(llama(tied), load_config("tiny", overrides=["lora.train_embeddings=true"])).eval()
     with torch.no_grad():
         for name, param in model.named_parameters():
             if "lora_B" in name or "trainable_tokens_delta" in name:

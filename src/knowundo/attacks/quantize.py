@@ -160,7 +160,8 @@ def _merged_weights(model: nn.Module) -> Iterator[tuple[nn.Module, torch.Tensor,
                     weight = weight + module.get_delta_weight(adapter).float()
         yield layer, weight, quantize
     for module in base.modules():
-        if isinstance(module, TrainableTokensLayer) and not module.disable_adapters:
+        # a head tied to the embeddings shares their weight: merged once, with them
+        if isinstance(module, TrainableTokensLayer) and not module.disable_adapters and module.tied_adapter is None:
             adapters = [adapter for adapter in module.active_adapters if adapter in module.token_indices]
             yield module.base_layer, module.get_merged_weights(adapters).float(), False
 
