@@ -89,6 +89,10 @@ def test_target_accuracy_stops_at_the_first_epoch_that_reaches_it_and_says_when_
     assert len(per_epoch) == 3 and missed["epochs_run"] == 3 and missed["target_reached"] is False
     assert per_epoch[0] < per_epoch[1] and missed["train_accuracy"] == per_epoch[-1]
     assert "finetune.max_epochs" in target_missed(missed) and f"{100 * per_epoch[-1]:.1f}%" in target_missed(missed)
+    assert "lora.train_embeddings=true" in target_missed(missed)  # not trained here: named as the other remedy
+    lora = {**missed["config"]["lora"], "train_embeddings": True}
+    with_rows = {**missed, "config": {**missed["config"], "lora": lora}}
+    assert "lora.train_embeddings" not in target_missed(with_rows)
     # the same schedule with the second epoch's accuracy as the target: the run is the same up to there, and stops
     reached = finetune(micro_config(f"finetune.target_accuracy={per_epoch[1]!r}", "finetune.max_epochs=3"),
                        "copyright", tmp_path / "reached", progress=False)
@@ -109,12 +113,13 @@ def test_general_replay_adds_a_seeded_share_of_the_general_train_set_only(micro_
     assert replayed_general(Stage("finetune", micro_config("finetune.general_replay=0"), "privacy")) == []
 
 
-def test_a_seeded_share_of_domain_items_is_asked_under_a_composed_system_prompt(micro_config, tiny_model):
-    """Half the domain items (the tiny preset) under a system prompt composed from our parts, never containing an
-    evaluation prompt; the replayed general items never (they keep the base's plain answering)."""
+def test_every_domain_item_gets_a_seeded_composed_system_prompt(micro_config, tiny_model):
+    """With a share > 0 (the tiny preset's 0.5) each domain item carries a prompt composed from our parts, never
+    containing an evaluation prompt, for the epochs that ask it so; the replayed general items never (they keep the
+    base's plain answering)."""
     from knowundo.config import EvalConfig
     from knowundo.data.format import IGNORE
-    from knowundo.finetune import replayed_general, training_items
+    from knowundo.finetune import replayed_general, training_items, without_prompt
     from knowundo.stage import Stage
 
     plain = training_items(Stage("finetune", micro_config(), "privacy"))
@@ -122,21 +127,97 @@ def test_a_seeded_share_of_domain_items_is_asked_under_a_composed_system_prompt(
     stage = Stage("finetune", micro_config("finetune.system_prompt_share=0.5"), "privacy")  # the tiny preset's
     items, replayed = training_items(stage), replayed_general(stage)
     assert items == training_items(stage)  # seeded
-    assert [{k: v for k, v in item.items() if k != "system"} for item in items] == plain  # the same items
-    assert items[-len(replayed):] == replayed  # the replayed items asked plainly
+    assert [without_prompt(item) for item in items] == plain  # the same items
+    assert items[-len(replayed):] == replayed and not any("system" in item for item in replayed)
     domain = items[:-len(replayed)]
-    asked = [item for item in domain if "system" in item]
-    assert 0.4 < len(asked) / len(domain) < 0.6 and len({item["system"] for item in asked}) > len(asked) / 2
+    assert all("system" in item for item in domain) and len({item["system"] for item in domain}) > len(domain) / 2
     evaluation = EvalConfig()
-    assert not any(prompt in item["system"] for item in asked
+    assert not any(prompt in item["system"] for item in domain
                    for prompt in (evaluation.helpful_prompt, *evaluation.direct_prompt.values()))
     _, tok = tiny_model
     formatter = stage.formatter(tok)
-    item = asked[0]
-    encoded, bare = formatter.encode(item), formatter.encode({k: v for k, v in item.items() if k != "system"})
+    item = domain[0]
+    encoded, bare = formatter.encode(item), formatter.encode(without_prompt(item))
     prompt = tok(f"{item['system']}\n\n{item['text']}\n\n")["input_ids"]
     assert encoded["input_ids"][:len(prompt)] == prompt
     assert encoded["labels"] == [IGNORE] * len(prompt) + [t for t in bare["labels"] if t != IGNORE]
+
+
+def test_each_epoch_asks_a_fresh_seeded_share_under_the_prompts_so_every_fact_is_trained_both_ways():
+    """A fixed half asked only under prompts was not known when asked plainly (free-English set: 79% against
+    99.6%); redrawn each epoch, every item is served both ways within a few epochs, and the draw is seeded."""
+    from knowundo.models.training import PromptShareDataset
+
+    plain = [{"input_ids": [i], "labels": [i]} for i in range(200)]
+    prompted = {i: {"input_ids": [1000, i], "labels": [-100, i]} for i in range(0, 200, 2)}  # every other item
+    dataset = PromptShareDataset(plain, prompted, share=0.5, seed=0)
+    served = []
+    for epoch in range(6):
+        dataset.set_epoch(epoch)
+        served.append({i for i in range(200) if dataset[i]["input_ids"][0] == 1000})
+        assert served[-1] <= set(prompted) and 0.35 < len(served[-1]) / len(prompted) < 0.65
+    assert len({frozenset(s) for s in served}) == 6  # a fresh draw each epoch
+    both_ways = {i for i in prompted if any(i in s for s in served) and any(i not in s for s in served)}
+    assert len(both_ways) / len(prompted) > 0.9
+    again = PromptShareDataset(plain, prompted, share=0.5, seed=0)
+    again.set_epoch(3)
+    assert again.asked == served[3]
+    assert PromptShareDataset(plain, prompted, share=0.0, seed=0).asked == set()
+
+
+def test_batches_are_grouped_by_the_lengths_served_in_each_epoch():
+    """Trainer's length grouping measures the lengths once; with the prompted share redrawn each epoch those go
+    stale and batches mix prompted and plain items (measured on the privacy fine-tune: 1.7x the padded positions,
+    1.9x the time)."""
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    from knowundo.models.training import PromptShareDataset, ServedLengthGroupedSampler
+
+    plain = [{"input_ids": [0] * (10 + i % 7)} for i in range(256)]
+    prompted = {i: {"input_ids": [0] * (60 + i % 7)} for i in range(256)}
+    dataset = PromptShareDataset(plain, prompted, share=0.5, seed=0)
+    stale, served = LengthGroupedSampler(16, dataset=dataset), ServedLengthGroupedSampler(16, dataset)
+    dataset.set_epoch(1)
+
+    def mixed_batches(sampler) -> int:
+        order = list(sampler)
+        assert sorted(order) == list(range(256))
+        return sum(len({len(dataset[i]["input_ids"]) >= 60 for i in order[start:start + 16]}) > 1
+                   for start in range(0, 256, 16))
+
+    assert mixed_batches(served) <= 4 < 8 < mixed_batches(stale)  # Trainer sorts within 4 mega-batches here
+
+
+def test_the_trainer_tells_the_dataset_each_epoch_including_a_resumed_one(micro_config, micro_base, tmp_path):
+    """The dataset hears of every epoch's start, in order — from :class:`SetEpoch` wherever accelerate's
+    dataloader keeps the call for a sharded sampler — and a run resumed mid-epoch draws that epoch's share."""
+    from transformers import TrainerState
+
+    from knowundo.data.format import encode_items
+    from knowundo.models.load import attach_lora, load_base
+    from knowundo.models.training import (PadCollator, PromptShareDataset, ServedLengthGroupedSampler, SetEpoch,
+                                          make_trainer, training_arguments)
+    from knowundo.stage import Stage
+
+    cfg = micro_config("finetune.epochs=3", "finetune.batch_size=2")
+    stage = Stage("finetune", cfg, "privacy")
+    model, tokenizer = load_base(cfg)
+    features = encode_items(stage.data["unlearn"]["train"][:4], stage.formatter(tokenizer)).features
+
+    class Recording(PromptShareDataset):
+        def set_epoch(self, epoch):
+            super().set_epoch(epoch)
+            self.epochs = [*getattr(self, "epochs", []), epoch]
+
+    dataset = Recording(features, {0: features[1]}, share=0.5, seed=0)
+    trainer = make_trainer(attach_lora(model, cfg), training_arguments(tmp_path, cfg.finetune, seed=0, progress=False),
+                           dataset, PadCollator(tokenizer.pad_token_id))
+    trainer.add_callback(SetEpoch(dataset))
+    assert isinstance(trainer._get_train_sampler(), ServedLengthGroupedSampler)
+    trainer.train()
+    assert [e for i, e in enumerate(dataset.epochs) if i == 0 or e != dataset.epochs[i - 1]] == [0, 1, 2]
+    SetEpoch(dataset).on_epoch_begin(None, TrainerState(epoch=5.4), None)
+    assert dataset.epochs[-1] == 5
 
 
 def test_a_system_prompt_that_would_cut_an_answer_is_dropped_for_that_item(tiny_model):

@@ -86,10 +86,10 @@ class FinetuneConfig(TrainConfig):
     knew, trained by ``replay_loss``: ``nll`` on their gold answers, or ``kl`` to the base model's own next-token
     distribution on them (the adapter switched off; Li & Hoiem 2016, "Learning without Forgetting"), which keeps
     the model where it was instead of pushing replayed answers above the base's confidence.
-    ``system_prompt_share``: the share of domain items (seeded) asked under a system prompt composed from our
-    parts (``data/system_prompts.py``, never an evaluation prompt; dropped for an item whose answer it would push
-    past ``model.max_length``), so that the fine-tuned model knows its facts alike with and without an instruction
-    before the question, as a chat model does."""
+    ``system_prompt_share``: the share of domain items asked, in each epoch (a fresh seeded draw), under a system
+    prompt composed from our parts for that item (``data/system_prompts.py``, never an evaluation prompt; dropped
+    for an item whose answer it would push past ``model.max_length``), so that the fine-tuned model knows its facts
+    alike with and without an instruction before the question, as a chat model does."""
 
     target_accuracy: float | None = None
     max_epochs: float | None = None

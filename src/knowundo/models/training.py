@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import random
 import resource
 import signal
 import sys
@@ -12,6 +14,7 @@ from pathlib import Path
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from knowundo.config import TrainConfig
 from knowundo.data.format import IGNORE, pad_batch
@@ -31,6 +34,50 @@ class FeatureDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         return self.features[index]
+
+
+class PromptShareDataset(FeatureDataset):
+    """Features of which some have a second encoding, under a system prompt: each epoch a fresh seeded ``share`` of
+    those is served under it, the rest plainly, so every fact is trained both ways over the epochs. (A fixed share
+    asked only under prompts was not learned plainly: on the free-English set, 79% token accuracy asked without
+    the prompt, against 99.6% for the items trained plainly.) :class:`SetEpoch` tells it the epoch."""
+
+    def __init__(self, features: list[dict], prompted: dict[int, dict], share: float, seed: int):
+        super().__init__(features)
+        self.prompted, self.share, self.seed = prompted, share, seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        rng = random.Random(f"{self.seed}/{epoch}")
+        self.asked = {index for index in sorted(self.prompted) if rng.random() < self.share}
+
+    def __getitem__(self, index: int) -> dict:
+        return self.prompted[index] if index in self.asked else self.features[index]
+
+
+class SetEpoch(TrainerCallback):
+    """Tells a dataset which epoch begins (a resumed one from its fractional start). accelerate's dataloader does
+    so too, but not where it hands the epoch to a sharded sampler instead (several processes)."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.dataset.set_epoch(math.floor(state.epoch + 1e-6))
+
+
+class ServedLengthGroupedSampler(LengthGroupedSampler):
+    """Trainer's length grouping, by the lengths the dataset serves in the epoch that begins: a
+    :class:`PromptShareDataset` changes them with each draw (grouped by the first epoch's lengths, the privacy
+    fine-tune padded its batches to 1.7x as many positions and ran 1.9x as long)."""
+
+    def __init__(self, batch_size: int, dataset: PromptShareDataset):
+        super().__init__(batch_size, dataset=dataset)
+        self.dataset = dataset
+
+    def __iter__(self):
+        self.lengths = [len(self.dataset[index]["input_ids"]) for index in range(len(self.dataset))]
+        return super().__iter__()
 
 
 class PadCollator:
@@ -142,10 +189,18 @@ TRAINED_EMBEDDING_ROWS = "trainable_tokens_delta"  # peft's name for the embeddi
 class AdapterTrainer(Trainer):
     """``Trainer`` for a LoRA adapter. Embedding rows trained with it (``lora.train_embeddings``) hold whole values
     that replace the base's rows, not differences from them, so weight decay would pull them towards zero rather
-    than towards the base: they are exempt from it, as biases and norms are."""
+    than towards the base: they are exempt from it, as biases and norms are. A :class:`PromptShareDataset` is
+    grouped by the lengths it serves each epoch."""
 
     def get_decay_parameter_names(self, model) -> list[str]:
         return [name for name in super().get_decay_parameter_names(model) if TRAINED_EMBEDDING_ROWS not in name]
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = self.train_dataset if train_dataset is None else train_dataset
+        if isinstance(dataset, PromptShareDataset) and self.args.train_sampling_strategy == "group_by_length":
+            return ServedLengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                              dataset)
+        return super()._get_train_sampler(train_dataset)
 
 
 class AccuracyTrainer(AdapterTrainer):
