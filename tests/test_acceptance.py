@@ -10,7 +10,7 @@ import pytest
 from knowundo.attacks.relearn import relearn
 from knowundo.config import load_config
 from knowundo.evaluate.run import evaluate_checkpoint
-from knowundo.finetune import finetune
+from knowundo.finetune import finetune, target_missed
 from knowundo.unlearn import unlearn
 
 pytestmark = pytest.mark.slow
@@ -156,7 +156,9 @@ def test_the_fine_tune_keeps_general_ability_within_5_points_of_the_base(privacy
 
 def test_a_users_own_privacy_set_with_accents_and_long_answers_is_learned(tmp_path):
     """Other names (accented, hyphenated), other phrasings, two-to-four-sentence answers (some in two paragraphs),
-    no category or instance fields: the tiny default's fine-tune reaches its target and knows the data."""
+    no category or instance fields: the tiny default's fine-tune reaches its target or says so (issue 15's
+    criterion; measured 2026-12-01: 97.7% after 60 epochs since the prompted half is redrawn each epoch with weight
+    decay 2.0), and the model knows the data."""
     import json
 
     from .other_world import write_other_world
@@ -168,6 +170,7 @@ def test_a_users_own_privacy_set_with_accents_and_long_answers_is_learned(tmp_pa
     record = finetune(cfg, "privacy", tmp_path / "finetune", progress=False)
     assert not any("category" in item or "instance" in item
                    for item in json.loads((data / "privacy" / "unlearn.json").read_text())["val"])
-    assert record["target_reached"] and record["truncated"] == 0 and record["dropped"] == 0
+    assert record["truncated"] == 0 and record["dropped"] == 0
+    assert record["target_reached"] or "finetune.max_epochs" in target_missed(record)
     vanilla = evaluate_checkpoint(cfg, "privacy", tmp_path / "finetune" / "adapter")["prompts"]["none"]
     assert vanilla["unlearn_success"] <= 5 and vanilla["retention_success"] >= 95
