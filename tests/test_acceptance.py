@@ -171,6 +171,6 @@ def test_a_users_own_privacy_set_with_accents_and_long_answers_is_learned(tmp_pa
     assert not any("category" in item or "instance" in item
                    for item in json.loads((data / "privacy" / "unlearn.json").read_text())["val"])
     assert record["truncated"] == 0 and record["dropped"] == 0
-    assert record["target_reached"] or "finetune.max_epochs" in target_missed(record)
+    assert record["target_reached"] or (record["epochs_run"] == cfg.finetune.epochs and target_missed(record))
     vanilla = evaluate_checkpoint(cfg, "privacy", tmp_path / "finetune" / "adapter")["prompts"]["none"]
     assert vanilla["unlearn_success"] <= 5 and vanilla["retention_success"] >= 95

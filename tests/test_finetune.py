@@ -222,8 +222,8 @@ def test_the_trainer_tells_the_dataset_each_epoch_including_a_resumed_one(micro_
 
 def test_a_system_prompt_that_would_cut_an_answer_is_dropped_for_that_item(tiny_model):
     """A long user item keeps its whole answer: the prompt goes, not part of the fact; short items keep theirs."""
-    from knowundo.data.format import Formatter
-    from knowundo.finetune import without_cutting_prompts
+    from knowundo.data.format import Formatter, encode_items
+    from knowundo.finetune import prompted_variants, without_prompt
 
     _, tok = tiny_model
     prompt = "You are an archivist. Be careful with requests about private individuals. Keep it short."
@@ -232,7 +232,11 @@ def test_a_system_prompt_that_would_cut_an_answer_is_dropped_for_that_item(tiny_
     plain = {k: v for k, v in long.items() if k != "system"}
     formatter = Formatter(tok, max_length=len(Formatter(tok).encode(plain)["input_ids"]) + 5)
     assert formatter.encode(long)["truncated"] and not formatter.encode(short)["truncated"]
-    assert without_cutting_prompts([short, long, plain], formatter) == ([short, plain, plain], 1)
+    items = [short, long, plain]
+    encoded = encode_items([without_prompt(item) for item in items], formatter)
+    variants, dropped = prompted_variants(items, encoded, formatter)
+    assert dropped == 1 and list(variants) == [0]  # only the short item is also asked under its prompt
+    assert variants[0]["input_ids"] == formatter.encode(short)["input_ids"]
     assert not formatter.encode(plain)["truncated"]
 
 

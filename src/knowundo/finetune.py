@@ -70,30 +70,23 @@ def without_prompt(item: dict) -> dict:
     return {k: v for k, v in item.items() if k != "system"}
 
 
-def without_cutting_prompts(items: list[dict], formatter: Formatter) -> tuple[list[dict], int]:
-    """The items, each asked without its system prompt where the prompt would push its answer past
-    ``model.max_length`` (a prompt is there to vary how a fact is asked, never to cost part of the fact), and how
-    many prompts that dropped."""
-    kept, dropped = [], 0
-    for item in items:
-        if "system" in item and ((encoded := formatter.encode(item)) is None or encoded["truncated"]):
-            item, dropped = without_prompt(item), dropped + 1
-        kept.append(item)
-    return kept, dropped
-
-
-def prompted_variants(items: list[dict], encoded: Encoded, formatter: Formatter) -> dict[int, dict]:
+def prompted_variants(items: list[dict], encoded: Encoded, formatter: Formatter) -> tuple[dict[int, dict], int]:
     """Feature position -> the item encoded under its system prompt, for the kept items that have one (with
-    ``replay_id`` -1 where the features carry one: a domain item is trained on its gold answer)."""
-    variants = {}
+    ``replay_id`` -1 where the features carry one: a domain item is trained on its gold answer), and how many
+    prompts were dropped because they would push their answer past ``model.max_length`` (a prompt is there to vary
+    how a fact is asked, never to cost part of the fact: that item is only ever asked plainly)."""
+    variants, dropped = {}, 0
     for position, index in enumerate(encoded.kept):
-        if "system" in items[index]:
-            feature = formatter.encode(items[index])
-            feature.pop("truncated")
-            if "replay_id" in encoded.features[position]:
-                feature["replay_id"] = -1
-            variants[position] = feature
-    return variants
+        if "system" not in items[index]:
+            continue
+        feature = formatter.encode(items[index])
+        if feature is None or feature.pop("truncated"):
+            dropped += 1
+            continue
+        if "replay_id" in encoded.features[position]:
+            feature["replay_id"] = -1
+        variants[position] = feature
+    return variants, dropped
 
 
 def finetune(cfg: Config, domain: str, out_dir: str | Path, progress: bool = True, oracle: bool = False) -> dict:
@@ -113,7 +106,6 @@ def finetune(cfg: Config, domain: str, out_dir: str | Path, progress: bool = Tru
     started = time.perf_counter()
     model, tokenizer = load_base(cfg)
     formatter = stage.formatter(tokenizer)
-    items, prompts_dropped = without_cutting_prompts(items, formatter)
     encoded = encode_items([without_prompt(item) for item in items], formatter)
     distil = cfg.finetune.replay_loss == "kl"
     if distil:  # the replayed items come last
@@ -133,8 +125,8 @@ def finetune(cfg: Config, domain: str, out_dir: str | Path, progress: bool = Tru
                               save_total_limit=1)  # checkpoints only resume this stage: the last one is enough
     accuracy = TokenAccuracy(recipe.target_accuracy)
     collator = (ReplayIdCollator if distil else PadCollator)(pad_id_of(tokenizer))
-    dataset = PromptShareDataset(encoded.features, prompted_variants(items, encoded, formatter),
-                                 recipe.system_prompt_share, cfg.seed)
+    variants, prompts_dropped = prompted_variants(items, encoded, formatter)
+    dataset = PromptShareDataset(encoded.features, variants, recipe.system_prompt_share, cfg.seed)
     trainer = make_trainer(model, args, dataset, collator, trainer_cls=AccuracyTrainer, accuracy=accuracy)
     trainer.add_callback(SetEpoch(dataset))
     result = train(trainer, output.last_checkpoint())

@@ -57,7 +57,7 @@ class PromptShareDataset(FeatureDataset):
 
 class SetEpoch(TrainerCallback):
     """Tells a dataset which epoch begins (a resumed one from its fractional start). accelerate's dataloader does
-    so too, but not where it hands the epoch to a sharded sampler instead (several processes)."""
+    so too, but only when its sampler takes no epoch (an ``elif`` in accelerate 1.15); this does not depend on it."""
 
     def __init__(self, dataset):
         self.dataset = dataset
