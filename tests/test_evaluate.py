@@ -119,12 +119,16 @@ def test_lm_eval_general_task_runs_offline_on_the_in_memory_model(tiny_model, mi
 
 def test_unknown_lm_eval_task_is_a_clear_error(tiny_model, micro_config):
     from knowundo.errors import KnowUndoError
-    from knowundo.evaluate.general import general_capability
+    from knowundo.evaluate.general import _task_manager, general_capability, load_task
 
     model, tok = tiny_model
     cfg = micro_config("eval.general_mc=false", "eval.general_tasks=[no_such_task_xyz]")
     with pytest.raises(KnowUndoError, match="no_such_task_xyz"):
         general_capability(model, tok, [], cfg)
+    built = _task_manager.cache_info().misses
+    with pytest.raises(KnowUndoError, match="unknown lm-eval task"):
+        load_task("no_such_task_xyz")  # the preflight's check reuses the evaluation's task index (6 s to build)
+    assert _task_manager.cache_info().misses == built
 
 
 def test_judge_perplexity_of_a_three_token_generation_by_hand(tiny_model, finetuned_privacy, micro_config):

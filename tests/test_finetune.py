@@ -93,6 +93,10 @@ def test_target_accuracy_stops_at_the_first_epoch_that_reaches_it_and_says_when_
     lora = {**missed["config"]["lora"], "train_embeddings": True}
     with_rows = {**missed, "config": {**missed["config"], "lora": lora}}
     assert "lora.train_embeddings" not in target_missed(with_rows)
+    assert "lower finetune.weight_decay (now 2)" in target_missed(missed)  # the preset's decay holds the LoRA back
+    undecayed = {**missed, "config": {**missed["config"], "finetune": {**missed["config"]["finetune"],
+                                                                      "weight_decay": 0.0}}}
+    assert "weight_decay" not in target_missed(undecayed)
     # the same schedule with the second epoch's accuracy as the target: the run is the same up to there, and stops
     reached = finetune(micro_config(f"finetune.target_accuracy={per_epoch[1]!r}", "finetune.max_epochs=3"),
                        "copyright", tmp_path / "reached", progress=False)

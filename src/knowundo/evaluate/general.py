@@ -72,9 +72,10 @@ def _quiet():
 
 
 @lru_cache(maxsize=2)
-def _task_manager(named: bool = True):
+def _task_manager(named: bool):
     """lm-eval's task manager, built once per process. ``named``: with the index of lm-eval's own task files
-    (about 6 s on 2 cores), needed to load a task by name; the bundled task is an inline config and needs none."""
+    (about 6 s on 2 cores), needed to load a task by name; the bundled task is an inline config and needs none.
+    Always called with ``named`` positional: the cache keys ``f()``, ``f(True)`` and ``f(named=True)`` apart."""
     from lm_eval.tasks import TaskManager
 
     return TaskManager(include_defaults=named)
@@ -85,7 +86,7 @@ def load_task(name: str) -> None:
     a one-line error if it is unknown or its data cannot be loaded."""
     from lm_eval.tasks import get_task_dict
 
-    manager = _task_manager()
+    manager = _task_manager(True)
     if name not in manager.all_tasks:
         raise KnowUndoError(f"unknown lm-eval task {name!r}")
     try:
