@@ -1,8 +1,9 @@
 """Time budget of the default benchmark: `knowundo run` from nothing (fresh model cache, fresh output directory:
 tiny base build, both domains, the oracle, every default row and its relearning attack, every evaluation and the
 report) on a 2-core CPU, then the same command again (everything cached). Issue 15's budget: the stage time of the
-paper's eight rows with every evaluation (the shared stages included) within 8 minutes, and with the rows added
-since (NPO, SimNPO, IdK, RMU, UNDIAL, WGA) never above 15; the fresh run's wall time is shown against 15 minutes.
+paper's system (the shared stages, the paper's eight rows and every evaluation of their tables) within 8 minutes,
+and with the evaluations and rows added since (the oracle, the attacks and the other robustness metrics; NPO,
+SimNPO, IdK, RMU, UNDIAL, WGA) never above 15; the fresh run's wall time is shown against 15 minutes.
 
 Usage: python benchmarks/default_run.py [--keep DIR]
 """
@@ -39,14 +40,16 @@ def main() -> None:
     env = {**os.environ, "KNOWUNDO_CACHE": str(work / "cache")}
     fresh, output = run(work / "run", env)
     cached, _ = run(work / "run", env)
-    totals = re.search(r"^time per stage: .*total (\d+)s(?: \((\d+)s without the rows beyond the paper's eight\))?$",
+    totals = re.search(r"^time per stage: .*; total (\d+)s(?: = the paper's system (\d+)s)?"
+                       r"(?: \+ robustness evaluations (\d+)s)?(?: \+ rows beyond the paper's eight (\d+)s)?$",
                        output, re.M)
     print(totals.group(0) if totals else "(no per-stage totals printed)")
     if totals:
-        stages = int(totals.group(1))
-        paper = int(totals.group(2) or stages)
-        print(f"stage time of the paper's eight rows {paper}s = {paper / STAGE_TARGET_SECONDS:.2f} of the "
+        stages, paper, robustness = (int(totals.group(i) or 0) for i in (1, 2, 3))
+        paper = paper or stages
+        print(f"stage time of the paper's system {paper}s = {paper / STAGE_TARGET_SECONDS:.2f} of the "
               f"{STAGE_TARGET_SECONDS // 60}-minute target ({'ok' if paper <= STAGE_TARGET_SECONDS else 'OVER'})")
+        print(f"with the robustness evaluations (the paper's eight rows, oracle and attacks) {paper + robustness}s")
         print(f"stage time of every row {stages}s = {stages / BUDGET_SECONDS:.2f} of the {BUDGET_SECONDS // 60}-minute "
               f"budget ({'ok' if stages <= BUDGET_SECONDS else 'OVER'})")
     print(f"fresh run (incl. tiny base build and process start): {fresh:.0f}s = {fresh / BUDGET_SECONDS:.2f} of the "

@@ -116,23 +116,30 @@ def test_sigkill_during_unlearning_resumes_from_the_checkpoint_to_the_same_numbe
     assert _numbers(out) == _numbers(reference_run)
 
 
-def test_stage_log_totals_the_paper_rows_apart_from_the_later_ones():
-    from knowundo.pipeline import StageLog
+def test_stage_log_totals_the_paper_system_apart_from_robustness_and_the_later_rows(monkeypatch):
+    from knowundo import pipeline
+
+    clock = [0.0]
+    monkeypatch.setattr(pipeline.time, "perf_counter", lambda: clock[0])
+
+    def takes(seconds, *result):
+        return lambda: (clock.__setitem__(0, clock[0] + seconds), result)[1]
 
     lines = []
-    log = StageLog(lines.append)
-    timed = {"ga": 0.02, "npo@memflex": 0.05}
-    log.run("finetune", "privacy", lambda: ("adapter", False))
-    for row, seconds in timed.items():
-        log.run("unlearn", "privacy", lambda s=seconds: (time.sleep(s), ("done", False))[1], row=row)
-    log.run("eval", "privacy", lambda: ("cached", True), row="ga")
-    total_line = log.totals()
-    total = sum(log.seconds.values())
-    assert log.beyond_paper >= timed["npo@memflex"] and log.beyond_paper < total
-    paper = total - log.beyond_paper
-    assert f"total {total:.0f}s ({paper:.0f}s without the rows beyond the paper's eight)" in total_line
-    assert [line.split()[1] for line in lines] == ["finetune", "unlearn", "unlearn", "eval"]
+    log = pipeline.StageLog(lines.append)
+    log.run("finetune", "privacy", takes(100, "adapter", False))
+    log.run("finetune", "privacy", takes(40, "oracle", False), robustness=True)
+    log.run("eval", "privacy", takes(6, "vanilla", False, 2.0))  # 2 s of it robustness metrics
+    log.run("eval", "privacy", takes(0, "cached", True, 0.0), row="ga")
+    log.run("unlearn", "privacy", takes(5, "done", False), row="ga")
+    log.run("attack", "privacy", takes(1, "relearned", False), row="ga", robustness=True)
+    log.run("unlearn", "privacy", takes(8, "done", False), row="npo@memflex")
+    log.run("attack", "privacy", takes(1, "relearned", False), row="npo@memflex", robustness=True)  # with its row
+    assert [line.split()[1] for line in lines] == ["finetune", "finetune", "eval", "eval", "unlearn", "attack",
+                                                   "unlearn", "attack"]
+    assert log.totals() == ("time per stage: finetune 140s, eval 6s, unlearn 13s, attack 2s; total 161s = the "
+                            "paper's system 109s + robustness evaluations 43s + rows beyond the paper's eight 9s")
 
-    paper_only = StageLog(lines.append)
-    paper_only.run("unlearn", "privacy", lambda: ("done", False), row="memflex")
-    assert "without" not in paper_only.totals()  # nothing beyond the paper's rows: no second total
+    paper_only = pipeline.StageLog(lines.append)
+    paper_only.run("unlearn", "privacy", takes(3, "done", False), row="memflex")
+    assert paper_only.totals() == "time per stage: unlearn 3s; total 3s"  # nothing else: no split

@@ -39,6 +39,22 @@ def test_eval_result_has_every_metric_family(results):
     assert result["meta"]["seed"] and result["meta"]["data_hash"] and result["meta"]["versions"]["torch"]
 
 
+def test_an_evaluation_times_each_part_and_sums_its_robustness_metrics(results):
+    """What a run states apart from the paper's system: the metrics that fill only the robustness table."""
+    from knowundo.evaluate.metric import ModelMetric, metrics
+
+    robustness = {m.name for m in metrics() if isinstance(m, ModelMetric) and m.robustness}
+    assert robustness == {"forget_quality", "paraphrase", "privleak", "quantization", "relearn"}
+    result = json.loads((results / "eval" / "ga.json").read_text())
+    seconds = result["meta"]["seconds"]
+    ran = [m.name for m in metrics() if isinstance(m, ModelMetric) and m.name in result]
+    assert list(seconds["parts"]) == ["prompt none", "prompt helpful", *ran]
+    assert seconds["parts"]["prompt none"] > 0  # the shared passes run there
+    timed = [name for name in ran if name in robustness]
+    assert "quantization" in timed and "paraphrase" in timed  # (no relearned adapter beside this one)
+    assert seconds["robustness"] == pytest.approx(sum(seconds["parts"][name] for name in timed), abs=2e-3)
+
+
 def test_report_tables_and_plots_from_files_alone(results, tmp_path, capsys):
     import shutil
 

@@ -145,6 +145,12 @@ class ModelMetric:
     enabled: Callable[[Any], bool] = _always
     tables: dict[str, str] = field(default_factory=dict)  # titles of report tables other than the main one
 
+    @property
+    def robustness(self) -> bool:
+        """Whether it fills the robustness table only (forget quality, privleak, the attacks, probes): the
+        evaluations beyond the paper's own, whose time a run states apart."""
+        return set(self.tables) == {ROBUSTNESS_TABLE}
+
 
 METRICS: dict[str, SplitMetric | ModelMetric] = {}
 _discovered = False

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from collections import defaultdict
 from contextlib import contextmanager
 from pathlib import Path
@@ -329,7 +330,9 @@ def evaluate_checkpoint(cfg: Config, domain: str, adapter: str | Path | None = N
                         out_file: str | Path | None = None, label: str | None = None, progress: bool = True,
                         references: dict[str, str | Path] | None = None) -> dict:
     """Every registered metric on one model; the result is written to ``out_file`` if given. ``references``:
-    result files of the ``vanilla`` and ``oracle`` models of the domain, for the metrics that compare."""
+    result files of the ``vanilla`` and ``oracle`` models of the domain, for the metrics that compare.
+    ``meta.seconds``: each prompt variant's and model metric's wall time (a shared pass counts where it first ran:
+    the first variant's) and the sum of the robustness metrics', which a run states apart from the paper's system."""
     stage = Stage("eval", cfg, domain)
     adapter = Path(adapter) if adapter is not None else None
     key = check_eval(cfg, domain, adapter, label, references)
@@ -343,19 +346,26 @@ def evaluate_checkpoint(cfg: Config, domain: str, adapter: str | Path | None = N
     result = {"kind": EVAL_RESULT_KIND, "label": label or default_label, "domain": domain, "prompts": {}}
     columns = [c for m in split_metrics for c in _columns(m, None)]
     parts = [*(("prompt", variant) for variant in cfg.eval.prompts), *(("metric", m) for m in model_metrics)]
+    seconds = {"parts": {}, "robustness": 0.0}
     with tqdm(parts, desc=f"eval {result['label']}", disable=not progress, leave=False) as bar:
         for kind, part in bar:
+            started = time.perf_counter()
             if kind == "prompt":
                 bar.set_postfix_str(f"prompt {part}")
                 result["prompts"][part] = evaluate_variant(ctx, split_metrics, part)
+                name = f"prompt {part}"
             else:
                 bar.set_postfix_str(part.name)
                 result[part.name] = part.compute(ctx)
                 columns += _columns(part, result[part.name])
+                name = part.name
+            seconds["parts"][name] = round(time.perf_counter() - started, 3)
+            if kind == "metric" and part.robustness:
+                seconds["robustness"] = round(seconds["robustness"] + seconds["parts"][name], 3)
     result["columns"] = [c.to_json() for c in check_columns(columns)]
     result["tables"] = {name: title for m in (*split_metrics, *model_metrics) for name, title in m.tables.items()}
     result["meta"] = stage.record(key, stage.data, adapter=str(adapter) if adapter else None,
-                                  adapter_hash=adapter_hash(adapter), training=training,
+                                  adapter_hash=adapter_hash(adapter), training=training, seconds=seconds,
                                   references={name: str(path) for name, path in (references or {}).items()})
     if out_file is not None:
         write_json(out_file, result)
