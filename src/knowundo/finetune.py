@@ -160,4 +160,4 @@ def target_missed(record: dict) -> str | None:
         remedies.append(f"lower finetune.weight_decay (now {decay:g})")
     return (f"the fine-tune reached train token accuracy {100 * record['train_accuracy']:.1f}% after "
             f"{record['epochs_run']:g} epochs, short of finetune.target_accuracy "
-            f"{100 * record['target_accuracy']:.1f}%: raise finetune.max_epochs (or {', or '.join(remedies)})")
+            f"{100 * record['target_accuracy']:.1f}%: raise finetune.max_epochs, or {', or '.join(remedies)}")
