@@ -98,7 +98,7 @@ class StageLog:
         if row is not None and row not in PAPER_ROWS:
             self.beyond_paper += elapsed
         else:
-            self.robustness += elapsed if robustness else min(sum(inside), elapsed)
+            self.robustness += elapsed if robustness else sum(inside)
         self.echo(f"[{where}] {kind:9} {'cached' if cached else f'{elapsed:6.1f}s'}  {summary}")
 
     def totals(self) -> str:

@@ -346,22 +346,19 @@ def evaluate_checkpoint(cfg: Config, domain: str, adapter: str | Path | None = N
     result = {"kind": EVAL_RESULT_KIND, "label": label or default_label, "domain": domain, "prompts": {}}
     columns = [c for m in split_metrics for c in _columns(m, None)]
     parts = [*(("prompt", variant) for variant in cfg.eval.prompts), *(("metric", m) for m in model_metrics)]
-    seconds = {"parts": {}, "robustness": 0.0}
+    timed: dict[str, float] = {}
     with tqdm(parts, desc=f"eval {result['label']}", disable=not progress, leave=False) as bar:
         for kind, part in bar:
+            name = f"prompt {part}" if kind == "prompt" else part.name
+            bar.set_postfix_str(name)
             started = time.perf_counter()
             if kind == "prompt":
-                bar.set_postfix_str(f"prompt {part}")
                 result["prompts"][part] = evaluate_variant(ctx, split_metrics, part)
-                name = f"prompt {part}"
             else:
-                bar.set_postfix_str(part.name)
                 result[part.name] = part.compute(ctx)
                 columns += _columns(part, result[part.name])
-                name = part.name
-            seconds["parts"][name] = round(time.perf_counter() - started, 3)
-            if kind == "metric" and part.robustness:
-                seconds["robustness"] = round(seconds["robustness"] + seconds["parts"][name], 3)
+            timed[name] = round(time.perf_counter() - started, 3)
+    seconds = {"parts": timed, "robustness": round(sum(timed[m.name] for m in model_metrics if m.robustness), 3)}
     result["columns"] = [c.to_json() for c in check_columns(columns)]
     result["tables"] = {name: title for m in (*split_metrics, *model_metrics) for name, title in m.tables.items()}
     result["meta"] = stage.record(key, stage.data, adapter=str(adapter) if adapter else None,
