@@ -97,13 +97,13 @@ def test_the_reference_adapter_keeps_its_own_rows(micro_config, micro_base, tmp_
 @pytest.mark.slow
 def test_a_run_trains_the_rows_in_the_fine_tune_and_ga_but_not_inside_memflex(micro_base, tmp_path):
     """The whole micro pipeline with trained rows: fine-tune (distilled replay), GA, MemFlex, relearning,
-    quantization, evaluation."""
+    quantization, evaluation with lm-eval's general MC task (which once failed on the wrapped embeddings)."""
     from knowundo.cli import main
     from knowundo.layout import ADAPTER_DIR, ADAPTER_WEIGHTS
 
     out = tmp_path / "run"
     assert main(["run", "--out", str(out), "--domains", "privacy", "--methods", "ga,memflex", "--quiet",
-                 *sets(*RUN, "lora.train_embeddings=true")]) == 0
+                 *sets(*RUN, "lora.train_embeddings=true", "eval.general_mc=true")]) == 0
 
     def rows(path):
         weights = load_file(str(path / ADAPTER_DIR / ADAPTER_WEIGHTS))

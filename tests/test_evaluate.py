@@ -68,11 +68,12 @@ def test_batched_greedy_generation_equals_unbatched_token_for_token(tiny_model):
     assert all(o["token_ids"] for o in alone)
 
 
-def test_multiple_choice_distractors_differ_only_in_the_fact():
+@pytest.mark.parametrize("general", ["real", "fictional"])
+def test_multiple_choice_distractors_differ_only_in_the_fact(general):
     from knowundo.data.knowundo import DataSource, load_general
     from knowundo.evaluate.general import multiple_choice_docs
 
-    heldout = load_general(DataSource())["heldout"]
+    heldout = load_general(DataSource(general=general))["heldout"]
     docs = multiple_choice_docs(heldout, seed=0)
     assert len(docs) == len(heldout)
     for doc, item in zip(docs, heldout):
@@ -103,7 +104,7 @@ def test_lm_eval_general_task_runs_offline_on_the_in_memory_model(tiny_model, mi
     from knowundo.evaluate.general import MC_TASK, general_capability
 
     model, tok = tiny_model
-    heldout = load_general(DataSource())["heldout"]
+    heldout = load_general(DataSource(general="fictional"))["heldout"]  # the tiny model's world
     monkeypatch.chdir(tmp_path)  # not a git checkout: lm-eval's `git describe` fails there, and must stay silent
     result = general_capability(model, tok, heldout, micro_config())
     assert "fatal" not in capfd.readouterr().err

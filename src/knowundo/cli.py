@@ -21,20 +21,56 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", default="tiny", help="settings preset: tiny (default), llama2-7b-chat, "
-                                                         "qwen1.5-7b-chat")
+    parser.add_argument("--preset", help="settings preset: tiny (the default without a model), smollm2 (the real "
+                                          "small chat model, offline), chat (the default for any model named with "
+                                          "--model or model.name), llama2-7b-chat, qwen1.5-7b-chat")
     parser.add_argument("--config", help="YAML file of settings, applied over the preset")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override one setting, e.g. --set finetune.epochs=3 (repeatable)")
 
 
-def _config(args, extra: list[str] = (), check: bool = True):
-    """The resolved settings, with their plugins imported (they may register methods and metrics)."""
+def resolve_preset(args, extra: list[str] = ()) -> str:
+    """The preset named, or the default for the model named (``--model`` / ``model.name``); one warning line when
+    a model-specific preset meets a model of another family."""
+    from knowundo.config import NEUTRAL_PRESET, PRESET_FAMILIES, default_preset
+
+    named = [item.split("=", 1)[1] for item in [*args.overrides, *extra] if item.startswith("model.name=")]
+    model = named[-1] if named else None
+    if args.preset is None:
+        return default_preset(model)
+    if args.preset == NEUTRAL_PRESET and model is None:
+        raise KnowUndoError(f"preset {NEUTRAL_PRESET} is for a model you name: add --model ID_OR_DIR (or --set "
+                            f"model.name=...)")
+    family = PRESET_FAMILIES.get(args.preset)
+    if family and model and model != args.preset:
+        other = _model_family(model)
+        if other is not None and other != family:
+            print(f"knowundo: warning: preset {args.preset} is written for {family} models and {model} is a {other} "
+                  f"model; --preset {NEUTRAL_PRESET} is the neutral preset for any model", file=sys.stderr)
+    return args.preset
+
+
+def _model_family(model: str) -> str | None:
+    """``model_type`` of a local or cached model's config (None where it cannot be read: the stages say why)."""
+    from knowundo.models.load import load_model_config
+
+    try:
+        return load_model_config(model).model_type
+    except KnowUndoError:
+        return None
+
+
+def _config(args, extra: list[str] = (), check: bool = True, preset_out: list | None = None):
+    """The resolved settings, with their plugins imported (they may register methods and metrics); the preset's
+    name is appended to ``preset_out`` when given."""
     from knowundo.config import load_config
     from knowundo.plugins import load_plugins
 
-    cfg = load_config(args.preset, args.config, [*args.overrides, *extra], check=check)
+    preset = resolve_preset(args, extra)
+    cfg = load_config(preset, args.config, [*args.overrides, *extra], check=check)
     load_plugins(cfg.plugins)
+    if preset_out is not None:
+        preset_out.append(preset)
     return cfg
 
 
@@ -252,7 +288,9 @@ def cmd_relearn(args) -> None:
 def cmd_check(args) -> int:
     from knowundo.preflight import preflight
 
-    cfg = _config(args, [f"model.name={args.model}"] if args.model else [], check=False)
+    preset: list[str] = []
+    cfg = _config(args, [f"model.name={args.model}"] if args.model else [], check=False, preset_out=preset)
+    print(f"preset {preset[0]}")
     report = preflight(cfg)
     for line in report.lines:
         print(line)

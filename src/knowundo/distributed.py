@@ -43,24 +43,28 @@ def barrier() -> None:
 
 
 def all_reduce_sum(tensor):
-    """Sum ``tensor`` over all processes, in place (localization: every process scores its share of items)."""
+    """Sum ``tensor`` over all processes (localization: every process scores its share of items), on this
+    process's device (NCCL reduces GPU tensors only); returned there."""
     if world_size() > 1:
+        from knowundo.placement import device
+
         dist = _process_group()
+        tensor = tensor.to(device())
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
 
 
-def on_any_process(flag: bool, device=None) -> bool:
+def on_any_process(flag: bool) -> bool:
     """Whether ``flag`` holds on at least one process (one all-reduce of a number; ``flag`` itself when
     alone): every process takes the same branch, so none is left waiting at a later collective."""
     if world_size() == 1:
         return flag
     import torch
 
+    from knowundo.placement import device
+
     dist = _process_group()
-    if device is None:  # NCCL reduces GPU tensors only
-        device = "cuda" if dist.get_backend() == "nccl" else "cpu"
-    value = torch.tensor([float(flag)], device=device)
+    value = torch.tensor([float(flag)], device=device())  # NCCL reduces tensors on this process's GPU only
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item())
 

@@ -23,7 +23,7 @@ from knowundo.data.system_prompts import system_prompt
 from knowundo.distributed import is_main
 from knowundo.errors import KnowUndoError
 from knowundo.layout import ADAPTER_DIR, CHECKPOINTS_DIR, FINETUNE_RECORD, SCOPES
-from knowundo.models.load import attach_lora, load_base
+from knowundo.models.load import attach_lora, load_base, trains_in_bf16
 from knowundo.models.training import (AccuracyTrainer, PadCollator, PromptShareDataset, ReplayIdCollator, SetEpoch,
                                       TokenAccuracy, batch_record, make_trainer, save_adapter, train,
                                       training_arguments)
@@ -121,7 +121,7 @@ def finetune(cfg: Config, domain: str, out_dir: str | Path, progress: bool = Tru
     recipe = cfg.finetune
     epochs = (recipe.max_epochs or recipe.epochs) if recipe.target_accuracy is not None else recipe.epochs
     args = training_arguments(work / CHECKPOINTS_DIR, recipe, seed=cfg.seed, progress=progress,
-                              bf16=cfg.model.dtype == "bfloat16", num_train_epochs=epochs,
+                              bf16=trains_in_bf16(cfg), num_train_epochs=epochs,
                               save_total_limit=1)  # checkpoints only resume this stage: the last one is enough
     accuracy = TokenAccuracy(recipe.target_accuracy)
     collator = (ReplayIdCollator if distil else PadCollator)(pad_id_of(tokenizer))

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
 
 from knowundo.artifacts import atomic_path, read_json, write_json
 from knowundo.config import Config
@@ -29,6 +30,7 @@ from knowundo.errors import KnowUndoError
 from knowundo.layout import GRADIENT_STATS, GRADIENTS_RECORD, HEATMAP, REGION_FILE, ROW_MASKS, SCOPES
 from knowundo.logits import per_sample_nll
 from knowundo.models.load import load_adapter, load_base
+from knowundo.placement import on_device
 from knowundo.region import layer_of, lora_parameters
 from knowundo.stage import Stage, adapter_hash
 
@@ -59,25 +61,25 @@ class Selection:
             raise KnowUndoError(f"localize.top_k must be >= 1, got {self.top_k}")
 
 
-def average_gradients(model, features: list[dict], formatter: Formatter, copies: int, seed: int, batch_size: int
-                      ) -> dict[str, torch.Tensor]:
+def average_gradients(model, features: list[dict], formatter: Formatter, copies: int, seed: int, batch_size: int,
+                      bar: tqdm | None = None) -> dict[str, torch.Tensor]:
     """Mean gradient of the per-item loss over ``copies`` random relabellings of ``features``. With several
     processes each takes every world-size-th batch of the same relabelled list and the sums are all-reduced,
-    so the result does not depend on the process count."""
+    so the result does not depend on the process count. ``bar`` advances once per batch."""
     params = lora_parameters(model)
     model.zero_grad(set_to_none=True)
     model.train()
     total = copies * len(features)
-    device = next(model.parameters()).device
     first, stride = rank() * batch_size, world_size() * batch_size
     for copy in range(copies):
         generator = torch.Generator().manual_seed(seed * 1000 + copy)
         relabelled = random_labels(features, RelabelContext(None, formatter, generator))
         for start in range(first, len(relabelled), stride):
-            batch = {k: v.to(device) for k, v in
-                     pad_batch(relabelled[start:start + batch_size], pad_id_of(formatter.tokenizer)).items()}
+            batch = on_device(pad_batch(relabelled[start:start + batch_size], pad_id_of(formatter.tokenizer)))
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
             (per_sample_nll(logits, batch["labels"]).sum() / total).backward()
+            if bar is not None:
+                bar.update()
     grads = {}
     for name, p in params.items():
         grad = p.grad if p.grad is not None else torch.zeros_like(p)  # a process may have had no batch
@@ -116,8 +118,8 @@ def select(stats: dict[str, dict[str, torch.Tensor]], selection: Selection) -> t
                    "top_k": selection.top_k}
 
 
-def compute_statistics(cfg: Config, domain: str, finetuned_adapter: Path, out_dir: Path, granularity: str
-                       ) -> dict[str, dict[str, torch.Tensor]]:
+def compute_statistics(cfg: Config, domain: str, finetuned_adapter: Path, out_dir: Path, granularity: str,
+                       progress: bool = True) -> dict[str, dict[str, torch.Tensor]]:
     """G_UL / G_RT statistics for every LoRA matrix, cached in ``out_dir`` under the stage key (the selection is
     not part of it: choosing another region from the same statistics recomputes nothing)."""
     stage = Stage("localize", cfg, domain)
@@ -129,9 +131,12 @@ def compute_statistics(cfg: Config, domain: str, finetuned_adapter: Path, out_di
         model, tokenizer = load_base(cfg)
         model = load_adapter(model, finetuned_adapter, trainable=True)
         formatter = stage.formatter(tokenizer)
-        grads = {scope: average_gradients(model, encode_items(items, formatter).features, formatter,
-                                          loc.copies, cfg.seed, loc.batch_size)
-                 for scope, items in train_only.items()}
+        features = {scope: encode_items(items, formatter).features for scope, items in train_only.items()}
+        batches = sum(len(range(rank() * loc.batch_size, len(f), world_size() * loc.batch_size))
+                      for f in features.values()) * loc.copies
+        with tqdm(total=batches, desc=f"localize {domain}", unit="batch", disable=not progress, leave=False) as bar:
+            grads = {scope: average_gradients(model, f, formatter, loc.copies, cfg.seed, loc.batch_size, bar)
+                     for scope, f in features.items()}
         flat = {}
         for name in grads["unlearn"]:
             for stat, value in unit_statistics(grads["unlearn"][name], grads["retention"][name],
@@ -167,12 +172,14 @@ def check_localize(cfg: Config, domain: str, finetuned_adapter: str | Path) -> S
     return selection
 
 
-def localize(cfg: Config, domain: str, finetuned_adapter: str | Path, out_dir: str | Path) -> dict:
-    """Compute (or reuse) the statistics, select the region, write ``region.json`` (+ row masks) and heatmap."""
+def localize(cfg: Config, domain: str, finetuned_adapter: str | Path, out_dir: str | Path, progress: bool = True
+             ) -> dict:
+    """Compute (or reuse) the statistics, select the region, write ``region.json`` (+ row masks) and heatmap;
+    ``progress``: a bar over the gradient batches."""
     selection = check_localize(cfg, domain, finetuned_adapter)
     granularity = cfg.localize.granularity
     finetuned_adapter, out_dir = Path(finetuned_adapter), Path(out_dir)
-    stats = compute_statistics(cfg, domain, finetuned_adapter, out_dir, granularity)
+    stats = compute_statistics(cfg, domain, finetuned_adapter, out_dir, granularity, progress)
     masks, used = select(stats, selection)
     statistics = read_json(out_dir / GRADIENTS_RECORD)
     units = [{"parameter": name, "units": int(mask.numel()), "selected_units": int(mask.sum()),

@@ -193,7 +193,7 @@ class DomainRun:
 
     def localize(self) -> tuple[str, bool]:
         done = (self.layout.localize / GRADIENTS_RECORD).is_file()
-        region = localize(self.cfg, self.domain, self.layout.adapter, self.layout.localize)
+        region = localize(self.cfg, self.domain, self.layout.adapter, self.layout.localize, progress=self.progress)
         return (f"{region['selected_units']} of {region['total_units']} units in {region['selected_parameters']} "
                 f"LoRA matrices ({region['granularity']})"), done
 

@@ -21,16 +21,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from knowundo.config import Config, validate
-from knowundo.data.format import IGNORE, Formatter
+from knowundo.data.format import IGNORE, Formatter, resolve_template
 from knowundo.data.knowundo import DataSource, check_domain, load_domain
 from knowundo.distributed import per_process_batch
 from knowundo.errors import KnowUndoError
 from knowundo.layout import RunLabel
 from knowundo.methods import check_label, get_method, method_params, trained_sides
-from knowundo.models.load import DTYPES, load_model_config
+from knowundo.models.load import (DTYPES, load_model_config, load_tokenizer, prepare_base, resolve_model_path,
+                                  resolved_dtype)
+from knowundo.placement import describe
 
 GB = 1024 ** 3
-BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "auto": 2}
+BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 
 @dataclass
@@ -59,14 +61,9 @@ def _model_and_tokenizer(cfg: Config):
         built = is_built(cfg.tiny)
         tokenizer = AutoTokenizer.from_pretrained(tiny_path(cfg.tiny)) if built else train_tokenizer(cfg.tiny)
         return tiny_model_config(cfg.tiny, tokenizer), tokenizer
-    model_config = load_model_config(cfg.model.name, cfg.model.trust_remote_code)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(cfg.model.name, trust_remote_code=cfg.model.trust_remote_code)
-    except (OSError, ValueError) as exc:
-        raise KnowUndoError(f"no tokenizer for {cfg.model.name!r} ({str(exc).splitlines()[0][:160]})") from None
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return model_config, tokenizer
+    if cfg.model.name == "smollm2":  # its config and tokenizer are in the converted directory (made once)
+        prepare_base(cfg)
+    return load_model_config(resolve_model_path(cfg), cfg.model.trust_remote_code), load_tokenizer(cfg)
 
 
 def parameter_counts(cfg: Config, model_config) -> tuple[int, int]:
@@ -105,7 +102,7 @@ def activation_bytes(shape: Shape, batch: int, seq: int, element: int, checkpoin
 
 def peak_bytes(row: RunLabel | None, cfg: Config, total: int, lora: int, shape: Shape, checkpointing: bool) -> float:
     """The estimate of the module docstring for one row (its own settings and parameters; None: the fine-tune)."""
-    element = BYTES[cfg.model.dtype]
+    element = BYTES[resolved_dtype(cfg.model.dtype)]
     train = cfg.finetune if row is None else cfg.unlearn.for_method(row.method, row.label)
     batch = per_process_batch(train.batch_size, train.grad_accum)[0]
     seq = cfg.model.max_length
@@ -181,10 +178,13 @@ def preflight(cfg: Config, memory: int | None = None, rows: list[str] | None = N
             counts = ", ".join(f"{scope} {len(s['train'])}+{len(s['val'])}" for scope, s in data.items())
             report.lines.append(f"data {domain}: {cfg.data.source} ({counts} train+val items)")
             if loaded is not None:
-                prompt = report.attempt(f"template {cfg.model.template}",
+                template = resolve_template(cfg.model.template, tokenizer)
+                named = template if template == cfg.model.template else f"{cfg.model.template} -> {template}"
+                prompt = report.attempt(f"template {named}",
                                         lambda d=data: check_template(cfg, tokenizer, d["unlearn"]["val"][0]))
                 if prompt is not None:
-                    report.lines.append(f"template {cfg.model.template}: prompt {prompt!r} + answer + EOS, mask exact")
+                    end = "EOS" if template == "plain" else "end of turn"
+                    report.lines.append(f"template {named}: prompt {prompt!r} + answer + {end}, mask exact")
     report.problems += check_tasks(list(cfg.eval.general_tasks))
     if cfg.eval.general_tasks:
         report.lines.append(f"lm-eval tasks: {', '.join(cfg.eval.general_tasks)}")
@@ -202,7 +202,9 @@ def _memory_plan(cfg: Config, model_config, rows: list[RunLabel], report: Prefli
     shape = Shape.of(model_config)
     memory = memory if memory is not None else visible_memory()
     report.lines.append(f"model {cfg.model.name}: {total / 1e6:,.1f}M parameters ({shape.layers} layers, hidden "
-                        f"{shape.hidden}, vocab {shape.vocab}), {cfg.model.dtype}; LoRA r {cfg.lora.r}"
+                        f"{shape.hidden}, vocab {shape.vocab}), {resolved_dtype(cfg.model.dtype)} on "
+                        f"{describe()}; LoRA r {cfg.lora.r}"
+                        f"{f' in the top {cfg.lora.top_layers} layers' if cfg.lora.top_layers else ''}"
                         f"{' + embedding rows' if cfg.lora.train_embeddings else ''}: {lora / 1e6:,.2f}M trainable")
     where = f"{memory / GB:.1f} GB free on the GPU" if memory is not None else "no GPU visible"
     report.lines.append(f"estimated peak memory per process, GB (plain / gradient checkpointing; {where}):")

@@ -18,15 +18,14 @@ from knowundo.artifacts import StageOutput, file_hash, hash_json, library_versio
 from knowundo.config import Config
 from knowundo.data.format import Formatter
 from knowundo.data.knowundo import DataSource, check_domain, load_domain, load_general, load_holdout
-from knowundo.models.load import adapter_weights
+from knowundo.models.load import adapter_weights, built_in_key
+from knowundo.placement import describe
 
 
 def model_settings(cfg: Config) -> dict:
-    """What identifies the model: its section, plus the tiny model's recipe when ``model.name`` is ``tiny``."""
-    settings = {"model": cfg.to_dict()["model"]}
-    if cfg.model.name == "tiny":
-        settings["tiny"] = cfg.to_dict()["tiny"]
-    return settings
+    """What identifies the model: its section, plus what identifies a built-in model (the tiny model's recipe, the
+    smollm2 weights' hash)."""
+    return {"model": cfg.to_dict()["model"], **built_in_key(cfg)}
 
 
 def adapter_hash(adapter: str | Path | None) -> str | None:
@@ -80,6 +79,6 @@ class Stage:
         return StageOutput(out_dir, self.key(data, sections, **inputs), record_name)
 
     def record(self, key: str, data: Any, **fields) -> dict:
-        """The fields every stage record carries (provenance), then the stage's own."""
-        return {"stage": self.name, "domain": self.domain, "key": key, "seed": self.cfg.seed,
+        """The fields every stage record carries (provenance: where it ran among them), then the stage's own."""
+        return {"stage": self.name, "domain": self.domain, "key": key, "seed": self.cfg.seed, "device": describe(),
                 "data_hash": hash_json(data), **fields, "config": self.cfg.to_dict(), "versions": library_versions()}

@@ -30,7 +30,7 @@ from knowundo.errors import KnowUndoError
 from knowundo.distributed import is_main, on_any_process
 from knowundo.layout import ADAPTER_DIR, CHECKPOINTS_DIR, METHOD_TENSORS, RETAIN_SOURCES, UNLEARN_RECORD, RunLabel
 from knowundo.methods import Method, Side, check_label, method_params, trained_sides
-from knowundo.models.load import load_adapter, load_base
+from knowundo.models.load import load_adapter, load_base, trains_in_bf16
 from knowundo.models.training import (AdapterTrainer, FeatureDataset, PeakMemory, batch_record, make_trainer,
                                       save_adapter, train, training_arguments)
 from knowundo.region import apply_region, load_region
@@ -122,7 +122,7 @@ class UnlearnTrainer(AdapterTrainer):
     def _finite(self, loss: torch.Tensor) -> torch.Tensor:
         """Raised before its backward pass, on every process as soon as one has a non-finite loss (so that no
         process waits at the next gradient all-reduce): the weights in memory stay the last good ones."""
-        if on_any_process(not bool(torch.isfinite(loss)), loss.device):
+        if on_any_process(not bool(torch.isfinite(loss))):
             raise NonFiniteLoss(self.state.global_step, float(loss.detach()))
         return loss
 
@@ -283,7 +283,7 @@ def _train(plan: UnlearnPlan, progress: bool, callbacks: list) -> dict:
     if is_main() and (tensors := method.tensors(params, model.config)):
         save_file({name: t.contiguous() for name, t in tensors.items()}, str(work / METHOD_TENSORS))
     args = training_arguments(work / CHECKPOINTS_DIR, u, seed=cfg.seed, progress=progress,
-                              bf16=cfg.model.dtype == "bfloat16", train_sampling_strategy="random", logging_steps=1)
+                              bf16=trains_in_bf16(cfg), train_sampling_strategy="random", logging_steps=1)
     memory = PeakMemory()
     trainer = make_trainer(model, args, PairedDataset(forget, retain_features, params, cfg.seed, alternative),
                            PairCollator(pad_id_of(tokenizer)), trainer_cls=UnlearnTrainer, method=method,

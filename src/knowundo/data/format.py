@@ -14,7 +14,17 @@ import torch
 from knowundo.errors import KnowUndoError
 
 IGNORE = -100
-TEMPLATES = ("plain", "chat")
+TEMPLATES = ("plain", "chat", "auto")
+
+
+def resolve_template(template: str, tokenizer) -> str:
+    """``auto`` is ``chat`` for a tokenizer with a chat template and ``plain`` for one without; the others as
+    named."""
+    if template not in TEMPLATES:
+        raise KnowUndoError(f"unknown template {template!r}; choose one of {', '.join(TEMPLATES)}")
+    if template == "auto":
+        return "chat" if getattr(tokenizer, "chat_template", None) else "plain"
+    return template
 
 
 @dataclass
@@ -23,7 +33,8 @@ class Formatter:
     ``"\\n\\n"``) and the answer ends with EOS; ``chat`` renders the conversation with the tokenizer's own chat
     template (the system prompt as a system turn) and the answer is exactly what the template puts after the
     generation prompt, through the first special token that ends the assistant's turn (``</s>`` for
-    Llama-2-chat, ``<|im_end|>`` for ChatML): the tokens a chat model was trained to produce."""
+    Llama-2-chat, ``<|im_end|>`` for ChatML): the tokens a chat model was trained to produce. ``auto`` resolves to
+    one of the two (:func:`resolve_template`)."""
 
     tokenizer: object
     template: str = "plain"
@@ -32,8 +43,7 @@ class Formatter:
     system_prompt: str | None = None
 
     def __post_init__(self):
-        if self.template not in TEMPLATES:
-            raise KnowUndoError(f"unknown template {self.template!r}; choose one of {', '.join(TEMPLATES)}")
+        self.template = resolve_template(self.template, self.tokenizer)
         if self.template == "chat" and not getattr(self.tokenizer, "chat_template", None):
             raise KnowUndoError("template 'chat' needs a tokenizer with a chat template; use template 'plain'")
         if self.tokenizer.eos_token_id is None:

@@ -5,11 +5,13 @@ bundled offline set. Every source goes through the same validation and returns t
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from knowundo.artifacts import write_json
+from knowundo.config import GENERAL_SETS
 from knowundo.data import bundled
 from knowundo.data.validate import validate_items, validate_scope
 from knowundo.errors import KnowUndoError
@@ -22,16 +24,20 @@ SOURCES = ("bundled", "local", "hub")
 @dataclass(frozen=True)
 class DataSource:
     """Where the benchmark data comes from. ``path`` is a directory for ``local``, a repo id (or a local mirror
-    of one) for ``hub``; ``revision`` pins a Hub commit; ``seed`` drives the bundled generator."""
+    of one) for ``hub``; ``revision`` pins a Hub commit; ``seed`` drives the bundled generator; ``general`` names the
+    general-knowledge set (:func:`load_general`); ``instances`` > 0 keeps that many instances of a domain."""
 
     kind: str = "bundled"
     path: str | None = None
     revision: str | None = None
     seed: int = 0
+    general: str = "real"
+    instances: int = 0
 
     @classmethod
     def from_config(cls, data_cfg) -> "DataSource":
-        return cls(kind=data_cfg.source, path=data_cfg.path, revision=data_cfg.revision, seed=data_cfg.seed)
+        return cls(kind=data_cfg.source, path=data_cfg.path, revision=data_cfg.revision, seed=data_cfg.seed,
+                   general=data_cfg.general, instances=data_cfg.instances)
 
     def __post_init__(self):
         if self.kind not in SOURCES:
@@ -55,7 +61,24 @@ def bundled_world(seed: int = 0) -> dict:
 def load_domain(source: DataSource, domain: str) -> dict[str, dict[str, list[dict]]]:
     """Both scopes of one domain, validated."""
     check_domain(domain)
-    return {scope: _load_scope(source, domain, scope) for scope in SCOPES}
+    data = {scope: _load_scope(source, domain, scope) for scope in SCOPES}
+    return keep_instances(data, source.instances, source.seed) if source.instances else data
+
+
+def keep_instances(data: dict[str, dict[str, list[dict]]], count: int, seed: int) -> dict[str, dict[str, list[dict]]]:
+    """Only the items of ``count`` instances (a seeded choice among those with items in both scopes), every scope
+    and split of each; an error when fewer exist or a split would be left empty."""
+    names = [{item.get("instance") for split in data[scope].values() for item in split} for scope in SCOPES]
+    common = sorted(set.intersection(*names) - {None})
+    if count > len(common):
+        raise KnowUndoError(f"data.instances={count} but the domain has {len(common)} instances with items in both "
+                            f"scopes")
+    chosen = set(random.Random(f"instances/{seed}").sample(common, count))
+    kept = {scope: {split: [item for item in items if item.get("instance") in chosen] for split, items in splits.items()}
+            for scope, splits in data.items()}
+    if empty := [f"{scope} {split}" for scope, splits in kept.items() for split, items in splits.items() if not items]:
+        raise KnowUndoError(f"data.instances={count} leaves the {', '.join(empty)} split empty; keep more instances")
+    return kept
 
 
 def _load_scope(source: DataSource, domain: str, scope: str) -> dict[str, list[dict]]:
@@ -115,10 +138,48 @@ def _drop_nulls(item):
     return {k: v for k, v in item.items() if v is not None} if isinstance(item, dict) else item
 
 
+GENERAL_PARTS = ("train", "heldout")
+REAL_GENERAL = "general_real.json"  # beside this module: the real-world set, written for knowundo
+HELDOUT_SHARE = 0.2
+
+
 def load_general(source: DataSource) -> dict[str, list[dict]]:
-    """The general-knowledge set (out-of-distribution retain data and general capability): train + heldout."""
-    general = bundled_world(source.seed)["general"]
-    return {part: validate_items(items, f"general {part}") for part, items in general.items()}
+    """The general-knowledge set (out-of-distribution retain data and general capability), ``{"train": [...],
+    "heldout": [...]}``: ``real`` (bundled real-world items, for real models), ``fictional`` (the bundled world's,
+    which the tiny model was pretrained on) or a JSON file."""
+    if source.general == "fictional":
+        general, where = bundled_world(source.seed)["general"], "general"
+    elif source.general == "real":
+        general, where = split_general(_read_json(Path(__file__).with_name(REAL_GENERAL))), "real general"
+    else:
+        path = Path(source.general)
+        if not path.is_file():
+            raise KnowUndoError(f"data.general: {source.general!r} is neither {' nor '.join(GENERAL_SETS)} nor a "
+                                f"JSON file")
+        general, where = _read_json(path), str(path)
+        if isinstance(general, list):
+            general = split_general(general)
+        elif not (isinstance(general, dict) and set(general) == set(GENERAL_PARTS)):
+            raise KnowUndoError(f"{path}: expected a list of items or {{\"train\": [...], \"heldout\": [...]}}")
+    return {part: validate_items(general[part], f"{where} {part}") for part in GENERAL_PARTS}
+
+
+def split_general(items: list, seed: int = 0) -> dict[str, list[dict]]:
+    """A held-out share of each category (seeded: the same split on every machine), the rest for training."""
+    if not isinstance(items, list):
+        raise KnowUndoError(f"a general set must be a list of items, got {type(items).__name__}")
+    by_category: dict[str, list] = {}
+    for item in items:
+        by_category.setdefault(item.get("category", "-") if isinstance(item, dict) else "-", []).append(item)
+    split = {part: [] for part in GENERAL_PARTS}
+    rng = random.Random(seed)
+    for category in sorted(by_category):
+        members = list(by_category[category])
+        rng.shuffle(members)
+        held = round(len(members) * HELDOUT_SHARE)
+        split["heldout"] += members[:held]
+        split["train"] += members[held:]
+    return split
 
 
 def export_hub_layout(seed: int, out_dir: str | Path) -> Path:

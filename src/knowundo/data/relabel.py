@@ -10,6 +10,7 @@ import torch
 
 from knowundo.data.format import IGNORE, Formatter, pad_batch, pad_id_of
 from knowundo.data.refusals import REFUSALS
+from knowundo.placement import on_device
 
 
 @dataclass(frozen=True)
@@ -80,13 +81,11 @@ def adversarial_labels(features: list[dict], ctx: RelabelContext, top_k: int = 1
     model = ctx.model
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
     out = []
     for start in range(0, len(features), ctx.batch_size):
         chunk = features[start:start + ctx.batch_size]
-        batch = pad_batch(chunk, pad_id_of(ctx.tokenizer))
-        logits = model(input_ids=batch["input_ids"].to(device),
-                       attention_mask=batch["attention_mask"].to(device)).logits.float().cpu()
+        batch = on_device(pad_batch(chunk, pad_id_of(ctx.tokenizer)))
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float().cpu()
         for row, f in enumerate(chunk):
             labels = list(f["labels"])
             for i in _answer_positions(labels):

@@ -15,6 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from knowundo.artifacts import hash_json
+from knowundo.data.format import resolve_template
 from knowundo.errors import KnowUndoError
 
 MC_TASK = "knowundo_general_mc"
@@ -98,6 +99,24 @@ def load_task(name: str) -> None:
                             f"in the local Hugging Face cache") from None
 
 
+# what the datasets library and the Hub client raise for a dataset they cannot reach or find
+DATA_ERRORS = ("DatasetNotFoundError", "DataFilesNotFoundError", "ConnectionError", "OfflineModeIsEnabled",
+               "LocalEntryNotFoundError", "HFValidationError", "FileNotFoundError", "HfHubHTTPError")
+
+
+@contextlib.contextmanager
+def _ties_kept(model):
+    """lm-eval calls ``tie_weights()`` on the model it is given; on a peft model that trains embedding rows
+    (``lora.train_embeddings``) the embeddings are a wrapper without a ``weight`` parameter for transformers to tie,
+    and the call fails. The model's weights are already tied as it trained them, so that call is skipped meanwhile
+    (an instance attribute over the method, removed after)."""
+    model.tie_weights = lambda *args, **kwargs: None
+    try:
+        yield
+    finally:
+        del model.tie_weights
+
+
 def run_lm_eval(model, tokenizer, tasks: list, batch_size: int, seed: int, chat: bool, limit: int = 0,
                 verbose: bool = False) -> dict:
     """{task: {metric: value}} from lm-eval on the model object (no reload, no Hub). Each task asked for (a group:
@@ -108,19 +127,21 @@ def run_lm_eval(model, tokenizer, tasks: list, batch_size: int, seed: int, chat:
 
     logging.getLogger("lm-eval").setLevel(logging.INFO if verbose else logging.ERROR)
     logging.getLogger("lm_eval").setLevel(logging.INFO if verbose else logging.ERROR)
-    device = str(next(model.parameters()).device)
+    from knowundo.placement import describe
+
     quiet = contextlib.nullcontext() if verbose else _quiet()
     was_training = model.training
     model.eval()
     try:
-        with quiet:
-            lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=device)
+        with quiet, _ties_kept(model):
+            lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=describe())
             results = _evaluate(lm, tasks, seed, chat, limit)
     except Exception as exc:  # lm-eval raises many types for a task it cannot find or download
         names = [t["task"] if isinstance(t, dict) else t for t in tasks]
+        cause = " (offline, a named task needs its dataset in the local Hugging Face cache)" if \
+            type(exc).__name__ in DATA_ERRORS else ""
         raise KnowUndoError(f"lm-eval could not run {', '.join(names)}: {type(exc).__name__}: "
-                            f"{str(exc).splitlines()[0] if str(exc) else ''} (named tasks need their datasets in "
-                            f"the local Hugging Face cache when offline)") from None
+                            f"{str(exc).splitlines()[0] if str(exc) else ''}{cause}") from None
     finally:
         model.train(was_training)
     table = {}
@@ -185,6 +206,7 @@ def _evaluate(lm, tasks: list, seed: int, chat: bool, limit: int) -> dict:
 def general_capability(model, tokenizer, heldout: list[dict], cfg) -> dict:
     """The bundled MC task (``eval.general_mc``) and ``eval.general_tasks`` in one lm-eval call."""
     tasks: list = list(cfg.eval.general_tasks)
+    template = resolve_template(cfg.model.template, tokenizer)
     with tempfile.TemporaryDirectory(prefix="knowundo-mc-") as tmp:
         if cfg.eval.general_mc:
             docs = multiple_choice_docs(heldout, cfg.seed)
@@ -193,8 +215,8 @@ def general_capability(model, tokenizer, heldout: list[dict], cfg) -> dict:
                                     "distractors; set eval.general_mc=false")
             data_file = Path(tmp) / "general_mc.jsonl"
             data_file.write_text("".join(json.dumps(d) + "\n" for d in docs))
-            tasks.insert(0, mc_task_config(data_file, cfg.model.template))
+            tasks.insert(0, mc_task_config(data_file, template))
         if not tasks:
             return {}
         return run_lm_eval(model, tokenizer, tasks, cfg.eval.batch_size, cfg.seed,
-                           chat=cfg.model.template == "chat", limit=cfg.eval.general_limit)
+                           chat=template == "chat", limit=cfg.eval.general_limit)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from knowundo.data.format import Formatter, pad_batch, pad_id_of
+from knowundo.placement import on_device
 
 
 @torch.no_grad()
@@ -21,14 +22,12 @@ def greedy_generate(model, tokenizer, prompts: list[list[int]], batch_size: int,
                                 eos_token_id=stops)
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     outputs: list[dict | None] = [None] * len(prompts)
     for start in range(0, len(order), batch_size):
         chunk = order[start:start + batch_size]
-        batch = pad_batch([{"input_ids": prompts[i]} for i in chunk], pad_id, side="left")
-        generated = model.generate(input_ids=batch["input_ids"].to(device),
-                                   attention_mask=batch["attention_mask"].to(device), generation_config=settings)
+        batch = on_device(pad_batch([{"input_ids": prompts[i]} for i in chunk], pad_id, side="left"))
+        generated = model.generate(**batch, generation_config=settings)
         for row, index in enumerate(chunk):
             new = generated[row, batch["input_ids"].shape[1]:].tolist()
             end = next((position for position, token in enumerate(new) if token in stops), None)

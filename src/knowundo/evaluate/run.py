@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import random
 import time
 from collections import defaultdict
 from contextlib import contextmanager
@@ -52,11 +53,32 @@ class EvalContext:
         self._formatters: dict[str, Formatter] = {}
 
     def items(self, split: str) -> list[dict]:
+        """The items of a split; the holdout (membership non-members) as :meth:`robustness_items` chooses."""
         if split == "general":
             return self.stage.general["heldout"]
         if split == "holdout":
-            return self.stage.holdout or []
+            holdout = self.stage.holdout or []
+            return [holdout[i] for i in self.robustness_indices(holdout)]
         return self.stage.data[split]["val"]
+
+    def robustness_indices(self, items: list[dict]) -> list[int]:
+        """The positions, in order, of the items a robustness evaluation uses: all, or a seeded choice of
+        ``eval.robustness_items`` of them (the same for every model of a run, so results compare)."""
+        limit = self.cfg.eval.robustness_items
+        if not limit or len(items) <= limit:
+            return list(range(len(items)))
+        return sorted(random.Random(f"{self.cfg.seed}/robustness").sample(range(len(items)), limit))
+
+    def robustness_items(self, split: str) -> list[dict]:
+        items = self.items(split)
+        return [items[i] for i in self.robustness_indices(items)]
+
+    def robustness_accuracy(self, split: str) -> float:
+        """Teacher-forced token accuracy (item-averaged, no system prompt) over :meth:`robustness_items`, from the
+        shared pass: the value an attacked model's accuracy on those items is compared with."""
+        chosen = set(self.robustness_indices(self.items(split)))
+        scores = [r["accuracy"] for r in self.teacher_forced(split)["per_item"] if r["index"] in chosen]
+        return sum(scores) / len(scores)
 
     def score(self, items: list[dict], variant: str = "none") -> dict:
         """A teacher-forced pass over any items (not cached: for probes and attacked models)."""
@@ -68,13 +90,13 @@ class EvalContext:
         return swapped_adapter(self.model, adapter)
 
     def probes(self, scope: str) -> list[dict]:
-        """Per val item of ``scope`` (no system prompt), from its probe fields: the token accuracy on each
-        paraphrased question, and the truth ratio (TOFU, Maini et al. 2024) R = mean over perturbed answers of
-        P(a_pert|q)^(1/|a_pert|) / P(a_para|q)^(1/|a_para|) — the geometric-mean token probabilities of wrong
-        answers over that of the paraphrased true one — from log R (log-sum-exp of the mean log-probs, so nothing
-        underflows). Items without probe fields give None."""
+        """Per item of ``scope`` that the robustness evaluations use (:meth:`robustness_items`; no system prompt),
+        from its probe fields: the token accuracy on each paraphrased question, and the truth ratio (TOFU, Maini et
+        al. 2024) R = mean over perturbed answers of P(a_pert|q)^(1/|a_pert|) / P(a_para|q)^(1/|a_para|) — the
+        geometric-mean token probabilities of wrong answers over that of the paraphrased true one — from log R
+        (log-sum-exp of the mean log-probs, so nothing underflows). Items without probe fields give None."""
         if scope not in self._probes:
-            items = self.items(scope)
+            items = self.robustness_items(scope)
             asked = [(i, {**item, "text": q}) for i, item in enumerate(items) if has_probes(item)
                      for q in item["paraphrased_questions"]]
             answered = [(i, k, {**item, "labels": answer}) for i, item in enumerate(items) if has_probes(item)

@@ -6,16 +6,22 @@ import math
 
 import torch
 
-from knowundo.data.format import Formatter, encode_items, pad_batch, pad_id_of
-from knowundo.logits import gold_logprobs, shifted
+from knowundo.data.format import IGNORE, Formatter, encode_items, pad_batch, pad_id_of
+from knowundo.placement import on_device
+from knowundo.logits import gold_logprobs
 
 
 def answer_token_stats(logits: torch.Tensor, labels: torch.Tensor, min_k: float = 0.2) -> dict[str, torch.Tensor]:
     """Per item: answer-token count, correct argmax count, summed gold log-probability, and the mean of the
-    lowest ``min_k`` share of the token log-probabilities (min-k% prob, a membership score)."""
-    logits, targets, mask = shifted(logits, labels)  # one float32 copy of the logits
-    logprob = gold_logprobs(logits, targets) * mask
-    correct = (logits.argmax(-1) == targets) & mask
+    lowest ``min_k`` share of the token log-probabilities (min-k% prob, a membership score). Only the answer
+    positions are taken to float32 and normalised over the vocabulary (a question's positions are most of a
+    sequence, and a real model's vocabulary is wide)."""
+    targets = labels[:, 1:]
+    mask = targets != IGNORE
+    answer = logits[:, :-1][mask].float()
+    gold = targets[mask]
+    logprob = torch.zeros(mask.shape, device=logits.device).masked_scatter(mask, gold_logprobs(answer, gold))
+    correct = torch.zeros_like(mask).masked_scatter(mask, answer.argmax(-1) == gold)
     tokens = mask.sum(-1)
     lowest = logprob.masked_fill(~mask, math.inf).sort(-1).values
     k = (tokens.float() * min_k).ceil().clamp(min=1).long()
@@ -29,12 +35,11 @@ def score_features(model, features: list[dict], pad_id: int, batch_size: int, mi
     """Per-item accuracy, mean log-prob and exact match, batched over length-sorted items (less padding)."""
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
     order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
     scores: list[dict | None] = [None] * len(features)
     for start in range(0, len(order), batch_size):
         chunk = order[start:start + batch_size]
-        batch = {k: v.to(device) for k, v in pad_batch([features[i] for i in chunk], pad_id).items()}
+        batch = on_device(pad_batch([features[i] for i in chunk], pad_id))
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         stats = {k: v.tolist() for k, v in answer_token_stats(logits, batch["labels"], min_k).items()}
         for row, index in enumerate(chunk):

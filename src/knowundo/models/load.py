@@ -11,20 +11,42 @@ from knowundo.config import Config
 from knowundo.errors import KnowUndoError
 from knowundo.layout import ADAPTER_WEIGHTS
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": "auto"}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": None}
+BUILT_IN = ("tiny", "smollm2")  # model names built or converted here, cached under the user cache
+
+
+def resolved_dtype(name: str) -> str:
+    """``model.dtype`` as the model runs: ``auto`` is bfloat16 on a device that computes in it natively (a GPU
+    that supports it) and float32 elsewhere (a CPU: bfloat16 there is slow and rounds every metric)."""
+    if name not in DTYPES:
+        raise KnowUndoError(f"unknown dtype {name!r}; choose one of {', '.join(DTYPES)}")
+    if name == "auto":
+        from knowundo.placement import supports_bf16
+
+        return "bfloat16" if supports_bf16() else "float32"
+    return name
+
+
+def trains_in_bf16(cfg: Config) -> bool:
+    """Whether the Trainer runs in bfloat16 mixed precision (the model's resolved dtype is bfloat16)."""
+    return resolved_dtype(cfg.model.dtype) == "bfloat16"
 
 
 def prepare_base(cfg: Config, progress: bool = True) -> None:
-    """The explicit step before any stage loads the model: for ``model.name: tiny``, build the tiny base once
-    (cached); any other model is loaded as it is."""
+    """The explicit step before any stage loads the model: a built-in model (``tiny``: built once; ``smollm2``:
+    converted once from its GGUF file) is made ready in the cache; any other model is loaded as it is."""
     if cfg.model.name == "tiny":
         from knowundo.models.tiny import ensure_tiny
 
         ensure_tiny(cfg.tiny, progress=progress)
+    elif cfg.model.name == "smollm2":
+        from knowundo.models.smollm2 import ensure_smollm2
+
+        ensure_smollm2()
 
 
 def resolve_model_path(cfg: Config) -> str:
-    """The directory or hub id to load (the cached tiny base for ``name: tiny``, which must be built)."""
+    """The directory or hub id to load (the cached directory of a built-in model, which must be ready)."""
     if cfg.model.name == "tiny":
         from knowundo.models.tiny import is_built, tiny_path
 
@@ -32,7 +54,26 @@ def resolve_model_path(cfg: Config) -> str:
             raise KnowUndoError("the tiny base model is not built for these tiny.* settings; call "
                                 "knowundo.models.load.prepare_base(cfg) first (every knowundo command does)")
         return str(tiny_path(cfg.tiny))
+    if cfg.model.name == "smollm2":
+        from knowundo.models.smollm2 import is_converted, smollm2_path
+
+        if not is_converted():
+            raise KnowUndoError("the smollm2 model is not converted yet; call knowundo.models.load.prepare_base(cfg) "
+                                "first (every knowundo command does)")
+        return str(smollm2_path())
     return cfg.model.name
+
+
+def built_in_key(cfg: Config) -> dict:
+    """What identifies a built-in model beyond its name, for stage keys: the tiny model's recipe, the smollm2
+    weights' hash."""
+    if cfg.model.name == "tiny":
+        return {"tiny": cfg.to_dict()["tiny"]}
+    if cfg.model.name == "smollm2":
+        from knowundo.models.smollm2 import weights_key
+
+        return {"weights": weights_key()}
+    return {}
 
 
 def _looks_local(name: str) -> bool:
@@ -53,26 +94,38 @@ def load_model_config(path: str, trust_remote_code: bool = False):
         raise KnowUndoError(f"cannot load model {path!r}: {where}{str(exc).splitlines()[0]}") from None
 
 
-def load_base(cfg: Config):
-    """(model, tokenizer) for ``cfg.model``; ``trust_remote_code`` only when the user turned it on."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def load_tokenizer(cfg: Config):
+    """The model's tokenizer (pad set to EOS where it has none: masking is positional, so pad == eos is safe)."""
+    from transformers import AutoTokenizer
 
-    if cfg.model.dtype not in DTYPES:
-        raise KnowUndoError(f"unknown dtype {cfg.model.dtype!r}; choose one of {', '.join(DTYPES)}")
+    path = resolve_model_path(cfg)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.model.trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise KnowUndoError(f"cannot load the tokenizer of {path!r}: {str(exc).splitlines()[0]}") from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_base(cfg: Config):
+    """(model, tokenizer) for ``cfg.model``, the model on this process's device (:mod:`knowundo.placement`) in
+    its resolved dtype; ``trust_remote_code`` only when the user turned it on."""
+    from transformers import AutoModelForCausalLM
+
+    from knowundo.placement import place
+
+    dtype = DTYPES[resolved_dtype(cfg.model.dtype)]
     path = resolve_model_path(cfg)
     remote = cfg.model.trust_remote_code
     model_config = load_model_config(path, remote)
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, config=model_config, dtype=DTYPES[cfg.model.dtype],
-                                                     trust_remote_code=remote)
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=remote)
+        model = AutoModelForCausalLM.from_pretrained(path, config=model_config, dtype=dtype, trust_remote_code=remote)
     except ValueError as exc:  # e.g. a config that has no causal-LM head
         raise KnowUndoError(f"{path!r} is not a causal language model: {str(exc).splitlines()[0]}") from None
     except OSError as exc:
         raise KnowUndoError(f"cannot load model {path!r}: {str(exc).splitlines()[0]}") from None
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token  # masking is positional, so pad == eos is safe here
-    return model, tokenizer
+    return place(model), load_tokenizer(cfg)
 
 
 def attach_lora(model, cfg: Config):
@@ -80,8 +133,13 @@ def attach_lora(model, cfg: Config):
     from peft import LoraConfig, get_peft_model
     from peft.utils.error import NoMatchingPeftModuleError
 
+    layers = adapted_layers(model.config, cfg.lora.top_layers)
+    targets = cfg.lora.target_modules
+    if layers is not None and targets == "all-linear":  # peft takes layer indices with module names only
+        head = model.get_output_embeddings()
+        targets = [name for name in _linear_names(model) if head is None or name != _module_name(model, head)]
     lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                      target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM",
+                      target_modules=targets, task_type="CAUSAL_LM", layers_to_transform=layers,
                       trainable_token_indices=_embedding_rows(model) if cfg.lora.train_embeddings else None)
     try:
         return get_peft_model(model, lora)
@@ -90,15 +148,31 @@ def attach_lora(model, cfg: Config):
                             f"{type(model).__name__} (its linear layers: {', '.join(_linear_names(model))})") from None
 
 
+def adapted_layers(model_config, top_layers: int) -> list[int] | None:
+    """The indices of the top ``top_layers`` transformer layers (None: every layer); a one-line error when the
+    model has fewer."""
+    if not top_layers:
+        return None
+    text = model_config.get_text_config() if hasattr(model_config, "get_text_config") else model_config
+    layers = text.num_hidden_layers
+    if top_layers > layers:
+        raise KnowUndoError(f"lora.top_layers={top_layers} but the model has {layers} layers")
+    return list(range(layers - top_layers, layers))
+
+
 def _embedding_rows(model) -> dict[str, list[int]]:
     """Every row of the input embeddings and, when not tied to them, of the output head (by module name, as
     peft's ``trainable_token_indices`` takes them; a tied head follows the embeddings by itself)."""
     embeddings, head = model.get_input_embeddings(), model.get_output_embeddings()
-    names = {module: name.rsplit(".", 1)[-1] for name, module in model.named_modules()}
-    rows = {names[embeddings]: list(range(embeddings.weight.shape[0]))}
+    rows = {_module_name(model, embeddings): list(range(embeddings.weight.shape[0]))}
     if head is not None and head.weight is not embeddings.weight:
-        rows[names[head]] = list(range(head.weight.shape[0]))
+        rows[_module_name(model, head)] = list(range(head.weight.shape[0]))
     return rows
+
+
+def _module_name(model, module) -> str:
+    """The last part of ``module``'s name in ``model`` (as peft matches modules)."""
+    return next(name.rsplit(".", 1)[-1] for name, candidate in model.named_modules() if candidate is module)
 
 
 def _linear_names(model) -> list[str]:

@@ -19,14 +19,12 @@ from knowundo.config import TinyConfig, TrainConfig
 from knowundo.data.knowundo import bundled_world
 from knowundo.data.system_prompts import SYSTEM_PROMPTS
 from knowundo.data.format import pad_id_of
+from knowundo.models.cache import cache_root
 from knowundo.models.training import FeatureDataset, PadCollator, make_trainer, train, training_arguments
+from knowundo.placement import describe
 
 RECIPE_VERSION = 2  # bump when the tokenizer or pretraining recipe changes, so caches are rebuilt
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>")
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("KNOWUNDO_CACHE", Path.home() / ".cache" / "knowundo"))
 
 
 def tiny_key(cfg: TinyConfig) -> str:
@@ -126,7 +124,7 @@ def build_tiny(cfg: TinyConfig, out_dir: Path, progress: bool = True) -> Path:
         model.save_pretrained(work / "model", safe_serialization=True)
         tokenizer.save_pretrained(work / "model")
         write_json(work / "model" / "knowundo_tiny.json", {
-            "tiny": cfg.__dict__, "recipe": RECIPE_VERSION,
+            "tiny": cfg.__dict__, "recipe": RECIPE_VERSION, "device": describe(),
             "pretrain_loss": result.training_loss, "pretrain_sequences": len(features),
             "versions": library_versions()})
         shutil.rmtree(work / "trainer", ignore_errors=True)

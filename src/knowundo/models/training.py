@@ -21,6 +21,7 @@ from knowundo.data.format import IGNORE, pad_batch
 from knowundo.distributed import all_reduce_sum, barrier, is_main, on_any_process, per_process_batch, world_size
 from knowundo.errors import Interrupted, KnowUndoError
 from knowundo.logits import gold_logprobs, position_kl, shifted
+from knowundo.placement import device
 
 
 class FeatureDataset(torch.utils.data.Dataset):
@@ -102,7 +103,7 @@ def training_arguments(output_dir: Path, train: TrainConfig, *, seed: int, progr
         disable_tqdm=not progress, save_strategy="steps" if train.save_steps else "no",
         save_steps=train.save_steps or 500, remove_unused_columns=False, dataloader_num_workers=0, bf16=bf16,
         dataloader_pin_memory=torch.cuda.is_available(), train_sampling_strategy="group_by_length",
-        use_cpu=not torch.cuda.is_available(),  # also what makes torchrun on CPU data-parallel (gloo)
+        use_cpu=device().type == "cpu",  # also what makes torchrun on CPU data-parallel (gloo)
         gradient_checkpointing=train.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False} if train.gradient_checkpointing else None,
     )
@@ -247,7 +248,7 @@ class AccuracyTrainer(AdapterTrainer):
         gathers the sharded parameters from all processes, so a pass on one process alone would hang the run."""
         rows = replay_ids.tolist()
         new = [row for row, key in enumerate(rows) if key >= 0 and key not in self._base_answer_logits]
-        if not on_any_process(bool(new), inputs["input_ids"].device):
+        if not on_any_process(bool(new)):
             return
         passed = new or [0]
         was_training = model.training

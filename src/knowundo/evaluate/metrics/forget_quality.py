@@ -22,7 +22,7 @@ def ks_p_value(values: list[float], reference: list[float]) -> dict:
 
 def _statistic(ctx) -> tuple[str, list[float]]:
     """Items the formatter could not fit are left out, for the model and the oracle alike (same formatter)."""
-    items = ctx.items("unlearn")
+    items = ctx.robustness_items("unlearn")
     if ctx.cfg.attack.paraphrase and items and all(has_probes(item) for item in items):
         ratios = [r["log_truth_ratio"] for r in ctx.probes("unlearn")]
         return "log_truth_ratio", [ratio for ratio in ratios if ratio is not None]

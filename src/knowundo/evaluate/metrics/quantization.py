@@ -11,7 +11,8 @@ def _compute(ctx) -> dict:
     values = {}
     for name in ctx.cfg.attack.quantize:
         with quantized(ctx.model, parse_scheme(name)) as info:
-            unlearn, retention = (ctx.score(ctx.items(scope))["accuracy"] for scope in ("unlearn", "retention"))
+            unlearn, retention = (ctx.score(ctx.robustness_items(scope))["accuracy"]
+                                  for scope in ("unlearn", "retention"))
         values[name] = {"unlearn_success": 100.0 - unlearn, "retention_success": retention, **info}
     return values
 

@@ -1,0 +1,43 @@
+"""Where a model runs: the one decision every stage asks for, instead of guessing from a model's parameters.
+
+The device is accelerate's for this process (``PartialState``): the local GPU under ``torchrun`` or ``accelerate
+launch`` (NCCL), the GPU on a single-GPU machine, the CPU where there is none (or ``ACCELERATE_TORCH_DEVICE``,
+accelerate's own override). It is asked with ``cpu`` set exactly as the Trainer's ``use_cpu``
+(:func:`knowundo.models.training.training_arguments`), so that the Trainer, created later, finds the same state.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def device() -> torch.device:
+    """This process's device: where every model pass, its inputs and every collective tensor go."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available()).device
+
+
+def place(model):
+    """``model`` moved to :func:`device` (in place for a module; returned for chaining)."""
+    return model.to(device())
+
+
+def on_device(batch: dict) -> dict:
+    """A batch's tensors moved to :func:`device`."""
+    target = device()
+    return {key: value.to(target) if isinstance(value, torch.Tensor) else value for key, value in batch.items()}
+
+
+def describe() -> str:
+    """The device as a stage record states it (``cpu``, ``cuda:0``)."""
+    target = device()
+    if target.type == "cuda" and target.index is None:
+        target = torch.device("cuda", torch.cuda.current_device())
+    return str(target)
+
+
+def supports_bf16() -> bool:
+    """Whether :func:`device` computes in bfloat16 natively (a GPU that has it; a CPU is slow and inexact there)."""
+    target = device()
+    return target.type == "cuda" and torch.cuda.is_bf16_supported()
