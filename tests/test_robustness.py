@@ -66,7 +66,7 @@ def test_truth_ratio_and_paraphrase_accuracy_per_item():
 
     ctx = EvalContext.__new__(EvalContext)
     ctx._probes = {}
-    ctx.items = lambda scope: items
+    ctx.robustness_items = lambda scope: items
     ctx.score = lambda chosen: {"per_item": [
         {"index": i, "accuracy": accuracy.get(item["text"], 0.0), "mean_logprob": logprob.get(item["labels"], 0.0)}
         for i, item in enumerate(chosen)]}

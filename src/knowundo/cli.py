@@ -60,18 +60,20 @@ def _model_family(model: str) -> str | None:
         return None
 
 
-def _config(args, extra: list[str] = (), check: bool = True, preset_out: list | None = None):
-    """The resolved settings, with their plugins imported (they may register methods and metrics); the preset's
-    name is appended to ``preset_out`` when given."""
+def _settings(args, extra: list[str] = (), check: bool = True):
+    """(the preset's name, the resolved settings), with their plugins imported (they may register methods and
+    metrics)."""
     from knowundo.config import load_config
     from knowundo.plugins import load_plugins
 
     preset = resolve_preset(args, extra)
     cfg = load_config(preset, args.config, [*args.overrides, *extra], check=check)
     load_plugins(cfg.plugins)
-    if preset_out is not None:
-        preset_out.append(preset)
-    return cfg
+    return preset, cfg
+
+
+def _config(args, extra: list[str] = (), check: bool = True):
+    return _settings(args, extra, check)[1]
 
 
 def _prepare_model(cfg, check) -> None:
@@ -288,9 +290,8 @@ def cmd_relearn(args) -> None:
 def cmd_check(args) -> int:
     from knowundo.preflight import preflight
 
-    preset: list[str] = []
-    cfg = _config(args, [f"model.name={args.model}"] if args.model else [], check=False, preset_out=preset)
-    print(f"preset {preset[0]}")
+    preset, cfg = _settings(args, [f"model.name={args.model}"] if args.model else [], check=False)
+    print(f"preset {preset}")
     report = preflight(cfg)
     for line in report.lines:
         print(line)

@@ -33,7 +33,7 @@ from knowundo.layout import (BASE_LABEL, FINETUNE_RECORD, GRADIENTS_RECORD, ORAC
                              UNLEARN_RECORD, VANILLA_LABEL, RunLabel, RunLayout, relearned_adapter, report_dir)
 from knowundo.localize import localize, selection_for
 from knowundo.methods import check_label, method_params
-from knowundo.models.load import prepare_base
+from knowundo.models.load import BUILT_IN, is_prepared, prepare_base, resolve_model_path
 from knowundo.plugins import load_plugins
 from knowundo.preflight import preflight
 from knowundo.report import build_report, knowledge_warning
@@ -262,8 +262,8 @@ def run_benchmark(cfg: Config, out: str | Path, force: list[str] = (), progress:
 def _run_stages(cfg: Config, out: Path, domains: list[str], labels: list[RunLabel], forced: set[str], progress: bool,
                 echo: Callable[[str], None]) -> None:
     log = StageLog(echo)
-    if cfg.model.name == "tiny":
-        log.run("model", "all", _build_tiny, cfg, progress)
+    if cfg.model.name in BUILT_IN:
+        log.run("model", "all", _prepare_built_in, cfg, progress)
     for domain in domains:
         stages = DomainRun(cfg, domain, RunLayout(out / domain), progress)
         if is_main():
@@ -322,12 +322,11 @@ def _library_objects_frozen():
         gc.unfreeze()
 
 
-def _build_tiny(cfg: Config, progress: bool) -> tuple[str, bool]:
-    """The explicit model step of the tiny default: build its base once (cached for later runs)."""
-    from knowundo.models.tiny import is_built, tiny_path
-
-    cached = is_built(cfg.tiny)
+def _prepare_built_in(cfg: Config, progress: bool) -> tuple[str, bool]:
+    """The explicit model step of a built-in model: the tiny base built, SmolLM2 converted, once (cached for later
+    runs)."""
+    cached = is_prepared(cfg)
     if is_main():
         prepare_base(cfg, progress=progress)
     barrier()
-    return f"tiny base -> {tiny_path(cfg.tiny)}", cached
+    return f"{cfg.model.name} base -> {resolve_model_path(cfg)}", cached

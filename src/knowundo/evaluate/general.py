@@ -17,6 +17,7 @@ from pathlib import Path
 from knowundo.artifacts import hash_json
 from knowundo.data.format import resolve_template
 from knowundo.errors import KnowUndoError
+from knowundo.placement import describe
 
 MC_TASK = "knowundo_general_mc"
 
@@ -127,8 +128,6 @@ def run_lm_eval(model, tokenizer, tasks: list, batch_size: int, seed: int, chat:
 
     logging.getLogger("lm-eval").setLevel(logging.INFO if verbose else logging.ERROR)
     logging.getLogger("lm_eval").setLevel(logging.INFO if verbose else logging.ERROR)
-    from knowundo.placement import describe
-
     quiet = contextlib.nullcontext() if verbose else _quiet()
     was_training = model.training
     model.eval()

@@ -45,6 +45,19 @@ def prepare_base(cfg: Config, progress: bool = True) -> None:
         ensure_smollm2()
 
 
+def is_prepared(cfg: Config) -> bool:
+    """Whether the model is ready to load (a built-in one built or converted; any other always)."""
+    if cfg.model.name == "tiny":
+        from knowundo.models.tiny import is_built
+
+        return is_built(cfg.tiny)
+    if cfg.model.name == "smollm2":
+        from knowundo.models.smollm2 import is_converted
+
+        return is_converted()
+    return True
+
+
 def resolve_model_path(cfg: Config) -> str:
     """The directory or hub id to load (the cached directory of a built-in model, which must be ready)."""
     if cfg.model.name == "tiny":
