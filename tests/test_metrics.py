@@ -48,3 +48,22 @@ def test_batched_scores_equal_batch_size_one(tiny_model):
     for a, b in zip(one, many):
         assert a["accuracy"] == b["accuracy"] and a["exact_match"] == b["exact_match"]
         assert a["mean_logprob"] == pytest.approx(b["mean_logprob"], abs=1e-4)
+
+
+def test_answer_positions_only_give_the_full_vocabulary_pass_values():
+    """Normalising over the vocabulary at answer positions only is the same computation as over every position
+    and then masking (what the stats were before): equal values on random logits, padding and prompts included."""
+    from knowundo.logits import token_logprobs
+
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(4, 9, 64, generator=generator) * 3
+    labels = torch.randint(0, 64, (4, 9), generator=generator)
+    labels[:, :3] = -100
+    labels[1, 6:] = -100  # a shorter answer (padding)
+    labels[2, 4::2] = logits[2, 3::2].argmax(-1)  # some correct predictions
+    stats = answer_token_stats(logits, labels)
+    logprob, mask = token_logprobs(logits, labels)
+    predicted = (logits[:, :-1].argmax(-1) == labels[:, 1:]) & mask
+    assert torch.equal(stats["tokens"], mask.sum(-1)) and torch.equal(stats["correct"], predicted.sum(-1))
+    assert stats["correct"][2] > 0
+    assert torch.allclose(stats["logprob"], logprob.sum(-1), atol=1e-5, rtol=0)
