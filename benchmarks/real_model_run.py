@@ -17,6 +17,7 @@ import argparse
 import datetime
 import os
 import platform
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -57,10 +58,13 @@ def render(out: Path, page: Path) -> None:
     machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} " \
               f"{platform.python_version()}"
     ran, when, stages = log.split("\n", 2)
-    total = next((int(line.rsplit("total ", 1)[1].split("s")[0]) for line in stages.splitlines()
-                  if line.startswith("time per stage")), None)
-    verdict = (f"stage time {total} s = {total / BUDGET_SECONDS:.2f} of the 60-minute target "
-               f"({'met' if total <= BUDGET_SECONDS else 'not met'})" if total else "")
+    timed = [re.match(r"\[(\w+)\] +\w+ +([\d.]+)s ", line) for line in stages.splitlines()]
+    total = sum(float(match[2]) for match in timed if match)
+    domains = {match[1] for match in timed if match} - {"all"}
+    verdict = (f"stage time {total:.0f} s (the sum of the stage lines) = {total / BUDGET_SECONDS:.2f} of the 60-minute "
+               f"target ({'met' if total <= BUDGET_SECONDS else 'not met'})" if len(domains) > 1 else
+               f"stage time {total:.0f} s (the sum of the stage lines) on {', '.join(sorted(domains))} alone; the "
+               f"60-minute target is for both domains")
     report = out / "report"
     parts = [f"# SmolLM2-135M-Instruct through the benchmark\n\nWritten by `benchmarks/real_model_run.py` from the run "
              f"below (commit {commit}, {machine}).\n\n```\n{ran}\n{when}\n```\n\n{verdict}\n",
