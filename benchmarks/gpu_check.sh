@@ -24,7 +24,7 @@ else
 fi
 
 echo "== 1/3 unlearning at the Llama-2-7B shape (bf16, batch 1 x 16 x 256): s/step, peak memory, MFU"
-timeout 150 "$PY" benchmarks/gpu_step.py --methods ga,memflex || status=1
+timeout 150 "$PY" benchmarks/gpu_step.py --methods ga,ga_kl,memflex || status=1
 
 echo "== 2/3 bf16 evaluation and generation throughput at the Llama-2-7B shape"
 timeout 60 "$PY" benchmarks/eval_throughput.py || status=1

@@ -42,8 +42,21 @@ def test_gpu_check_script_is_one_valid_bash_call():
     assert script.stat().st_mode & 0o111  # executable
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
     text = script.read_text()
-    for part in ("gpu_step.py --methods ga,ga_kl,memflex,npo", "eval_throughput.py", "zero3_step.py"):
+    for part in ("-m knowundo.cli run --out", "--preset smollm2", "stage_devices.py",
+                 "gpu_step.py --methods ga,ga_kl,memflex", "eval_throughput.py", "zero3_step.py"):
         assert part in text
+    assert text.index("stage_devices.py") < text.index("gpu_step.py")  # the stages on CUDA come first
+
+
+def test_stage_devices_fails_on_a_record_of_another_device(tmp_path, micro_config, finetuned_privacy):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(finetuned_privacy, run / "privacy" / "finetune")
+    script = [sys.executable, str(ROOT / "benchmarks" / "stage_devices.py"), str(run)]
+    assert subprocess.run([*script, "cpu"], capture_output=True).returncode == 0
+    failed = subprocess.run([*script, "cuda"], capture_output=True, text=True)
+    assert failed.returncode == 1 and "privacy/finetune/finetune.json: cpu" in failed.stdout
 
 
 def test_tokenizer_report_shows_other_text_splitting_into_shorter_pieces():
