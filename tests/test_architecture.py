@@ -6,8 +6,8 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "knowundo"
-ORDER = [("errors", "layout"), ("config", "artifacts", "distributed", "placement"), ("data",), ("logits", "models"), ("region",),
-         ("methods", "stage"), ("finetune", "localize", "unlearn", "attacks"), ("evaluate",),
+ORDER = [("errors", "layout"), ("config", "artifacts", "distributed", "placement"), ("data",), ("logits", "models"),
+         ("region",), ("methods", "stage"), ("finetune", "localize", "unlearn", "attacks"), ("evaluate",),
          ("findings", "general_change", "report", "preflight", "plugins"), ("pipeline",), ("cli",)]
 STAGES = ("finetune", "localize", "unlearn", "attacks")
 

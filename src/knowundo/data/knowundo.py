@@ -74,8 +74,8 @@ def keep_instances(data: dict[str, dict[str, list[dict]]], count: int, seed: int
         raise KnowUndoError(f"data.instances={count} but the domain has {len(common)} instances with items in both "
                             f"scopes")
     chosen = set(random.Random(f"instances/{seed}").sample(common, count))
-    kept = {scope: {split: [item for item in items if item.get("instance") in chosen] for split, items in splits.items()}
-            for scope, splits in data.items()}
+    kept = {scope: {split: [item for item in items if item.get("instance") in chosen]
+                    for split, items in splits.items()} for scope, splits in data.items()}
     if empty := [f"{scope} {split}" for scope, splits in kept.items() for split, items in splits.items() if not items]:
         raise KnowUndoError(f"data.instances={count} leaves the {', '.join(empty)} split empty; keep more instances")
     return kept
