@@ -24,9 +24,10 @@ def is_main() -> bool:
 
 
 def _process_group():
-    """The launcher's process group (gloo on CPU, nccl on GPUs), joined on first use. Not through
-    ``accelerate.PartialState()``: created before Trainer's, that singleton would settle on a single-process
-    CPU state and Trainer would then skip DDP; Trainer and accelerate reuse a group that already exists."""
+    """The launcher's process group (gloo on CPU, nccl on GPUs), joined on first use; Trainer and accelerate reuse
+    a group that already exists. (``accelerate.PartialState()`` asked without ``cpu=True`` on a CPU would settle on
+    a single-process state and Trainer would then skip DDP: :mod:`knowundo.placement` asks it with the Trainer's
+    own flag.)"""
     import torch
     import torch.distributed as dist
 
