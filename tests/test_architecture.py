@@ -8,7 +8,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "knowundo"
 ORDER = [("errors", "layout"), ("config", "artifacts", "distributed", "placement"), ("data",), ("logits", "models"),
          ("region",), ("methods", "stage"), ("finetune", "localize", "unlearn", "attacks"), ("evaluate",),
-         ("findings", "general_change", "report", "preflight", "plugins"), ("pipeline",), ("cli",)]
+         ("findings", "general_change", "report", "preflight", "plugins"), ("pipeline", "api"), ("cli",)]
 STAGES = ("finetune", "localize", "unlearn", "attacks")
 
 

@@ -10,7 +10,15 @@ from pathlib import Path
 
 from knowundo.errors import KnowUndoError
 
-DOMAINS = ("copyright", "privacy")
+DOMAINS = ("copyright", "privacy")  # the paper's domains, the bundled data's
+DOMAIN_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # a domain names a directory of a run
+
+
+def check_domain_name(name: str) -> str:
+    """A domain name usable as a directory name on every system; a one-line error otherwise."""
+    if not isinstance(name, str) or not DOMAIN_NAME.fullmatch(name):
+        raise KnowUndoError(f"domain name {name!r}: use lower-case letters, digits, '_' and '-' (at most 64)")
+    return name
 SCOPES = ("unlearn", "retention")
 SPLITS = ("train", "val")
 

@@ -21,17 +21,17 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from knowundo.artifacts import atomic_path, read_json, write_json
+from knowundo.artifacts import atomic_path, read_json
 from knowundo.config import Config
 from knowundo.data.format import Formatter, encode_items, pad_batch, pad_id_of
 from knowundo.data.relabel import RelabelContext, random_labels
 from knowundo.distributed import all_reduce_sum, barrier, is_main, rank, world_size
 from knowundo.errors import KnowUndoError
-from knowundo.layout import GRADIENT_STATS, GRADIENTS_RECORD, HEATMAP, REGION_FILE, ROW_MASKS, SCOPES
+from knowundo.layout import GRADIENT_STATS, GRADIENTS_RECORD, HEATMAP, SCOPES
 from knowundo.logits import per_sample_nll
 from knowundo.models.load import load_adapter, load_base
 from knowundo.placement import on_device
-from knowundo.region import layer_of, lora_parameters
+from knowundo.region import Region, layer_of, lora_parameters
 from knowundo.stage import Stage, adapter_hash
 
 GRANULARITIES = ("module", "row")
@@ -118,9 +118,23 @@ def select(stats: dict[str, dict[str, torch.Tensor]], selection: Selection) -> t
                    "top_k": selection.top_k}
 
 
+def gradient_statistics(model, formatter: Formatter, train_items: dict[str, list[dict]], copies: int, seed: int,
+                        batch_size: int, granularity: str, progress: bool = True, desc: str = "localize"
+                        ) -> dict[str, dict[str, torch.Tensor]]:
+    """Per LoRA matrix of ``model`` (its trainable adapter): the cosine of G_UL and G_RT and their mean absolute
+    values, per unit of ``granularity``, from ``copies`` random relabellings of each scope's train items."""
+    features = {scope: encode_items(train_items[scope], formatter).features for scope in SCOPES}
+    batches = sum(len(range(rank() * batch_size, len(f), world_size() * batch_size)) for f in features.values()) * copies
+    with tqdm(total=batches, desc=desc, unit="batch", disable=not progress, leave=False) as bar:
+        grads = {scope: average_gradients(model, f, formatter, copies, seed, batch_size, bar)
+                 for scope, f in features.items()}
+    return {name: unit_statistics(grads["unlearn"][name], grads["retention"][name], granularity)
+            for name in grads["unlearn"]}
+
+
 def compute_statistics(cfg: Config, domain: str, finetuned_adapter: Path, out_dir: Path, granularity: str,
                        progress: bool = True) -> dict[str, dict[str, torch.Tensor]]:
-    """G_UL / G_RT statistics for every LoRA matrix, cached in ``out_dir`` under the stage key (the selection is
+    """:func:`gradient_statistics` of a saved adapter, cached in ``out_dir`` under the stage key (the selection is
     not part of it: choosing another region from the same statistics recomputes nothing)."""
     stage = Stage("localize", cfg, domain)
     train_only = {scope: stage.data[scope]["train"] for scope in SCOPES}
@@ -130,21 +144,12 @@ def compute_statistics(cfg: Config, domain: str, finetuned_adapter: Path, out_di
     if output.finished() is None:
         model, tokenizer = load_base(cfg)
         model = load_adapter(model, finetuned_adapter, trainable=True)
-        formatter = stage.formatter(tokenizer)
-        features = {scope: encode_items(items, formatter).features for scope, items in train_only.items()}
-        batches = sum(len(range(rank() * loc.batch_size, len(f), world_size() * loc.batch_size))
-                      for f in features.values()) * loc.copies
-        with tqdm(total=batches, desc=f"localize {domain}", unit="batch", disable=not progress, leave=False) as bar:
-            grads = {scope: average_gradients(model, f, formatter, loc.copies, cfg.seed, loc.batch_size, bar)
-                     for scope, f in features.items()}
-        flat = {}
-        for name in grads["unlearn"]:
-            for stat, value in unit_statistics(grads["unlearn"][name], grads["retention"][name],
-                                               granularity).items():
-                flat[f"{name}::{stat}"] = value.contiguous()
+        stats = gradient_statistics(model, stage.formatter(tokenizer), train_only, loc.copies, cfg.seed,
+                                    loc.batch_size, granularity, progress, f"localize {domain}")
         work = output.begin()
         if is_main():
-            save_file(flat, str(work / GRADIENT_STATS))
+            save_file({f"{name}::{stat}": value.contiguous() for name, unit in stats.items()
+                       for stat, value in unit.items()}, str(work / GRADIENT_STATS))
         output.commit(stage.record(output.key, train_only, granularity=granularity, copies=loc.copies,
                                    adapter=str(finetuned_adapter), adapter_hash=adapter_hash(finetuned_adapter),
                                    splits="train"))
@@ -153,6 +158,16 @@ def compute_statistics(cfg: Config, domain: str, finetuned_adapter: Path, out_di
         name, stat = key.split("::")
         stats.setdefault(name, {})[stat] = value
     return stats
+
+
+def choose_region(stats: dict[str, dict[str, torch.Tensor]], selection: Selection, granularity: str) -> Region:
+    """The region that ``selection`` picks from the statistics, with a summary of each matrix's statistics."""
+    masks, used = select(stats, selection)
+    units = [{"parameter": name, "units": int(mask.numel()), "selected_units": int(mask.sum()),
+              "cosine": _summary(stats[name]["cosine"]), "unlearn_mean_abs": _summary(stats[name]["unlearn_mean_abs"]),
+              "retain_mean_abs": _summary(stats[name]["retain_mean_abs"]), "selected": bool(mask.any())}
+             for name, mask in masks.items()]
+    return Region(masks, granularity, used, units)
 
 
 def selection_for(cfg: Config, domain: str) -> Selection:
@@ -180,26 +195,16 @@ def localize(cfg: Config, domain: str, finetuned_adapter: str | Path, out_dir: s
     granularity = cfg.localize.granularity
     finetuned_adapter, out_dir = Path(finetuned_adapter), Path(out_dir)
     stats = compute_statistics(cfg, domain, finetuned_adapter, out_dir, granularity, progress)
-    masks, used = select(stats, selection)
+    region = choose_region(stats, selection, granularity)
     statistics = read_json(out_dir / GRADIENTS_RECORD)
-    units = [{"parameter": name, "units": int(mask.numel()), "selected_units": int(mask.sum()),
-              "cosine": _summary(stats[name]["cosine"]), "unlearn_mean_abs": _summary(stats[name]["unlearn_mean_abs"]),
-              "retain_mean_abs": _summary(stats[name]["retain_mean_abs"]), "selected": bool(mask.any())}
-             for name, mask in masks.items()]
-    region = {"domain": domain, "granularity": granularity, "selection": used,
-              "selected_parameters": sum(u["selected"] for u in units),
-              "selected_units": sum(u["selected_units"] for u in units), "total_units": sum(u["units"] for u in units),
-              "source": {k: statistics[k] for k in ("key", "adapter_hash", "data_hash", "copies")},
-              "seed": cfg.seed, "data_hash": statistics["data_hash"], "versions": statistics["versions"],
-              "parameters": units}
+    record = region.to_json(domain=domain, source={k: statistics[k] for k in ("key", "adapter_hash", "data_hash",
+                                                                               "copies")},
+                            seed=cfg.seed, data_hash=statistics["data_hash"], versions=statistics["versions"])
     if is_main():
-        if granularity == "row":
-            with atomic_path(out_dir / ROW_MASKS) as tmp:
-                save_file({name: mask.to(torch.uint8) for name, mask in masks.items()}, str(tmp))
-        write_json(out_dir / REGION_FILE, region)
-        plot_heatmap(stats, masks, out_dir / HEATMAP)
+        region.save(out_dir, record)
+        plot_heatmap(stats, region.masks, out_dir / HEATMAP)
     barrier()
-    return region
+    return record
 
 
 def _summary(values: torch.Tensor) -> float | dict[str, float]:

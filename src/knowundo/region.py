@@ -9,16 +9,54 @@ below both localization and unlearning, so neither imports the other.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
-from knowundo.artifacts import read_json
+from knowundo.artifacts import atomic_path, read_json, write_json
 from knowundo.errors import KnowUndoError
-from knowundo.layout import ROW_MASKS
+from knowundo.layout import REGION_FILE, ROW_MASKS
 
 LAYER_INDEX = re.compile(r"\.(?:layers|h|blocks)\.(\d+)\.")  # Llama/Qwen/Mistral/Gemma/Phi-3, GPT-2, GPT-NeoX
+
+
+@dataclass
+class Region:
+    """Where an unlearning run may change the model: a boolean unit mask per LoRA parameter name (one entry: the
+    whole matrix; one per row: its rows), how it was chosen, and per parameter a summary of the statistics it was
+    chosen from (``units``). What :func:`knowundo.localize_model` returns and :func:`knowundo.unlearn_model`
+    takes; saved as ``region.json`` (+ the row masks in safetensors)."""
+
+    masks: dict[str, torch.Tensor]
+    granularity: str = "module"
+    selection: dict = field(default_factory=dict)
+    units: list[dict] = field(default_factory=list)
+
+    @property
+    def selected(self) -> list[str]:
+        """The parameters with at least one unit in the region."""
+        return [name for name, mask in self.masks.items() if bool(mask.any())]
+
+    def to_json(self, **provenance) -> dict:
+        """The ``region.json`` object: granularity, selection, counts, ``provenance`` and the per-parameter units."""
+        return {"domain": provenance.pop("domain", None), "granularity": self.granularity,
+                "selection": self.selection, "selected_parameters": len(self.selected),
+                "selected_units": sum(int(mask.sum()) for mask in self.masks.values()),
+                "total_units": sum(mask.numel() for mask in self.masks.values()), **provenance,
+                "parameters": self.units or [{"parameter": name, "units": int(mask.numel()),
+                                              "selected_units": int(mask.sum()), "selected": bool(mask.any())}
+                                             for name, mask in self.masks.items()]}
+
+    def save(self, out_dir: str | Path, record: dict | None = None) -> Path:
+        """Write ``region.json`` (``record``, or :meth:`to_json`) and, for rows, the masks beside it."""
+        out_dir = Path(out_dir)
+        if self.granularity == "row":
+            with atomic_path(out_dir / ROW_MASKS) as tmp:
+                save_file({name: mask.to(torch.uint8) for name, mask in self.masks.items()}, str(tmp))
+        write_json(out_dir / REGION_FILE, record if record is not None else self.to_json())
+        return out_dir / REGION_FILE
 
 
 def lora_parameters(model) -> dict[str, torch.nn.Parameter]:

@@ -9,7 +9,7 @@ exactly one key, so changing any of these redoes the stage instead of reusing a 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from typing import Any
 from knowundo.artifacts import StageOutput, file_hash, hash_json, library_versions
 from knowundo.config import Config
 from knowundo.data.format import Formatter
+from knowundo.data.task import UnlearningData
 from knowundo.data.knowundo import DataSource, check_domain, load_domain, load_general, load_holdout
 from knowundo.models.load import adapter_weights, built_in_key
 from knowundo.placement import describe
@@ -34,14 +35,21 @@ def adapter_hash(adapter: str | Path | None) -> str | None:
 
 @dataclass
 class Stage:
-    """One stage of one domain: ``Stage("unlearn", cfg, "privacy")``."""
+    """One stage of one domain: ``Stage("unlearn", cfg, "privacy")`` reads the domain from ``cfg.data``;
+    ``Stage.of("unlearn", cfg, data)`` reads the given :class:`UnlearningData` instead."""
 
     name: str
     cfg: Config
     domain: str
+    given: UnlearningData | None = field(default=None, repr=False)
 
     def __post_init__(self):
-        check_domain(self.domain)
+        if self.given is None:
+            check_domain(self.domain)
+
+    @classmethod
+    def of(cls, name: str, cfg: Config, data: UnlearningData) -> "Stage":
+        return cls(name, cfg, data.domain, data)
 
     @cached_property
     def source(self) -> DataSource:
@@ -50,17 +58,17 @@ class Stage:
     @cached_property
     def data(self) -> dict[str, dict[str, list[dict]]]:
         """Both scopes of the domain, validated: ``{scope: {"train": [...], "val": [...]}}``."""
-        return load_domain(self.source, self.domain)
+        return self.given.scopes if self.given is not None else load_domain(self.source, self.domain)
 
     @cached_property
     def holdout(self) -> list[dict] | None:
         """Unlearn-scope items of instances no model trains on (membership non-members), if the data has them."""
-        return load_holdout(self.source, self.domain)
+        return self.given.holdout if self.given is not None else load_holdout(self.source, self.domain)
 
     @cached_property
     def general(self) -> dict[str, list[dict]]:
         """The general-knowledge set: ``{"train": [...], "heldout": [...]}``."""
-        return load_general(self.source)
+        return self.given.general if self.given is not None else load_general(self.source)
 
     def formatter(self, tokenizer, system_prompt: str | None = None) -> Formatter:
         return Formatter(tokenizer, self.cfg.model.template, self.cfg.model.max_length, system_prompt=system_prompt)

@@ -29,7 +29,7 @@ from knowundo.data.relabel import RelabelContext
 from knowundo.errors import KnowUndoError
 from knowundo.distributed import is_main, on_any_process
 from knowundo.layout import ADAPTER_DIR, CHECKPOINTS_DIR, METHOD_TENSORS, RETAIN_SOURCES, UNLEARN_RECORD, RunLabel
-from knowundo.methods import Method, Side, check_label, method_params, trained_sides
+from knowundo.methods import Method, Side, check_label, method_params, register, trained_sides
 from knowundo.models.load import load_adapter, load_base, trains_in_bf16
 from knowundo.models.training import (AdapterTrainer, FeatureDataset, PeakMemory, batch_record, make_trainer,
                                       save_adapter, train, training_arguments)
@@ -179,19 +179,32 @@ class UnlearnTrainer(AdapterTrainer):
             model.train(was_training)
 
 
+def add_reference(model) -> None:
+    """A frozen copy of the trainable ``default`` adapter, named ``reference``: what the fine-tuned model said
+    before unlearning (for a model that entered with a fresh LoRA, the model itself: its B matrices are zero)."""
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+
+    model.add_adapter(REFERENCE, model.peft_config["default"])
+    set_peft_model_state_dict(model, get_peft_model_state_dict(model, adapter_name="default"), adapter_name=REFERENCE)
+    model.set_adapter("default")  # trainable again; every other adapter frozen
+    for name, param in model.named_parameters():
+        if f".{REFERENCE}." in name:
+            param.requires_grad_(False)
+
+
 def prepare_model(cfg: Config, finetuned_adapter: Path, with_reference: bool):
     """Base + trainable copy of the fine-tuned adapter (+ a frozen copy as the reference if needed)."""
     model, tokenizer = load_base(cfg)
     model = load_adapter(model, finetuned_adapter, trainable=True)
     if with_reference:
-        model.load_adapter(str(finetuned_adapter), adapter_name=REFERENCE, is_trainable=False)
-        model.set_adapter("default")
+        add_reference(model)
     return model, tokenizer
 
 
 @dataclass(frozen=True)
 class UnlearnPlan:
-    """One validated unlearning run: what trains, on which data, inside which region, written where."""
+    """One validated unlearning run: what trains, on which data, inside which region; for a stage on disk, from
+    which adapter and written where (None for a model given in memory)."""
 
     stage: Stage
     method: Method
@@ -199,38 +212,49 @@ class UnlearnPlan:
     label: RunLabel
     settings: UnlearnConfig
     data: dict  # {"forget": unlearn train items, "retain": retain items or None}
-    adapter: Path
-    region: Path | None
-    output: StageOutput
+    adapter: Path | None = None
+    region: Path | None = None
+    output: StageOutput | None = None
+
+
+def plan_run(stage: Stage, method: str | Method, retain: str = "retention", regioned: bool = False) -> UnlearnPlan:
+    """Check a method, its retain data and its parameters against the settings (one-line errors) and gather its
+    data; ``regioned``: it trains inside a region it was given."""
+    if retain not in RETAIN_SOURCES:
+        raise KnowUndoError(f"unknown retain data {retain!r}; choose one of {', '.join(RETAIN_SOURCES)}")
+    method_name = method.name if isinstance(method, Method) else method
+    if isinstance(method, Method):  # a method given as an object joins the registry as @register would add it
+        register(type(method))
+    method = check_label(RunLabel(method_name, retain))
+    if method.localized and not regioned:
+        raise KnowUndoError(f"method {method_name!r} unlearns inside a localized region: give it one (--region, "
+                            f"the region.json written by `knowundo localize`, or a Region)")
+    label = RunLabel(method_name, retain, "memflex" if regioned and not method.localized else None)
+    check_label(label)
+    cfg = stage.cfg
+    params = method_params(cfg.unlearn.method_args, method_name, label.label)
+    retain_items = None
+    if method.retain:
+        retain_items = stage.data["retention"]["train"] if retain == "retention" else stage.general["train"]
+    data = {"forget": stage.data["unlearn"]["train"], "retain": retain_items}
+    settings = cfg.unlearn.for_method(method_name, label.label)  # this row's own settings, not every row's
+    return UnlearnPlan(stage, method, params, label, settings, data)
 
 
 def plan_unlearn(cfg: Config, domain: str, method_name: str, finetuned_adapter: str | Path, out_dir: str | Path,
                  retain: str = "retention", region: str | Path | None = None) -> UnlearnPlan:
     """Check everything about a run before any work (one-line errors): method, retain data, region, settings,
     the adapter, the data and the output directory."""
-    if retain not in RETAIN_SOURCES:
-        raise KnowUndoError(f"unknown retain data {retain!r}; choose one of {', '.join(RETAIN_SOURCES)}")
-    method = check_label(RunLabel(method_name, retain))
-    if method.localized and region is None:
-        raise KnowUndoError(f"method {method_name!r} unlearns inside a localized region: pass --region "
-                            f"(the region.json written by `knowundo localize`)")
-    label = RunLabel(method_name, retain, "memflex" if region is not None and not method.localized else None)
-    check_label(label)
+    plan = plan_run(Stage("unlearn", cfg, domain), method_name, retain, region is not None)
     if region is not None and not Path(region).is_file():
         raise KnowUndoError(f"{region}: region file not found")
-    params = method_params(cfg.unlearn.method_args, method_name, label.label)
-    stage = Stage("unlearn", cfg, domain)
-    retain_items = None
-    if method.retain:
-        retain_items = stage.data["retention"]["train"] if retain == "retention" else stage.general["train"]
-    data = {"forget": stage.data["unlearn"]["train"], "retain": retain_items}
-    settings = cfg.unlearn.for_method(method_name, label.label)  # this row's own settings, not every row's
-    output = stage.output(out_dir, UNLEARN_RECORD, data, label=label.label, unlearn=dataclasses.asdict(settings),
-                          method_args=dataclasses.asdict(params), adapter=adapter_hash(finetuned_adapter),
-                          region=file_hash(region) if region is not None else None)
+    output = plan.stage.output(out_dir, UNLEARN_RECORD, plan.data, label=plan.label.label,
+                               unlearn=dataclasses.asdict(plan.settings), method_args=dataclasses.asdict(plan.params),
+                               adapter=adapter_hash(finetuned_adapter),
+                               region=file_hash(region) if region is not None else None)
     output.finished()  # a directory of other settings is refused now, not after training
-    return UnlearnPlan(stage, method, params, label, settings, data, Path(finetuned_adapter),
-                       Path(region) if region is not None else None, output)
+    return dataclasses.replace(plan, adapter=Path(finetuned_adapter),
+                               region=Path(region) if region is not None else None, output=output)
 
 
 def _training_features(plan: UnlearnPlan, params, model, tokenizer
@@ -256,7 +280,17 @@ def unlearn(cfg: Config, domain: str, method_name: str, finetuned_adapter: str |
     plan = plan_unlearn(cfg, domain, method_name, finetuned_adapter, out_dir, retain, region)
     if (record := plan.output.finished()) is not None:
         return record
-    return _train(plan, progress, callbacks or [])
+    model, tokenizer = prepare_model(cfg, plan.adapter, bool(plan.method.reference_sides(plan.params)))
+    masks = load_region(plan.region, model) if plan.region is not None else None
+    work = plan.output.begin()
+    trainer, fields = train_unlearning(plan, model, tokenizer, masks, work, progress, callbacks or [],
+                                       resume=plan.output.last_checkpoint())
+    save_adapter(trainer, work / ADAPTER_DIR)
+    return plan.output.commit(plan.stage.record(
+        plan.output.key, plan.data, region=str(plan.region) if plan.region is not None else None,
+        region_hash=file_hash(plan.region) if plan.region is not None else None,
+        finetuned_adapter=str(plan.adapter), **fields,
+        checkpoints=[path.name for _, path in checkpoint_steps(work / CHECKPOINTS_DIR)]))
 
 
 def unlearning_length(u: UnlearnConfig, batches_per_epoch: int, grad_accum: int) -> dict:
@@ -269,17 +303,20 @@ def unlearning_length(u: UnlearnConfig, batches_per_epoch: int, grad_accum: int)
     return {"steps": planned, "by": by, "steps_per_epoch": per_epoch, "epochs": planned / per_epoch}
 
 
-def _train(plan: UnlearnPlan, progress: bool, callbacks: list) -> dict:
+def train_unlearning(plan: UnlearnPlan, model, tokenizer, masks: dict[str, torch.Tensor] | None, work: Path,
+                     progress: bool, callbacks: list, resume: str | None = None):
+    """The one training loop of every unlearning run, on a model already prepared (trainable ``default`` adapter,
+    plus the frozen ``reference`` copy where the method reads it): the region (``masks``, or the method's own) is
+    applied, the method relabels its data, and :class:`UnlearnTrainer` trains; checkpoints go under ``work``.
+    Returns the trainer and the record's fields."""
     cfg, method, u = plan.stage.cfg, plan.method, plan.settings
     set_seed(cfg.seed, deterministic=True)
-    model, tokenizer = prepare_model(cfg, plan.adapter, bool(method.reference_sides(plan.params)))
     params = method.resolve(plan.params, model.config)
-    masks = load_region(plan.region, model) if plan.region is not None else method.own_region(model, params)
+    masks = masks if masks is not None else method.own_region(model, params)
     if masks is not None:
         apply_region(model, masks, u.weight_decay)
     forget, alternative, retain_features = _training_features(plan, params, model, tokenizer)
 
-    work = plan.output.begin()
     if is_main() and (tensors := method.tensors(params, model.config)):
         save_file({name: t.contiguous() for name, t in tensors.items()}, str(work / METHOD_TENSORS))
     args = training_arguments(work / CHECKPOINTS_DIR, u, seed=cfg.seed, progress=progress,
@@ -292,7 +329,6 @@ def _train(plan: UnlearnPlan, progress: bool, callbacks: list) -> dict:
     args.max_steps = length["steps"]
     started = time.perf_counter()
     stopped = None
-    resume = plan.output.last_checkpoint()
     first_step = int(resume.rsplit("-", 1)[1]) if resume else 0
     try:
         train(trainer, resume)
@@ -302,23 +338,19 @@ def _train(plan: UnlearnPlan, progress: bool, callbacks: list) -> dict:
     finally:
         memory.stop()
     seconds = time.perf_counter() - started
-    save_adapter(trainer, work / ADAPTER_DIR)
     steps = trainer.state.global_step
     optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)  # unwrap accelerate's wrapper
     history = trainer.state.log_history
-    return plan.output.commit(plan.stage.record(
-        plan.output.key, plan.data, method=method.name, label=plan.label.label, method_args=dataclasses.asdict(params),
-        region=str(plan.region) if plan.region is not None else None,
-        region_hash=file_hash(plan.region) if plan.region is not None else None,
+    return trainer, dict(
+        method=method.name, label=plan.label.label, method_args=dataclasses.asdict(params),
         batch=batch_record(args), optimizer=type(optimizer).__name__, scheduler=u.scheduler,
         learning_rate=u.learning_rate,
         optimized_parameters=sum(p.numel() for group in optimizer.param_groups for p in group["params"]),
         learning_rates=[e["learning_rate"] for e in history if "learning_rate" in e],
-        retain=plan.label.retain if method.retain else None, finetuned_adapter=str(plan.adapter),
+        retain=plan.label.retain if method.retain else None,
         forget_items=len(forget), retain_items=len(retain_features or []), steps=steps, length=length,
         stopped_early=stopped,
         loss_history=[{"step": e["step"], "loss": e["loss"]} for e in history if "loss" in e],
         seconds_per_step=seconds / max(steps - first_step, 1), resumed_from_step=first_step,
         peak_memory_mb=memory.peak_mb, start_memory_mb=memory.start_mb,
-        trainable_parameters=model.get_nb_trainable_parameters()[0],
-        checkpoints=[path.name for _, path in checkpoint_steps(work / CHECKPOINTS_DIR)]))
+        trainable_parameters=model.get_nb_trainable_parameters()[0])

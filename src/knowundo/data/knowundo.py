@@ -13,6 +13,7 @@ from pathlib import Path
 from knowundo.artifacts import write_json
 from knowundo.config import GENERAL_SETS
 from knowundo.data import bundled
+from knowundo.data.items import load_items
 from knowundo.data.validate import validate_items, validate_scope
 from knowundo.errors import KnowUndoError
 from knowundo.layout import DOMAINS, SCOPES
@@ -144,24 +145,38 @@ HELDOUT_SHARE = 0.2
 
 
 def load_general(source: DataSource) -> dict[str, list[dict]]:
+    """The general-knowledge set of a data source (``data.general``): see :func:`general_set`."""
+    return general_set(source.general, seed=source.seed)
+
+
+def general_set(general, fields=None, seed: int = 0) -> dict[str, list[dict]]:
     """The general-knowledge set (out-of-distribution retain data and general capability), ``{"train": [...],
-    "heldout": [...]}``: ``real`` (bundled real-world items, for real models), ``fictional`` (the bundled world's,
-    which the tiny model was pretrained on) or a JSON file."""
-    if source.general == "fictional":
-        general, where = bundled_world(source.seed)["general"], "general"
-    elif source.general == "real":
-        general, where = split_general(_read_json(Path(__file__).with_name(REAL_GENERAL))), "real general"
-    else:
-        path = Path(source.general)
+    "heldout": [...]}``: ``real`` (bundled real-world items, for real models), ``fictional`` (the bundled world of
+    ``seed``, which the tiny model was pretrained on), a file (JSON list or ``{"train": [...], "heldout": [...]}``;
+    JSON lines, CSV or Parquet), or items (:func:`knowundo.data.items.load_items`, renamed by ``fields``). A plain
+    list is split 80/20 per category (seeded)."""
+    if isinstance(general, str) and general in GENERAL_SETS:  # bundled: knowundo's own fields
+        fields = None
+    if isinstance(general, dict):
+        parts, where = general, "general"
+    elif general == "fictional":
+        parts, where = bundled_world(seed)["general"], "general"
+    elif general == "real":
+        parts, where = split_general(_read_json(Path(__file__).with_name(REAL_GENERAL))), "real general"
+    elif isinstance(general, (str, Path)):
+        path = Path(general)
         if not path.is_file():
-            raise KnowUndoError(f"data.general: {source.general!r} is neither {' nor '.join(GENERAL_SETS)} nor a "
-                                f"JSON file")
-        general, where = _read_json(path), str(path)
-        if isinstance(general, list):
-            general = split_general(general)
-        elif not (isinstance(general, dict) and set(general) == set(GENERAL_PARTS)):
-            raise KnowUndoError(f"{path}: expected a list of items or {{\"train\": [...], \"heldout\": [...]}}")
-    return {part: validate_items(general[part], f"{where} {part}") for part in GENERAL_PARTS}
+            raise KnowUndoError(f"data.general: {str(general)!r} is neither {' nor '.join(GENERAL_SETS)} nor a file")
+        where = str(path)
+        parts = _read_json(path) if path.suffix.lower() == ".json" else load_items(path, fields)
+        if isinstance(parts, list):
+            parts = split_general(parts)
+    else:
+        parts, where = split_general(load_items(general, fields, "general items")), "general"
+    if not (isinstance(parts, dict) and set(parts) == set(GENERAL_PARTS)):
+        raise KnowUndoError(f"{where}: expected a list of items or {{\"train\": [...], \"heldout\": [...]}}")
+    return {part: load_items(parts[part], fields, f"{where} {part}") if fields is not None
+            else validate_items(parts[part], f"{where} {part}") for part in GENERAL_PARTS}
 
 
 def split_general(items: list, seed: int = 0) -> dict[str, list[dict]]:

@@ -27,11 +27,16 @@ def validate_scope(obj: Any, where: str) -> dict[str, list[dict]]:
             raise KnowUndoError(f"{where}: '{split}' is empty")
         for index, item in enumerate(items):
             validate_item(item, f"{where}: {split} item {index}")
-    train_questions = {item["text"].strip() for item in obj["train"]}
-    for index, item in enumerate(obj["val"]):
-        if item["text"].strip() in train_questions:
-            raise KnowUndoError(f"{where}: val item {index} repeats a train question: {item['text'][:60]!r}")
+    check_no_repeats(obj["train"], obj["val"], f"{where}: val")
     return {split: obj[split] for split in SPLITS}
+
+
+def check_no_repeats(train: list[dict], val: list[dict], where: str) -> None:
+    """Val questions must not repeat train questions: val measures whether unlearning generalises past them."""
+    asked = {item["text"].strip() for item in train}
+    for index, item in enumerate(val):
+        if item["text"].strip() in asked:
+            raise KnowUndoError(f"{where} item {index} repeats a train question: {item['text'][:60]!r}")
 
 
 def validate_item(item: Any, where: str) -> None:

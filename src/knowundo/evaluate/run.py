@@ -313,31 +313,36 @@ REFERENCE_ROLES = {ORACLE_LABEL: True, VANILLA_LABEL: False}  # name -> whether 
 
 
 def load_references(stage: Stage, references: dict[str, str | Path] | None) -> dict[str, dict]:
-    """The result files a model is compared against, each checked to be an evaluation of the right model (an
-    oracle, or a fine-tune that is not one) on the same domain and data."""
+    """The result files a model is compared against, each checked (:func:`check_reference`)."""
     loaded = {}
     for name, path in (references or {}).items():
         try:
             result = read_json(path)
         except (OSError, ValueError):
             raise KnowUndoError(f"{path}: the {name} reference is not a readable result file") from None
-        meta = result.get("meta") if isinstance(result, dict) else None
-        training = (meta or {}).get("training") or {}
-        if (not isinstance(meta, dict) or result.get("kind") != EVAL_RESULT_KIND or "key" not in meta
-                or result.get("domain") != stage.domain):
-            raise KnowUndoError(f"{path}: not an evaluation result of the {stage.domain} domain (needed as the "
-                                f"{name} reference)")
-        if name not in REFERENCE_ROLES or training.get("stage") != "finetune" or \
-                bool(training.get("oracle")) != REFERENCE_ROLES[name]:
-            raise KnowUndoError(f"{path}: not the evaluation of {'an oracle' if REFERENCE_ROLES.get(name) else 'a'} "
-                                f"fine-tuned model (needed as the {name} reference)")
-        if meta.get("data_hash") != hash_json(stage.data):
-            raise KnowUndoError(f"{path}: the {name} reference was evaluated on other data")
-        adapter = meta.get("adapter")
-        if name == ORACLE_LABEL and stage.cfg.eval.generate and not (adapter and Path(adapter).is_dir()):
-            raise KnowUndoError(f"{path}: the oracle's adapter {adapter} (the second fluency judge) is not there")
-        loaded[name] = result
+        loaded[name] = check_reference(stage, name, result, str(path))
     return loaded
+
+
+def check_reference(stage: Stage, name: str, result: dict, where: str) -> dict:
+    """A result compared against, checked to be an evaluation of the right model (an oracle, or a fine-tune that
+    is not one) on the same domain and data."""
+    meta = result.get("meta") if isinstance(result, dict) else None
+    training = (meta or {}).get("training") or {}
+    if (not isinstance(meta, dict) or result.get("kind") != EVAL_RESULT_KIND or "key" not in meta
+            or result.get("domain") != stage.domain):
+        raise KnowUndoError(f"{where}: not an evaluation result of the {stage.domain} domain (needed as the "
+                            f"{name} reference)")
+    if name not in REFERENCE_ROLES or training.get("stage") != "finetune" or \
+            bool(training.get("oracle")) != REFERENCE_ROLES[name]:
+        raise KnowUndoError(f"{where}: not the evaluation of {'an oracle' if REFERENCE_ROLES.get(name) else 'a'} "
+                            f"fine-tuned model (needed as the {name} reference)")
+    if meta.get("data_hash") != hash_json(stage.data):
+        raise KnowUndoError(f"{where}: the {name} reference was evaluated on other data")
+    adapter = meta.get("adapter")
+    if name == ORACLE_LABEL and stage.cfg.eval.generate and not (adapter and Path(adapter).is_dir()):
+        raise KnowUndoError(f"{where}: the oracle's adapter {adapter} (the second fluency judge) is not there")
+    return result
 
 
 def check_eval(cfg: Config, domain: str, adapter: str | Path | None, label: str | None,
@@ -351,10 +356,9 @@ def check_eval(cfg: Config, domain: str, adapter: str | Path | None, label: str 
 def evaluate_checkpoint(cfg: Config, domain: str, adapter: str | Path | None = None,
                         out_file: str | Path | None = None, label: str | None = None, progress: bool = True,
                         references: dict[str, str | Path] | None = None) -> dict:
-    """Every registered metric on one model; the result is written to ``out_file`` if given. ``references``:
-    result files of the ``vanilla`` and ``oracle`` models of the domain, for the metrics that compare.
-    ``meta.seconds``: each prompt variant's and model metric's wall time (a shared pass counts where it first ran:
-    the first variant's) and the sum of the robustness metrics', which a run states apart from the paper's system."""
+    """Every registered metric on one saved model (:func:`evaluate_loaded`); the result is written to ``out_file``
+    if given. ``references``: result files of the ``vanilla`` and ``oracle`` models of the domain, for the metrics
+    that compare."""
     stage = Stage("eval", cfg, domain)
     adapter = Path(adapter) if adapter is not None else None
     key = check_eval(cfg, domain, adapter, label, references)
@@ -362,14 +366,33 @@ def evaluate_checkpoint(cfg: Config, domain: str, adapter: str | Path | None = N
     model, tokenizer = load_base(cfg)
     if adapter is not None:
         model = load_adapter(model, adapter)
-    ctx = EvalContext(model, tokenizer, stage, adapter, training, load_references(stage, references))
+    result = evaluate_loaded(model, tokenizer, stage, label or default_label, load_references(stage, references),
+                             key=key, adapter=adapter, training=training, progress=progress,
+                             reference_files={name: str(path) for name, path in (references or {}).items()})
+    if out_file is not None:
+        write_json(out_file, result)
+    return result
+
+
+def evaluate_loaded(model, tokenizer, stage: Stage, label: str, references: dict[str, dict] | None = None,
+                    key: str | None = None, adapter: Path | None = None, training: dict | None = None,
+                    progress: bool = True, reference_files: dict[str, str] | None = None) -> dict:
+    """Every registered metric on a model in memory: the split metrics per prompt variant and scope, the model
+    metrics once. ``references``: the checked results of the domain's ``vanilla`` and ``oracle`` models;
+    ``adapter`` / ``training``: where the model was saved and how it was trained, for the metrics that read them
+    (checkpoint curves, the relearning attack). ``meta.seconds``: each prompt variant's and model metric's wall
+    time (a shared pass counts where it first ran: the first variant's) and the sum of the robustness metrics',
+    which a run states apart from the paper's system."""
+    cfg = stage.cfg
+    cfg.eval.check_prompts(stage.domain)
+    ctx = EvalContext(model, tokenizer, stage, adapter, training, references or {})
     split_metrics = [m for m in metrics() if isinstance(m, SplitMetric) and m.enabled(cfg.eval)]
     model_metrics = [m for m in metrics() if isinstance(m, ModelMetric) and m.enabled(ctx)]
-    result = {"kind": EVAL_RESULT_KIND, "label": label or default_label, "domain": domain, "prompts": {}}
+    result = {"kind": EVAL_RESULT_KIND, "label": label, "domain": stage.domain, "prompts": {}}
     columns = [c for m in split_metrics for c in _columns(m, None)]
     parts = [*(("prompt", variant) for variant in cfg.eval.prompts), *(("metric", m) for m in model_metrics)]
     timed: dict[str, float] = {}
-    with tqdm(parts, desc=f"eval {result['label']}", disable=not progress, leave=False) as bar:
+    with tqdm(parts, desc=f"eval {label}", disable=not progress, leave=False) as bar:
         for kind, part in bar:
             name = f"prompt {part}" if kind == "prompt" else part.name
             bar.set_postfix_str(name)
@@ -385,7 +408,5 @@ def evaluate_checkpoint(cfg: Config, domain: str, adapter: str | Path | None = N
     result["tables"] = {name: title for m in (*split_metrics, *model_metrics) for name, title in m.tables.items()}
     result["meta"] = stage.record(key, stage.data, adapter=str(adapter) if adapter else None,
                                   adapter_hash=adapter_hash(adapter), training=training, seconds=seconds,
-                                  references={name: str(path) for name, path in (references or {}).items()})
-    if out_file is not None:
-        write_json(out_file, result)
+                                  references=reference_files or {})
     return result

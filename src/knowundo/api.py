@@ -1,0 +1,140 @@
+"""The Python API: models, tokenizers and data in, models, regions and metrics out.
+
+Every function here runs the same code as the stage of the same name in ``knowundo run`` (which adds loading from
+and saving to a run directory around it)::
+
+    import knowundo
+
+    cfg = knowundo.load_config("tiny")
+    data = knowundo.UnlearningData.from_items(forget=forget_ds, retain=retain_ds, general="fictional")
+    region = knowundo.localize_model(model, tokenizer, data, cfg)
+    result = knowundo.unlearn_model(model, tokenizer, data, "npo", config=cfg, region=region)
+    metrics = knowundo.evaluate_model(result.model, tokenizer, data, cfg, label="npo@memflex")
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from knowundo.config import NEUTRAL_PRESET, Config, load_config
+from knowundo.data.task import UnlearningData
+from knowundo.errors import KnowUndoError
+from knowundo.layout import SCOPES
+from knowundo.localize import choose_region, gradient_statistics, selection_for
+from knowundo.methods import Method
+from knowundo.models.load import attach_lora
+from knowundo.placement import place
+from knowundo.region import Region, load_region
+from knowundo.stage import Stage
+from knowundo.unlearn import REFERENCE, add_reference, plan_run, train_unlearning
+
+
+@dataclass
+class UnlearnResult:
+    """An unlearning run's model (a peft model whose ``default`` adapter was trained; ``model.save_pretrained``
+    writes it) and its record (the fields ``unlearn.json`` holds: method, parameters, steps, losses, memory)."""
+
+    model: object
+    record: dict
+
+
+def _config(config: Config | None) -> Config:
+    """The settings given, else the neutral preset for real chat models."""
+    return config if config is not None else load_config(NEUTRAL_PRESET)
+
+
+def _stage(name: str, config: Config | None, data: UnlearningData) -> Stage:
+    if not isinstance(data, UnlearningData):
+        raise KnowUndoError(f"data: expected an UnlearningData (UnlearningData.from_items(...)), got "
+                            f"{type(data).__name__}")
+    return Stage.of(name, _config(config), data)
+
+
+def _tokenizer(tokenizer):
+    """The tokenizer with a pad token (EOS where it has none: masking is positional, so pad == EOS is safe)."""
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def with_trainable_adapter(model, config: Config | None = None):
+    """``model`` placed by the placement seam, with a trainable LoRA adapter named ``default``: a peft model's own
+    (say, the fine-tune that taught it the data), or a fresh one on ``lora.*`` for a plain model (which then starts
+    exactly as it is: LoRA's B matrices are zero)."""
+    from peft import PeftModel
+
+    if isinstance(model, PeftModel):
+        if "default" not in model.peft_config:
+            raise KnowUndoError(f"the peft model has no adapter named 'default' (it has "
+                                f"{', '.join(model.peft_config)}); name the adapter to unlearn 'default'")
+        model.peft_config["default"].inference_mode = False
+        model.set_adapter("default")  # trainable; any other adapter frozen
+        return place(model)
+    return attach_lora(place(model), _config(config))
+
+
+def localize_model(model, tokenizer, data: UnlearningData, config: Config | None = None, progress: bool = False
+                   ) -> Region:
+    """MemFlex localization (``knowundo localize``) on a model in memory: the gradient statistics of random
+    relabellings of both scopes' train items over the model's LoRA matrices, and the region ``localize.*`` selects
+    from them. A plain model gets a fresh adapter first (:func:`with_trainable_adapter`) — pass the returned
+    region and the same model object to :func:`unlearn_model`."""
+    stage = _stage("localize", config, data)
+    cfg = stage.cfg
+    selection = selection_for(cfg, stage.domain)
+    model = with_trainable_adapter(model, cfg)
+    loc = cfg.localize
+    stats = gradient_statistics(model, stage.formatter(_tokenizer(tokenizer)),
+                                {scope: stage.data[scope]["train"] for scope in SCOPES}, loc.copies, cfg.seed,
+                                loc.batch_size, loc.granularity, progress, f"localize {stage.domain}")
+    return choose_region(stats, selection, loc.granularity)
+
+
+def unlearn_model(model, tokenizer, data: UnlearningData, method: str | Method, *, config: Config | None = None,
+                  region: Region | str | Path | None = None, retain: str = "retention",
+                  output_dir: str | Path | None = None, progress: bool = False, callbacks: list | None = None
+                  ) -> UnlearnResult:
+    """Unlearn ``data``'s Unlearn Scope (its train items) with ``method`` (a registered name, or a
+    :class:`~knowundo.methods.Method` instance, e.g. your own) inside ``region`` (a :class:`Region` or a
+    ``region.json``; MemFlex needs one, any other method then trains only there), keeping the Retention Scope
+    (``retain="general"``: the general set instead). Settings: ``config.unlearn`` with its per-method entries.
+    The model is trained in place (its ``default`` LoRA adapter; a plain model gets a fresh one) and returned
+    with the record. ``output_dir``: where the Trainer's checkpoints go (default: a temporary directory, removed).
+    """
+    stage = _stage("unlearn", config, data)
+    plan = plan_run(stage, method, retain, region is not None)
+    tokenizer = _tokenizer(tokenizer)
+    model = with_trainable_adapter(model, stage.cfg)
+    if plan.method.reference_sides(plan.params):
+        add_reference(model)
+    masks = region.masks if isinstance(region, Region) else load_region(region, model) if region is not None \
+        else None
+    if masks is not None and (unknown := [name for name in masks if name not in dict(model.named_parameters())]):
+        raise KnowUndoError(f"the region names {len(unknown)} parameters the model lacks, e.g. {unknown[0]}")
+    with tempfile.TemporaryDirectory(prefix="knowundo-unlearn-") as scratch:
+        work = Path(output_dir) if output_dir is not None else Path(scratch)
+        work.mkdir(parents=True, exist_ok=True)
+        _, fields = train_unlearning(plan, model, tokenizer, masks, work, progress, callbacks or [])
+    if REFERENCE in model.peft_config:
+        model.delete_adapter(REFERENCE)
+    model.eval()
+    given = (region.to_json() if isinstance(region, Region) else {"file": str(region)}) if region is not None else None
+    summary = {k: v for k, v in given.items() if k != "parameters"} if given is not None else None
+    return UnlearnResult(model, stage.record(None, plan.data, region=summary, **fields))
+
+
+def evaluate_model(model, tokenizer, data: UnlearningData, config: Config | None = None, *, label: str = "model",
+                   references: dict[str, dict] | None = None, progress: bool = False) -> dict:
+    """Every registered metric on a model in memory — the result ``knowundo eval`` writes, as a dict: per prompt
+    variant and scope the success, perplexity, ROUGE-L, fluency and refusal values (``result["prompts"]["none"]
+    ["unlearn"]["success"]``), the model metrics (general ability, membership inference, attacks) and per-item
+    records. ``references``: result dicts of the domain's ``vanilla`` / ``oracle`` fine-tunes (from ``knowundo
+    eval`` or a run directory's ``eval/``), for the metrics that compare (forget quality, privleak)."""
+    from knowundo.evaluate.run import check_reference, evaluate_loaded
+
+    stage = _stage("eval", config, data)
+    checked = {name: check_reference(stage, name, result, f"the {name} reference")
+               for name, result in (references or {}).items()}
+    return evaluate_loaded(place(model), _tokenizer(tokenizer), stage, label, checked, progress=progress)
