@@ -15,7 +15,7 @@ _PUBLIC = {
     "UnlearningData": "knowundo.data.task", "Fields": "knowundo.data.items", "load_items": "knowundo.data.items",
     "Region": "knowundo.region", "UnlearnResult": "knowundo.api",
     "localize_model": "knowundo.api", "unlearn_model": "knowundo.api", "evaluate_model": "knowundo.api",
-    "with_trainable_adapter": "knowundo.api", "UnlearnTrainer": "knowundo.unlearn",
+    "with_trainable_adapter": "knowundo.api", "load_model": "knowundo.api", "load_benchmark": "knowundo.api", "UnlearnTrainer": "knowundo.unlearn",
     "Method": "knowundo.methods", "ForgetParams": "knowundo.methods", "TwoSidedParams": "knowundo.methods",
     "Side": "knowundo.methods", "register": "knowundo.methods", "method_names": "knowundo.methods",
     "KnowUndoError": "knowundo.errors",

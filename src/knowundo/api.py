@@ -24,7 +24,7 @@ from knowundo.errors import KnowUndoError
 from knowundo.layout import SCOPES
 from knowundo.localize import choose_region, gradient_statistics, selection_for
 from knowundo.methods import Method
-from knowundo.models.load import attach_lora
+from knowundo.models.load import attach_lora, load_base, prepare_base
 from knowundo.placement import place
 from knowundo.region import Region, load_region
 from knowundo.stage import Stage
@@ -57,6 +57,21 @@ def _tokenizer(tokenizer):
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+def load_model(config: Config | None = None):
+    """(model, tokenizer) of ``model.name``: a Hugging Face id or directory, or a built-in (``tiny``, built here on
+    first use; ``smollm2``, converted on first use) — in ``model.dtype``, on the device the placement seam chose."""
+    cfg = _config(config)
+    prepare_base(cfg, progress=False)
+    return load_base(cfg)
+
+
+def load_benchmark(domain: str, config: Config | None = None) -> UnlearningData:
+    """One domain of the benchmark that ``data.*`` names (the bundled set, a local copy or the Hub), with the
+    general set ``data.general`` and the domain's holdout where it has one."""
+    stage = Stage("eval", _config(config), domain)
+    return UnlearningData(scopes=stage.data, general=stage.general, holdout=stage.holdout, domain=domain)
 
 
 def with_trainable_adapter(model, config: Config | None = None):

@@ -205,7 +205,8 @@ class EvalConfig:
             return self.helpful_prompt
         if variant == "direct":
             if domain not in self.direct_prompt:
-                raise KnowUndoError(f"eval.direct_prompt has no text for domain {domain!r}")
+                raise KnowUndoError(f"eval.direct_prompt has no text for domain {domain!r}: give it one, or leave "
+                                   f"'direct' out of eval.prompts")
             return self.direct_prompt[domain]
         raise KnowUndoError(f"unknown prompt variant {variant!r} in eval.prompts; choose from none, direct, helpful")
 
