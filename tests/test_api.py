@@ -131,6 +131,8 @@ def test_bad_api_input_is_a_one_line_error(tiny_model, micro_config):
         knowundo.UnlearningData.from_items(forget=[{"text": "q"}], retain=[{"text": "q", "labels": "a"}])
     task = knowundo.UnlearningData.from_items(forget=[{"text": "q", "labels": "a"}],
                                               retain=[{"text": "r", "labels": "b"}], general="fictional")
+    with pytest.raises(knowundo.KnowUndoError, match="with_trainable_adapter"):
+        knowundo.localize_model(model, tokenizer, task, micro_config())
     with pytest.raises(knowundo.KnowUndoError, match="localized region"):
         knowundo.unlearn_model(model, tokenizer, task, "memflex", config=micro_config())
     with pytest.raises(knowundo.KnowUndoError, match="domain name"):

@@ -43,7 +43,7 @@ def test_a_general_set_from_a_file(tmp_path):
     parts.write_text(json.dumps({"train": items}))
     with pytest.raises(KnowUndoError, match="expected a list of items or"):
         load_general(DataSource(general=str(parts)))
-    with pytest.raises(KnowUndoError, match="neither real nor fictional nor a JSON file"):  # past the config check
+    with pytest.raises(KnowUndoError, match="neither real nor fictional nor a file"):  # past the config check
         load_general(DataSource(general="encyclopedia"))
 
 

@@ -140,7 +140,7 @@ def test_bad_region_files_are_refused(finetuned_privacy, region_dir, tmp_path, c
 def test_memflex_without_a_region_is_refused(finetuned_privacy, tmp_path, capsys):
     code = main(["unlearn", "--domain", "privacy", "--method", "memflex", "--finetuned", str(finetuned_privacy),
                  "--out", str(tmp_path / "x"), *sets(*SHORT)])
-    assert code == 2 and "pass --region" in capsys.readouterr().err
+    assert code == 2 and "give it one (--region" in capsys.readouterr().err
 
 
 def test_a_missing_region_file_is_refused_before_any_cached_result_is_reused(finetuned_privacy, tmp_path, capsys):

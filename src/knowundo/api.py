@@ -92,10 +92,15 @@ def with_trainable_adapter(model, config: Config | None = None):
 
 def localize_model(model, tokenizer, data: UnlearningData, config: Config | None = None, progress: bool = False
                    ) -> Region:
-    """MemFlex localization (``knowundo localize``) on a model in memory: the gradient statistics of random
-    relabellings of both scopes' train items over the model's LoRA matrices, and the region ``localize.*`` selects
-    from them. A plain model gets a fresh adapter first (:func:`with_trainable_adapter`) — pass the returned
-    region and the same model object to :func:`unlearn_model`."""
+    """MemFlex localization (``knowundo localize``) on a peft model in memory: the gradient statistics of random
+    relabellings of both scopes' train items over its ``default`` LoRA matrices, and the region ``localize.*``
+    selects from them. A plain model has no LoRA matrices to localize in: give it an adapter first
+    (:func:`with_trainable_adapter`) and pass that model on to :func:`unlearn_model` with the region."""
+    from peft import PeftModel
+
+    if not isinstance(model, PeftModel):
+        raise KnowUndoError("localize_model needs a peft model (the LoRA matrices to choose among): "
+                            "model = knowundo.with_trainable_adapter(model, config) first")
     stage = _stage("localize", config, data)
     cfg = stage.cfg
     selection = selection_for(cfg, stage.domain)

@@ -52,8 +52,8 @@ class DataConfig:
     seed: int = 0  # seed of the bundled generator
     # the general-knowledge set (replayed in the fine-tune, the _ood rows' retain data, the General columns): real
     # (real-world facts, arithmetic, commonsense, language and reading, written for knowundo: for real models),
-    # fictional (the bundled world's invented countries, for the tiny model pretrained on it), or a JSON file of
-    # items (a list, split 80/20 seeded, or {"train": [...], "heldout": [...]})
+    # fictional (the bundled world's invented countries, for the tiny model pretrained on it), or a file of items
+    # (JSON: a list, split 80/20 seeded, or {"train": [...], "heldout": [...]}; JSON lines, CSV, Parquet: a list)
     general: str = "real"
     # keep only this many instances (authors, books) of each domain, a seeded choice, both scopes and splits of each
     # (0: all): a smaller benchmark for a real model on a CPU
@@ -363,7 +363,7 @@ def _ranges(cfg: Config) -> list[tuple[str, Any, Callable[[Any], bool], str]]:
               ("lora.top_layers", cfg.lora.top_layers, non_negative, ">= 0"),
               ("data.instances", cfg.data.instances, non_negative, ">= 0"),
               ("data.general", cfg.data.general, lambda v: v in GENERAL_SETS or Path(v).is_file(),
-               f"{' or '.join(GENERAL_SETS)} or a JSON file")]
+               f"{' or '.join(GENERAL_SETS)} or a file of items")]
     for name in ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads",
                  "max_position_embeddings", "pretrain_batch_size"):
         checks.append((f"tiny.{name}", getattr(cfg.tiny, name), at_least_1, ">= 1"))
