@@ -188,10 +188,8 @@ def cmd_data(args) -> None:
             raise KnowUndoError("--export writes the bundled set; drop data.source or set it to bundled")
         print(f"wrote {export_hub_layout(cfg.data.seed, args.export)}")
         return
-    from knowundo.layout import DOMAINS
-
     source = DataSource.from_config(cfg.data)
-    for domain in DOMAINS:
+    for domain in cfg.run.domains:
         data = load_domain(source, domain)
         for scope, splits in data.items():
             for split, items in splits.items():

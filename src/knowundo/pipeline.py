@@ -228,7 +228,8 @@ def run_benchmark(cfg: Config, out: str | Path, force: list[str] = (), progress:
     """Run (or resume) the benchmark under ``out``; returns the report directory."""
     out = Path(out)
     load_plugins(cfg.plugins)
-    domains = [check_domain(d) for d in cfg.run.domains]
+    source = DataSource.from_config(cfg.data)
+    domains = [check_domain(d, source) for d in cfg.run.domains]
     if not domains:
         raise KnowUndoError("run.domains is empty")
     labels = check_rows(cfg)
@@ -242,7 +243,6 @@ def run_benchmark(cfg: Config, out: str | Path, force: list[str] = (), progress:
         raise KnowUndoError(f"the preflight check found {len(problems)} problem(s): {'; '.join(problems)}"
                             if problems else "the preflight check found problems (see the main process)")
     _check_run_dir(out, cfg)
-    source = DataSource.from_config(cfg.data)
     if is_main():
         remove_stale_temporaries(out)
         write_json(out / RUN_RECORD, {

@@ -173,7 +173,7 @@ def preflight(cfg: Config, memory: int | None = None, rows: list[str] | None = N
     for domain in cfg.run.domains:
         data = None
         if source is not None:
-            data = report.attempt(f"data {domain}", lambda d=domain: load_domain(source, check_domain(d)))
+            data = report.attempt(f"data {domain}", lambda d=domain: load_domain(source, check_domain(d, source)))
         if data is not None:
             counts = ", ".join(f"{scope} {len(s['train'])}+{len(s['val'])}" for scope, s in data.items())
             report.lines.append(f"data {domain}: {cfg.data.source} ({counts} train+val items)")

@@ -45,7 +45,7 @@ class Stage:
 
     def __post_init__(self):
         if self.given is None:
-            check_domain(self.domain)
+            check_domain(self.domain, self.source)
 
     @classmethod
     def of(cls, name: str, cfg: Config, data: UnlearningData) -> "Stage":

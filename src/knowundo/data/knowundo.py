@@ -16,7 +16,7 @@ from knowundo.data import bundled
 from knowundo.data.items import load_items
 from knowundo.data.validate import validate_items, validate_scope
 from knowundo.errors import KnowUndoError
-from knowundo.layout import DOMAINS, SCOPES
+from knowundo.layout import DOMAINS, SCOPES, check_domain_name
 
 HUB_REPO = "zjunlp/KnowUnDo"
 SOURCES = ("bundled", "local", "hub")
@@ -47,9 +47,19 @@ class DataSource:
             raise KnowUndoError("data source 'local' needs a directory (data.path)")
 
 
-def check_domain(domain: str) -> str:
-    if domain not in DOMAINS:
-        raise KnowUndoError(f"unknown domain {domain!r}; choose one of {', '.join(DOMAINS)}")
+def check_domain(domain: str, source: DataSource) -> str:
+    """A domain the source can hold: the bundled set has the paper's two; a local copy, any lower-case name with
+    a directory of that name; the Hub, any config name of the dataset (checked when it loads)."""
+    if source.kind == "bundled":
+        if domain not in DOMAINS:
+            raise KnowUndoError(f"unknown domain {domain!r} of the bundled set (it has {', '.join(DOMAINS)}); a "
+                                f"domain of your own is a local copy: data.source=local, data.path=DIR holding "
+                                f"DIR/{domain}/unlearn.json and retention.json")
+        return domain
+    check_domain_name(domain)
+    if source.kind == "local" and not (Path(source.path) / domain).is_dir():
+        raise KnowUndoError(f"{Path(source.path) / domain}: no directory for domain {domain!r} (a local copy holds "
+                            f"<domain>/unlearn.json and <domain>/retention.json)")
     return domain
 
 
@@ -61,7 +71,7 @@ def bundled_world(seed: int = 0) -> dict:
 
 def load_domain(source: DataSource, domain: str) -> dict[str, dict[str, list[dict]]]:
     """Both scopes of one domain, validated."""
-    check_domain(domain)
+    check_domain(domain, source)
     data = {scope: _load_scope(source, domain, scope) for scope in SCOPES}
     return keep_instances(data, source.instances, source.seed) if source.instances else data
 
@@ -107,7 +117,7 @@ def _read_json(path: Path):
 def load_holdout(source: DataSource, domain: str) -> list[dict] | None:
     """Unlearn-scope items of instances that no split contains (the non-members of membership inference), or
     None where the source has none: the Hub set has no holdout, a local copy only as ``<domain>/holdout.json``."""
-    check_domain(domain)
+    check_domain(domain, source)
     if source.kind == "bundled":
         return validate_items(bundled_world(source.seed)["holdout"][domain], f"bundled {domain}/holdout.json")
     if source.kind == "local":
