@@ -38,6 +38,7 @@ def test_the_public_api_is_all_and_every_name_has_a_docstring():
         knowundo.not_a_name  # noqa: B018
 
 
+@pytest.mark.slow  # three stages twice: the API's and the CLI's
 def test_npo_in_a_localized_region_through_the_api_equals_the_cli(finetuned_privacy, privacy_items, tmp_path,
                                                                    monkeypatch):
     from peft import PeftModel

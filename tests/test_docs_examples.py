@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import MICRO
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "python-api.md"
@@ -13,6 +15,7 @@ AT_TEST_SIZE = [*MICRO, "eval.prompts=[none,direct]", "eval.max_new_tokens=8", "
                 "localize.copies=1"]
 
 
+@pytest.mark.slow  # localization, two unlearning runs and an evaluation
 def test_the_python_api_examples_run(micro_base, tmp_path, monkeypatch):
     import knowundo
     from knowundo import config

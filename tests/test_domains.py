@@ -40,6 +40,7 @@ def _medical(root):
     return root
 
 
+@pytest.mark.slow  # a whole micro run
 def test_a_domain_of_your_own_runs_end_to_end(micro_base, tmp_path):
     from knowundo.cli import main
 
