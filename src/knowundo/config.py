@@ -250,6 +250,10 @@ class RunConfig:
 class Config:
     seed: int = 42
     plugins: list = field(default_factory=list)  # modules (or .py files) that register methods / metrics
+    # the Trainer's experiment-tracking integrations for every training stage (tensorboard, wandb, mlflow, trackio,
+    # ...: transformers' own, installed separately); each run is named by its stage or row label, and TensorBoard
+    # writes beside the stage's record (logs/)
+    report_to: list = field(default_factory=list)
     model: ModelConfig = field(default_factory=ModelConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -354,6 +358,12 @@ def _coerce(value: Any, current: Any, annotation: str, key: str) -> Any:
         raise KnowUndoError(f"config key '{key}' expects {kind.__name__}, got {value!r}") from None
 
 
+def _is_reporter(name) -> bool:
+    from transformers.integrations.integration_utils import get_available_reporting_integrations
+
+    return isinstance(name, str) and name in get_available_reporting_integrations()
+
+
 def _ranges(cfg: Config) -> list[tuple[str, Any, Callable[[Any], bool], str]]:
     """(key, value, test, what it must be) for every numeric setting."""
     positive, at_least_1, non_negative = (lambda v: v > 0), (lambda v: v >= 1), (lambda v: v >= 0)
@@ -412,6 +422,9 @@ def _ranges(cfg: Config) -> list[tuple[str, Any, Callable[[Any], bool], str]]:
                ("attack.relearn_fraction", cfg.attack.relearn_fraction, lambda v: 0 < v <= 1, "in (0, 1]")]
     for index, scheme in enumerate(cfg.attack.quantize):
         checks.append((f"attack.quantize[{index}]", scheme, _is_scheme, QUANT_SCHEME_SYNTAX))
+    for index, name in enumerate(cfg.report_to):
+        checks.append((f"report_to[{index}]", name, _is_reporter, "an installed integration of transformers' "
+                       "(tensorboard, wandb, mlflow, trackio, ...)"))
     for name, test, what in (("mu", lambda v: -1 <= v <= 1, "a cosine in [-1, 1]"), ("sigma", non_negative, ">= 0")):
         value = getattr(cfg.localize, name)
         for domain, number in (value.items() if isinstance(value, dict) else [(None, value)]):

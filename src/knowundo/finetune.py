@@ -121,7 +121,8 @@ def finetune(cfg: Config, domain: str, out_dir: str | Path, progress: bool = Tru
     recipe = cfg.finetune
     epochs = (recipe.max_epochs or recipe.epochs) if recipe.target_accuracy is not None else recipe.epochs
     args = training_arguments(work / CHECKPOINTS_DIR, recipe, seed=cfg.seed, progress=progress,
-                              bf16=trains_in_bf16(cfg), num_train_epochs=epochs,
+                              bf16=trains_in_bf16(cfg), num_train_epochs=epochs, report_to=cfg.report_to,
+                              run_name=f"{domain}/{'oracle' if oracle else 'finetune'}",
                               save_total_limit=1)  # checkpoints only resume this stage: the last one is enough
     accuracy = TokenAccuracy(recipe.target_accuracy)
     collator = (ReplayIdCollator if distil else PadCollator)(pad_id_of(tokenizer))

@@ -320,7 +320,8 @@ def train_unlearning(plan: UnlearnPlan, model, tokenizer, masks: dict[str, torch
     if is_main() and (tensors := method.tensors(params, model.config)):
         save_file({name: t.contiguous() for name, t in tensors.items()}, str(work / METHOD_TENSORS))
     args = training_arguments(work / CHECKPOINTS_DIR, u, seed=cfg.seed, progress=progress,
-                              bf16=trains_in_bf16(cfg), train_sampling_strategy="random", logging_steps=1)
+                              bf16=trains_in_bf16(cfg), train_sampling_strategy="random", logging_steps=1,
+                              report_to=cfg.report_to, run_name=f"{plan.stage.domain}/{plan.label.label}")
     memory = PeakMemory()
     trainer = make_trainer(model, args, PairedDataset(forget, retain_features, params, cfg.seed, alternative),
                            PairCollator(pad_id_of(tokenizer)), trainer_cls=UnlearnTrainer, method=method,

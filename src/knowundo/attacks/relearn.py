@@ -55,7 +55,8 @@ def relearn(cfg: Config, domain: str, adapter: str | Path, progress: bool = True
     work = output.begin()
     recipe = dataclasses.replace(cfg.finetune, scheduler="constant", warmup_ratio=0.0, save_steps=0)
     args = training_arguments(work / CHECKPOINTS_DIR, recipe, seed=cfg.seed, progress=progress,
-                              bf16=trains_in_bf16(cfg), max_steps=cfg.attack.relearn_steps)
+                              bf16=trains_in_bf16(cfg), max_steps=cfg.attack.relearn_steps,
+                              report_to=cfg.report_to, run_name=f"{domain}/relearn")
     trainer = make_trainer(model, args, FeatureDataset(encoded.features), PadCollator(pad_id_of(tokenizer)))
     result = train(trainer, None)
     save_adapter(trainer, work / ADAPTER_DIR)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 import resource
+import shutil
 import signal
 import sys
 import threading
@@ -90,16 +91,19 @@ class PadCollator:
 
 
 def training_arguments(output_dir: Path, train: TrainConfig, *, seed: int, progress: bool = True,
-                       bf16: bool = False, **extra) -> TrainingArguments:
-    """One stage's TrainConfig as TrainingArguments with our conventions: seeded, no reporting integrations,
-    losses kept in the stage record rather than printed, and the configured effective batch kept whatever the
-    number of processes (per-device x accumulation x processes = batch_size x grad_accum)."""
+                       bf16: bool = False, report_to: list | None = None, run_name: str | None = None,
+                       **extra) -> TrainingArguments:
+    """One stage's TrainConfig as TrainingArguments with our conventions: seeded, losses kept in the stage record
+    rather than printed, the configured effective batch kept whatever the number of processes (per-device x
+    accumulation x processes = batch_size x grad_accum), and only the reporting integrations asked for
+    (``report_to``; the run named ``run_name``)."""
     per_device, accumulation = per_process_batch(train.batch_size, train.grad_accum)
     settings = dict(
         output_dir=str(output_dir), seed=seed, data_seed=seed, num_train_epochs=train.epochs,
         learning_rate=train.learning_rate, per_device_train_batch_size=per_device,
         gradient_accumulation_steps=accumulation, weight_decay=train.weight_decay,
-        warmup_steps=train.warmup_ratio, lr_scheduler_type=train.scheduler, logging_steps=10, report_to="none",
+        warmup_steps=train.warmup_ratio, lr_scheduler_type=train.scheduler, logging_steps=10, report_to=list(report_to or []) or "none",
+        run_name=run_name,
         disable_tqdm=not progress, save_strategy="steps" if train.save_steps else "no",
         save_steps=train.save_steps or 500, remove_unused_columns=False, dataloader_num_workers=0, bf16=bf16,
         dataloader_pin_memory=torch.cuda.is_available(), train_sampling_strategy="group_by_length",
@@ -308,10 +312,26 @@ def train(trainer: Trainer, resume_from_checkpoint: str | None):
                             ) from None
     finally:
         stop.restore()
+        _keep_logs(Path(trainer.args.output_dir))
     if stop.requested:
         raise Interrupted(f"stopped after step {trainer.state.global_step} with a checkpoint saved; run the same "
                           f"command again to resume")
     return result
+
+
+LOGS_DIR = "logs"
+
+
+def _keep_logs(output_dir: Path) -> None:
+    """TensorBoard writes under the Trainer's output directory (``runs/``, beside the checkpoints that a stage may
+    delete once done): its event files move next to the stage's record, ``logs/``."""
+    written = output_dir / "runs"
+    if is_main() and written.is_dir():
+        kept = output_dir.parent / LOGS_DIR
+        kept.mkdir(exist_ok=True)
+        for run in written.iterdir():
+            shutil.move(str(run), str(kept / run.name))
+        written.rmdir()
 
 
 def _rss_mb() -> float:
