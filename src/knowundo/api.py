@@ -7,6 +7,7 @@ and saving to a run directory around it)::
 
     cfg = knowundo.load_config("tiny")
     data = knowundo.UnlearningData.from_items(forget=forget_ds, retain=retain_ds, general="fictional")
+    model = knowundo.with_trainable_adapter(model, cfg)  # a peft model keeps its adapter; a plain one gets LoRA
     region = knowundo.localize_model(model, tokenizer, data, cfg)
     result = knowundo.unlearn_model(model, tokenizer, data, "npo", config=cfg, region=region)
     metrics = knowundo.evaluate_model(result.model, tokenizer, data, cfg, label="npo@memflex")
