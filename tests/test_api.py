@@ -88,6 +88,27 @@ def test_npo_in_a_localized_region_through_the_api_equals_the_cli(finetuned_priv
     assert metrics["general"]["accuracy"] == pytest.approx(cli["general"]["accuracy"], rel=1e-5)
 
 
+@pytest.mark.slow  # a micro fine-tune
+def test_finetune_model_equals_the_finetune_stage(finetuned_privacy, micro_config, tmp_path, monkeypatch):
+    """The fine-tune of a plain model in memory learns exactly what `knowundo finetune` learned (the session's
+    micro fine-tune of the same data and settings)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    import knowundo
+    from knowundo.models.load import resolve_model_path
+
+    cfg = micro_config()
+    base = resolve_model_path(cfg)
+    monkeypatch.chdir(tmp_path)
+    result = knowundo.finetune_model(AutoModelForCausalLM.from_pretrained(base), AutoTokenizer.from_pretrained(base),
+                                     knowundo.load_benchmark("privacy", cfg), cfg)
+    assert list(tmp_path.iterdir()) == []
+    stage = json.loads((finetuned_privacy / "finetune.json").read_text())
+    assert result.record["items"] == stage["items"] and result.record["epochs_run"] == stage["epochs_run"]
+    assert result.record["loss_history"] == pytest.approx(stage["loss_history"], rel=1e-5)
+    assert result.record["train_accuracy_per_epoch"] == pytest.approx(stage["train_accuracy_per_epoch"], rel=1e-6)
+
+
 def test_a_custom_method_object_runs_on_a_plain_model(tiny_model, privacy_items, micro_config):
     """A method defined in the caller's code, given as an object, on a model without an adapter: it gets a fresh
     LoRA, trains only that, and the result says so."""
@@ -132,6 +153,10 @@ def test_bad_api_input_is_a_one_line_error(tiny_model, micro_config):
         knowundo.UnlearningData.from_items(forget=[{"text": "q"}], retain=[{"text": "q", "labels": "a"}])
     task = knowundo.UnlearningData.from_items(forget=[{"text": "q", "labels": "a"}],
                                               retain=[{"text": "r", "labels": "b"}], general="fictional")
+    wrapped = knowundo.with_trainable_adapter(model, micro_config())
+    with pytest.raises(knowundo.KnowUndoError, match="plain model"):
+        knowundo.finetune_model(wrapped, tokenizer, task, micro_config())
+    model = wrapped.unload()  # the session's shared model, plain again
     with pytest.raises(knowundo.KnowUndoError, match="with_trainable_adapter"):
         knowundo.localize_model(model, tokenizer, task, micro_config())
     with pytest.raises(knowundo.KnowUndoError, match="localized region"):

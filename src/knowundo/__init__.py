@@ -13,7 +13,8 @@ __version__ = "0.1.0"
 _PUBLIC = {
     "load_config": "knowundo.config", "Config": "knowundo.config",
     "UnlearningData": "knowundo.data.task", "Fields": "knowundo.data.items", "load_items": "knowundo.data.items",
-    "Region": "knowundo.region", "UnlearnResult": "knowundo.api",
+    "Region": "knowundo.region", "UnlearnResult": "knowundo.api", "FinetuneResult": "knowundo.api",
+    "finetune_model": "knowundo.api",
     "localize_model": "knowundo.api", "unlearn_model": "knowundo.api", "evaluate_model": "knowundo.api",
     "with_trainable_adapter": "knowundo.api", "load_model": "knowundo.api", "load_benchmark": "knowundo.api", "UnlearnTrainer": "knowundo.unlearn",
     "Method": "knowundo.methods", "ForgetParams": "knowundo.methods", "TwoSidedParams": "knowundo.methods",

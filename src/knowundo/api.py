@@ -22,6 +22,7 @@ from pathlib import Path
 from knowundo.config import NEUTRAL_PRESET, Config, load_config
 from knowundo.data.task import UnlearningData
 from knowundo.errors import KnowUndoError
+from knowundo.finetune import train_finetune
 from knowundo.layout import SCOPES
 from knowundo.localize import choose_region, gradient_statistics, selection_for
 from knowundo.methods import Method
@@ -89,6 +90,35 @@ def with_trainable_adapter(model, config: Config | None = None):
         model.set_adapter("default")  # trainable; any other adapter frozen
         return place(model)
     return attach_lora(place(model), _config(config))
+
+
+@dataclass
+class FinetuneResult:
+    """A fine-tune's model (a peft model whose fresh ``default`` adapter learned the data) and its record (the
+    fields ``finetune.json`` holds: items, epochs, train accuracy per epoch, losses)."""
+
+    model: object
+    record: dict
+
+
+def finetune_model(model, tokenizer, data: UnlearningData, config: Config | None = None, *, oracle: bool = False,
+                   output_dir: str | Path | None = None, progress: bool = False) -> FinetuneResult:
+    """The fine-tune (``knowundo finetune``) of a plain model on both scopes of ``data``, train and val, plus the
+    replayed share of its general set, until ``finetune.target_accuracy``: a fresh LoRA (``lora.*``) that *knows*
+    the data — the vanilla model. ``oracle``: the Retention Scope only (the model that never saw the Unlearn
+    Scope). ``output_dir``: where the Trainer's checkpoints go (default: a temporary directory, removed)."""
+    from peft import PeftModel
+
+    if isinstance(model, PeftModel):
+        raise KnowUndoError("finetune_model trains a fresh adapter on a plain model; give it the base model "
+                            "(model.get_base_model(), or unload() a peft model)")
+    stage = _stage("finetune", config, data)
+    with tempfile.TemporaryDirectory(prefix="knowundo-finetune-") as scratch:
+        work = Path(output_dir) if output_dir is not None else Path(scratch)
+        work.mkdir(parents=True, exist_ok=True)
+        model, _, fields = train_finetune(stage, place(model), _tokenizer(tokenizer), work, oracle, progress)
+    model.eval()
+    return FinetuneResult(model, stage.record(None, stage.data, oracle=oracle, **fields))
 
 
 def localize_model(model, tokenizer, data: UnlearningData, config: Config | None = None, progress: bool = False

@@ -105,6 +105,22 @@ def finetune(cfg: Config, domain: str, out_dir: str | Path, progress: bool = Tru
 
     started = time.perf_counter()
     model, tokenizer = load_base(cfg)
+    work = output.begin()
+    model, trainer, fields = train_finetune(stage, model, tokenizer, work, oracle, progress, output.last_checkpoint())
+    save_adapter(trainer, work / ADAPTER_DIR)
+    if is_main():
+        shutil.rmtree(work / CHECKPOINTS_DIR, ignore_errors=True)  # only needed to resume this stage
+    return output.commit(stage.record(output.key, stage.data, oracle=oracle, **fields,
+                                      wall_seconds=time.perf_counter() - started))
+
+
+def train_finetune(stage: Stage, model, tokenizer, work: Path, oracle: bool = False, progress: bool = True,
+                   resume: str | None = None):
+    """The fine-tune of a loaded model: a fresh LoRA (``lora.*``, seeded) trained on :func:`training_items` until
+    ``finetune.target_accuracy`` or its epochs; checkpoints under ``work``. Returns the peft model, the trainer
+    and the record's fields."""
+    cfg = stage.cfg
+    items, replayed = training_items(stage, oracle), replayed_general(stage)
     formatter = stage.formatter(tokenizer)
     encoded = encode_items([without_prompt(item) for item in items], formatter)
     distil = cfg.finetune.replay_loss == "kl"
@@ -117,12 +133,11 @@ def finetune(cfg: Config, domain: str, out_dir: str | Path, progress: bool = Tru
     model = attach_lora(model, cfg)
     trainable, total = model.get_nb_trainable_parameters()
 
-    work = output.begin()
     recipe = cfg.finetune
     epochs = (recipe.max_epochs or recipe.epochs) if recipe.target_accuracy is not None else recipe.epochs
     args = training_arguments(work / CHECKPOINTS_DIR, recipe, seed=cfg.seed, progress=progress,
                               bf16=trains_in_bf16(cfg), num_train_epochs=epochs, report_to=cfg.report_to,
-                              run_name=f"{domain}/{'oracle' if oracle else 'finetune'}",
+                              run_name=f"{stage.domain}/{'oracle' if oracle else 'finetune'}",
                               save_total_limit=1)  # checkpoints only resume this stage: the last one is enough
     accuracy = TokenAccuracy(recipe.target_accuracy)
     collator = (ReplayIdCollator if distil else PadCollator)(pad_id_of(tokenizer))
@@ -130,19 +145,16 @@ def finetune(cfg: Config, domain: str, out_dir: str | Path, progress: bool = Tru
     dataset = PromptShareDataset(encoded.features, variants, recipe.system_prompt_share, cfg.seed)
     trainer = make_trainer(model, args, dataset, collator, trainer_cls=AccuracyTrainer, accuracy=accuracy)
     trainer.add_callback(SetEpoch(dataset))
-    result = train(trainer, output.last_checkpoint())
-    save_adapter(trainer, work / ADAPTER_DIR)
-    if is_main():
-        shutil.rmtree(work / CHECKPOINTS_DIR, ignore_errors=True)  # only needed to resume this stage
-    return output.commit(stage.record(
-        output.key, stage.data, oracle=oracle, items=len(encoded.features), truncated=encoded.truncated,
+    result = train(trainer, resume)
+    return model, trainer, dict(
+        items=len(encoded.features), truncated=encoded.truncated,
         dropped=encoded.dropped, general_replayed=len(replayed),
         system_prompt_variants=len(dataset.prompted), system_prompts_dropped=prompts_dropped,
         target_accuracy=recipe.target_accuracy, target_reached=accuracy.reached, epochs_run=trainer.state.epoch,
         train_accuracy=accuracy.per_epoch[-1] if accuracy.per_epoch else None,
         train_accuracy_per_epoch=accuracy.per_epoch, train_loss=result.training_loss,
         loss_history=[e["loss"] for e in trainer.state.log_history if "loss" in e], trainable_parameters=trainable,
-        total_parameters=total, batch=batch_record(args), wall_seconds=time.perf_counter() - started))
+        total_parameters=total, batch=batch_record(args))
 
 
 def target_missed(record: dict) -> str | None:
