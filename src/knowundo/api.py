@@ -26,7 +26,7 @@ from knowundo.finetune import train_finetune
 from knowundo.layout import SCOPES
 from knowundo.localize import choose_region, gradient_statistics, selection_for
 from knowundo.methods import Method
-from knowundo.models.load import attach_lora, load_base, prepare_base
+from knowundo.models.load import attach_lora, load_base, prepare_base, with_pad_token
 from knowundo.placement import place
 from knowundo.region import Region, load_region
 from knowundo.stage import Stage
@@ -52,13 +52,6 @@ def _stage(name: str, config: Config | None, data: UnlearningData) -> Stage:
         raise KnowUndoError(f"data: expected an UnlearningData (UnlearningData.from_items(...)), got "
                             f"{type(data).__name__}")
     return Stage.of(name, _config(config), data)
-
-
-def _tokenizer(tokenizer):
-    """The tokenizer with a pad token (EOS where it has none: masking is positional, so pad == EOS is safe)."""
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
 
 
 def load_model(config: Config | None = None):
@@ -116,7 +109,7 @@ def finetune_model(model, tokenizer, data: UnlearningData, config: Config | None
     with tempfile.TemporaryDirectory(prefix="knowundo-finetune-") as scratch:
         work = Path(output_dir) if output_dir is not None else Path(scratch)
         work.mkdir(parents=True, exist_ok=True)
-        model, _, fields = train_finetune(stage, place(model), _tokenizer(tokenizer), work, oracle, progress)
+        model, _, fields = train_finetune(stage, place(model), with_pad_token(tokenizer), work, oracle, progress)
     model.eval()
     return FinetuneResult(model, stage.record(None, stage.data, oracle=oracle, **fields))
 
@@ -137,7 +130,7 @@ def localize_model(model, tokenizer, data: UnlearningData, config: Config | None
     selection = selection_for(cfg, stage.domain)
     model = with_trainable_adapter(model, cfg)
     loc = cfg.localize
-    stats = gradient_statistics(model, stage.formatter(_tokenizer(tokenizer)),
+    stats = gradient_statistics(model, stage.formatter(with_pad_token(tokenizer)),
                                 {scope: stage.data[scope]["train"] for scope in SCOPES}, loc.copies, cfg.seed,
                                 loc.batch_size, loc.granularity, progress, f"localize {stage.domain}")
     return choose_region(stats, selection, loc.granularity)
@@ -156,13 +149,14 @@ def unlearn_model(model, tokenizer, data: UnlearningData, method: str | Method, 
     """
     stage = _stage("unlearn", config, data)
     plan = plan_run(stage, method, retain, region is not None)
-    tokenizer = _tokenizer(tokenizer)
+    tokenizer = with_pad_token(tokenizer)
     model = with_trainable_adapter(model, stage.cfg)
     if plan.method.reference_sides(plan.params):
         add_reference(model)
     masks = region.masks if isinstance(region, Region) else load_region(region, model) if region is not None \
         else None
-    if masks is not None and (unknown := [name for name in masks if name not in dict(model.named_parameters())]):
+    names = {name for name, _ in model.named_parameters()}
+    if masks is not None and (unknown := [name for name in masks if name not in names]):
         raise KnowUndoError(f"the region names {len(unknown)} parameters the model lacks, e.g. {unknown[0]}")
     with tempfile.TemporaryDirectory(prefix="knowundo-unlearn-") as scratch:
         work = Path(output_dir) if output_dir is not None else Path(scratch)
@@ -188,4 +182,4 @@ def evaluate_model(model, tokenizer, data: UnlearningData, config: Config | None
     stage = _stage("eval", config, data)
     checked = {name: check_reference(stage, name, result, f"the {name} reference")
                for name, result in (references or {}).items()}
-    return evaluate_loaded(place(model), _tokenizer(tokenizer), stage, label, checked, progress=progress)
+    return evaluate_loaded(place(model), with_pad_token(tokenizer), stage, label, checked, progress=progress)

@@ -106,7 +106,8 @@ def finetune(cfg: Config, domain: str, out_dir: str | Path, progress: bool = Tru
     started = time.perf_counter()
     model, tokenizer = load_base(cfg)
     work = output.begin()
-    model, trainer, fields = train_finetune(stage, model, tokenizer, work, oracle, progress, output.last_checkpoint())
+    model, trainer, fields = train_finetune(stage, model, tokenizer, work, oracle, progress, output.last_checkpoint(),
+                                            (items, replayed))
     save_adapter(trainer, work / ADAPTER_DIR)
     if is_main():
         shutil.rmtree(work / CHECKPOINTS_DIR, ignore_errors=True)  # only needed to resume this stage
@@ -115,12 +116,12 @@ def finetune(cfg: Config, domain: str, out_dir: str | Path, progress: bool = Tru
 
 
 def train_finetune(stage: Stage, model, tokenizer, work: Path, oracle: bool = False, progress: bool = True,
-                   resume: str | None = None):
+                   resume: str | None = None, training: tuple[list[dict], list[dict]] | None = None):
     """The fine-tune of a loaded model: a fresh LoRA (``lora.*``, seeded) trained on :func:`training_items` until
-    ``finetune.target_accuracy`` or its epochs; checkpoints under ``work``. Returns the peft model, the trainer
-    and the record's fields."""
+    ``finetune.target_accuracy`` or its epochs; checkpoints under ``work``. ``training``: (items, replayed general
+    items) where the caller has them already. Returns the peft model, the trainer and the record's fields."""
     cfg = stage.cfg
-    items, replayed = training_items(stage, oracle), replayed_general(stage)
+    items, replayed = training or (training_items(stage, oracle), replayed_general(stage))
     formatter = stage.formatter(tokenizer)
     encoded = encode_items([without_prompt(item) for item in items], formatter)
     distil = cfg.finetune.replay_loss == "kl"

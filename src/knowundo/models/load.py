@@ -116,6 +116,11 @@ def load_tokenizer(cfg: Config):
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.model.trust_remote_code)
     except (OSError, ValueError) as exc:
         raise KnowUndoError(f"cannot load the tokenizer of {path!r}: {str(exc).splitlines()[0]}") from None
+    return with_pad_token(tokenizer)
+
+
+def with_pad_token(tokenizer):
+    """The tokenizer with a pad token: EOS where it has none (masking is positional, so pad == EOS is safe)."""
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
