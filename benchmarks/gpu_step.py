@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import unlearn_step  # noqa: E402  (the shared preparation and per-method worker)
+import unlearn_step
 
 LLAMA2_7B = {"hidden": 4096, "intermediate": 11008, "layers": 32, "heads": 32, "vocab": 32000, "seq": 256,
              "accum": 16, "steps": 3}

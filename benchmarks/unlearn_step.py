@@ -22,6 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+
 def _overrides(work: Path, args) -> list[str]:
     return [f"model.name={work / 'model'}", "model.max_length=1024", "data.source=local", f"data.path={work / 'data'}",
             "unlearn.epochs=1", "unlearn.batch_size=1", f"unlearn.grad_accum={args.accum}", "unlearn.save_steps=0",

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import unlearn_step  # noqa: E402  (the shared preparation)
+import unlearn_step
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -26,7 +26,7 @@ def test_lora_targets_are_all_linear_or_module_names():
                                                                                                       "v_proj"]
     assert load_config("tiny", overrides=["lora.target_modules=all-linear"]).lora.target_modules == "all-linear"
     for value in ("[]", "3"):
-        with pytest.raises(KnowUndoError, match="lora.target_modules' expects all-linear or a list of module names"):
+        with pytest.raises(KnowUndoError, match=r"lora.target_modules' expects all-linear or a list of module names"):
             load_config("tiny", overrides=[f"lora.target_modules={value}"])
 
 

@@ -29,6 +29,6 @@ def test_the_python_api_examples_run(micro_base, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     for block in blocks:
-        exec(compile(block, str(DOC), "exec"), namespace)  # noqa: S102
+        exec(compile(block, str(DOC), "exec"), namespace)
     assert (tmp_path / "npo-adapter" / "adapter_model.safetensors").is_file()
     assert namespace["result"].record["method"] == "half_ascent"

@@ -7,7 +7,6 @@ from knowundo.cli import main
 from tests.conftest import MICRO, sets
 
 
-
 def test_finetune_saves_safetensors_adapter_and_resolved_config(finetuned_privacy):
     record = json.loads((finetuned_privacy / "finetune.json").read_text())
     assert (finetuned_privacy / "adapter" / "adapter_model.safetensors").is_file()
@@ -199,8 +198,14 @@ def test_the_trainer_tells_the_dataset_each_epoch_including_a_resumed_one(micro_
 
     from knowundo.data.format import encode_items
     from knowundo.models.load import attach_lora, load_base
-    from knowundo.models.training import (PadCollator, PromptShareDataset, ServedLengthGroupedSampler, SetEpoch,
-                                          make_trainer, training_arguments)
+    from knowundo.models.training import (
+        PadCollator,
+        PromptShareDataset,
+        ServedLengthGroupedSampler,
+        SetEpoch,
+        make_trainer,
+        training_arguments,
+    )
     from knowundo.stage import Stage
 
     cfg = micro_config("finetune.epochs=3", "finetune.batch_size=2")
@@ -249,8 +254,13 @@ def _replay_trainer(cfg, tmp_path):
     trained on their gold answers (``replay_id`` -1), then two replayed general items (0, 1)."""
     from knowundo.data.format import encode_items, pad_id_of
     from knowundo.models.load import attach_lora, load_base
-    from knowundo.models.training import (AccuracyTrainer, FeatureDataset, ReplayIdCollator, TokenAccuracy,
-                                          training_arguments)
+    from knowundo.models.training import (
+        AccuracyTrainer,
+        FeatureDataset,
+        ReplayIdCollator,
+        TokenAccuracy,
+        training_arguments,
+    )
     from knowundo.stage import Stage
 
     stage = Stage("finetune", cfg, "privacy")

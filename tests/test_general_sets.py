@@ -64,5 +64,5 @@ def test_a_subset_of_instances_keeps_both_scopes_and_splits_of_each():
         for split in full[scope]:
             assert kept[scope][split] == [i for i in full[scope][split] if i["instance"] in instances[scope]]
     assert load_domain(DataSource(instances=3), "privacy") == kept  # seeded
-    with pytest.raises(KnowUndoError, match="data.instances=999 but the domain has 40 instances"):
+    with pytest.raises(KnowUndoError, match=r"data.instances=999 but the domain has 40 instances"):
         keep_instances(full, 999, 0)

@@ -62,7 +62,7 @@ def test_registry_has_the_paper_methods_and_their_seven_baseline_rows():
 def test_method_parameters_are_typed_and_checked():
     assert method_params({"adversarial": {"top_k": 3}}, "adversarial").top_k == 3
     assert method_params({}, "memflex").forget_weight == -0.4
-    with pytest.raises(KnowUndoError, match="did you mean 'unlearn.method_args.adversarial.top_k'"):
+    with pytest.raises(KnowUndoError, match=r"did you mean 'unlearn.method_args.adversarial.top_k'"):
         method_params({"adversarial": {"top_kk": 3}}, "adversarial")
     with pytest.raises(KnowUndoError, match="expects int"):
         method_params({"adversarial": {"top_k": "many"}}, "adversarial")

@@ -99,7 +99,7 @@ def _interrupt_then_resume(out, sig, ready):
 def test_sigint_during_fine_tuning_stops_after_a_step_and_resumes_to_the_same_numbers(reference_run, tmp_path):
     out = tmp_path / "run"
     partial = out / "privacy" / "finetune.partial"
-    err = _interrupt_then_resume(out, signal.SIGINT, lambda: (partial / "checkpoints" / "checkpoint-20").is_dir())
+    err = _interrupt_then_resume(out, signal.SIGINT, (partial / "checkpoints" / "checkpoint-20").is_dir)
     assert "stopping after this step" in err and "run the same command again to resume" in err
     assert _numbers(out) == _numbers(reference_run)
 
@@ -110,7 +110,7 @@ def test_sigkill_during_unlearning_resumes_from_the_checkpoint_to_the_same_numbe
     checkpoints = out / "privacy" / "unlearn" / "ga.partial" / "checkpoints"
     # once checkpoint-12 is being written, checkpoint-8 is complete; the kill may tear checkpoint-12, which
     # must then be skipped rather than resumed from
-    _interrupt_then_resume(out, signal.SIGKILL, lambda: (checkpoints / "checkpoint-12").is_dir())
+    _interrupt_then_resume(out, signal.SIGKILL, (checkpoints / "checkpoint-12").is_dir)
     record = json.loads((out / "privacy" / "unlearn" / "ga" / "unlearn.json").read_text())
     assert record["resumed_from_step"] >= 8
     assert _numbers(out) == _numbers(reference_run)

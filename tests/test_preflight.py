@@ -58,7 +58,7 @@ def test_every_problem_is_one_line_and_exit_2(config_only_7b, tmp_path, capsys):
     assert code == 2 and all(line.startswith("knowundo: error: ") for line in err)
     assert any("unlearn.learning_rate must be > 0" in line for line in err)
     assert any("unknown lm-eval task 'no_such_task_xyz'" in line for line in err)
-    assert [line for line in err if "could not load zjunlp/KnowUnDo" in line][0].startswith(  # not mirrored here
+    assert next(line for line in err if "could not load zjunlp/KnowUnDo" in line).startswith(  # not mirrored here
         "knowundo: error: data privacy")
     assert len(err) == 4  # settings, the task, and the unmirrored dataset of each domain
     code = main(["check", "--set", f"model.name={tmp_path / 'models' / 'none'}"])
@@ -76,8 +76,9 @@ def test_a_missing_chat_template_and_a_run_that_would_not_fit_are_problems(micro
 def test_memory_estimate_follows_the_formula(config_only_7b):
     """Weights N·e + LoRA n·16; checkpointing cuts activations; a reference adds the adapter copy and logits; two
     answers per forget question double the forget side."""
-    from knowundo.preflight import Shape, activation_bytes, parameter_counts
     from transformers import AutoConfig
+
+    from knowundo.preflight import Shape, activation_bytes, parameter_counts
 
     cfg = load_config("llama2-7b-chat", overrides=[f"model.name={config_only_7b}"])
     model_config = AutoConfig.from_pretrained(config_only_7b)

@@ -49,7 +49,7 @@ def test_lora_in_the_top_layers_only(micro_config, micro_base):
     everywhere = attach_lora(load_base(micro_config())[0], micro_config())
     assert len({name.split(".layers.")[1].split(".")[0] for name, _ in everywhere.named_parameters()
                 if "lora_" in name}) == cfg.tiny.num_layers
-    with pytest.raises(KnowUndoError, match="lora.top_layers=5 but the model has 2 layers"):
+    with pytest.raises(KnowUndoError, match=r"lora.top_layers=5 but the model has 2 layers"):
         attach_lora(load_base(cfg)[0], micro_config("lora.top_layers=5"))
 
 
@@ -83,7 +83,7 @@ def test_robustness_evaluations_on_a_seeded_subset_of_items(micro_config):
                                                            for i in range(len(unlearn))]}
     indices = few.robustness_indices(unlearn)
     assert few.robustness_accuracy("unlearn") == pytest.approx(sum(indices) / 5)
-    with pytest.raises(KnowUndoError, match="eval.robustness_items must be >= 0"):
+    with pytest.raises(KnowUndoError, match=r"eval.robustness_items must be >= 0"):
         load_config("tiny", overrides=["eval.robustness_items=-1"])
 
 

@@ -9,8 +9,15 @@ import pytest
 import torch
 from torch import nn
 
-from knowundo.attacks.quantize import (NF4_CODEBOOK, QuantScheme, nf4_path, parse_scheme, quantize_nf4, quantize_rtn,
-                                       quantized)
+from knowundo.attacks.quantize import (
+    NF4_CODEBOOK,
+    QuantScheme,
+    nf4_path,
+    parse_scheme,
+    quantize_nf4,
+    quantize_rtn,
+    quantized,
+)
 from knowundo.config import AttackConfig
 from knowundo.errors import KnowUndoError
 

@@ -39,7 +39,7 @@ def test_the_preset_loads_the_real_pretrained_chat_model(smollm2):
 def test_the_chat_answer_mask_is_exactly_the_answer_and_its_end_of_turn(smollm2):
     from knowundo.data.format import IGNORE, Formatter
 
-    cfg, _, tokenizer = smollm2
+    _, _, tokenizer = smollm2
     formatter = Formatter(tokenizer, "chat", 256, system_prompt="Answer briefly.")
     encoded = formatter.encode({"text": "Who wrote the letter?", "labels": "Mara Voss wrote the letter."})
     answer = [token for token in encoded["labels"] if token != IGNORE]

@@ -291,7 +291,7 @@ def test_the_report_compares_every_row_with_a_base_result(results, tmp_path):
     (results / "eval" / "base.json").write_text(json.dumps(base))
     assert main(["report", str(results), "--out", str(out)]) == 0
     rows = list(csv.DictReader((out / "general.csv").open()))
-    assert [(r["label"], float(r["general_change"]), float(r["general_p"])) for r in rows][0] == ("vanilla", 0.0, 1.0)
+    assert next((r["label"], float(r["general_change"]), float(r["general_p"])) for r in rows) == ("vanilla", 0.0, 1.0)
     assert rows[1]["label"] == "ga" and float(rows[1]["general_change"]) != 0.0
     assert "| vanilla | " in (out / "general.md").read_text()
     (results / "eval" / "base.json").unlink()

@@ -9,8 +9,8 @@ from safetensors.torch import load_file
 from knowundo.cli import main
 from knowundo.data.format import IGNORE, Formatter, encode_items
 from knowundo.data.knowundo import DataSource, load_domain
-from knowundo.errors import KnowUndoError
 from knowundo.data.relabel import RelabelContext, adversarial_labels, random_labels
+from knowundo.errors import KnowUndoError
 from knowundo.methods import get_method
 from knowundo.unlearn import REFERENCE, PairCollator, PairedDataset, UnlearnTrainer, prepare_model
 from tests.conftest import MICRO, sets

@@ -16,12 +16,13 @@ _PUBLIC = {
     "Region": "knowundo.region", "UnlearnResult": "knowundo.api", "FinetuneResult": "knowundo.api",
     "finetune_model": "knowundo.api",
     "localize_model": "knowundo.api", "unlearn_model": "knowundo.api", "evaluate_model": "knowundo.api",
-    "with_trainable_adapter": "knowundo.api", "load_model": "knowundo.api", "load_benchmark": "knowundo.api", "UnlearnTrainer": "knowundo.unlearn",
+    "with_trainable_adapter": "knowundo.api", "load_model": "knowundo.api", "load_benchmark": "knowundo.api",
+    "UnlearnTrainer": "knowundo.unlearn",
     "Method": "knowundo.methods", "ForgetParams": "knowundo.methods", "TwoSidedParams": "knowundo.methods",
     "Side": "knowundo.methods", "register": "knowundo.methods", "method_names": "knowundo.methods",
     "KnowUndoError": "knowundo.errors",
 }
-__all__ = ["__version__", *_PUBLIC]
+__all__ = ["__version__", *_PUBLIC]  # noqa: PLE0604 (the names are _PUBLIC's keys)
 
 
 def __getattr__(name: str):

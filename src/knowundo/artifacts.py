@@ -8,9 +8,10 @@ import math
 import os
 import platform
 import tempfile
-from pathlib import Path
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from pathlib import Path
+from typing import Any
 
 from knowundo.layout import CHECKPOINTS_DIR
 

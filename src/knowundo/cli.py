@@ -218,7 +218,7 @@ def _localize_overrides(args) -> list[str]:
     """The CLI's selection flags as config overrides (the last one given decides the selection kind)."""
     sets = [f"localize.granularity={args.granularity}"] if args.granularity else []
     chosen = [flag for flag in ("mu", "sigma", "quantile", "top_k") if getattr(args, flag) is not None]
-    if {"mu", "sigma"} & set(chosen) and {"quantile", "top_k"} & set(chosen) or {"quantile", "top_k"} <= set(chosen):
+    if ({"mu", "sigma"} & set(chosen) and {"quantile", "top_k"} & set(chosen)) or {"quantile", "top_k"} <= set(chosen):
         raise KnowUndoError("choose one selection: --mu/--sigma (thresholds), --quantile, or --top-k")
     for flag in chosen:
         sets.append(f"localize.{flag}={getattr(args, flag)}")

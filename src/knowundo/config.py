@@ -8,10 +8,11 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -128,7 +129,7 @@ class UnlearnConfig(TrainConfig):
     # each method's own loss parameters, e.g. {npo: {beta: 0.1}} (checked against the method's dataclass)
     method_args: dict = field(default_factory=dict)
 
-    def for_method(self, *names: str) -> "UnlearnConfig":
+    def for_method(self, *names: str) -> UnlearnConfig:
         """These settings with the overrides of each of ``names`` applied in order (unknown keys are errors)."""
         resolved = dataclasses.replace(self, per_method={}, method_args={})
         for name in dict.fromkeys(names):
@@ -324,8 +325,8 @@ def _coerce(value: Any, current: Any, annotation: str, key: str) -> Any:
         if isinstance(value, str):
             value = value.strip() if value.strip() == "all-linear" else [p.strip() for p in value.split(",")
                                                                           if p.strip()]
-        if not value or not (isinstance(value, str) or isinstance(value, list)
-                             and all(isinstance(v, str) for v in value)):
+        if not value or not (isinstance(value, str) or (isinstance(value, list)
+                             and all(isinstance(v, str) for v in value))):
             raise KnowUndoError(f"config key '{key}' expects all-linear or a list of module names, got {value!r}")
         return value
     if annotation == "list":
@@ -346,7 +347,7 @@ def _coerce(value: Any, current: Any, annotation: str, key: str) -> Any:
                 return value.lower() in ("true", "1", "yes")
             return bool(value)
         if kind is int:
-            if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError
             return int(float(value)) if isinstance(value, str) else int(value)
         if kind is float and isinstance(value, bool):

@@ -6,8 +6,8 @@ Retention / Avg Success on the val splits, no system prompt unless the finding i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from knowundo.config import PAPER_ROWS
 from knowundo.layout import VANILLA_LABEL

@@ -65,7 +65,7 @@ class RunLabel:
         return self.method + suffix + (f"{REGION_SEPARATOR}{self.region}" if self.region else "")
 
     @classmethod
-    def parse(cls, label: str) -> "RunLabel":
+    def parse(cls, label: str) -> RunLabel:
         name, *regions = label.split(REGION_SEPARATOR)
         if len(regions) > 1 or not name:
             raise KnowUndoError(f"method label {label!r}: expected <method>[{OOD_SUFFIX}][@<region>]")

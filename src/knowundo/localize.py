@@ -124,7 +124,8 @@ def gradient_statistics(model, formatter: Formatter, train_items: dict[str, list
     """Per LoRA matrix of ``model`` (its trainable adapter): the cosine of G_UL and G_RT and their mean absolute
     values, per unit of ``granularity``, from ``copies`` random relabellings of each scope's train items."""
     features = {scope: encode_items(train_items[scope], formatter).features for scope in SCOPES}
-    batches = sum(len(range(rank() * batch_size, len(f), world_size() * batch_size)) for f in features.values()) * copies
+    step = world_size() * batch_size
+    batches = sum(len(range(rank() * batch_size, len(f), step)) for f in features.values()) * copies
     with tqdm(total=batches, desc=desc, unit="batch", disable=not progress, leave=False) as bar:
         grads = {scope: average_gradients(model, f, formatter, copies, seed, batch_size, bar)
                  for scope, f in features.items()}

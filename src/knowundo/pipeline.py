@@ -17,8 +17,8 @@ import contextlib
 import gc
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from knowundo.artifacts import hash_json, library_versions, read_json, remove_stale_temporaries, write_json
 from knowundo.attacks.relearn import relearn
@@ -29,8 +29,20 @@ from knowundo.errors import KnowUndoError
 from knowundo.evaluate.run import eval_key, evaluate_checkpoint
 from knowundo.findings import findings_summary
 from knowundo.finetune import finetune, target_missed
-from knowundo.layout import (BASE_LABEL, FINETUNE_RECORD, GRADIENTS_RECORD, ORACLE_LABEL, RELEARN_RECORD, RUN_RECORD,
-                             UNLEARN_RECORD, VANILLA_LABEL, RunLabel, RunLayout, relearned_adapter, report_dir)
+from knowundo.layout import (
+    BASE_LABEL,
+    FINETUNE_RECORD,
+    GRADIENTS_RECORD,
+    ORACLE_LABEL,
+    RELEARN_RECORD,
+    RUN_RECORD,
+    UNLEARN_RECORD,
+    VANILLA_LABEL,
+    RunLabel,
+    RunLayout,
+    relearned_adapter,
+    report_dir,
+)
 from knowundo.localize import localize, selection_for
 from knowundo.methods import check_label, method_params
 from knowundo.models.load import BUILT_IN, is_prepared, prepare_base, resolve_model_path

@@ -27,8 +27,14 @@ from knowundo.distributed import per_process_batch
 from knowundo.errors import KnowUndoError
 from knowundo.layout import RunLabel
 from knowundo.methods import check_label, get_method, method_params, trained_sides
-from knowundo.models.load import (DTYPES, load_model_config, load_tokenizer, prepare_base, resolve_model_path,
-                                  resolved_dtype)
+from knowundo.models.load import (
+    DTYPES,
+    load_model_config,
+    load_tokenizer,
+    prepare_base,
+    resolve_model_path,
+    resolved_dtype,
+)
 from knowundo.placement import describe
 
 GB = 1024 ** 3
@@ -56,7 +62,7 @@ def _model_and_tokenizer(cfg: Config):
     from transformers import AutoTokenizer
 
     if cfg.model.name == "tiny":
-        from knowundo.models.tiny import is_built, tiny_path, train_tokenizer, tiny_model_config
+        from knowundo.models.tiny import is_built, tiny_model_config, tiny_path, train_tokenizer
 
         built = is_built(cfg.tiny)
         tokenizer = AutoTokenizer.from_pretrained(tiny_path(cfg.tiny)) if built else train_tokenizer(cfg.tiny)
@@ -88,7 +94,7 @@ class Shape:
     vocab: int
 
     @classmethod
-    def of(cls, model_config) -> "Shape":
+    def of(cls, model_config) -> Shape:
         text = model_config.get_text_config() if hasattr(model_config, "get_text_config") else model_config
         return cls(text.num_hidden_layers, text.hidden_size, text.num_attention_heads, text.vocab_size)
 

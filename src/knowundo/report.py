@@ -14,9 +14,19 @@ from knowundo.errors import KnowUndoError
 from knowundo.evaluate.general import MC_TASK
 from knowundo.evaluate.metric import MAIN_TABLE, ROBUSTNESS_TABLE, Column, Columns, number
 from knowundo.findings import check_findings, findings_markdown
-from knowundo.general_change import EXPLANATION as GENERAL_CHANGE_EXPLANATION, general_changes
-from knowundo.layout import (BASE_LABEL, OOD_SUFFIX, ORACLE_LABEL, REGION_SEPARATOR, RUN_RECORD, SCOPES,
-                             VANILLA_LABEL, report_dir, split_checkpoint_label)
+from knowundo.general_change import EXPLANATION as GENERAL_CHANGE_EXPLANATION
+from knowundo.general_change import general_changes
+from knowundo.layout import (
+    BASE_LABEL,
+    OOD_SUFFIX,
+    ORACLE_LABEL,
+    REGION_SEPARATOR,
+    RUN_RECORD,
+    SCOPES,
+    VANILLA_LABEL,
+    report_dir,
+    split_checkpoint_label,
+)
 from knowundo.methods import method_names
 
 

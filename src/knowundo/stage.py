@@ -17,8 +17,8 @@ from typing import Any
 from knowundo.artifacts import StageOutput, file_hash, hash_json, library_versions
 from knowundo.config import Config
 from knowundo.data.format import Formatter
-from knowundo.data.task import UnlearningData
 from knowundo.data.knowundo import DataSource, check_domain, load_domain, load_general, load_holdout
+from knowundo.data.task import UnlearningData
 from knowundo.models.load import adapter_weights, built_in_key
 from knowundo.placement import describe
 
@@ -48,7 +48,7 @@ class Stage:
             check_domain(self.domain, self.source)
 
     @classmethod
-    def of(cls, name: str, cfg: Config, data: UnlearningData) -> "Stage":
+    def of(cls, name: str, cfg: Config, data: UnlearningData) -> Stage:
         return cls(name, cfg, data.domain, data)
 
     @cached_property

@@ -26,13 +26,21 @@ from knowundo.artifacts import StageOutput, checkpoint_steps, file_hash
 from knowundo.config import Config, UnlearnConfig
 from knowundo.data.format import encode_items, pad_batch, pad_id_of
 from knowundo.data.relabel import RelabelContext
-from knowundo.errors import KnowUndoError
 from knowundo.distributed import is_main, on_any_process
+from knowundo.errors import KnowUndoError
 from knowundo.layout import ADAPTER_DIR, CHECKPOINTS_DIR, METHOD_TENSORS, RETAIN_SOURCES, UNLEARN_RECORD, RunLabel
 from knowundo.methods import Method, Side, check_label, method_params, register, trained_sides
 from knowundo.models.load import load_adapter, load_base, trains_in_bf16
-from knowundo.models.training import (AdapterTrainer, FeatureDataset, PeakMemory, batch_record, make_trainer,
-                                      save_adapter, train, training_arguments)
+from knowundo.models.training import (
+    AdapterTrainer,
+    FeatureDataset,
+    PeakMemory,
+    batch_record,
+    make_trainer,
+    save_adapter,
+    train,
+    training_arguments,
+)
 from knowundo.region import apply_region, load_region
 from knowundo.stage import Stage, adapter_hash
 

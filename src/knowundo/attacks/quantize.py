@@ -195,7 +195,7 @@ def quantized(model: nn.Module, scheme: QuantScheme | str) -> Iterator[dict[str,
                     change += (new.float() - merged).abs().sum().item()
                     count += new.numel()
                     layers += 1
-                    weight = new.t() if transposed else new
+                    weight = new.t() if transposed else new  # noqa: PLW2901 (what is written back)
                 originals[layer.weight] = layer.weight.data.to("cpu")  # on a GPU: one copy of the weights there
                 layer.weight.data = weight.to(layer.weight.dtype).contiguous()
         adapter_off = model.disable_adapter() if hasattr(model, "disable_adapter") else contextlib.nullcontext()

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from knowundo.data.validate import check_no_repeats, validate_items
+from knowundo.data.validate import validate_items
 from knowundo.errors import KnowUndoError
 
 # the datasets builder that reads each file suffix
@@ -37,7 +38,7 @@ class Fields:
     distractors: str | None = "distractors"
 
     @classmethod
-    def of(cls, fields: "Fields | dict | str | None") -> "Fields":
+    def of(cls, fields: Fields | dict | str | None) -> Fields:
         """A mapping from a :class:`Fields`, a dict of overrides (``{"text": "question"}``) or a known layout's name
         (:data:`LAYOUTS`)."""
         if fields is None:
@@ -82,7 +83,7 @@ LAYOUTS = {
 }
 
 
-def load_items(source: Any, fields: "Fields | dict | str | None" = None, where: str | None = None) -> list[dict]:
+def load_items(source: Any, fields: Fields | dict | str | None = None, where: str | None = None) -> list[dict]:
     """Validated knowundo items from a ``datasets.Dataset``, an iterable of dicts or a file path (JSON list, JSON
     lines, CSV, Parquet), renamed by ``fields``. One-line errors name the source and the item."""
     mapping = Fields.of(fields)
@@ -110,7 +111,7 @@ def _rows(source: Any, where: str | None) -> tuple[Iterable, str]:
                         f"{type(source).__name__}")
 
 
-def _file_rows(path: Path) -> "datasets.Dataset":  # noqa: F821
+def _file_rows(path: Path) -> datasets.Dataset:  # noqa: F821
     import datasets
 
     if not path.is_file():

@@ -36,7 +36,7 @@ class DataSource:
     instances: int = 0
 
     @classmethod
-    def from_config(cls, data_cfg) -> "DataSource":
+    def from_config(cls, data_cfg) -> DataSource:
         return cls(kind=data_cfg.source, path=data_cfg.path, revision=data_cfg.revision, seed=data_cfg.seed,
                    general=data_cfg.general, instances=data_cfg.instances)
 

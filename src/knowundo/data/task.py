@@ -27,8 +27,8 @@ class UnlearningData:
 
     @classmethod
     def from_items(cls, forget: Any, retain: Any, *, forget_val: Any = None, retain_val: Any = None,
-                   general: Any = "real", holdout: Any = None, fields: "Fields | dict | str | None" = None,
-                   domain: str = "custom") -> "UnlearningData":
+                   general: Any = "real", holdout: Any = None, fields: Fields | dict | str | None = None,
+                   domain: str = "custom") -> UnlearningData:
         """Forget items (the Unlearn Scope) and retain items (the Retention Scope), each a ``datasets.Dataset``,
         a list of dicts or a file (:func:`load_items`, renamed by ``fields``). Unlearning trains on ``forget`` /
         ``retain``; evaluation reads ``forget_val`` / ``retain_val`` — without them, the training items themselves

@@ -19,8 +19,9 @@ import dataclasses
 import importlib
 import math
 import pkgutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from knowundo.errors import KnowUndoError
 from knowundo.layout import SCOPES
@@ -197,7 +198,7 @@ class Columns:
     titles: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, results: list[dict]) -> "Columns":
+    def of(cls, results: list[dict]) -> Columns:
         seen: dict[str, Column] = {}
         titles: dict[str, str] = {}
         for result in results:

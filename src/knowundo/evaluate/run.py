@@ -23,13 +23,22 @@ from knowundo.artifacts import EVAL_RESULT_KIND, hash_json, read_json, write_jso
 from knowundo.config import Config
 from knowundo.data.format import Formatter
 from knowundo.data.validate import has_probes
+from knowundo.errors import KnowUndoError
 from knowundo.evaluate.generation import generate_grouped
 from knowundo.evaluate.judge import gibberish_threshold, judge_model, judge_perplexities, record_keys
 from knowundo.evaluate.metric import Column, ModelMetric, SplitMetric, check_columns, metrics
 from knowundo.evaluate.teacher_forced import evaluate_items
-from knowundo.errors import KnowUndoError
-from knowundo.layout import (BASE_LABEL, CHECKPOINTS_DIR, FINETUNE_RECORD, ORACLE_LABEL, SCOPES, UNLEARN_RECORD,
-                             VANILLA_LABEL, checkpoint_label, relearned_adapter)
+from knowundo.layout import (
+    BASE_LABEL,
+    CHECKPOINTS_DIR,
+    FINETUNE_RECORD,
+    ORACLE_LABEL,
+    SCOPES,
+    UNLEARN_RECORD,
+    VANILLA_LABEL,
+    checkpoint_label,
+    relearned_adapter,
+)
 from knowundo.models.load import load_adapter, load_base, swapped_adapter
 from knowundo.stage import Stage, adapter_hash
 

@@ -7,8 +7,8 @@ import math
 import torch
 
 from knowundo.data.format import IGNORE, Formatter, encode_items, pad_batch, pad_id_of
-from knowundo.placement import on_device
 from knowundo.logits import gold_logprobs
+from knowundo.placement import on_device
 
 
 def answer_token_stats(logits: torch.Tensor, labels: torch.Tensor, min_k: float = 0.2) -> dict[str, torch.Tensor]:

@@ -36,7 +36,7 @@ class Side:
     reference_logits: torch.Tensor | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
     reference_hidden_states: tuple[torch.Tensor, ...] | None = None
-    alternative: "Side | None" = None
+    alternative: Side | None = None
 
     def require(self, *fields: str) -> None:
         missing = [f for f in fields if getattr(self, f) is None]

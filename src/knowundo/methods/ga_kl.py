@@ -2,8 +2,8 @@
 the fine-tuned adapter kept frozen beside the trained one, not the bare base model.
 L = −mean_i NLL(y_i | x_i) + mean_j mean_t KL(π_ref(·| r_j,<t) ‖ π_θ(·| r_j,<t))."""
 
-from knowundo.methods.ga_gd import GradientAscentDescent
 from knowundo.methods.base import register
+from knowundo.methods.ga_gd import GradientAscentDescent
 from knowundo.methods.losses import weighted_answer_kl
 
 

@@ -55,7 +55,7 @@ class RMU(Method):
     hidden_states = True
 
     def check(self, params):
-        if params.layer is not None and params.layer < 0 or params.trained_layers < 1:
+        if (params.layer is not None and params.layer < 0) or params.trained_layers < 1:
             raise KnowUndoError("unlearn.method_args.rmu: layer must be >= 0 and trained_layers >= 1")
         if params.steering_coeff is not None and params.steering_coeff <= 0:
             raise KnowUndoError("unlearn.method_args.rmu.steering_coeff must be > 0")

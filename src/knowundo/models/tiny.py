@@ -16,9 +16,9 @@ from pathlib import Path
 
 from knowundo.artifacts import hash_json, library_versions, write_json
 from knowundo.config import TinyConfig, TrainConfig
+from knowundo.data.format import pad_id_of
 from knowundo.data.knowundo import bundled_world
 from knowundo.data.system_prompts import SYSTEM_PROMPTS
-from knowundo.data.format import pad_id_of
 from knowundo.models.cache import cache_root
 from knowundo.models.training import FeatureDataset, PadCollator, make_trainer, train, training_arguments
 from knowundo.placement import describe

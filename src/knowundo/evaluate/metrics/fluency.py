@@ -7,8 +7,15 @@ every result under ``fluency_judge``)."""
 import statistics
 
 from knowundo.evaluate.judge import JUDGES, RULE, record_keys
-from knowundo.evaluate.metric import (MAIN_TABLE, ROBUSTNESS_TABLE, ROBUSTNESS_TITLE, Column, ModelMetric, SplitMetric,
-                                      register_metric)
+from knowundo.evaluate.metric import (
+    MAIN_TABLE,
+    ROBUSTNESS_TABLE,
+    ROBUSTNESS_TITLE,
+    Column,
+    ModelMetric,
+    SplitMetric,
+    register_metric,
+)
 
 TABLE = "fluency"
 TITLE = ("Fluency of the generations: judge perplexity (judges: the base model and the oracle), repetition, empty "
