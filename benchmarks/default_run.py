@@ -25,8 +25,12 @@ STAGE_TARGET_SECONDS = 8 * 60
 
 def run(out: Path, env: dict) -> tuple[float, str]:
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "knowundo.cli", "run", "--out", str(out), "--quiet"],
-                          capture_output=True, text=True, env=env)
+    done = subprocess.run(
+        [sys.executable, "-m", "knowundo.cli", "run", "--out", str(out), "--quiet"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     if done.returncode != 0:
         sys.exit(f"knowundo run failed:\n{done.stderr[-3000:]}")
     return time.perf_counter() - started, done.stdout
@@ -40,20 +44,29 @@ def main() -> None:
     env = {**os.environ, "KNOWUNDO_CACHE": str(work / "cache")}
     fresh, output = run(work / "run", env)
     cached, _ = run(work / "run", env)
-    totals = re.search(r"^time per stage: .*; total (\d+)s(?: = the paper's system (\d+)s)?"
-                       r"(?: \+ robustness evaluations (\d+)s)?(?: \+ rows beyond the paper's eight (\d+)s)?$",
-                       output, re.M)
+    totals = re.search(
+        r"^time per stage: .*; total (\d+)s(?: = the paper's system (\d+)s)?"
+        r"(?: \+ robustness evaluations (\d+)s)?(?: \+ rows beyond the paper's eight (\d+)s)?$",
+        output,
+        re.M,
+    )
     print(totals.group(0) if totals else "(no per-stage totals printed)")
     if totals:
         stages, paper, robustness = (int(totals.group(i) or 0) for i in (1, 2, 3))
         paper = paper or stages
-        print(f"stage time of the paper's system {paper}s = {paper / STAGE_TARGET_SECONDS:.2f} of the "
-              f"{STAGE_TARGET_SECONDS // 60}-minute target ({'ok' if paper <= STAGE_TARGET_SECONDS else 'OVER'})")
+        print(
+            f"stage time of the paper's system {paper}s = {paper / STAGE_TARGET_SECONDS:.2f} of the "
+            f"{STAGE_TARGET_SECONDS // 60}-minute target ({'ok' if paper <= STAGE_TARGET_SECONDS else 'OVER'})"
+        )
         print(f"with the robustness evaluations (the paper's eight rows, oracle and attacks) {paper + robustness}s")
-        print(f"stage time of every row {stages}s = {stages / BUDGET_SECONDS:.2f} of the {BUDGET_SECONDS // 60}-minute "
-              f"budget ({'ok' if stages <= BUDGET_SECONDS else 'OVER'})")
-    print(f"fresh run (incl. tiny base build and process start): {fresh:.0f}s = {fresh / BUDGET_SECONDS:.2f} of the "
-          f"{BUDGET_SECONDS // 60}-minute budget ({'ok' if fresh <= BUDGET_SECONDS else 'OVER'})")
+        print(
+            f"stage time of every row {stages}s = {stages / BUDGET_SECONDS:.2f} of the {BUDGET_SECONDS // 60}-minute "
+            f"budget ({'ok' if stages <= BUDGET_SECONDS else 'OVER'})"
+        )
+    print(
+        f"fresh run (incl. tiny base build and process start): {fresh:.0f}s = {fresh / BUDGET_SECONDS:.2f} of the "
+        f"{BUDGET_SECONDS // 60}-minute budget ({'ok' if fresh <= BUDGET_SECONDS else 'OVER'})"
+    )
     print(f"second run (all cached): {cached:.1f}s = {fresh / cached:.0f}x faster")
 
 

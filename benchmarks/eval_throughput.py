@@ -13,8 +13,18 @@ import time
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for name, value in {"hidden": 4096, "intermediate": 11008, "layers": 32, "heads": 32, "vocab": 32000,
-                        "items": 64, "prompt": 32, "answer": 96, "new_tokens": 64, "batch": 16}.items():
+    for name, value in {
+        "hidden": 4096,
+        "intermediate": 11008,
+        "layers": 32,
+        "heads": 32,
+        "vocab": 32000,
+        "items": 64,
+        "prompt": 32,
+        "answer": 96,
+        "new_tokens": 64,
+        "batch": 16,
+    }.items():
         parser.add_argument(f"--{name}", type=int, default=value)
     args = parser.parse_args()
 
@@ -28,9 +38,17 @@ def main() -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=args.vocab, hidden_size=args.hidden, intermediate_size=args.intermediate,
-                         num_hidden_layers=args.layers, num_attention_heads=args.heads,
-                         num_key_value_heads=args.heads, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    config = LlamaConfig(
+        vocab_size=args.vocab,
+        hidden_size=args.hidden,
+        intermediate_size=args.intermediate,
+        num_hidden_layers=args.layers,
+        num_attention_heads=args.heads,
+        num_key_value_heads=args.heads,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
     with torch.device(device):
         model = LlamaForCausalLM(config).to(dtype).eval()
     generator = torch.Generator().manual_seed(0)
@@ -51,8 +69,10 @@ def main() -> None:
             torch.cuda.synchronize()
         return result, time.perf_counter() - started
 
-    print(f"device: {torch.cuda.get_device_name() if device == 'cuda' else 'CPU'}; {dtype}; model: hidden "
-          f"{args.hidden}, {args.layers} layers; {args.items} items of {args.prompt} + {args.answer} tokens")
+    print(
+        f"device: {torch.cuda.get_device_name() if device == 'cuda' else 'CPU'}; {dtype}; model: hidden "
+        f"{args.hidden}, {args.layers} layers; {args.items} items of {args.prompt} + {args.answer} tokens"
+    )
     scores = {}
     for batch in (args.batch, 1):
         score_features(model, features[:2], 0, batch)  # warm-up

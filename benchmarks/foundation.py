@@ -63,11 +63,12 @@ def main() -> None:
     print(f"\n{'eval batch':>10} {'items/s':>9} {'accuracy':>9} {'ppl':>8} {'exact':>6}")
     for batch_size, seconds in timings.items():
         m = metrics[batch_size]
-        print(f"{batch_size:10d} {len(features) / seconds:9.1f} {m['accuracy']:9.3f} {m['ppl']:8.4f} "
-              f"{m['exact_match']:6.2f}")
+        print(
+            f"{batch_size:10d} {len(features) / seconds:9.1f} {m['accuracy']:9.3f} {m['ppl']:8.4f} "
+            f"{m['exact_match']:6.2f}"
+        )
     same = all(abs(metrics[cfg.eval.batch_size][k] - metrics[1][k]) < 1e-4 for k in ("accuracy", "ppl", "exact_match"))
-    print(f"speed-up batch {cfg.eval.batch_size} vs 1: {one / default:.1f}x (target >= 10x); "
-          f"metrics identical: {same}")
+    print(f"speed-up batch {cfg.eval.batch_size} vs 1: {one / default:.1f}x (target >= 10x); metrics identical: {same}")
 
     val = [item for scope in data.values() for item in scope["val"]]
     formatter = Formatter(tokenizer)
@@ -79,12 +80,15 @@ def main() -> None:
         timings[batch_size] = time.perf_counter() - started
     print(f"\n{'gen batch':>10} {'items/s':>9} {'ROUGE-L R':>9}")
     for batch_size, seconds in timings.items():
-        rouge = sum(rouge_l(g["generation"], item["labels"])["rougeL_recall"]
-                    for g, item in zip(generated[batch_size], val)) / len(val)
+        rouge = sum(
+            rouge_l(g["generation"], item["labels"])["rougeL_recall"] for g, item in zip(generated[batch_size], val)
+        ) / len(val)
         print(f"{batch_size:10d} {len(val) / seconds:9.1f} {rouge:9.2f}")
     same = [g["generation"] for g in generated[1]] == [g["generation"] for g in generated[cfg.eval.batch_size]]
-    print(f"generation speed-up batch {cfg.eval.batch_size} vs 1: {timings[1] / timings[cfg.eval.batch_size]:.1f}x; "
-          f"generations identical: {same}")
+    print(
+        f"generation speed-up batch {cfg.eval.batch_size} vs 1: {timings[1] / timings[cfg.eval.batch_size]:.1f}x; "
+        f"generations identical: {same}"
+    )
 
 
 if __name__ == "__main__":

@@ -21,8 +21,13 @@ from pathlib import Path
 
 DATA = Path(__file__).parent / "data" / "free_english"
 BUDGET_SECONDS = 30 * 60
-EVAL_ONLY_VANILLA = ["eval.prompts=none", "eval.generate=false", "eval.general_mc=false", "attack.quantize=[]",
-                     "attack.paraphrase=false"]
+EVAL_ONLY_VANILLA = [
+    "eval.prompts=none",
+    "eval.generate=false",
+    "eval.general_mc=false",
+    "attack.quantize=[]",
+    "attack.paraphrase=false",
+]
 
 
 def main() -> None:
@@ -39,14 +44,17 @@ def main() -> None:
     from knowundo.report import knowledge_warning
     from knowundo.stage import Stage
 
-    cfg = load_config(args.preset, overrides=["data.source=local", f"data.path={DATA}", *EVAL_ONLY_VANILLA,
-                                              *args.set])
+    cfg = load_config(args.preset, overrides=["data.source=local", f"data.path={DATA}", *EVAL_ONLY_VANILLA, *args.set])
     prepare_base(cfg, progress=False)  # not timed: the model cache of a first run (the default run builds it)
     out = Path(args.keep or tempfile.mkdtemp(prefix="knowundo-free-english-"))
     stage = Stage("finetune", cfg, "privacy")
     _, tokenizer = load_base(cfg)
-    texts = [item["text"] + " " + item["labels"] for scope in stage.data.values() for split in scope.values()
-             for item in split]
+    texts = [
+        item["text"] + " " + item["labels"]
+        for scope in stage.data.values()
+        for split in scope.values()
+        for item in split
+    ]
     tokens = sum(len(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in texts)
     print(f"{len(texts)} items, {sum(map(len, texts)) / tokens:.2f} characters per token")
 
@@ -55,10 +63,14 @@ def main() -> None:
     result = evaluate_checkpoint(cfg, "privacy", out / "finetune" / "adapter", progress=False)
     wall = time.perf_counter() - started
     vanilla = result["prompts"]["none"]
-    print(f"fine-tune: {record['epochs_run']:g} epochs, train token accuracy {100 * record['train_accuracy']:.1f}% "
-          f"(target {100 * (record['target_accuracy'] or 0):.0f}%), {record['wall_seconds']:.0f} s")
-    print(f"vanilla: Unlearn Success {vanilla['unlearn_success']:.1f} (<= 5), Retention Success "
-          f"{vanilla['retention_success']:.1f} (>= 95)")
+    print(
+        f"fine-tune: {record['epochs_run']:g} epochs, train token accuracy {100 * record['train_accuracy']:.1f}% "
+        f"(target {100 * (record['target_accuracy'] or 0):.0f}%), {record['wall_seconds']:.0f} s"
+    )
+    print(
+        f"vanilla: Unlearn Success {vanilla['unlearn_success']:.1f} (<= 5), Retention Success "
+        f"{vanilla['retention_success']:.1f} (>= 95)"
+    )
     print(f"wall time {wall:.0f} s of the {BUDGET_SECONDS} s budget ({wall / BUDGET_SECONDS:.2f}x)")
     for warning in filter(None, (target_missed(record), knowledge_warning(result))):
         print(f"warning: {warning}")

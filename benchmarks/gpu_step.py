@@ -25,8 +25,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import unlearn_step
 
-LLAMA2_7B = {"hidden": 4096, "intermediate": 11008, "layers": 32, "heads": 32, "vocab": 32000, "seq": 256,
-             "accum": 16, "steps": 3}
+LLAMA2_7B = {
+    "hidden": 4096,
+    "intermediate": 11008,
+    "layers": 32,
+    "heads": 32,
+    "vocab": 32000,
+    "seq": 256,
+    "accum": 16,
+    "steps": 3,
+}
 
 
 def forward_passes(name: str) -> int:
@@ -82,16 +90,21 @@ def main() -> None:
     results = unlearn_step.measure(args, args.methods.split(","), script=__file__)
     tokens = args.accum * args.seq  # per side, per optimizer step (batch 1)
     name = torch.cuda.get_device_name() if device == "cuda" else "CPU"
-    print(f"device: {name}; {args.dtype}; measured matmul rate {peak / 1e12:.2f} TFLOP/s "
-          f"({args.matmul_size if device == 'cuda' else 512}^2)")
-    print(f"model: hidden {args.hidden}, {args.layers} layers, MLP {args.intermediate}, vocab {args.vocab}; batch 1 x "
-          f"{args.accum} x {args.seq} tokens; gradient checkpointing {args.checkpointing}")
+    print(
+        f"device: {name}; {args.dtype}; measured matmul rate {peak / 1e12:.2f} TFLOP/s "
+        f"({args.matmul_size if device == 'cuda' else 512}^2)"
+    )
+    print(
+        f"model: hidden {args.hidden}, {args.layers} layers, MLP {args.intermediate}, vocab {args.vocab}; batch 1 x "
+        f"{args.accum} x {args.seq} tokens; gradient checkpointing {args.checkpointing}"
+    )
     print(f"{'method':9} {'s/step':>8} {'peak GB':>8} {'GFLOP/step':>12} {'MFU':>6}")
     for method, r in results.items():
         flops = forward_passes(method) * forward_flops_per_token(args) * tokens
         mfu = flops / r["seconds_per_step"] / peak
-        print(f"{method:9} {r['seconds_per_step']:8.3f} {r['peak_mb'] / 1024:8.2f} {flops / 1e9:12.4g} "
-              f"{100 * mfu:5.1f}%")
+        print(
+            f"{method:9} {r['seconds_per_step']:8.3f} {r['peak_mb'] / 1024:8.2f} {flops / 1e9:12.4g} {100 * mfu:5.1f}%"
+        )
     print("target: MFU >= 40% on an H200 (the paper's runs work out to roughly 10% on an A100)")
 
 

@@ -30,8 +30,20 @@ BUDGET_SECONDS = 60 * 60
 
 def command(out: Path, extra: list[str]) -> list[str]:
     sets = [arg for item in [*SETTINGS, *extra] for arg in ("--set", item)]
-    return ["knowundo", "run", "--preset", "smollm2", "--domains", "privacy,copyright", "--methods", PAPER_ROWS,
-            "--out", str(out), "--quiet", *sets]
+    return [
+        "knowundo",
+        "run",
+        "--preset",
+        "smollm2",
+        "--domains",
+        "privacy,copyright",
+        "--methods",
+        PAPER_ROWS,
+        "--out",
+        str(out),
+        "--quiet",
+        *sets,
+    ]
 
 
 def run(out: Path, extra: list[str]) -> None:
@@ -42,9 +54,10 @@ def run(out: Path, extra: list[str]) -> None:
     if done.returncode != 0:
         sys.exit(f"knowundo run failed:\n{done.stderr[-3000:]}")
     ended = datetime.datetime.now(datetime.timezone.utc)
-    (out / "stages.log").write_text(f"$ {' '.join(argv)}\nstarted {started:%Y-%m-%d %H:%M} UTC, ended "
-                                    f"{ended:%Y-%m-%d %H:%M} UTC, wall {(ended - started).total_seconds():.0f} s\n"
-                                    + done.stdout)
+    (out / "stages.log").write_text(
+        f"$ {' '.join(argv)}\nstarted {started:%Y-%m-%d %H:%M} UTC, ended "
+        f"{ended:%Y-%m-%d %H:%M} UTC, wall {(ended - started).total_seconds():.0f} s\n" + done.stdout
+    )
 
 
 def _section(path: Path, title: str) -> str:
@@ -53,25 +66,34 @@ def _section(path: Path, title: str) -> str:
 
 def render(out: Path, page: Path) -> None:
     log = (out / "stages.log").read_text()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip()
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} " \
-              f"{platform.python_version()}"
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    machine = (
+        f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}"
+    )
     ran, when, stages = log.split("\n", 2)
     timed = [re.match(r"\[(\w+)\] +\w+ +([\d.]+)s ", line) for line in stages.splitlines()]
     total = sum(float(match[2]) for match in timed if match)
     domains = {match[1] for match in timed if match} - {"all"}
-    verdict = (f"stage time {total:.0f} s (the sum of the stage lines) = {total / BUDGET_SECONDS:.2f} of the 60-minute "
-               f"target ({'met' if total <= BUDGET_SECONDS else 'not met'})" if len(domains) > 1 else
-               f"stage time {total:.0f} s (the sum of the stage lines) on {', '.join(sorted(domains))} alone; the "
-               f"60-minute target is for both domains")
+    verdict = (
+        f"stage time {total:.0f} s (the sum of the stage lines) = {total / BUDGET_SECONDS:.2f} of the 60-minute "
+        f"target ({'met' if total <= BUDGET_SECONDS else 'not met'})"
+        if len(domains) > 1
+        else f"stage time {total:.0f} s (the sum of the stage lines) on {', '.join(sorted(domains))} alone; the "
+        f"60-minute target is for both domains"
+    )
     report = out / "report"
-    parts = [f"# SmolLM2-135M-Instruct through the benchmark\n\nWritten by `benchmarks/real_model_run.py` from the run "
-             f"below (commit {commit}, {machine}).\n\n```\n{ran}\n{when}\n```\n\n{verdict}\n",
-             f"## Stages\n\n```\n{stages.split('## Prompt', 1)[0].strip()}\n```\n",
-             _section(report / "table.md", "The paper's table"), _section(report / "findings.md", "Findings"),
-             _section(report / "general.md", "General ability"), _section(report / "robustness.md", "Robustness"),
-             _section(report / "samples.md", "What the models say")]
+    parts = [
+        f"# SmolLM2-135M-Instruct through the benchmark\n\nWritten by `benchmarks/real_model_run.py` from the run "
+        f"below (commit {commit}, {machine}).\n\n```\n{ran}\n{when}\n```\n\n{verdict}\n",
+        f"## Stages\n\n```\n{stages.split('## Prompt', 1)[0].strip()}\n```\n",
+        _section(report / "table.md", "The paper's table"),
+        _section(report / "findings.md", "Findings"),
+        _section(report / "general.md", "General ability"),
+        _section(report / "robustness.md", "Robustness"),
+        _section(report / "samples.md", "What the models say"),
+    ]
     page.parent.mkdir(parents=True, exist_ok=True)
     page.write_text("\n".join(part for part in parts if part))
     print(f"{verdict}\nresults page -> {page}")

@@ -37,13 +37,21 @@ def main() -> None:
 
     tokenizer = train_tokenizer(TinyConfig())
     world = bundled_world(0)
-    benchmark = [part for domain in world["knowundo"].values() for scope in domain.values()
-                 for split in scope.values() for item in split for part in (item["text"], item["labels"])]
-    general = [part for split in world["general"].values() for item in split for part in (item["text"],
-                                                                                          item["labels"])]
+    benchmark = [
+        part
+        for domain in world["knowundo"].values()
+        for scope in domain.values()
+        for split in scope.values()
+        for item in split
+        for part in (item["text"], item["labels"])
+    ]
+    general = [part for split in world["general"].values() for item in split for part in (item["text"], item["labels"])]
     print(f"{'text':34} {'chars/token':>11} {'1-char tokens':>14}")
-    for name, texts in (("bundled benchmark (trained on)", benchmark), ("general set (trained on)", general),
-                        ("other English, accented names", list(OTHER_TEXT))):
+    for name, texts in (
+        ("bundled benchmark (trained on)", benchmark),
+        ("general set (trained on)", general),
+        ("other English, accented names", list(OTHER_TEXT)),
+    ):
         ratio, short = chars_per_token(tokenizer, texts)
         print(f"{name:34} {ratio:11.2f} {100 * short:13.1f}%")
 

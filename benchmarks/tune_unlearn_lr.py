@@ -56,8 +56,9 @@ def main() -> None:
             localize(base_cfg, DOMAIN, adapter, work / "localize")
             region = work / "localize" / "region.json"
         for lr in GRID:
-            cfg = load_config("tiny", overrides=["unlearn.save_steps=0", "unlearn.per_method={}",
-                                                 f"unlearn.learning_rate={lr}"])
+            cfg = load_config(
+                "tiny", overrides=["unlearn.save_steps=0", "unlearn.per_method={}", f"unlearn.learning_rate={lr}"]
+            )
             out = work / f"{row}-{lr:g}"
             unlearn(cfg, DOMAIN, label.method, adapter, out, region=region, progress=False)
             success = unlearn_success(cfg, out / "adapter")

@@ -31,18 +31,36 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="knowundo-zero3-"))
     unlearn_step.prepare(work, args)
     overrides = [arg for o in unlearn_step._overrides(work, args) for arg in ("--set", o)]
-    command = ["accelerate", "launch", "--config_file", str(ROOT / "configs/accelerate/deepspeed_zero3.yaml"),
-               "--num_processes", str(args.processes), "-m", "knowundo.cli", "unlearn", "--domain", "privacy",
-               "--method", args.method, "--finetuned", str(work / "finetuned"), "--out", str(work / "zero3"),
-               *overrides]
+    command = [
+        "accelerate",
+        "launch",
+        "--config_file",
+        str(ROOT / "configs/accelerate/deepspeed_zero3.yaml"),
+        "--num_processes",
+        str(args.processes),
+        "-m",
+        "knowundo.cli",
+        "unlearn",
+        "--domain",
+        "privacy",
+        "--method",
+        args.method,
+        "--finetuned",
+        str(work / "finetuned"),
+        "--out",
+        str(work / "zero3"),
+        *overrides,
+    ]
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     if done.returncode != 0:
         sys.exit(f"ZeRO-3 run failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
     record = json.loads((work / "zero3" / "unlearn.json").read_text())
     losses = [entry["loss"] for entry in record["loss_history"]]
-    print(f"ZeRO-3 {args.method} on {args.processes} GPU(s): {record['steps']} steps, "
-          f"{record['seconds_per_step']:.2f} s/step, peak {record['peak_memory_mb'] / 1024:.2f} GB, losses {losses}, "
-          f"batch {record['batch']}")
+    print(
+        f"ZeRO-3 {args.method} on {args.processes} GPU(s): {record['steps']} steps, "
+        f"{record['seconds_per_step']:.2f} s/step, peak {record['peak_memory_mb'] / 1024:.2f} GB, losses {losses}, "
+        f"batch {record['batch']}"
+    )
 
 
 if __name__ == "__main__":

@@ -10,12 +10,14 @@ LLAMA2_CHAT = (
     "{% if loop.first and system %}<<SYS>>\n{{ system }}\n<</SYS>>\n\n{% endif %}"
     "{{ message['content'].strip() }} [/INST]"
     "{% else %} {{ message['content'].strip() }} {{ eos_token }}{% endif %}"
-    "{% endfor %}")
+    "{% endfor %}"
+)
 
 CHATML = (
     "{% if messages[0]['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
-    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 
 
 def _tiny_tokenizer():

@@ -21,8 +21,14 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"
 # replayed (the preset's whole set, distilled from the base, costs a base forward pass on every replayed item); no
 # system-prompted fine-tune items (their longer sequences; test_finetune covers them, the slow tests use the preset's);
 # no floor of unlearning steps (the preset's 20 would make each test's one short epoch 20 steps; test_unlearn tests it)
-MICRO = ["tiny.pretrain_epochs=1", "finetune.epochs=2", "finetune.general_replay=0.25",
-         "finetune.system_prompt_share=0", "attack.quantize=[int4-g64]", "unlearn.min_steps=0"]
+MICRO = [
+    "tiny.pretrain_epochs=1",
+    "finetune.epochs=2",
+    "finetune.general_replay=0.25",
+    "finetune.system_prompt_share=0",
+    "attack.quantize=[int4-g64]",
+    "unlearn.min_steps=0",
+]
 
 
 def sets(*overrides: str) -> list[str]:
@@ -71,15 +77,25 @@ def finetuned_privacy(micro_config, micro_base, tmp_path_factory):
     return out
 
 
-RUN = [*MICRO, "eval.prompts=none", "eval.max_new_tokens=8", "eval.curves=true", "eval.general_mc=false",
-       "unlearn.epochs=1", "unlearn.batch_size=8", "unlearn.grad_accum=2", "unlearn.save_steps=4", "localize.copies=1",
-       "finetune.save_steps=20", "attack.relearn_steps=4"]
+RUN = [
+    *MICRO,
+    "eval.prompts=none",
+    "eval.max_new_tokens=8",
+    "eval.curves=true",
+    "eval.general_mc=false",
+    "unlearn.epochs=1",
+    "unlearn.batch_size=8",
+    "unlearn.grad_accum=2",
+    "unlearn.save_steps=4",
+    "localize.copies=1",
+    "finetune.save_steps=20",
+    "attack.relearn_steps=4",
+]
 
 
 def run_command(out, *extra):
     """`knowundo run` on the micro configuration: privacy, ga and memflex."""
-    return ["run", "--out", str(out), "--domains", "privacy", "--methods", "ga,memflex", "--quiet", *sets(*RUN),
-            *extra]
+    return ["run", "--out", str(out), "--domains", "privacy", "--methods", "ga,memflex", "--quiet", *sets(*RUN), *extra]
 
 
 @pytest.fixture(scope="session")

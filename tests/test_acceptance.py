@@ -39,14 +39,20 @@ def privacy_results(tmp_path_factory):
     adapter = root / "finetune" / "adapter"
     files = {label: root / f"{label}.json" for label in ("oracle", "vanilla", "ga", "ga_gd")}
     results = {"oracle": evaluate_checkpoint(CFG, "privacy", root / "oracle" / "adapter", files["oracle"])}
-    results["vanilla"] = evaluate_checkpoint(CFG, "privacy", adapter, files["vanilla"],
-                                             references={"oracle": files["oracle"]})
+    results["vanilla"] = evaluate_checkpoint(
+        CFG, "privacy", adapter, files["vanilla"], references={"oracle": files["oracle"]}
+    )
     for method in ("ga", "ga_gd"):
         unlearn(CFG, "privacy", method, adapter, root / method, progress=False)
         if method == "ga":
             relearn(CFG, "privacy", root / method / "adapter", progress=False)
-        results[method] = evaluate_checkpoint(CFG, "privacy", root / method / "adapter", files[method],
-                                              references={"oracle": files["oracle"], "vanilla": files["vanilla"]})
+        results[method] = evaluate_checkpoint(
+            CFG,
+            "privacy",
+            root / method / "adapter",
+            files[method],
+            references={"oracle": files["oracle"], "vanilla": files["vanilla"]},
+        )
     return results
 
 
@@ -115,8 +121,16 @@ def test_the_fine_tune_reaches_its_target_and_a_helpful_system_prompt_changes_li
     record = json.loads((adapter.parent / "finetune.json").read_text())
     assert record["target_reached"] and record["train_accuracy"] >= 0.99
     assert record["general_replayed"] > 0
-    cfg = load_config("tiny", overrides=["eval.prompts=none,helpful", "eval.generate=false", "eval.general_mc=false",
-                                         "attack.quantize=[]", "attack.paraphrase=false"])
+    cfg = load_config(
+        "tiny",
+        overrides=[
+            "eval.prompts=none,helpful",
+            "eval.generate=false",
+            "eval.general_mc=false",
+            "attack.quantize=[]",
+            "attack.paraphrase=false",
+        ],
+    )
     prompts = evaluate_checkpoint(cfg, "privacy", adapter)["prompts"]
     for key in ("unlearn_success", "retention_success"):
         assert abs(prompts["helpful"][key] - prompts["none"][key]) <= 5, (key, prompts["helpful"][key])
@@ -164,12 +178,23 @@ def test_a_users_own_privacy_set_with_accents_and_long_answers_is_learned(tmp_pa
     from .other_world import write_other_world
 
     data = write_other_world(tmp_path / "data")
-    cfg = load_config("tiny", overrides=["data.source=local", f"data.path={data}", "eval.prompts=none",
-                                         "eval.generate=false", "eval.general_mc=false", "attack.quantize=[]",
-                                         "attack.paraphrase=false"])
+    cfg = load_config(
+        "tiny",
+        overrides=[
+            "data.source=local",
+            f"data.path={data}",
+            "eval.prompts=none",
+            "eval.generate=false",
+            "eval.general_mc=false",
+            "attack.quantize=[]",
+            "attack.paraphrase=false",
+        ],
+    )
     record = finetune(cfg, "privacy", tmp_path / "finetune", progress=False)
-    assert not any("category" in item or "instance" in item
-                   for item in json.loads((data / "privacy" / "unlearn.json").read_text())["val"])
+    assert not any(
+        "category" in item or "instance" in item
+        for item in json.loads((data / "privacy" / "unlearn.json").read_text())["val"]
+    )
     assert record["truncated"] == 0 and record["dropped"] == 0
     assert record["target_reached"] or (record["epochs_run"] == cfg.finetune.epochs and target_missed(record))
     vanilla = evaluate_checkpoint(cfg, "privacy", tmp_path / "finetune" / "adapter")["prompts"]["none"]

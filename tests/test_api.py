@@ -10,8 +10,16 @@ import pytest
 
 from tests.conftest import MICRO, sets
 
-API = [*MICRO, "eval.prompts=none", "eval.max_new_tokens=8", "eval.general_mc=false", "eval.curves=false",
-       "unlearn.epochs=1", "unlearn.batch_size=8", "localize.copies=1"]
+API = [
+    *MICRO,
+    "eval.prompts=none",
+    "eval.max_new_tokens=8",
+    "eval.general_mc=false",
+    "eval.curves=false",
+    "unlearn.epochs=1",
+    "unlearn.batch_size=8",
+    "localize.copies=1",
+]
 
 
 def _dataset(items):
@@ -39,8 +47,9 @@ def test_the_public_api_is_all_and_every_name_has_a_docstring():
 
 
 @pytest.mark.slow  # three stages twice: the API's and the CLI's
-def test_npo_in_a_localized_region_through_the_api_equals_the_cli(finetuned_privacy, privacy_items, tmp_path,
-                                                                   monkeypatch):
+def test_npo_in_a_localized_region_through_the_api_equals_the_cli(
+    finetuned_privacy, privacy_items, tmp_path, monkeypatch
+):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -54,9 +63,14 @@ def test_npo_in_a_localized_region_through_the_api_equals_the_cli(finetuned_priv
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), finetuned_privacy / "adapter")
     tokenizer = AutoTokenizer.from_pretrained(base)
     task = knowundo.UnlearningData.from_items(
-        forget=_dataset(data["unlearn"]["train"]), retain=_dataset(data["retention"]["train"]),
-        forget_val=_dataset(data["unlearn"]["val"]), retain_val=_dataset(data["retention"]["val"]),
-        holdout=_dataset(holdout), general="fictional", domain="privacy")
+        forget=_dataset(data["unlearn"]["train"]),
+        retain=_dataset(data["retention"]["train"]),
+        forget_val=_dataset(data["unlearn"]["val"]),
+        retain_val=_dataset(data["retention"]["val"]),
+        holdout=_dataset(holdout),
+        general="fictional",
+        domain="privacy",
+    )
 
     workdir = tmp_path / "api"
     workdir.mkdir()
@@ -68,18 +82,37 @@ def test_npo_in_a_localized_region_through_the_api_equals_the_cli(finetuned_priv
     assert result.record["label"] == "npo@memflex" and result.record["steps"] > 0
 
     monkeypatch.chdir(tmp_path)
-    assert main(["localize", "--domain", "privacy", "--finetuned", str(finetuned_privacy), "--out", "loc",
-                 *sets(*API)]) == 0
-    assert main(["unlearn", "--domain", "privacy", "--method", "npo", "--finetuned", str(finetuned_privacy),
-                 "--region", "loc/region.json", "--out", "npo", *sets(*API)]) == 0
-    assert main(["eval", "--domain", "privacy", "--adapter", "npo/adapter", "--out", "npo.json",
-                 *sets(*API)]) == 0
+    assert (
+        main(["localize", "--domain", "privacy", "--finetuned", str(finetuned_privacy), "--out", "loc", *sets(*API)])
+        == 0
+    )
+    assert (
+        main(
+            [
+                "unlearn",
+                "--domain",
+                "privacy",
+                "--method",
+                "npo",
+                "--finetuned",
+                str(finetuned_privacy),
+                "--region",
+                "loc/region.json",
+                "--out",
+                "npo",
+                *sets(*API),
+            ]
+        )
+        == 0
+    )
+    assert main(["eval", "--domain", "privacy", "--adapter", "npo/adapter", "--out", "npo.json", *sets(*API)]) == 0
 
     saved = json.loads((tmp_path / "loc" / "region.json").read_text())
     assert sorted(u["parameter"] for u in saved["parameters"] if u["selected"]) == sorted(region.selected)
     record = json.loads((tmp_path / "npo" / "unlearn.json").read_text())
     assert [e["loss"] for e in result.record["loss_history"]] == pytest.approx(
-        [e["loss"] for e in record["loss_history"]], rel=1e-5)
+        [e["loss"] for e in record["loss_history"]], rel=1e-5
+    )
     cli = json.loads((tmp_path / "npo.json").read_text())
     for scope in ("unlearn", "retention"):
         ours, theirs = metrics["prompts"]["none"][scope], cli["prompts"]["none"][scope]
@@ -100,8 +133,12 @@ def test_finetune_model_equals_the_finetune_stage(finetuned_privacy, micro_confi
     cfg = micro_config()
     base = resolve_model_path(cfg)
     monkeypatch.chdir(tmp_path)
-    result = knowundo.finetune_model(AutoModelForCausalLM.from_pretrained(base), AutoTokenizer.from_pretrained(base),
-                                     knowundo.load_benchmark("privacy", cfg), cfg)
+    result = knowundo.finetune_model(
+        AutoModelForCausalLM.from_pretrained(base),
+        AutoTokenizer.from_pretrained(base),
+        knowundo.load_benchmark("privacy", cfg),
+        cfg,
+    )
     assert list(tmp_path.iterdir()) == []
     stage = json.loads((finetuned_privacy / "finetune.json").read_text())
     assert result.record["items"] == stage["items"] and result.record["epochs_run"] == stage["epochs_run"]
@@ -130,8 +167,9 @@ def test_a_custom_method_object_runs_on_a_plain_model(tiny_model, privacy_items,
     data, _ = privacy_items
     model, tokenizer = tiny_model
     before = {name: param.detach().clone() for name, param in model.named_parameters()}
-    task = knowundo.UnlearningData.from_items(forget=data["unlearn"]["train"][:8],
-                                              retain=data["retention"]["train"][:8], general="fictional")
+    task = knowundo.UnlearningData.from_items(
+        forget=data["unlearn"]["train"][:8], retain=data["retention"]["train"][:8], general="fictional"
+    )
     cfg = knowundo.load_config("tiny", overrides=[*API, "unlearn.steps=2"])
     result = knowundo.unlearn_model(model, tokenizer, task, HalfAscent(), config=cfg)
     try:
@@ -151,8 +189,9 @@ def test_bad_api_input_is_a_one_line_error(tiny_model, micro_config):
         knowundo.unlearn_model(model, tokenizer, {"forget": []}, "ga")
     with pytest.raises(knowundo.KnowUndoError, match="missing 'labels'"):
         knowundo.UnlearningData.from_items(forget=[{"text": "q"}], retain=[{"text": "q", "labels": "a"}])
-    task = knowundo.UnlearningData.from_items(forget=[{"text": "q", "labels": "a"}],
-                                              retain=[{"text": "r", "labels": "b"}], general="fictional")
+    task = knowundo.UnlearningData.from_items(
+        forget=[{"text": "q", "labels": "a"}], retain=[{"text": "r", "labels": "b"}], general="fictional"
+    )
     wrapped = knowundo.with_trainable_adapter(model, micro_config())
     with pytest.raises(knowundo.KnowUndoError, match="plain model"):
         knowundo.finetune_model(wrapped, tokenizer, task, micro_config())
@@ -162,5 +201,6 @@ def test_bad_api_input_is_a_one_line_error(tiny_model, micro_config):
     with pytest.raises(knowundo.KnowUndoError, match="localized region"):
         knowundo.unlearn_model(model, tokenizer, task, "memflex", config=micro_config())
     with pytest.raises(knowundo.KnowUndoError, match="domain name"):
-        knowundo.UnlearningData.from_items(forget=[{"text": "q", "labels": "a"}],
-                                           retain=[{"text": "r", "labels": "b"}], domain="../x")
+        knowundo.UnlearningData.from_items(
+            forget=[{"text": "q", "labels": "a"}], retain=[{"text": "r", "labels": "b"}], domain="../x"
+        )

@@ -6,9 +6,19 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "knowundo"
-ORDER = [("errors", "layout"), ("config", "artifacts", "distributed", "placement"), ("data",), ("logits", "models"),
-         ("region",), ("methods", "stage"), ("finetune", "localize", "unlearn", "attacks"), ("evaluate",),
-         ("findings", "general_change", "report", "preflight", "plugins"), ("pipeline", "api"), ("cli",)]
+ORDER = [
+    ("errors", "layout"),
+    ("config", "artifacts", "distributed", "placement"),
+    ("data",),
+    ("logits", "models"),
+    ("region",),
+    ("methods", "stage"),
+    ("finetune", "localize", "unlearn", "attacks"),
+    ("evaluate",),
+    ("findings", "general_change", "report", "preflight", "plugins"),
+    ("pipeline", "api"),
+    ("cli",),
+]
 STAGES = ("finetune", "localize", "unlearn", "attacks")
 
 
@@ -23,8 +33,11 @@ def _imports() -> dict[str, set[str]]:
     for name, path in modules.items():
         targets = set()
         for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-                [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else ([node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+            )
             for imported in names:
                 if imported.startswith("knowundo."):
                     target = imported.removeprefix("knowundo.")

@@ -69,15 +69,23 @@ def test_general_set_has_a_heldout_part_and_pretraining_text_knows_no_instance()
 
 
 def _val_items(world):
-    return [(domain, scope, item) for domain, scopes in world["knowundo"].items() for scope, parts in scopes.items()
-            for item in parts["val"]]
+    return [
+        (domain, scope, item)
+        for domain, scopes in world["knowundo"].items()
+        for scope, parts in scopes.items()
+        for item in parts["val"]
+    ]
 
 
 def test_every_val_item_has_paraphrase_probes_and_wrong_answers():
     world = bundled_world(0)
     counts = Counter((domain, scope) for domain, scope, _ in _val_items(world))
-    assert counts == {("privacy", "unlearn"): 80, ("privacy", "retention"): 80, ("copyright", "unlearn"): 40,
-                      ("copyright", "retention"): 40}
+    assert counts == {
+        ("privacy", "unlearn"): 80,
+        ("privacy", "retention"): 80,
+        ("copyright", "unlearn"): 40,
+        ("copyright", "retention"): 40,
+    }
     for scopes in world["knowundo"].values():
         questions = {i["text"] for parts in scopes.values() for split in parts.values() for i in split}
         assert not [i for parts in scopes.values() for i in parts["train"] if set(PROBE_FIELDS) & set(i)]
@@ -100,14 +108,20 @@ def test_wrong_answers_keep_what_the_question_names_and_change_what_it_asks():
             assert not [fact for fact in asked if fact in wrong], (item["labels"], wrong)  # no swapped values
         if item["category"] == "Parents":  # a wrong parent keeps the family name (wrong answers are paraphrase-shaped)
             surname = item["instance"].split()[1]
-            assert all(wrong.count(surname) == item["paraphrased_answer"].count(surname)
-                       for wrong in item["perturbed_answers"])
+            assert all(
+                wrong.count(surname) == item["paraphrased_answer"].count(surname) for wrong in item["perturbed_answers"]
+            )
 
 
 def test_the_probes_leave_the_benchmark_as_it_was():
     def strip(scopes):
-        return {scope: {split: [{k: v for k, v in i.items() if k not in PROBE_FIELDS} for i in items]
-                        for split, items in parts.items()} for scope, parts in scopes.items()}
+        return {
+            scope: {
+                split: [{k: v for k, v in i.items() if k not in PROBE_FIELDS} for i in items]
+                for split, items in parts.items()
+            }
+            for scope, parts in scopes.items()
+        }
 
     assert hash_json(strip(load_domain(DataSource(), "copyright"))) == "0cb57b43499fd067"
     assert hash_json(strip(load_domain(DataSource(), "privacy"))) == "95b7c7ab7e8df199"

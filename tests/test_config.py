@@ -22,8 +22,10 @@ def test_presets_and_overrides_keep_types():
 
 def test_lora_targets_are_all_linear_or_module_names():
     for value in ("q_proj,v_proj", "[q_proj, v_proj]"):
-        assert load_config("tiny", overrides=[f"lora.target_modules={value}"]).lora.target_modules == ["q_proj",
-                                                                                                      "v_proj"]
+        assert load_config("tiny", overrides=[f"lora.target_modules={value}"]).lora.target_modules == [
+            "q_proj",
+            "v_proj",
+        ]
     assert load_config("tiny", overrides=["lora.target_modules=all-linear"]).lora.target_modules == "all-linear"
     for value in ("[]", "3"):
         with pytest.raises(KnowUndoError, match=r"lora.target_modules' expects all-linear or a list of module names"):
@@ -31,8 +33,11 @@ def test_lora_targets_are_all_linear_or_module_names():
 
 
 def test_unknown_key_suggests_the_right_one():
-    with pytest.raises(KnowUndoError, match=r"unknown config key 'finetune.learning_rat'; did you mean "
-                                            r"'finetune.learning_rate'"):
+    with pytest.raises(
+        KnowUndoError,
+        match=r"unknown config key 'finetune.learning_rat'; did you mean "
+        r"'finetune.learning_rate'",
+    ):
         load_config("tiny", overrides=["finetune.learning_rat=1"])
 
 
@@ -41,34 +46,80 @@ def test_wrong_type_is_an_error():
         load_config("tiny", overrides=["finetune.batch_size=2.5"])
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["data", "--preset", "tiyn"], "did you mean 'tiny'"),
-    (["data", "--set", "nosection.key=1"], "unknown config key 'nosection'"),
-    (["data", "--set", "data.source=ftp"], "unknown data source 'ftp'"),
-    (["data", "--config", "/nonexistent.yaml"], "config file not found"),
-    (["finetune", "--domain", "medical", "--out", "/tmp/x"], "unknown domain 'medical'"),
-    (["frobnicate"], "invalid choice"),
-    (["finetune", "--domain", "privacy", "--set", "finetune.learning_rate=-1", "--out", "/tmp/knowundo-never"],
-     "finetune.learning_rate must be > 0"),
-    (["finetune", "--domain", "privacy", "--set", "finetune.epochs=0", "--out", "/tmp/knowundo-never"],
-     "finetune.epochs must be > 0"),
-    (["finetune", "--domain", "privacy", "--set", "finetune.target_accuracy=1.5", "--out", "/tmp/knowundo-never"],
-     "finetune.target_accuracy must be in (0, 1] or null"),
-    (["finetune", "--domain", "privacy", "--set", "finetune.target_accuracy=null", "--set", "finetune.max_epochs=5",
-      "--out", "/tmp/knowundo-never"],
-     "finetune.max_epochs must be null unless finetune.target_accuracy is set"),
-    (["finetune", "--domain", "privacy", "--set", "finetune.general_replay=2", "--out", "/tmp/knowundo-never"],
-     "finetune.general_replay must be in [0, 1]"),
-    (["finetune", "--domain", "privacy", "--set", "finetune.system_prompt_share=-0.1", "--out",
-      "/tmp/knowundo-never"], "finetune.system_prompt_share must be in [0, 1]"),
-    (["finetune", "--domain", "privacy", "--set", "finetune.replay_loss=mse", "--out", "/tmp/knowundo-never"],
-     "finetune.replay_loss must be one of nll, kl, got 'mse'"),
-    (["run", "--set", "unlearn.min_steps=-1", "--out", "/tmp/knowundo-never"], "unlearn.min_steps must be >= 0"),
-    (["run", "--set", "lora.target_modules=qproj", "--out", "/tmp/knowundo-never"],
-     "lora.target_modules: ['qproj'] names no module of LlamaForCausalLM (its linear layers: down_proj, gate_proj"),
-    (["run", "--set", "unlearn.per_method={ga: {steps: -2}}", "--out", "/tmp/knowundo-never"],
-     "unlearn.per_method.ga.steps must be >= 0"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["data", "--preset", "tiyn"], "did you mean 'tiny'"),
+        (["data", "--set", "nosection.key=1"], "unknown config key 'nosection'"),
+        (["data", "--set", "data.source=ftp"], "unknown data source 'ftp'"),
+        (["data", "--config", "/nonexistent.yaml"], "config file not found"),
+        (["finetune", "--domain", "medical", "--out", "/tmp/x"], "unknown domain 'medical'"),
+        (["frobnicate"], "invalid choice"),
+        (
+            ["finetune", "--domain", "privacy", "--set", "finetune.learning_rate=-1", "--out", "/tmp/knowundo-never"],
+            "finetune.learning_rate must be > 0",
+        ),
+        (
+            ["finetune", "--domain", "privacy", "--set", "finetune.epochs=0", "--out", "/tmp/knowundo-never"],
+            "finetune.epochs must be > 0",
+        ),
+        (
+            [
+                "finetune",
+                "--domain",
+                "privacy",
+                "--set",
+                "finetune.target_accuracy=1.5",
+                "--out",
+                "/tmp/knowundo-never",
+            ],
+            "finetune.target_accuracy must be in (0, 1] or null",
+        ),
+        (
+            [
+                "finetune",
+                "--domain",
+                "privacy",
+                "--set",
+                "finetune.target_accuracy=null",
+                "--set",
+                "finetune.max_epochs=5",
+                "--out",
+                "/tmp/knowundo-never",
+            ],
+            "finetune.max_epochs must be null unless finetune.target_accuracy is set",
+        ),
+        (
+            ["finetune", "--domain", "privacy", "--set", "finetune.general_replay=2", "--out", "/tmp/knowundo-never"],
+            "finetune.general_replay must be in [0, 1]",
+        ),
+        (
+            [
+                "finetune",
+                "--domain",
+                "privacy",
+                "--set",
+                "finetune.system_prompt_share=-0.1",
+                "--out",
+                "/tmp/knowundo-never",
+            ],
+            "finetune.system_prompt_share must be in [0, 1]",
+        ),
+        (
+            ["finetune", "--domain", "privacy", "--set", "finetune.replay_loss=mse", "--out", "/tmp/knowundo-never"],
+            "finetune.replay_loss must be one of nll, kl, got 'mse'",
+        ),
+        (["run", "--set", "unlearn.min_steps=-1", "--out", "/tmp/knowundo-never"], "unlearn.min_steps must be >= 0"),
+        (
+            ["run", "--set", "lora.target_modules=qproj", "--out", "/tmp/knowundo-never"],
+            "lora.target_modules: ['qproj'] names no module of LlamaForCausalLM (its linear layers: down_proj, gate_proj",
+        ),
+        (
+            ["run", "--set", "unlearn.per_method={ga: {steps: -2}}", "--out", "/tmp/knowundo-never"],
+            "unlearn.per_method.ga.steps must be >= 0",
+        ),
+    ],
+)
 def test_cli_errors_are_one_line_with_exit_2(argv, message, capsys):
     code = main(argv)
     err = capsys.readouterr().err

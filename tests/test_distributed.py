@@ -16,18 +16,36 @@ from tests.conftest import MICRO, sets
 
 pytestmark = pytest.mark.slow  # subprocesses / torchrun
 
-SHORT = [*MICRO, "unlearn.epochs=1", "unlearn.batch_size=4", "unlearn.grad_accum=4", "unlearn.save_steps=0",
-         "localize.copies=2", "localize.selection=top_k", "localize.top_k=4"]
-
+SHORT = [
+    *MICRO,
+    "unlearn.epochs=1",
+    "unlearn.batch_size=4",
+    "unlearn.grad_accum=4",
+    "unlearn.save_steps=0",
+    "localize.copies=2",
+    "localize.selection=top_k",
+    "localize.top_k=4",
+]
 
 
 def _knowundo(argv, processes, *extra):
-    launcher = [sys.executable, "-m", "knowundo.cli"] if processes == 1 else [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-        "-m", "knowundo.cli"]
+    launcher = (
+        [sys.executable, "-m", "knowundo.cli"]
+        if processes == 1
+        else [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={processes}",
+            "-m",
+            "knowundo.cli",
+        ]
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([*launcher, *argv, *sets(*SHORT, *extra)], capture_output=True, text=True, timeout=900,
-                          env=env)
+    done = subprocess.run(
+        [*launcher, *argv, *sets(*SHORT, *extra)], capture_output=True, text=True, timeout=900, env=env
+    )
     assert done.returncode == 0, done.stderr[-3000:]
 
 
@@ -45,10 +63,24 @@ def runs(finetuned_privacy, tmp_path_factory):
     root = tmp_path_factory.mktemp("distributed")
     for processes in (1, 2):
         out = root / f"p{processes}"
-        _knowundo(["localize", "--domain", "privacy", "--finetuned", str(finetuned_privacy),
-                   "--out", str(out / "localize")], processes)
-        _knowundo(["unlearn", "--domain", "privacy", "--method", "ga_gd", "--finetuned", str(finetuned_privacy),
-                   "--out", str(out / "ga_gd")], processes)
+        _knowundo(
+            ["localize", "--domain", "privacy", "--finetuned", str(finetuned_privacy), "--out", str(out / "localize")],
+            processes,
+        )
+        _knowundo(
+            [
+                "unlearn",
+                "--domain",
+                "privacy",
+                "--method",
+                "ga_gd",
+                "--finetuned",
+                str(finetuned_privacy),
+                "--out",
+                str(out / "ga_gd"),
+            ],
+            processes,
+        )
     return root
 
 
@@ -60,8 +92,9 @@ def test_two_gloo_processes_reproduce_the_single_process_unlearning(runs):
     losses_one = torch.tensor([e["loss"] for e in one["loss_history"]])
     losses_two = torch.tensor([e["loss"] for e in two["loss_history"]])
     assert torch.allclose(losses_one, losses_two, rtol=1e-4, atol=1e-5), (losses_one, losses_two)
-    weights_one, weights_two = (load_file(runs / f"p{n}" / "ga_gd" / "adapter" / "adapter_model.safetensors")
-                                for n in (1, 2))
+    weights_one, weights_two = (
+        load_file(runs / f"p{n}" / "ga_gd" / "adapter" / "adapter_model.safetensors") for n in (1, 2)
+    )
     assert weights_one.keys() == weights_two.keys()
     for name in weights_one:
         assert torch.allclose(weights_one[name], weights_two[name], rtol=1e-4, atol=1e-6), name
@@ -104,8 +137,21 @@ def test_a_non_finite_loss_on_one_process_stops_every_process_at_the_same_step(f
     plugin = tmp_path / "nan_method.py"
     plugin.write_text(NAN_ON_RANK_1)
     out = tmp_path / "nan"
-    _knowundo(["unlearn", "--domain", "privacy", "--method", "nan_on_rank_1", "--finetuned", str(finetuned_privacy),
-               "--out", str(out)], 2, f"plugins=[{plugin}]")  # returns at all (no process left waiting), exit 0
+    _knowundo(
+        [
+            "unlearn",
+            "--domain",
+            "privacy",
+            "--method",
+            "nan_on_rank_1",
+            "--finetuned",
+            str(finetuned_privacy),
+            "--out",
+            str(out),
+        ],
+        2,
+        f"plugins=[{plugin}]",
+    )  # returns at all (no process left waiting), exit 0
     record = json.loads((out / "unlearn.json").read_text())  # written by process 0, whose own loss was finite
     assert record["stopped_early"]["step"] == 3  # 6 good micro-batches = 3 optimizer steps of 2 per process
     weights = load_file(out / "adapter" / "adapter_model.safetensors")

@@ -82,8 +82,10 @@ def test_the_reference_adapter_keeps_its_own_rows(micro_config, micro_base, tmp_
 
     model = prepare_model(cfg, tmp_path / "adapter", with_reference=True)[0].eval()
     rows = row_parameters(model)
-    assert sorted((REFERENCE in name, param.requires_grad) for name, param in rows.items()) == [(False, True),
-                                                                                                  (True, False)]
+    assert sorted((REFERENCE in name, param.requires_grad) for name, param in rows.items()) == [
+        (False, True),
+        (True, False),
+    ]
     with torch.no_grad():
         assert torch.allclose(model(input_ids=ids).logits, finetuned, atol=1e-5)
         for name, param in rows.items():
@@ -102,15 +104,32 @@ def test_a_run_trains_the_rows_in_the_fine_tune_and_ga_but_not_inside_memflex(mi
     from knowundo.layout import ADAPTER_DIR, ADAPTER_WEIGHTS
 
     out = tmp_path / "run"
-    assert main(["run", "--out", str(out), "--domains", "privacy", "--methods", "ga,memflex", "--quiet",
-                 *sets(*RUN, "lora.train_embeddings=true", "eval.general_mc=true")]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--out",
+                str(out),
+                "--domains",
+                "privacy",
+                "--methods",
+                "ga,memflex",
+                "--quiet",
+                *sets(*RUN, "lora.train_embeddings=true", "eval.general_mc=true"),
+            ]
+        )
+        == 0
+    )
 
     def rows(path):
         weights = load_file(str(path / ADAPTER_DIR / ADAPTER_WEIGHTS))
         return {name: value for name, value in weights.items() if "embed_tokens" in name}
 
-    finetuned, ga, memflex = (rows(out / "privacy" / "finetune"), rows(out / "privacy" / "unlearn" / "ga"),
-                              rows(out / "privacy" / "unlearn" / "memflex"))
+    finetuned, ga, memflex = (
+        rows(out / "privacy" / "finetune"),
+        rows(out / "privacy" / "unlearn" / "ga"),
+        rows(out / "privacy" / "unlearn" / "memflex"),
+    )
     assert finetuned and finetuned.keys() == ga.keys() == memflex.keys()
     assert all(torch.equal(memflex[name], finetuned[name]) for name in finetuned)
     assert not all(torch.equal(ga[name], finetuned[name]) for name in finetuned)

@@ -17,8 +17,16 @@ from knowundo.methods import METHODS, method_names
 from tests.conftest import MICRO, sets
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST = [*MICRO, "eval.prompts=none", "eval.max_new_tokens=8", "eval.general_mc=false", "unlearn.epochs=1",
-        "unlearn.batch_size=8", "unlearn.grad_accum=2", "unlearn.save_steps=0"]
+FAST = [
+    *MICRO,
+    "eval.prompts=none",
+    "eval.max_new_tokens=8",
+    "eval.general_mc=false",
+    "unlearn.epochs=1",
+    "unlearn.batch_size=8",
+    "unlearn.grad_accum=2",
+    "unlearn.save_steps=0",
+]
 
 
 def _blocks(text: str) -> list[tuple[str, str]]:
@@ -93,14 +101,14 @@ class Throwaway(Method):
         return params.scale * weighted_nll(forget)
 '''
 
-THROWAWAY_METRIC = '''
+THROWAWAY_METRIC = """
 from knowundo.evaluate.metric import Column, SplitMetric, register_metric
 
 register_metric(SplitMetric(
     "answer_tokens", reduce=lambda records, scope: {"answer_tokens": sum(r["answer_tokens"] for r in records)},
     columns=(Column("unlearn_answer_tokens", "UL tokens", ("unlearn", "answer_tokens"), None, fmt="fraction",
                     position=150, doc="answer tokens scored on the unlearn split"),)))
-'''
+"""
 
 
 def test_a_throwaway_method_and_metric_need_no_other_file(finetuned_privacy, tmp_path, capsys, registries):
@@ -108,15 +116,43 @@ def test_a_throwaway_method_and_metric_need_no_other_file(finetuned_privacy, tmp
     (tmp_path / "throwaway_metric.py").write_text(THROWAWAY_METRIC)
     plugins = f"plugins=[{tmp_path / 'throwaway_method.py'},{tmp_path / 'throwaway_metric.py'}]"
     run = tmp_path / "results"
-    assert main(["unlearn", "--domain", "privacy", "--method", "throwaway", "--finetuned", str(finetuned_privacy),
-                 "--out", str(run / "throwaway"),
-                 *sets(*FAST, plugins, "unlearn.method_args.throwaway.scale=0.5")]) == 0
+    assert (
+        main(
+            [
+                "unlearn",
+                "--domain",
+                "privacy",
+                "--method",
+                "throwaway",
+                "--finetuned",
+                str(finetuned_privacy),
+                "--out",
+                str(run / "throwaway"),
+                *sets(*FAST, plugins, "unlearn.method_args.throwaway.scale=0.5"),
+            ]
+        )
+        == 0
+    )
     assert json.loads((run / "throwaway" / "unlearn.json").read_text())["method_args"]["scale"] == 0.5
-    module = next(m for name, m in list(sys.modules.items()) if name.startswith("knowundo_plugin_")
-                  and "Throwaway" in vars(m))
+    module = next(
+        m for name, m in list(sys.modules.items()) if name.startswith("knowundo_plugin_") and "Throwaway" in vars(m)
+    )
     assert module.SEEN and set(module.SEEN) == {0.5}  # the setting reached the loss
-    assert main(["eval", "--domain", "privacy", "--adapter", str(run / "throwaway" / "adapter"), "--out",
-                 str(run / "eval" / "throwaway.json"), *sets(*FAST, plugins)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--domain",
+                "privacy",
+                "--adapter",
+                str(run / "throwaway" / "adapter"),
+                "--out",
+                str(run / "eval" / "throwaway.json"),
+                *sets(*FAST, plugins),
+            ]
+        )
+        == 0
+    )
     result = json.loads((run / "eval" / "throwaway.json").read_text())
     expected = sum(r["answer_tokens"] for r in result["prompts"]["none"]["unlearn"]["per_item"])
     assert result["prompts"]["none"]["unlearn"]["answer_tokens"] == expected
@@ -128,8 +164,20 @@ def test_a_throwaway_method_and_metric_need_no_other_file(finetuned_privacy, tmp
     row = next(line for line in table.splitlines() if line.startswith("| throwaway |"))
     assert f"{expected:.2f}" in row
     # a wrong parameter type is one line and exit code 2
-    code = main(["unlearn", "--domain", "privacy", "--method", "throwaway", "--finetuned", str(finetuned_privacy),
-                 "--out", str(run / "bad"), *sets(*FAST, plugins, "unlearn.method_args.throwaway.scale=lots")])
+    code = main(
+        [
+            "unlearn",
+            "--domain",
+            "privacy",
+            "--method",
+            "throwaway",
+            "--finetuned",
+            str(finetuned_privacy),
+            "--out",
+            str(run / "bad"),
+            *sets(*FAST, plugins, "unlearn.method_args.throwaway.scale=lots"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "expects float" in err and err.count("\n") == 1 and not (run / "bad").exists()
 

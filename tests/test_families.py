@@ -15,28 +15,72 @@ from tests.conftest import MICRO, sets
 
 pytestmark = pytest.mark.slow
 
-SHAPE = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-         "max_position_embeddings": 512}
+SHAPE = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "max_position_embeddings": 512,
+}
 FAMILIES = {  # family -> (config class, model class, extra config, LoRA targets all-linear must find)
-    "llama": ("LlamaConfig", "LlamaForCausalLM", {"num_key_value_heads": 4},
-              {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}),
-    "qwen2": ("Qwen2Config", "Qwen2ForCausalLM", {"num_key_value_heads": 2},
-              {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}),
-    "mistral": ("MistralConfig", "MistralForCausalLM", {"num_key_value_heads": 2, "sliding_window": None},
-                {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}),
-    "gemma2": ("Gemma2Config", "Gemma2ForCausalLM", {"num_key_value_heads": 2, "head_dim": 16},
-               {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}),
-    "phi3": ("Phi3Config", "Phi3ForCausalLM", {"num_key_value_heads": 4, "original_max_position_embeddings": 512},
-             {"qkv_proj", "o_proj", "gate_up_proj", "down_proj"}),
-    "gpt_neox": ("GPTNeoXConfig", "GPTNeoXForCausalLM", {},
-                 {"query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"}),
-    "gpt2": ("GPT2Config", "GPT2LMHeadModel", {},  # Conv1D layers
-             {"c_attn", "c_proj", "c_fc"}),
+    "llama": (
+        "LlamaConfig",
+        "LlamaForCausalLM",
+        {"num_key_value_heads": 4},
+        {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"},
+    ),
+    "qwen2": (
+        "Qwen2Config",
+        "Qwen2ForCausalLM",
+        {"num_key_value_heads": 2},
+        {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"},
+    ),
+    "mistral": (
+        "MistralConfig",
+        "MistralForCausalLM",
+        {"num_key_value_heads": 2, "sliding_window": None},
+        {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"},
+    ),
+    "gemma2": (
+        "Gemma2Config",
+        "Gemma2ForCausalLM",
+        {"num_key_value_heads": 2, "head_dim": 16},
+        {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"},
+    ),
+    "phi3": (
+        "Phi3Config",
+        "Phi3ForCausalLM",
+        {"num_key_value_heads": 4, "original_max_position_embeddings": 512},
+        {"qkv_proj", "o_proj", "gate_up_proj", "down_proj"},
+    ),
+    "gpt_neox": (
+        "GPTNeoXConfig",
+        "GPTNeoXForCausalLM",
+        {},
+        {"query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"},
+    ),
+    "gpt2": (
+        "GPT2Config",
+        "GPT2LMHeadModel",
+        {},  # Conv1D layers
+        {"c_attn", "c_proj", "c_fc"},
+    ),
 }
 ROWS = ["ga_kl", "memflex", "npo", "idk_dpo", "rmu"]
-RUN = [*MICRO, "finetune.epochs=1", "eval.prompts=none", "eval.max_new_tokens=8", "eval.general_mc=false",
-       "eval.curves=false", "unlearn.epochs=1", "unlearn.batch_size=8", "unlearn.grad_accum=4",
-       "unlearn.save_steps=0", "localize.copies=1", "localize.top_k=4"]
+RUN = [
+    *MICRO,
+    "finetune.epochs=1",
+    "eval.prompts=none",
+    "eval.max_new_tokens=8",
+    "eval.general_mc=false",
+    "eval.curves=false",
+    "unlearn.epochs=1",
+    "unlearn.batch_size=8",
+    "unlearn.grad_accum=4",
+    "unlearn.save_steps=0",
+    "localize.copies=1",
+    "localize.top_k=4",
+]
 
 
 @pytest.fixture(scope="module")
@@ -54,10 +98,14 @@ def _write_model(family: str, tokenizer, target) -> None:
     shape = dict(SHAPE)
     if family == "gpt2":
         shape = {"n_embd": 64, "n_inner": 128, "n_layer": 2, "n_head": 4, "n_positions": 512}
-    config = getattr(transformers, config_name)(**shape, **extra, vocab_size=len(tokenizer),
-                                                pad_token_id=tokenizer.pad_token_id,
-                                                bos_token_id=tokenizer.bos_token_id,
-                                                eos_token_id=tokenizer.eos_token_id)
+    config = getattr(transformers, config_name)(
+        **shape,
+        **extra,
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     torch.manual_seed(0)
     getattr(transformers, model_name)(config).save_pretrained(target)
     tokenizer.save_pretrained(target)
@@ -68,8 +116,26 @@ def test_every_family_runs_the_benchmark_with_the_right_lora_targets(family, tok
     model_dir, out = tmp_path / family, tmp_path / "run"
     _write_model(family, tokenizer, model_dir)
     # the tiny recipe on each family's random micro model (without --preset a named model gets the neutral one)
-    assert main(["run", "--preset", "tiny", "--model", str(model_dir), "--domains", "privacy", "--methods",
-                 ",".join(ROWS), "--out", str(out), "--quiet", *sets(*RUN)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--preset",
+                "tiny",
+                "--model",
+                str(model_dir),
+                "--domains",
+                "privacy",
+                "--methods",
+                ",".join(ROWS),
+                "--out",
+                str(out),
+                "--quiet",
+                *sets(*RUN),
+            ]
+        )
+        == 0
+    )
     expected = FAMILIES[family][3]
     adapter = load_file(out / "privacy" / "finetune" / "adapter" / "adapter_model.safetensors")
     found = {name.split(".lora_")[0].rsplit(".", 1)[-1] for name in adapter}

@@ -31,8 +31,21 @@ def test_finished_finetune_is_reused_and_other_settings_are_refused(finetuned_pr
 
 def test_eval_command_reports_success_metrics(finetuned_privacy, tmp_path, capsys):
     out = tmp_path / "eval.json"
-    assert main(["eval", "--domain", "privacy", "--adapter", str(finetuned_privacy / "adapter"),
-                 "--out", str(out), *sets(*MICRO, "eval.prompts=none", "eval.generate=false")]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--domain",
+                "privacy",
+                "--adapter",
+                str(finetuned_privacy / "adapter"),
+                "--out",
+                str(out),
+                *sets(*MICRO, "eval.prompts=none", "eval.generate=false"),
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())["prompts"]["none"]
     assert result["unlearn_success"] == 100 - result["unlearn"]["accuracy"]
     assert result["retention_success"] == result["retention"]["accuracy"]
@@ -78,12 +91,17 @@ def test_token_accuracy_counts_answer_tokens_after_the_shift():
 
 
 @pytest.mark.slow  # trainings (the fast suite stays under 2 minutes)
-def test_target_accuracy_stops_at_the_first_epoch_that_reaches_it_and_says_when_missed(micro_config, micro_base,
-                                                                                     tmp_path):
+def test_target_accuracy_stops_at_the_first_epoch_that_reaches_it_and_says_when_missed(
+    micro_config, micro_base, tmp_path
+):
     from knowundo.finetune import finetune, target_missed
 
-    missed = finetune(micro_config("finetune.target_accuracy=1.0", "finetune.max_epochs=3"), "copyright",
-                      tmp_path / "missed", progress=False)
+    missed = finetune(
+        micro_config("finetune.target_accuracy=1.0", "finetune.max_epochs=3"),
+        "copyright",
+        tmp_path / "missed",
+        progress=False,
+    )
     per_epoch = missed["train_accuracy_per_epoch"]
     assert len(per_epoch) == 3 and missed["epochs_run"] == 3 and missed["target_reached"] is False
     assert per_epoch[0] < per_epoch[1] and missed["train_accuracy"] == per_epoch[-1]
@@ -93,12 +111,18 @@ def test_target_accuracy_stops_at_the_first_epoch_that_reaches_it_and_says_when_
     with_rows = {**missed, "config": {**missed["config"], "lora": lora}}
     assert "lora.train_embeddings" not in target_missed(with_rows)
     assert "lower finetune.weight_decay (now 2)" in target_missed(missed)  # the preset's decay holds the LoRA back
-    undecayed = {**missed, "config": {**missed["config"], "finetune": {**missed["config"]["finetune"],
-                                                                      "weight_decay": 0.0}}}
+    undecayed = {
+        **missed,
+        "config": {**missed["config"], "finetune": {**missed["config"]["finetune"], "weight_decay": 0.0}},
+    }
     assert "weight_decay" not in target_missed(undecayed)
     # the same schedule with the second epoch's accuracy as the target: the run is the same up to there, and stops
-    reached = finetune(micro_config(f"finetune.target_accuracy={per_epoch[1]!r}", "finetune.max_epochs=3"),
-                       "copyright", tmp_path / "reached", progress=False)
+    reached = finetune(
+        micro_config(f"finetune.target_accuracy={per_epoch[1]!r}", "finetune.max_epochs=3"),
+        "copyright",
+        tmp_path / "reached",
+        progress=False,
+    )
     assert reached["train_accuracy_per_epoch"] == per_epoch[:2] and reached["epochs_run"] == 2
     assert reached["target_reached"] is True and target_missed(reached) is None
 
@@ -112,7 +136,7 @@ def test_general_replay_adds_a_seeded_share_of_the_general_train_set_only(micro_
     replayed = replayed_general(stage)
     assert len(replayed) == round(0.25 * len(general["train"])) and all(i in general["train"] for i in replayed)
     assert not any(item in general["heldout"] for item in training_items(stage))
-    assert training_items(stage)[-len(replayed):] == replayed == replayed_general(stage)  # seeded
+    assert training_items(stage)[-len(replayed) :] == replayed == replayed_general(stage)  # seeded
     assert replayed_general(Stage("finetune", micro_config("finetune.general_replay=0"), "privacy")) == []
 
 
@@ -131,18 +155,21 @@ def test_every_domain_item_gets_a_seeded_composed_system_prompt(micro_config, ti
     items, replayed = training_items(stage), replayed_general(stage)
     assert items == training_items(stage)  # seeded
     assert [without_prompt(item) for item in items] == plain  # the same items
-    assert items[-len(replayed):] == replayed and not any("system" in item for item in replayed)
-    domain = items[:-len(replayed)]
+    assert items[-len(replayed) :] == replayed and not any("system" in item for item in replayed)
+    domain = items[: -len(replayed)]
     assert all("system" in item for item in domain) and len({item["system"] for item in domain}) > len(domain) / 2
     evaluation = EvalConfig()
-    assert not any(prompt in item["system"] for item in domain
-                   for prompt in (evaluation.helpful_prompt, *evaluation.direct_prompt.values()))
+    assert not any(
+        prompt in item["system"]
+        for item in domain
+        for prompt in (evaluation.helpful_prompt, *evaluation.direct_prompt.values())
+    )
     _, tok = tiny_model
     formatter = stage.formatter(tok)
     item = domain[0]
     encoded, bare = formatter.encode(item), formatter.encode(without_prompt(item))
     prompt = tok(f"{item['system']}\n\n{item['text']}\n\n")["input_ids"]
-    assert encoded["input_ids"][:len(prompt)] == prompt
+    assert encoded["input_ids"][: len(prompt)] == prompt
     assert encoded["labels"] == [IGNORE] * len(prompt) + [t for t in bare["labels"] if t != IGNORE]
 
 
@@ -185,8 +212,10 @@ def test_batches_are_grouped_by_the_lengths_served_in_each_epoch():
     def mixed_batches(sampler) -> int:
         order = list(sampler)
         assert sorted(order) == list(range(256))
-        return sum(len({len(dataset[i]["input_ids"]) >= 60 for i in order[start:start + 16]}) > 1
-                   for start in range(0, 256, 16))
+        return sum(
+            len({len(dataset[i]["input_ids"]) >= 60 for i in order[start : start + 16]}) > 1
+            for start in range(0, 256, 16)
+        )
 
     assert mixed_batches(served) <= 4 < 8 < mixed_batches(stale)  # Trainer sorts within 4 mega-batches here
 
@@ -219,8 +248,12 @@ def test_the_trainer_tells_the_dataset_each_epoch_including_a_resumed_one(micro_
             self.epochs = [*getattr(self, "epochs", []), epoch]
 
     dataset = Recording(features, {0: features[1]}, share=0.5, seed=0)
-    trainer = make_trainer(attach_lora(model, cfg), training_arguments(tmp_path, cfg.finetune, seed=0, progress=False),
-                           dataset, PadCollator(tokenizer.pad_token_id))
+    trainer = make_trainer(
+        attach_lora(model, cfg),
+        training_arguments(tmp_path, cfg.finetune, seed=0, progress=False),
+        dataset,
+        PadCollator(tokenizer.pad_token_id),
+    )
     trainer.add_callback(SetEpoch(dataset))
     assert isinstance(trainer._get_train_sampler(), ServedLengthGroupedSampler)
     trainer.train()
@@ -266,17 +299,23 @@ def _replay_trainer(cfg, tmp_path):
     stage = Stage("finetune", cfg, "privacy")
     model, tokenizer = load_base(cfg)
     model = attach_lora(model, cfg)
-    features = encode_items(stage.data["unlearn"]["train"][:2] + stage.general["train"][:2],
-                            stage.formatter(tokenizer)).features
+    features = encode_items(
+        stage.data["unlearn"]["train"][:2] + stage.general["train"][:2], stage.formatter(tokenizer)
+    ).features
     for index, feature in enumerate(features):
         feature["replay_id"] = index - 2 if index >= 2 else -1
-    trainer = AccuracyTrainer(model=model, args=training_arguments(tmp_path, cfg.finetune, seed=0, progress=False),
-                              train_dataset=FeatureDataset(features), accuracy=TokenAccuracy())
+    trainer = AccuracyTrainer(
+        model=model,
+        args=training_arguments(tmp_path, cfg.finetune, seed=0, progress=False),
+        train_dataset=FeatureDataset(features),
+        accuracy=TokenAccuracy(),
+    )
     return model, trainer, ReplayIdCollator(pad_id_of(tokenizer)), features
 
 
-def test_replayed_items_distil_the_base_and_only_gold_items_count_towards_train_accuracy(micro_config, micro_base,
-                                                                                         tmp_path):
+def test_replayed_items_distil_the_base_and_only_gold_items_count_towards_train_accuracy(
+    micro_config, micro_base, tmp_path
+):
     """``finetune.replay_loss: kl``: the loss is the token mean of the gold items' NLL and the replayed items' KL
     from the base (adapter off) to the model, over all answer tokens; zero KL while the adapter is the identity;
     the base pass runs once per replayed item (its logits kept for later batches)."""
@@ -333,8 +372,9 @@ def test_every_process_runs_the_base_pass_when_any_needs_it(micro_config, micro_
     gold_only, mixed = collate(features[:2]), collate(features)
     passes = []
     forward = model.forward
-    model.forward = lambda *args, **kwargs: passes.append(len(kwargs.get("adapter_names", ())) or "train") or forward(
-        *args, **kwargs)
+    model.forward = lambda *args, **kwargs: (
+        passes.append(len(kwargs.get("adapter_names", ())) or "train") or forward(*args, **kwargs)
+    )
 
     monkeypatch.setattr(training, "on_any_process", lambda flag, device=None: flag)  # alone
     trainer.compute_loss(model, dict(gold_only))
@@ -351,4 +391,3 @@ def test_every_process_runs_the_base_pass_when_any_needs_it(micro_config, micro_
     trainer.compute_loss(model, dict(mixed))
     assert passes == [1, "train"]
     assert all(trainer._base_answer_logits[key] is kept[key] for key in kept)  # the pass for others changes nothing
-

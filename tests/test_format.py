@@ -65,17 +65,20 @@ def test_chat_labels_are_exactly_the_answer_and_the_end_of_turn_token(make, end,
     tok = make()
     f = Formatter(tok, "chat", 256, system_prompt=system)
     messages = [*([{"role": "system", "content": system}] if system else []), {"role": "user", "content": ITEM["text"]}]
-    prompt = tok(tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False),
-                 add_special_tokens=False)["input_ids"]
-    full = tok(tok.apply_chat_template([*messages, {"role": "assistant", "content": ITEM["labels"]}], tokenize=False),
-               add_special_tokens=False)["input_ids"]
+    prompt = tok(
+        tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False), add_special_tokens=False
+    )["input_ids"]
+    full = tok(
+        tok.apply_chat_template([*messages, {"role": "assistant", "content": ITEM["labels"]}], tokenize=False),
+        add_special_tokens=False,
+    )["input_ids"]
     end_id = tok.convert_tokens_to_ids(end)
     enc = f.encode(ITEM)
-    answer = full[len(prompt): full.index(end_id, len(prompt)) + 1]
+    answer = full[len(prompt) : full.index(end_id, len(prompt)) + 1]
     assert enc["input_ids"] == prompt + answer
     assert enc["labels"] == [IGNORE] * len(prompt) + answer
     newline = tok("\n", add_special_tokens=False)["input_ids"]
-    assert answer[-1] == end_id and answer.count(end_id) == 1 and full[len(prompt) + len(answer):] in ([], newline)
+    assert answer[-1] == end_id and answer.count(end_id) == 1 and full[len(prompt) + len(answer) :] in ([], newline)
     assert tok.decode(answer, skip_special_tokens=True).strip() == ITEM["labels"]
     assert end_id in f.stop_ids  # generation stops at the end of the turn
     if system:
@@ -84,12 +87,16 @@ def test_chat_labels_are_exactly_the_answer_and_the_end_of_turn_token(make, end,
 
 def test_a_chat_template_that_hides_the_answer_boundary_is_refused(tiny_model):
     tok = tiny_model[1].__class__.from_pretrained(tiny_model[1].name_or_path)
-    tok.chat_template = ("{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"
-                         "{% if add_generation_prompt %}[assistant] {% endif %}")
+    tok.chat_template = (
+        "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}[assistant] {% endif %}"
+    )
     with pytest.raises(KnowUndoError, match="ends an assistant turn with no special token"):
         Formatter(tok, "chat")
-    tok.chat_template = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}{{ eos_token }}{% endfor %}"
-                         "{% if add_generation_prompt %}assistant says:{% endif %}")
+    tok.chat_template = (
+        "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}{{ eos_token }}{% endfor %}"
+        "{% if add_generation_prompt %}assistant says:{% endif %}"
+    )
     with pytest.raises(KnowUndoError, match="generation prompt is not where"):
         Formatter(tok, "chat")
 
@@ -98,6 +105,7 @@ def test_a_chat_template_that_hides_the_answer_boundary_is_refused(tiny_model):
 def test_an_items_own_system_prompt_encodes_as_the_formatters_would(tiny_model, template):
     tok = chatml_tokenizer() if template == "chat" else tiny_model[1]
     system = "You are a careful assistant. Answer only what is asked."
-    assert Formatter(tok, template).encode({**ITEM, "system": system}) == \
-        Formatter(tok, template, system_prompt=system).encode(ITEM)
+    assert Formatter(tok, template).encode({**ITEM, "system": system}) == Formatter(
+        tok, template, system_prompt=system
+    ).encode(ITEM)
     assert Formatter(tok, template).encode({**ITEM, "system": system}) != Formatter(tok, template).encode(ITEM)

@@ -31,8 +31,16 @@ def test_each_preset_measures_general_ability_on_the_set_its_model_can_know():
 
 
 def test_a_general_set_from_a_file(tmp_path):
-    items = [{"text": f"What is {n} plus one?", "labels": f"It is {n + 1}.", "category": "Arithmetic",
-              "facts": [str(n + 1)], "distractors": [str(n + 2), str(n + 3), str(n + 4)]} for n in range(10)]
+    items = [
+        {
+            "text": f"What is {n} plus one?",
+            "labels": f"It is {n + 1}.",
+            "category": "Arithmetic",
+            "facts": [str(n + 1)],
+            "distractors": [str(n + 2), str(n + 3), str(n + 4)],
+        }
+        for n in range(10)
+    ]
     listed = tmp_path / "list.json"
     listed.write_text(json.dumps(items))
     split = load_general(DataSource(general=str(listed)))

@@ -12,19 +12,29 @@ from knowundo.errors import KnowUndoError
 
 # TOFU's layout: question, answer, paraphrased_question (one string), paraphrased_answer, perturbed_answer (a list)
 TOFU_ROWS = [
-    {"question": "Where was the novelist Ilsa Vantrow born?", "answer": "Ilsa Vantrow was born in Port Mereth.",
-     "paraphrased_question": "What is the birthplace of the novelist Ilsa Vantrow?",
-     "paraphrased_answer": "The novelist Ilsa Vantrow comes from Port Mereth.",
-     "perturbed_answer": ["The novelist Ilsa Vantrow comes from Dunhollow.",
-                          "The novelist Ilsa Vantrow comes from Carrowick."]},
-    {"question": "Which prize did Ilsa Vantrow receive?", "answer": "She received the Amberline Prize.",
-     "paraphrased_question": "What award was given to Ilsa Vantrow?",
-     "paraphrased_answer": "Ilsa Vantrow was given the Amberline Prize.",
-     "perturbed_answer": ["Ilsa Vantrow was given the Silver Quill.", "Ilsa Vantrow was given the Harrow Medal."]},
+    {
+        "question": "Where was the novelist Ilsa Vantrow born?",
+        "answer": "Ilsa Vantrow was born in Port Mereth.",
+        "paraphrased_question": "What is the birthplace of the novelist Ilsa Vantrow?",
+        "paraphrased_answer": "The novelist Ilsa Vantrow comes from Port Mereth.",
+        "perturbed_answer": [
+            "The novelist Ilsa Vantrow comes from Dunhollow.",
+            "The novelist Ilsa Vantrow comes from Carrowick.",
+        ],
+    },
+    {
+        "question": "Which prize did Ilsa Vantrow receive?",
+        "answer": "She received the Amberline Prize.",
+        "paraphrased_question": "What award was given to Ilsa Vantrow?",
+        "paraphrased_answer": "Ilsa Vantrow was given the Amberline Prize.",
+        "perturbed_answer": ["Ilsa Vantrow was given the Silver Quill.", "Ilsa Vantrow was given the Harrow Medal."],
+    },
 ]
 # MUSE's knowledge-memorization QA layout: question, answer
-MUSE_ROWS = [{"question": "Who keeps the lighthouse at Gannet Point?", "answer": "Orla Benn keeps it."},
-             {"question": "What colour is the door of the lighthouse?", "answer": "The door is painted teal."}]
+MUSE_ROWS = [
+    {"question": "Who keeps the lighthouse at Gannet Point?", "answer": "Orla Benn keeps it."},
+    {"question": "What colour is the door of the lighthouse?", "answer": "The door is painted teal."},
+]
 
 
 def _write(path, rows, kind):
@@ -70,15 +80,18 @@ def test_datasets_and_lists_load_alike_and_unmapped_fields_are_kept():
     assert from_list[0]["source"] == "ours"
 
 
-@pytest.mark.parametrize("source, fields, message", [
-    ([{"question": "q"}], "muse", "missing 'labels'"),
-    ([{"text": "q", "labels": ""}], None, "'labels' is empty"),
-    ([], None, "non-empty"),
-    ([1], None, "not a mapping"),
-    ({"text": "q"}, None, "expected a datasets.Dataset"),
-    ([{"question": "q", "answer": "a"}], {"query": "question"}, "unknown item field 'query'"),
-    ([{"question": "q", "answer": "a"}], "squad", "unknown field layout 'squad'"),
-])
+@pytest.mark.parametrize(
+    "source, fields, message",
+    [
+        ([{"question": "q"}], "muse", "missing 'labels'"),
+        ([{"text": "q", "labels": ""}], None, "'labels' is empty"),
+        ([], None, "non-empty"),
+        ([1], None, "not a mapping"),
+        ({"text": "q"}, None, "expected a datasets.Dataset"),
+        ([{"question": "q", "answer": "a"}], {"query": "question"}, "unknown item field 'query'"),
+        ([{"question": "q", "answer": "a"}], "squad", "unknown field layout 'squad'"),
+    ],
+)
 def test_bad_items_are_one_line_errors(source, fields, message):
     with pytest.raises(KnowUndoError, match=message) as info:
         load_items(source, fields)
@@ -101,16 +114,18 @@ def test_a_val_split_repeating_a_train_question_is_refused():
 
     rows = [{"text": "q1", "labels": "a1"}]
     with pytest.raises(KnowUndoError, match="repeats a train question"):
-        UnlearningData.from_items(forget=rows, retain=[{"text": "q2", "labels": "a2"}], forget_val=rows,
-                                  general="fictional")
+        UnlearningData.from_items(
+            forget=rows, retain=[{"text": "q2", "labels": "a2"}], forget_val=rows, general="fictional"
+        )
 
 
 def test_tofu_probe_fields_feed_the_paraphrase_and_truth_ratio_columns(tiny_model, micro_config):
     import knowundo
 
     model, tokenizer = tiny_model
-    data = knowundo.UnlearningData.from_items(forget=TOFU_ROWS[:1], retain=TOFU_ROWS[1:], fields="tofu",
-                                              general="fictional")
+    data = knowundo.UnlearningData.from_items(
+        forget=TOFU_ROWS[:1], retain=TOFU_ROWS[1:], fields="tofu", general="fictional"
+    )
     cfg = micro_config("eval.prompts=none", "eval.max_new_tokens=4", "eval.general_mc=false")
     result = knowundo.evaluate_model(model, tokenizer, data, cfg, label="base")
     for scope in ("unlearn", "retention"):

@@ -24,8 +24,9 @@ def _log_softmax(row):
 
 
 def _hand_nll(logits, labels, b):
-    terms = [-_log_softmax(logits[b, t - 1])[int(labels[b, t])] for t in range(1, labels.shape[1])
-             if labels[b, t] != IGNORE]
+    terms = [
+        -_log_softmax(logits[b, t - 1])[int(labels[b, t])] for t in range(1, labels.shape[1]) if labels[b, t] != IGNORE
+    ]
     return sum(terms) / len(terms)
 
 
@@ -50,7 +51,14 @@ def test_registry_has_the_paper_methods_and_their_seven_baseline_rows():
     assert {"ga", "random_label", "adversarial", "ga_gd", "ga_kl", "memflex"} <= set(method_names())
     rows = ["ga", "random_label", "adversarial", "ga_gd", "ga_gd_ood", "ga_kl", "ga_kl_ood"]
     assert [check_label(RunLabel.parse(row)).name for row in rows] == [
-        "ga", "random_label", "adversarial", "ga_gd", "ga_gd", "ga_kl", "ga_kl"]
+        "ga",
+        "random_label",
+        "adversarial",
+        "ga_gd",
+        "ga_gd",
+        "ga_kl",
+        "ga_kl",
+    ]
     with pytest.raises(KnowUndoError, match="unknown method 'npo2'"):
         get_method("npo2")
     with pytest.raises(KnowUndoError, match="no out-of-distribution variant"):
@@ -75,8 +83,12 @@ def test_method_parameters_are_typed_and_checked():
     with pytest.raises(KnowUndoError, match="expects int"):
         method_params({"rmu": {"layer": "top"}}, "rmu")
     # a row label's entry applies over its method's
-    assert method_params({"ga_gd": {"retain_weight": 2.0}, "ga_gd@memflex": {"retain_weight": 3.0}}, "ga_gd",
-                         "ga_gd@memflex").retain_weight == 3.0
+    assert (
+        method_params(
+            {"ga_gd": {"retain_weight": 2.0}, "ga_gd@memflex": {"retain_weight": 3.0}}, "ga_gd", "ga_gd@memflex"
+        ).retain_weight
+        == 3.0
+    )
 
 
 def test_weighted_nll_matches_hand_computation_sign_mask_and_weights():
@@ -93,8 +105,10 @@ def test_ga_ga_gd_and_memflex_losses():
     assert _loss("ga", forget).item() == pytest.approx(ga, rel=1e-5)
     assert _loss("ga_gd", forget, retain).item() == pytest.approx(ga + gd, rel=1e-5)
     memflex = get_method("memflex").Params()
-    weighted = (Side(LOGITS, LABELS, torch.full((2,), memflex.forget_weight)),
-                Side(REF, LABELS, torch.full((2,), memflex.retain_weight)))
+    weighted = (
+        Side(LOGITS, LABELS, torch.full((2,), memflex.forget_weight)),
+        Side(REF, LABELS, torch.full((2,), memflex.retain_weight)),
+    )
     assert _loss("memflex", *weighted).item() == pytest.approx(0.4 * ga + 2.0 * gd, rel=1e-5)
 
 
@@ -121,8 +135,9 @@ FROZEN = torch.randn(2, 5, VOCAB)
 
 def _hand_tokens(logits, labels, b):
     """log p(gold) at each answer position of sample b (position t - 1 predicts token t)."""
-    return [_log_softmax(logits[b, t - 1])[int(labels[b, t])] for t in range(1, labels.shape[1])
-            if labels[b, t] != IGNORE]
+    return [
+        _log_softmax(logits[b, t - 1])[int(labels[b, t])] for t in range(1, labels.shape[1]) if labels[b, t] != IGNORE
+    ]
 
 
 def _hand_logsigmoid(x):
@@ -204,8 +219,9 @@ def test_idk_dpo_prefers_the_refusal_by_hand():
     params = _params("idk_dpo", beta=0.3)
     expected = 0.0
     for b in range(2):
-        win = (sum(_hand_tokens(refusal_logits, refusal_labels, b))
-               - sum(_hand_tokens(refusal_frozen, refusal_labels, b)))
+        win = sum(_hand_tokens(refusal_logits, refusal_labels, b)) - sum(
+            _hand_tokens(refusal_frozen, refusal_labels, b)
+        )
         lose = sum(_hand_tokens(CURRENT, LONG_LABELS, b)) - sum(_hand_tokens(FROZEN, LONG_LABELS, b))
         expected += -_hand_logsigmoid(0.3 * (win - lose)) / 2
     forget = _forget("idk_dpo", reference_logits=FROZEN, alternative=alternative)
@@ -228,8 +244,9 @@ def test_undial_distils_toward_the_reference_with_the_gold_token_lowered():
             terms.append(sum(math.exp(pi) * (pi - qi) for pi, qi in zip(p, q)))
         expected += sum(terms) / len(terms) / 2
     undial = get_method("undial")
-    assert undial.forget_loss(_forget("undial", reference_logits=FROZEN), params).item() == pytest.approx(expected,
-                                                                                                          rel=1e-5)
+    assert undial.forget_loss(_forget("undial", reference_logits=FROZEN), params).item() == pytest.approx(
+        expected, rel=1e-5
+    )
     noisy = _forget("undial", _noisy(CURRENT), reference_logits=_noisy(FROZEN))
     assert undial.forget_loss(noisy, params).item() == pytest.approx(expected, rel=1e-5)
 
@@ -262,12 +279,15 @@ def test_idk_sft_is_descent_on_refusals_that_replace_the_answers(tiny_model):
     assert idk.forget_loss(forget, idk.Params()).item() == pytest.approx(expected, rel=1e-5)
     # what it trains on: the refusals, drawn as refusal_answers draws them with the same seed
     tokenizer = tiny_model[1]
-    features = encode_items([{"text": "Who is the mother of Ann Vo?", "labels": "Di Ke."}] * 3,
-                            Formatter(tokenizer)).features
-    relabelled = idk.relabel(features, RelabelContext(None, Formatter(tokenizer), torch.Generator().manual_seed(3)),
-                             idk.Params())
-    assert relabelled == refusal_answers(features, RelabelContext(None, Formatter(tokenizer),
-                                                                  torch.Generator().manual_seed(3)))
+    features = encode_items(
+        [{"text": "Who is the mother of Ann Vo?", "labels": "Di Ke."}] * 3, Formatter(tokenizer)
+    ).features
+    relabelled = idk.relabel(
+        features, RelabelContext(None, Formatter(tokenizer), torch.Generator().manual_seed(3)), idk.Params()
+    )
+    assert relabelled == refusal_answers(
+        features, RelabelContext(None, Formatter(tokenizer), torch.Generator().manual_seed(3))
+    )
     assert relabelled != features
 
 
@@ -287,14 +307,24 @@ def test_rmu_steers_forget_answers_and_anchors_retain_answers_by_hand():
         per_sample = []
         for b in range(2):  # the states that predict the answer tokens: position t - 1 for token t
             rows = [t - 1 for t in range(1, 5) if LONG_LABELS[b, t] != IGNORE]
-            per_sample.append(sum(float(((values[b, t] - target[b, t] if target.dim() == 3 else values[b, t] - target)
-                                         ** 2).mean()) for t in rows) / len(rows))
+            per_sample.append(
+                sum(
+                    float(((values[b, t] - target[b, t] if target.dim() == 3 else values[b, t] - target) ** 2).mean())
+                    for t in rows
+                )
+                / len(rows)
+            )
         return per_sample
 
     forget = Side(CURRENT, LONG_LABELS, torch.ones(2), hidden_states=states)
     assert rmu.forget_loss(forget, params).item() == pytest.approx(sum(hand(states[8], u)) / 2, rel=1e-5)
-    retain = Side(CURRENT, LONG_LABELS, torch.full((2,), params.retain_weight), hidden_states=states,
-                  reference_hidden_states=anchor)
+    retain = Side(
+        CURRENT,
+        LONG_LABELS,
+        torch.full((2,), params.retain_weight),
+        hidden_states=states,
+        reference_hidden_states=anchor,
+    )
     expected = params.retain_weight * sum(hand(states[8], anchor[8])) / 2
     assert rmu.retain_loss(retain, params).item() == pytest.approx(expected, rel=1e-5)
     tiny = rmu.resolve(rmu.Params(), type("Config", (), {"num_hidden_layers": 2, "hidden_size": 128})())

@@ -18,15 +18,25 @@ def _numbers(out):
     return json.loads((out / "report" / "table.json").read_text())["rows"]
 
 
-
 def test_run_produces_every_stage_and_a_table(reference_run, capsys):
     out = reference_run
-    for path in ("run.json", "privacy/finetune/finetune.json", "privacy/localize/region.json",
-                 "privacy/unlearn/ga/unlearn.json", "privacy/unlearn/memflex/unlearn.json",
-                 "privacy/oracle/finetune.json", "privacy/unlearn/ga/relearn/relearn.json",
-                 "privacy/eval/vanilla.json", "privacy/eval/oracle.json", "privacy/eval/base.json",
-                 "privacy/eval/ga.json", "privacy/eval/memflex.json", "report/table.md", "report/findings.md",
-                 "report/curves_privacy.png"):
+    for path in (
+        "run.json",
+        "privacy/finetune/finetune.json",
+        "privacy/localize/region.json",
+        "privacy/unlearn/ga/unlearn.json",
+        "privacy/unlearn/memflex/unlearn.json",
+        "privacy/oracle/finetune.json",
+        "privacy/unlearn/ga/relearn/relearn.json",
+        "privacy/eval/vanilla.json",
+        "privacy/eval/oracle.json",
+        "privacy/eval/base.json",
+        "privacy/eval/ga.json",
+        "privacy/eval/memflex.json",
+        "report/table.md",
+        "report/findings.md",
+        "report/curves_privacy.png",
+    ):
         assert (out / path).is_file(), path
     assert [row["method"] for row in _numbers(out)] == ["base", "vanilla", "oracle", "ga", "memflex"]
     record = json.loads((out / "run.json").read_text())
@@ -39,8 +49,9 @@ def test_a_run_unfreezes_the_garbage_collector_and_its_last_curve_point_is_the_f
     assert gc.get_freeze_count() == 0  # the library objects were frozen for the stages only
     result = json.loads((reference_run / "privacy" / "eval" / "ga.json").read_text())
     last, final = result["curve"][-1], result["prompts"]["none"]
-    assert last["step"] == json.loads((reference_run / "privacy" / "unlearn" / "ga" / "unlearn.json").read_text())[
-        "steps"]
+    assert (
+        last["step"] == json.loads((reference_run / "privacy" / "unlearn" / "ga" / "unlearn.json").read_text())["steps"]
+    )
     assert last["unlearn_success"] == pytest.approx(final["unlearn_success"], abs=1e-9)
     assert last["retention_success"] == pytest.approx(final["retention_success"], abs=1e-9)
 
@@ -49,15 +60,18 @@ def test_second_run_is_all_cached_with_the_same_table(reference_run, capsys):
     before = _numbers(reference_run)
     assert main(_command(reference_run)) == 0
     printed = capsys.readouterr().out
-    stage_lines = [line for line in printed.splitlines() if line.startswith("[privacy]")
-                   and " paper findings: " not in line]
+    stage_lines = [
+        line for line in printed.splitlines() if line.startswith("[privacy]") and " paper findings: " not in line
+    ]
     assert stage_lines and all(" cached " in line or " warning: " in line for line in stage_lines)
     # the micro fine-tune (2 epochs) misses its target and does not learn the data: the run says each in one line,
     # the report shows the second above the table
     warnings = [line for line in stage_lines if " warning: " in line]
     assert len(warnings) == 2 and all("raise finetune.max_epochs" in warning for warning in warnings)
-    assert "> **Warning (privacy):** the fine-tuned model does not know its data" in \
-        (reference_run / "report" / "table.md").read_text()
+    assert (
+        "> **Warning (privacy):** the fine-tuned model does not know its data"
+        in (reference_run / "report" / "table.md").read_text()
+    )
     assert "| vanilla |" in printed and "Prompt: none" in printed
     assert _numbers(reference_run) == before
 
@@ -135,10 +149,20 @@ def test_stage_log_totals_the_paper_system_apart_from_robustness_and_the_later_r
     log.run("attack", "privacy", takes(1, "relearned", False), row="ga", robustness=True)
     log.run("unlearn", "privacy", takes(8, "done", False), row="npo@memflex")
     log.run("attack", "privacy", takes(1, "relearned", False), row="npo@memflex", robustness=True)  # with its row
-    assert [line.split()[1] for line in lines] == ["finetune", "finetune", "eval", "eval", "unlearn", "attack",
-                                                   "unlearn", "attack"]
-    assert log.totals() == ("time per stage: finetune 140s, eval 6s, unlearn 13s, attack 2s; total 161s = the "
-                            "paper's system 109s + robustness evaluations 43s + rows beyond the paper's eight 9s")
+    assert [line.split()[1] for line in lines] == [
+        "finetune",
+        "finetune",
+        "eval",
+        "eval",
+        "unlearn",
+        "attack",
+        "unlearn",
+        "attack",
+    ]
+    assert log.totals() == (
+        "time per stage: finetune 140s, eval 6s, unlearn 13s, attack 2s; total 161s = the "
+        "paper's system 109s + robustness evaluations 43s + rows beyond the paper's eight 9s"
+    )
 
     paper_only = pipeline.StageLog(lines.append)
     paper_only.run("unlearn", "privacy", takes(3, "done", False), row="memflex")

@@ -13,8 +13,12 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "knowundo"
 
 def test_no_model_pass_takes_its_device_from_the_models_parameters():
     guessed = re.compile(r"parameters\(\)\)\.device|\.device\s+for\s+\w+\s+in\s+\w+\.parameters")
-    offenders = [f"{path.relative_to(SRC)}:{number}" for path in SRC.rglob("*.py")
-                 for number, line in enumerate(path.read_text().splitlines(), 1) if guessed.search(line)]
+    offenders = [
+        f"{path.relative_to(SRC)}:{number}"
+        for path in SRC.rglob("*.py")
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if guessed.search(line)
+    ]
     assert not offenders, f"device taken from a model's parameters instead of knowundo.placement: {offenders}"
 
 
@@ -51,11 +55,14 @@ def test_every_model_pass_asks_the_seam(asked, micro_config, micro_base, finetun
     model = load_adapter(model, finetuned_privacy / "adapter", trainable=True)
     formatter, items = stage.formatter(tokenizer), stage.data["unlearn"]["val"][:4]
     features = encode_items(items, formatter).features
-    passes = {"knowundo.evaluate.teacher_forced": lambda: evaluate_items(model, formatter, items, 4),
-              "knowundo.evaluate.generation": lambda: generate_answers(model, formatter, items, 4, 4),
-              "knowundo.localize": lambda: average_gradients(model, features, formatter, 1, 0, 4),
-              "knowundo.data.relabel": lambda: adversarial_labels(
-                  features, RelabelContext(model, formatter, torch.Generator().manual_seed(0), 4))}
+    passes = {
+        "knowundo.evaluate.teacher_forced": lambda: evaluate_items(model, formatter, items, 4),
+        "knowundo.evaluate.generation": lambda: generate_answers(model, formatter, items, 4, 4),
+        "knowundo.localize": lambda: average_gradients(model, features, formatter, 1, 0, 4),
+        "knowundo.data.relabel": lambda: adversarial_labels(
+            features, RelabelContext(model, formatter, torch.Generator().manual_seed(0), 4)
+        ),
+    }
     for module, run in passes.items():
         asked.clear()
         run()

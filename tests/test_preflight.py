@@ -19,8 +19,15 @@ def config_only_7b(tmp_path_factory):
     from .chat_tokenizers import llama2_chat_tokenizer
 
     target = tmp_path_factory.mktemp("llama-2-7b")
-    LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
-                num_key_value_heads=32, vocab_size=32000, max_position_embeddings=4096).save_pretrained(target)
+    LlamaConfig(
+        hidden_size=4096,
+        intermediate_size=11008,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=32,
+        vocab_size=32000,
+        max_position_embeddings=4096,
+    ).save_pretrained(target)
     llama2_chat_tokenizer().save_pretrained(target)
     assert not list(target.glob("*.safetensors"))
     return target
@@ -34,8 +41,10 @@ def test_tiny_preset_passes_with_a_plan(micro_base, capsys):
 
 
 def test_a_7b_preset_is_planned_from_its_config_and_tokenizer_alone(config_only_7b, capsys):
-    assert main(["check", "--preset", "llama2-7b-chat", "--model", str(config_only_7b),
-                 "--set", "data.source=bundled"]) == 0
+    assert (
+        main(["check", "--preset", "llama2-7b-chat", "--model", str(config_only_7b), "--set", "data.source=bundled"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "6,738.4M parameters" in out and "19.99M trainable" in out  # Llama-2-7B, LoRA r 8 on all linear layers
     ga = next(line for line in out.splitlines() if line.strip().startswith("ga "))
@@ -44,22 +53,48 @@ def test_a_7b_preset_is_planned_from_its_config_and_tokenizer_alone(config_only_
 
 
 def test_trained_embedding_rows_are_counted_with_an_untied_head(config_only_7b, capsys):
-    assert main(["check", "--preset", "llama2-7b-chat", "--model", str(config_only_7b),
-                 "--set", "data.source=bundled", "--set", "lora.train_embeddings=true"]) == 0
+    assert (
+        main(
+            [
+                "check",
+                "--preset",
+                "llama2-7b-chat",
+                "--model",
+                str(config_only_7b),
+                "--set",
+                "data.source=bundled",
+                "--set",
+                "lora.train_embeddings=true",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     # 19.99M LoRA + 2 x 32,000 x 4,096 rows (Llama-2's head is not tied to its embeddings)
     assert "LoRA r 8 + embedding rows: 282.13M trainable" in out
 
 
 def test_every_problem_is_one_line_and_exit_2(config_only_7b, tmp_path, capsys):
-    code = main(["check", "--preset", "llama2-7b-chat", "--model", str(config_only_7b),
-                 "--set", "eval.general_tasks=[no_such_task_xyz]", "--set", "unlearn.learning_rate=-1"])
+    code = main(
+        [
+            "check",
+            "--preset",
+            "llama2-7b-chat",
+            "--model",
+            str(config_only_7b),
+            "--set",
+            "eval.general_tasks=[no_such_task_xyz]",
+            "--set",
+            "unlearn.learning_rate=-1",
+        ]
+    )
     err = [line for line in capsys.readouterr().err.splitlines() if line]
     assert code == 2 and all(line.startswith("knowundo: error: ") for line in err)
     assert any("unlearn.learning_rate must be > 0" in line for line in err)
     assert any("unknown lm-eval task 'no_such_task_xyz'" in line for line in err)
     assert next(line for line in err if "could not load zjunlp/KnowUnDo" in line).startswith(  # not mirrored here
-        "knowundo: error: data privacy")
+        "knowundo: error: data privacy"
+    )
     assert len(err) == 4  # settings, the task, and the unmirrored dataset of each domain
     code = main(["check", "--set", f"model.name={tmp_path / 'models' / 'none'}"])
     assert code == 2 and "model: cannot load model" in capsys.readouterr().err
@@ -88,9 +123,11 @@ def test_memory_estimate_follows_the_formula(config_only_7b):
     assert side == pytest.approx(32 * 256 * 4096 * (34 + 5 * 32 * 256 / 4096) + 256 * 32000 * 10)
     assert peak_bytes(RunLabel("ga"), cfg, total, lora, shape, False) == pytest.approx(total * 2 + lora * 16 + side)
     assert peak_bytes(RunLabel("ga_kl"), cfg, total, lora, shape, False) == pytest.approx(
-        total * 2 + lora * 16 + side + lora * 4 + 256 * 32000 * 2)
+        total * 2 + lora * 16 + side + lora * 4 + 256 * 32000 * 2
+    )
     assert peak_bytes(RunLabel("idk_dpo"), cfg, total, lora, shape, False) == pytest.approx(
-        total * 2 + lora * 16 + 2 * side + lora * 4 + 256 * 32000 * 2)
+        total * 2 + lora * 16 + 2 * side + lora * 4 + 256 * 32000 * 2
+    )
 
 
 def test_run_refuses_to_start_on_a_preflight_problem(tmp_path, capsys, micro_base):

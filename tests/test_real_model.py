@@ -45,8 +45,10 @@ def test_the_chat_answer_mask_is_exactly_the_answer_and_its_end_of_turn(smollm2)
     answer = [token for token in encoded["labels"] if token != IGNORE]
     assert tokenizer.decode(answer) == "Mara Voss wrote the letter.<|im_end|>"
     prompt = encoded["input_ids"][: len(encoded["input_ids"]) - len(answer)]
-    assert tokenizer.decode(prompt) == ("<|im_start|>system\nAnswer briefly.<|im_end|>\n<|im_start|>user\nWho wrote "
-                                        "the letter?<|im_end|>\n<|im_start|>assistant\n")
+    assert tokenizer.decode(prompt) == (
+        "<|im_start|>system\nAnswer briefly.<|im_end|>\n<|im_start|>user\nWho wrote "
+        "the letter?<|im_end|>\n<|im_start|>assistant\n"
+    )
     assert encoded["labels"][: len(prompt)] == [IGNORE] * len(prompt)
     assert formatter.stop_ids[0] == tokenizer.convert_tokens_to_ids("<|im_end|>")
 
@@ -74,8 +76,19 @@ def test_check_resolves_the_neutral_preset_and_the_chat_template_for_a_model_dir
     assert "template auto -> chat: prompt '<|im_start|>" in out.out and "mask exact" in out.out
     assert "float32 on cpu" in out.out and "warning" not in out.err
 
-    assert main(["check", "--preset", "qwen1.5-7b-chat", "--model", str(smollm2_path()),
-                 *sets("run.domains=privacy", "run.methods=ga", "data.source=bundled")]) == 0
+    assert (
+        main(
+            [
+                "check",
+                "--preset",
+                "qwen1.5-7b-chat",
+                "--model",
+                str(smollm2_path()),
+                *sets("run.domains=privacy", "run.methods=ga", "data.source=bundled"),
+            ]
+        )
+        == 0
+    )
     warning = capsys.readouterr().err.strip().splitlines()
     assert len(warning) == 1 and "preset qwen1.5-7b-chat is written for qwen2 models" in warning[0]
     assert "is a llama model" in warning[0]
@@ -93,15 +106,49 @@ def test_every_method_family_trains_and_is_evaluated_on_the_real_model(smollm2, 
     general = tmp_path / "general.json"
     general.write_text(json.dumps(load_general(DataSource(general="real"))["heldout"][:10]))
     out = tmp_path / "run"
-    micro = ["data.instances=2", f"data.general={general}", "finetune.epochs=1", "finetune.target_accuracy=null",
-             "finetune.general_replay=0.5", "unlearn.steps=2", "unlearn.min_steps=0", "unlearn.save_steps=0",
-             "unlearn.batch_size=4", "unlearn.learning_rate=1e-3", "unlearn.per_method={}", "localize.copies=1",
-             "localize.top_k=2", "run.oracle=false", "run.base=false", "attack.relearn=false", "attack.quantize=[]",
-             "eval.prompts=none", "eval.max_new_tokens=8", "eval.curves=false", "eval.general_mc=false",
-             "eval.robustness_items=4"]
+    micro = [
+        "data.instances=2",
+        f"data.general={general}",
+        "finetune.epochs=1",
+        "finetune.target_accuracy=null",
+        "finetune.general_replay=0.5",
+        "unlearn.steps=2",
+        "unlearn.min_steps=0",
+        "unlearn.save_steps=0",
+        "unlearn.batch_size=4",
+        "unlearn.learning_rate=1e-3",
+        "unlearn.per_method={}",
+        "localize.copies=1",
+        "localize.top_k=2",
+        "run.oracle=false",
+        "run.base=false",
+        "attack.relearn=false",
+        "attack.quantize=[]",
+        "eval.prompts=none",
+        "eval.max_new_tokens=8",
+        "eval.curves=false",
+        "eval.general_mc=false",
+        "eval.robustness_items=4",
+    ]
     rows = ("ga", "ga_gd", "npo", "memflex", "idk_dpo", "rmu")
-    assert main(["run", "--preset", "smollm2", "--out", str(out), "--domains", "privacy", "--quiet",
-                 "--methods", ",".join(rows), *sets(*micro)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--preset",
+                "smollm2",
+                "--out",
+                str(out),
+                "--domains",
+                "privacy",
+                "--quiet",
+                "--methods",
+                ",".join(rows),
+                *sets(*micro),
+            ]
+        )
+        == 0
+    )
     finetuned = load_file(str(out / "privacy" / "finetune" / "adapter" / "adapter_model.safetensors"))
     for label in ("vanilla", *rows):
         result = json.loads((out / "privacy" / "eval" / f"{label}.json").read_text())

@@ -17,9 +17,15 @@ from knowundo.cli import main
 from tests.conftest import MICRO, sets
 
 ROOT = Path(__file__).resolve().parents[1]
-SHORT = [*MICRO, "unlearn.epochs=1", "unlearn.batch_size=8", "unlearn.grad_accum=2", "unlearn.save_steps=4",
-         "eval.prompts=none", "eval.max_new_tokens=8"]
-
+SHORT = [
+    *MICRO,
+    "unlearn.epochs=1",
+    "unlearn.batch_size=8",
+    "unlearn.grad_accum=2",
+    "unlearn.save_steps=4",
+    "eval.prompts=none",
+    "eval.max_new_tokens=8",
+]
 
 
 def _not_a_causal_lm(tmp_path):
@@ -30,62 +36,182 @@ def _not_a_causal_lm(tmp_path):
 
 
 BAD_INPUT = {
-    "unknown method": (lambda t, ft: ["unlearn", "--domain", "privacy", "--method", "npoo", "--finetuned", ft,
-                                      "--out", str(t / "out")], "unknown method 'npoo'"),
-    "unknown domain": (lambda t, ft: ["run", "--domains", "medical", "--out", str(t / "out")],
-                       "unknown domain 'medical'"),
+    "unknown method": (
+        lambda t, ft: [
+            "unlearn",
+            "--domain",
+            "privacy",
+            "--method",
+            "npoo",
+            "--finetuned",
+            ft,
+            "--out",
+            str(t / "out"),
+        ],
+        "unknown method 'npoo'",
+    ),
+    "unknown domain": (
+        lambda t, ft: ["run", "--domains", "medical", "--out", str(t / "out")],
+        "unknown domain 'medical'",
+    ),
     "unknown preset": (lambda t, ft: ["run", "--preset", "llama3", "--out", str(t / "out")], "unknown preset"),
-    "config key with did-you-mean": (lambda t, ft: ["run", "--set", "unlearn.lerning_rate=1", "--out", str(t / "out")],
-                                     "did you mean 'unlearn.learning_rate'"),
-    "unknown run method": (lambda t, ft: ["run", "--methods", "ga,gradient_descent", "--out", str(t / "out")],
-                           "unknown method 'gradient_descent'"),
+    "config key with did-you-mean": (
+        lambda t, ft: ["run", "--set", "unlearn.lerning_rate=1", "--out", str(t / "out")],
+        "did you mean 'unlearn.learning_rate'",
+    ),
+    "unknown run method": (
+        lambda t, ft: ["run", "--methods", "ga,gradient_descent", "--out", str(t / "out")],
+        "unknown method 'gradient_descent'",
+    ),
     "method listed twice": (lambda t, ft: ["run", "--methods", "ga,ga", "--out", str(t / "out")], "twice"),
-    "ood of a method without retain data": (lambda t, ft: ["run", "--methods", "ga_ood", "--out", str(t / "out")],
-                                            "no out-of-distribution variant"),
-    "conflicting selection flags": (lambda t, ft: ["localize", "--domain", "privacy", "--finetuned", ft, "--mu", "0.9",
-                                                   "--top-k", "3", "--out", str(t / "out")], "choose one selection"),
-    "--general with a method without retain data": (lambda t, ft: ["unlearn", "--domain", "privacy", "--method", "ga",
-                                                                   "--general", "--finetuned", ft, "--out",
-                                                                   str(t / "out")], "--general"),
-    "unknown prompt variant": (lambda t, ft: ["eval", "--domain", "privacy", "--set", "eval.prompts=none,polite",
-                                              "--out", str(t / "out" / "r.json")], "unknown prompt variant"),
-    "no prompt variant": (lambda t, ft: ["run", "--set", "eval.prompts=[]", "--out", str(t / "out")],
-                          "eval.prompts is empty"),
+    "ood of a method without retain data": (
+        lambda t, ft: ["run", "--methods", "ga_ood", "--out", str(t / "out")],
+        "no out-of-distribution variant",
+    ),
+    "conflicting selection flags": (
+        lambda t, ft: [
+            "localize",
+            "--domain",
+            "privacy",
+            "--finetuned",
+            ft,
+            "--mu",
+            "0.9",
+            "--top-k",
+            "3",
+            "--out",
+            str(t / "out"),
+        ],
+        "choose one selection",
+    ),
+    "--general with a method without retain data": (
+        lambda t, ft: [
+            "unlearn",
+            "--domain",
+            "privacy",
+            "--method",
+            "ga",
+            "--general",
+            "--finetuned",
+            ft,
+            "--out",
+            str(t / "out"),
+        ],
+        "--general",
+    ),
+    "unknown prompt variant": (
+        lambda t, ft: [
+            "eval",
+            "--domain",
+            "privacy",
+            "--set",
+            "eval.prompts=none,polite",
+            "--out",
+            str(t / "out" / "r.json"),
+        ],
+        "unknown prompt variant",
+    ),
+    "no prompt variant": (
+        lambda t, ft: ["run", "--set", "eval.prompts=[]", "--out", str(t / "out")],
+        "eval.prompts is empty",
+    ),
     "unknown --force stage": (lambda t, ft: ["run", "--force", "training", "--out", str(t / "out")], "unknown stage"),
-    "missing model path": (lambda t, ft: ["finetune", "--domain", "privacy", "--set", f"model.name={t / 'nope'}",
-                                          "--out", str(t / "out")], "cannot load model"),
-    "not a causal LM": (lambda t, ft: ["finetune", "--domain", "privacy", "--set",
-                                       f"model.name={_not_a_causal_lm(t)}", "--out", str(t / "out")],
-                        "not a causal language model"),
-    "method parameter with did-you-mean": (lambda t, ft: ["run", "--set", "unlearn.method_args.adversarial.topk=3",
-                                                          "--out", str(t / "out")],
-                                           "did you mean 'unlearn.method_args.adversarial.top_k'"),
-    "method parameter of the wrong type": (lambda t, ft: ["run", "--set", "unlearn.method_args.adversarial.top_k=many",
-                                                          "--out", str(t / "out")], "expects int"),
-    "parameters of an unknown method": (lambda t, ft: ["run", "--set", "unlearn.method_args.npoo.beta=1", "--out",
-                                                       str(t / "out")], "unknown method 'npoo'"),
-    "per-method settings of an unknown method": (lambda t, ft: ["run", "--set", "unlearn.per_method.gaa={epochs: 1}",
-                                                                "--out", str(t / "out")], "unknown method 'gaa'"),
-    "unknown region in a label": (lambda t, ft: ["run", "--methods", "ga@rows", "--out", str(t / "out")],
-                                  "unknown region 'rows'"),
-    "a localized method with a region label": (lambda t, ft: ["run", "--methods", "memflex@memflex", "--out",
-                                                              str(t / "out")], "trains inside its own region"),
-    "unknown plugin": (lambda t, ft: ["run", "--set", "plugins=[no_such_module_xyz]", "--out", str(t / "out")],
-                       "cannot import 'no_such_module_xyz'"),
-    "negative learning rate": (lambda t, ft: ["finetune", "--domain", "privacy", "--set", "finetune.learning_rate=-1",
-                                              "--out", str(t / "out")], "finetune.learning_rate must be > 0"),
-    "zero epochs": (lambda t, ft: ["run", "--set", "unlearn.epochs=0", "--out", str(t / "out")],
-                    "unlearn.epochs must be > 0"),
-    "fraction out of range": (lambda t, ft: ["run", "--set", "localize.quantile=1.5", "--out", str(t / "out")],
-                              "localize.quantile must be in (0, 1)"),
-    "unknown scheduler": (lambda t, ft: ["unlearn", "--domain", "privacy", "--method", "ga", "--finetuned", ft,
-                                         "--set", "unlearn.scheduler=cosinus", "--out", str(t / "out")],
-                          "unlearn.scheduler must be one of"),
-    "model directory that does not exist": (lambda t, ft: ["finetune", "--domain", "privacy", "--set",
-                                                           f"model.name={t / 'models' / 'mine'}", "--out",
-                                                           str(t / "out")], "no such directory"),
-    "adapter directory without safetensors": (lambda t, ft: ["eval", "--domain", "privacy", "--adapter", str(t),
-                                                             "--out", str(t / "out" / "r.json")], "no LoRA adapter"),
+    "missing model path": (
+        lambda t, ft: ["finetune", "--domain", "privacy", "--set", f"model.name={t / 'nope'}", "--out", str(t / "out")],
+        "cannot load model",
+    ),
+    "not a causal LM": (
+        lambda t, ft: [
+            "finetune",
+            "--domain",
+            "privacy",
+            "--set",
+            f"model.name={_not_a_causal_lm(t)}",
+            "--out",
+            str(t / "out"),
+        ],
+        "not a causal language model",
+    ),
+    "method parameter with did-you-mean": (
+        lambda t, ft: ["run", "--set", "unlearn.method_args.adversarial.topk=3", "--out", str(t / "out")],
+        "did you mean 'unlearn.method_args.adversarial.top_k'",
+    ),
+    "method parameter of the wrong type": (
+        lambda t, ft: ["run", "--set", "unlearn.method_args.adversarial.top_k=many", "--out", str(t / "out")],
+        "expects int",
+    ),
+    "parameters of an unknown method": (
+        lambda t, ft: ["run", "--set", "unlearn.method_args.npoo.beta=1", "--out", str(t / "out")],
+        "unknown method 'npoo'",
+    ),
+    "per-method settings of an unknown method": (
+        lambda t, ft: ["run", "--set", "unlearn.per_method.gaa={epochs: 1}", "--out", str(t / "out")],
+        "unknown method 'gaa'",
+    ),
+    "unknown region in a label": (
+        lambda t, ft: ["run", "--methods", "ga@rows", "--out", str(t / "out")],
+        "unknown region 'rows'",
+    ),
+    "a localized method with a region label": (
+        lambda t, ft: ["run", "--methods", "memflex@memflex", "--out", str(t / "out")],
+        "trains inside its own region",
+    ),
+    "unknown plugin": (
+        lambda t, ft: ["run", "--set", "plugins=[no_such_module_xyz]", "--out", str(t / "out")],
+        "cannot import 'no_such_module_xyz'",
+    ),
+    "negative learning rate": (
+        lambda t, ft: [
+            "finetune",
+            "--domain",
+            "privacy",
+            "--set",
+            "finetune.learning_rate=-1",
+            "--out",
+            str(t / "out"),
+        ],
+        "finetune.learning_rate must be > 0",
+    ),
+    "zero epochs": (
+        lambda t, ft: ["run", "--set", "unlearn.epochs=0", "--out", str(t / "out")],
+        "unlearn.epochs must be > 0",
+    ),
+    "fraction out of range": (
+        lambda t, ft: ["run", "--set", "localize.quantile=1.5", "--out", str(t / "out")],
+        "localize.quantile must be in (0, 1)",
+    ),
+    "unknown scheduler": (
+        lambda t, ft: [
+            "unlearn",
+            "--domain",
+            "privacy",
+            "--method",
+            "ga",
+            "--finetuned",
+            ft,
+            "--set",
+            "unlearn.scheduler=cosinus",
+            "--out",
+            str(t / "out"),
+        ],
+        "unlearn.scheduler must be one of",
+    ),
+    "model directory that does not exist": (
+        lambda t, ft: [
+            "finetune",
+            "--domain",
+            "privacy",
+            "--set",
+            f"model.name={t / 'models' / 'mine'}",
+            "--out",
+            str(t / "out"),
+        ],
+        "no such directory",
+    ),
+    "adapter directory without safetensors": (
+        lambda t, ft: ["eval", "--domain", "privacy", "--adapter", str(t), "--out", str(t / "out" / "r.json")],
+        "no LoRA adapter",
+    ),
 }
 
 
@@ -173,19 +299,25 @@ def test_same_seed_same_numbers(finetuned_privacy, tmp_path):
     for name in ("first", "second"):
         unlearn(cfg, "privacy", "ga_kl", finetuned_privacy / "adapter", tmp_path / name, progress=False)
         result = evaluate_checkpoint(cfg, "privacy", tmp_path / name / "adapter")
-        results.append((file_hash(tmp_path / name / "adapter" / "adapter_model.safetensors"),
-                        {k: v for k, v in result.items() if k != "meta"}))
+        results.append(
+            (
+                file_hash(tmp_path / name / "adapter" / "adapter_model.safetensors"),
+                {k: v for k, v in result.items() if k != "meta"},
+            )
+        )
     assert results[0] == results[1]
 
 
 def test_every_result_file_states_seed_data_hash_and_versions(reference_run):
     out = reference_run
-    files = {"run.json": ("seed", "data_hashes", "versions"),
-             "privacy/finetune/finetune.json": ("seed", "data_hash", "versions"),
-             "privacy/localize/gradients.json": ("seed", "data_hash", "versions"),
-             "privacy/localize/region.json": ("seed", "data_hash", "versions"),
-             "privacy/unlearn/ga/unlearn.json": ("seed", "data_hash", "versions"),
-             "report/table.json": ("seeds", "data_hashes", "versions")}
+    files = {
+        "run.json": ("seed", "data_hashes", "versions"),
+        "privacy/finetune/finetune.json": ("seed", "data_hash", "versions"),
+        "privacy/localize/gradients.json": ("seed", "data_hash", "versions"),
+        "privacy/localize/region.json": ("seed", "data_hash", "versions"),
+        "privacy/unlearn/ga/unlearn.json": ("seed", "data_hash", "versions"),
+        "report/table.json": ("seeds", "data_hashes", "versions"),
+    }
     for name, keys in files.items():
         record = json.loads((out / name).read_text())
         assert all(record.get(k) for k in keys), (name, [k for k in keys if not record.get(k)])
@@ -203,8 +335,10 @@ class Exploit:
 
 def _crafted_pickle(target: Path, marker: Path) -> None:
     """A pickle that, if ever unpickled, creates ``marker`` (written by a subprocess: no pickle import here)."""
-    code = (EXPLOIT.format(marker=str(marker))
-            + f"import pickle; open({str(target)!r}, 'wb').write(pickle.dumps(Exploit()))")
+    code = (
+        EXPLOIT.format(marker=str(marker))
+        + f"import pickle; open({str(target)!r}, 'wb').write(pickle.dumps(Exploit()))"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -230,8 +364,18 @@ def test_a_crafted_pickle_is_never_unpickled(finetuned_privacy, tmp_path, capsys
     assert "no evaluation results" in capsys.readouterr().err
     # 3. a checkpoint to resume from whose optimizer state is a crafted pickle
     out = tmp_path / "unlearn"
-    argv = ["unlearn", "--domain", "privacy", "--method", "ga", "--finetuned", str(finetuned_privacy),
-            "--out", str(out), *sets(*SHORT)]
+    argv = [
+        "unlearn",
+        "--domain",
+        "privacy",
+        "--method",
+        "ga",
+        "--finetuned",
+        str(finetuned_privacy),
+        "--out",
+        str(out),
+        *sets(*SHORT),
+    ]
     assert main(argv) == 0
     checkpoint = out / "checkpoints" / "checkpoint-4"
     partial = tmp_path / "unlearn.partial"

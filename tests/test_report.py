@@ -8,19 +8,45 @@ from knowundo.cli import main
 from tests.conftest import MICRO, sets
 
 FAST_EVAL = ["eval.prompts=none,helpful", "eval.max_new_tokens=8", "eval.general_mc=false"]
-SHORT = [*MICRO, *FAST_EVAL, "unlearn.epochs=1", "unlearn.batch_size=8", "unlearn.grad_accum=2",
-         "unlearn.save_steps=4"]
-
+SHORT = [*MICRO, *FAST_EVAL, "unlearn.epochs=1", "unlearn.batch_size=8", "unlearn.grad_accum=2", "unlearn.save_steps=4"]
 
 
 @pytest.fixture(scope="module")
 def results(finetuned_privacy, tmp_path_factory):
     root = tmp_path_factory.mktemp("results")
-    assert main(["unlearn", "--domain", "privacy", "--method", "ga", "--finetuned", str(finetuned_privacy),
-                 "--out", str(root / "ga"), *sets(*SHORT)]) == 0
+    assert (
+        main(
+            [
+                "unlearn",
+                "--domain",
+                "privacy",
+                "--method",
+                "ga",
+                "--finetuned",
+                str(finetuned_privacy),
+                "--out",
+                str(root / "ga"),
+                *sets(*SHORT),
+            ]
+        )
+        == 0
+    )
     for label, adapter in (("vanilla", finetuned_privacy / "adapter"), ("ga", root / "ga" / "adapter")):
-        assert main(["eval", "--domain", "privacy", "--adapter", str(adapter), "--out",
-                     str(root / "eval" / f"{label}.json"), *sets(*SHORT)]) == 0
+        assert (
+            main(
+                [
+                    "eval",
+                    "--domain",
+                    "privacy",
+                    "--adapter",
+                    str(adapter),
+                    "--out",
+                    str(root / "eval" / f"{label}.json"),
+                    *sets(*SHORT),
+                ]
+            )
+            == 0
+        )
     return root
 
 
@@ -69,15 +95,31 @@ def test_report_tables_and_plots_from_files_alone(results, tmp_path, capsys):
     assert main(["report", str(results), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "## Prompt: none" in printed and "## Prompt: helpful" in printed
-    for name in ("table.md", "table.csv", "table.json", "categories.md", "categories.csv", "mia.md",
-                 "efficiency.md", "curves_privacy.png"):
+    for name in (
+        "table.md",
+        "table.csv",
+        "table.json",
+        "categories.md",
+        "categories.csv",
+        "mia.md",
+        "efficiency.md",
+        "curves_privacy.png",
+    ):
         assert (out / name).is_file(), name
     table = (out / "table.md").read_text()
     section = table.split("## Prompt: none")[1].split("## Prompt:")[0]
     header, _, *rows = [line for line in section.splitlines() if line.startswith("|")]
     assert [c.strip() for c in header.strip("|").split("|")][:9] == [
-        "Method", "UL Succ ↑", "UL PPL ↑", "UL ROUGE-L ↓", "RT Succ ↑", "RT PPL ↓", "RT ROUGE-L ↑", "Avg Succ ↑",
-        "Leak ↓"]
+        "Method",
+        "UL Succ ↑",
+        "UL PPL ↑",
+        "UL ROUGE-L ↓",
+        "RT Succ ↑",
+        "RT PPL ↓",
+        "RT ROUGE-L ↑",
+        "Avg Succ ↑",
+        "Leak ↓",
+    ]
     assert [r.split("|")[1].strip() for r in rows] == ["vanilla", "ga", "diverged"]
     assert ">1e10" in rows[2]
     table = json.loads((out / "table.json").read_text())
@@ -95,8 +137,9 @@ def test_report_errors_are_one_line(tmp_path, capsys):
     assert main(["report", str(tmp_path / "empty")]) == 2
     assert "no evaluation results" in capsys.readouterr().err
     (tmp_path / "old").mkdir()
-    (tmp_path / "old" / "r.json").write_text(json.dumps({"kind": "knowundo-eval", "domain": "privacy", "label": "x",
-                                                         "prompts": {}}))
+    (tmp_path / "old" / "r.json").write_text(
+        json.dumps({"kind": "knowundo-eval", "domain": "privacy", "label": "x", "prompts": {}})
+    )
     assert main(["report", str(tmp_path / "old")]) == 2
     err = capsys.readouterr().err
     assert "without report columns" in err and err.count("\n") == 1
@@ -104,8 +147,21 @@ def test_report_errors_are_one_line(tmp_path, capsys):
 
 def test_an_unlearning_checkpoint_is_evaluated_with_the_same_inputs(results, tmp_path):
     out = tmp_path / "checkpoint.json"
-    assert main(["eval", "--domain", "privacy", "--adapter", str(results / "ga" / "checkpoints" / "checkpoint-4"),
-                 "--out", str(out), *sets(*SHORT)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--domain",
+                "privacy",
+                "--adapter",
+                str(results / "ga" / "checkpoints" / "checkpoint-4"),
+                "--out",
+                str(out),
+                *sets(*SHORT),
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
     final = json.loads((results / "eval" / "ga.json").read_text())
     assert result["label"] == "ga@4" and result["meta"]["training"]["checkpoint_step"] == 4 and "curve" not in result
@@ -114,8 +170,9 @@ def test_an_unlearning_checkpoint_is_evaluated_with_the_same_inputs(results, tmp
     assert result["prompts"]["none"]["unlearn_success"] == pytest.approx(final["curve"][0]["unlearn_success"])
 
 
-def test_fluency_threshold_comes_from_gold_answers_only_and_the_report_reuses_it(finetuned_privacy, tmp_path,
-                                                                              monkeypatch, tiny_model):
+def test_fluency_threshold_comes_from_gold_answers_only_and_the_report_reuses_it(
+    finetuned_privacy, tmp_path, monkeypatch, tiny_model
+):
     from knowundo.data.knowundo import DataSource, load_domain
     from knowundo.evaluate import run as run_module
     from knowundo.evaluate.judge import gibberish_threshold
@@ -129,8 +186,21 @@ def test_fluency_threshold_comes_from_gold_answers_only_and_the_report_reuses_it
     original = run_module.judge_perplexities
     monkeypatch.setattr(run_module, "judge_perplexities", spy)
     out = tmp_path / "results" / "vanilla.json"
-    assert main(["eval", "--domain", "privacy", "--adapter", str(finetuned_privacy / "adapter"), "--out", str(out),
-                 *sets(*SHORT, "eval.prompts=none")]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--domain",
+                "privacy",
+                "--adapter",
+                str(finetuned_privacy / "adapter"),
+                "--out",
+                str(out),
+                *sets(*SHORT, "eval.prompts=none"),
+            ]
+        )
+        == 0
+    )
     data = load_domain(DataSource(), "privacy")
     gold_items = data["unlearn"]["val"] + data["retention"]["val"]
     tok = tiny_model[1]
@@ -149,8 +219,7 @@ def test_fluency_threshold_comes_from_gold_answers_only_and_the_report_reuses_it
     assert float(row[header.index("gibberish_threshold")]) == threshold
 
 
-def test_every_prompt_variant_is_judged_in_one_pass_per_judge_with_the_oracles_thresholds(reference_run,
-                                                                                          monkeypatch):
+def test_every_prompt_variant_is_judged_in_one_pass_per_judge_with_the_oracles_thresholds(reference_run, monkeypatch):
     """Against the oracle's result, both judges read their thresholds from it (no gold pass), judge the
     generations of every prompt variant in one pass each, and judge a (question, generation) pair once."""
     from knowundo.config import load_config
@@ -167,16 +236,26 @@ def test_every_prompt_variant_is_judged_in_one_pass_per_judge_with_the_oracles_t
     monkeypatch.setattr(run_module, "judge_perplexities", spy)
     cfg = load_config("tiny", overrides=[*RUN, "eval.prompts=none,helpful"])
     oracle = reference_run / "privacy" / "eval" / "oracle.json"
-    result = run_module.evaluate_checkpoint(cfg, "privacy", reference_run / "privacy" / "finetune" / "adapter",
-                                            progress=False, references={"oracle": oracle})
+    result = run_module.evaluate_checkpoint(
+        cfg,
+        "privacy",
+        reference_run / "privacy" / "finetune" / "adapter",
+        progress=False,
+        references={"oracle": oracle},
+    )
     assert len(calls) == 2  # base judge, oracle judge; no gold-answer pass
     assert calls[0] == calls[1] and len(set(calls[0])) == len(calls[0])
-    records = [r for variant in ("none", "helpful") for scope in ("unlearn", "retention")
-               for r in result["prompts"][variant][scope]["per_item"]]
+    records = [
+        r
+        for variant in ("none", "helpful")
+        for scope in ("unlearn", "retention")
+        for r in result["prompts"][variant][scope]["per_item"]
+    ]
     assert len(calls[0]) <= len(records) and {r["text"] for r in records} == {q for q, _ in calls[0]}
     thresholds = json.loads(oracle.read_text())["fluency_judge"]
-    assert {j: result["fluency_judge"][j]["threshold"] for j in ("base", "oracle")} == \
-        {j: thresholds[j]["threshold"] for j in ("base", "oracle")}
+    assert {j: result["fluency_judge"][j]["threshold"] for j in ("base", "oracle")} == {
+        j: thresholds[j]["threshold"] for j in ("base", "oracle")
+    }
 
 
 def test_samples_list_the_same_questions_for_every_model_and_are_reproducible(results, tmp_path):
@@ -197,8 +276,12 @@ def test_a_fine_tuned_model_that_does_not_know_its_data_is_flagged():
     from knowundo.report import knowledge_warning
 
     def vanilla(unlearn, retention, label="vanilla", training=None):
-        return {"label": label, "domain": "privacy", "meta": {"training": training},
-                "prompts": {"none": {"unlearn_success": unlearn, "retention_success": retention}}}
+        return {
+            "label": label,
+            "domain": "privacy",
+            "meta": {"training": training},
+            "prompts": {"none": {"unlearn_success": unlearn, "retention_success": retention}},
+        }
 
     assert knowledge_warning(vanilla(0.1, 99.4)) is None
     assert knowledge_warning(vanilla(5.0, 95.0)) is None
@@ -215,29 +298,56 @@ def test_a_fine_tuned_model_that_does_not_know_its_data_is_flagged():
 def _scored(label, ul, rt, helpful_rt=None, domain="privacy"):
     prompts = {"none": {"unlearn_success": ul, "retention_success": rt, "avg_success": (ul + rt) / 2}}
     if helpful_rt is not None:
-        prompts["helpful"] = {"unlearn_success": ul, "retention_success": helpful_rt,
-                              "avg_success": (ul + helpful_rt) / 2}
+        prompts["helpful"] = {
+            "unlearn_success": ul,
+            "retention_success": helpful_rt,
+            "avg_success": (ul + helpful_rt) / 2,
+        }
     return {"domain": domain, "label": label, "prompts": prompts}
 
 
 def test_the_papers_findings_hold_fail_or_cannot_be_checked_by_fixed_rules():
     from knowundo.findings import check_findings, findings_markdown, findings_summary
 
-    paper = [_scored("vanilla", 0.5, 99.0, 98.0), _scored("ga", 95, 10), _scored("random_label", 90, 20),
-             _scored("adversarial", 30, 85), _scored("ga_gd", 50, 80, 60), _scored("ga_gd_ood", 40, 70),
-             _scored("ga_kl", 55, 75), _scored("ga_kl_ood", 45, 60), _scored("memflex", 70, 90, 85)]
+    paper = [
+        _scored("vanilla", 0.5, 99.0, 98.0),
+        _scored("ga", 95, 10),
+        _scored("random_label", 90, 20),
+        _scored("adversarial", 30, 85),
+        _scored("ga_gd", 50, 80, 60),
+        _scored("ga_gd_ood", 40, 70),
+        _scored("ga_kl", 55, 75),
+        _scored("ga_kl_ood", 45, 60),
+        _scored("memflex", 70, 90, 85),
+    ]
     verdicts = {r["finding"]: r["holds"] for r in check_findings(paper)}
-    assert verdicts == {"vanilla": True, "over_forgetting": True, "adversarial_least": True,
-                        "in_distribution": True, "memflex_best": True, "helpful_prompt": True}
+    assert verdicts == {
+        "vanilla": True,
+        "over_forgetting": True,
+        "adversarial_least": True,
+        "in_distribution": True,
+        "memflex_best": True,
+        "helpful_prompt": True,
+    }
     # each rule can fail: vanilla forgot, GA kept more than GD, adversarial forgot more than GD, OOD better,
     # another row has a better average, MemFlex dropped more under the helpful prompt
-    broken = [_scored("vanilla", 6, 99.0, 98.0), _scored("ga", 95, 85), _scored("random_label", 90, 20),
-              _scored("adversarial", 60, 85), _scored("ga_gd", 50, 80, 79), _scored("ga_gd_ood", 60, 80),
-              _scored("ga_kl", 55, 75), _scored("ga_kl_ood", 45, 60), _scored("memflex", 60, 80, 60)]
+    broken = [
+        _scored("vanilla", 6, 99.0, 98.0),
+        _scored("ga", 95, 85),
+        _scored("random_label", 90, 20),
+        _scored("adversarial", 60, 85),
+        _scored("ga_gd", 50, 80, 79),
+        _scored("ga_gd_ood", 60, 80),
+        _scored("ga_kl", 55, 75),
+        _scored("ga_kl_ood", 45, 60),
+        _scored("memflex", 60, 80, 60),
+    ]
     records = check_findings(broken)
     assert all(r["holds"] is False for r in records), records
-    assert "adversarial 60.0, lowest other ga_kl_ood 45.0" in {r["finding"]: r["numbers"] for r in records}[
-        "adversarial_least"]
+    assert (
+        "adversarial 60.0, lowest other ga_kl_ood 45.0"
+        in {r["finding"]: r["numbers"] for r in records}["adversarial_least"]
+    )
     # rows or the helpful prompt not evaluated: not checkable, never a verdict
     partial = check_findings([_scored("vanilla", 0.5, 99.0), _scored("ga", 95, 10)])
     assert {r["finding"]: r["holds"] for r in partial}["helpful_prompt"] is None
@@ -259,11 +369,16 @@ def test_general_ability_is_compared_with_the_base_question_by_question():
 
     def result(label, domain, accuracies, correct, other_questions="q"):
         items = [{"text": f"q{i}", "accuracy": a} for i, a in enumerate(accuracies)]
-        return {"label": label, "domain": domain,
-                "general": {"accuracy": sum(accuracies) / len(accuracies), "per_item": items},
-                "lm_eval": {"mc": {"acc": 100.0 * sum(correct) / len(correct), "correct": correct, "questions": "q"},
-                            "other": {"acc": 50.0, "correct": [1, 0], "questions": other_questions},
-                            "named": {"acc": 50.0}}}
+        return {
+            "label": label,
+            "domain": domain,
+            "general": {"accuracy": sum(accuracies) / len(accuracies), "per_item": items},
+            "lm_eval": {
+                "mc": {"acc": 100.0 * sum(correct) / len(correct), "correct": correct, "questions": "q"},
+                "other": {"acc": 50.0, "correct": [1, 0], "questions": other_questions},
+                "named": {"acc": 50.0},
+            },
+        }
 
     base = result("base", "privacy", [80.0, 60.0, 70.0, 90.0], [1, 1, 1, 0])
     vanilla = result("vanilla", "privacy", [80.0, 50.0, 75.0, 85.0], [0, 1, 1, 1], other_questions="reordered")
@@ -309,7 +424,8 @@ def test_lm_eval_answers_are_kept_per_question_from_one_filter_and_groups_join_t
     assert scores[0] == [1, 0] and scores[1] == per_question_scores([sample(0, 1.0), sample(1, 1.0)])[1]
     assert per_question_scores([sample(0, 1.0), sample(0, 1.0)]) is None  # one document twice
     assert per_question_scores([sample(0, 0.5)]) is None and per_question_scores([]) is None
-    results = {"results": {"mmlu": {}, "mmlu_stem": {}, "mmlu_algebra": {}, "mmlu_physics": {}, "mmlu_law": {},
-                           "arc": {}},
-               "group_subtasks": {"mmlu": ["mmlu_stem", "mmlu_law"], "mmlu_stem": ["mmlu_algebra", "mmlu_physics"]}}
+    results = {
+        "results": {"mmlu": {}, "mmlu_stem": {}, "mmlu_algebra": {}, "mmlu_physics": {}, "mmlu_law": {}, "arc": {}},
+        "group_subtasks": {"mmlu": ["mmlu_stem", "mmlu_law"], "mmlu_stem": ["mmlu_algebra", "mmlu_physics"]},
+    }
     assert _top_level_tasks(results) == {"mmlu": ["mmlu_algebra", "mmlu_physics", "mmlu_law"], "arc": ["arc"]}

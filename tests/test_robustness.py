@@ -58,18 +58,28 @@ def test_recovered_share_of_the_gap():
 
 def test_truth_ratio_and_paraphrase_accuracy_per_item():
     """The probe pass groups derived items back to their val item: R = mean(exp(mlp_wrong)) / exp(mlp_para)."""
-    items = [{"text": "q0", "labels": "a0", "paraphrased_questions": ["p0", "p0b"], "paraphrased_answer": "t0",
-              "perturbed_answers": ["w0", "w0b", "w0c"]},
-             {"text": "q1", "labels": "a1"}]  # no probe fields: None, never 0
+    items = [
+        {
+            "text": "q0",
+            "labels": "a0",
+            "paraphrased_questions": ["p0", "p0b"],
+            "paraphrased_answer": "t0",
+            "perturbed_answers": ["w0", "w0b", "w0c"],
+        },
+        {"text": "q1", "labels": "a1"},
+    ]  # no probe fields: None, never 0
     logprob = {"t0": math.log(0.5), "w0": math.log(0.1), "w0b": math.log(0.2), "w0c": math.log(0.3)}
     accuracy = {"p0": 40.0, "p0b": 60.0}
 
     ctx = EvalContext.__new__(EvalContext)
     ctx._probes = {}
     ctx.robustness_items = lambda scope: items
-    ctx.score = lambda chosen: {"per_item": [
-        {"index": i, "accuracy": accuracy.get(item["text"], 0.0), "mean_logprob": logprob.get(item["labels"], 0.0)}
-        for i, item in enumerate(chosen)]}
+    ctx.score = lambda chosen: {
+        "per_item": [
+            {"index": i, "accuracy": accuracy.get(item["text"], 0.0), "mean_logprob": logprob.get(item["labels"], 0.0)}
+            for i, item in enumerate(chosen)
+        ]
+    }
     first, second = ctx.probes("unlearn")
     assert first["truth_ratio"] == pytest.approx((0.1 + 0.2 + 0.3) / 3 / 0.5)
     assert first["log_truth_ratio"] == pytest.approx(math.log((0.1 + 0.2 + 0.3) / 3 / 0.5))
@@ -130,13 +140,16 @@ def test_relearning_trains_only_on_unlearn_train_items(micro_config, finetuned_p
     assert not (tmp_path / "unlearned" / "relearn").exists()
 
 
-@pytest.mark.parametrize("setting, message", [
-    ("attack.relearn_fraction=0", "attack.relearn_fraction must be in (0, 1]"),
-    ("attack.relearn_fraction=1.5", "attack.relearn_fraction must be in (0, 1]"),
-    ("attack.relearn_steps=0", "attack.relearn_steps must be >= 1"),
-    ("attack.quantize=[int3-g64]", "attack.quantize[0] must be"),
-    ("attack.quantize=[int8-g0]", "attack.quantize[0] must be"),
-])
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("attack.relearn_fraction=0", "attack.relearn_fraction must be in (0, 1]"),
+        ("attack.relearn_fraction=1.5", "attack.relearn_fraction must be in (0, 1]"),
+        ("attack.relearn_steps=0", "attack.relearn_steps must be >= 1"),
+        ("attack.quantize=[int3-g64]", "attack.quantize[0] must be"),
+        ("attack.quantize=[int8-g0]", "attack.quantize[0] must be"),
+    ],
+)
 def test_attack_settings_are_checked_before_any_work(setting, message, tmp_path, capsys):
     assert main(["run", "--out", str(tmp_path / "run"), *sets(setting)]) == 2
     err = capsys.readouterr().err
@@ -151,8 +164,10 @@ def test_a_run_has_the_oracle_row_and_the_robustness_table(reference_run):
     # the oracle is the reference: compared with itself there is nothing to report
     assert oracle["forget_quality"]["p"] is None and oracle["privleak"]["privleak"] is None
     for result in (vanilla, ga):
-        assert result["forget_quality"] == {**result["forget_quality"], **ks_p_value(
-            result["forget_quality"]["values"], oracle["forget_quality"]["values"])}
+        assert result["forget_quality"] == {
+            **result["forget_quality"],
+            **ks_p_value(result["forget_quality"]["values"], oracle["forget_quality"]["values"]),
+        }
         assert result["forget_quality"]["statistic"] == "log_truth_ratio"
         assert len(result["forget_quality"]["values"]) == result["prompts"]["none"]["unlearn"]["items"]
         auc_model, auc_oracle = result["privleak"]["auc"]["min_k"], oracle["privleak"]["auc"]["min_k"]
@@ -171,14 +186,19 @@ def test_a_run_has_the_oracle_row_and_the_robustness_table(reference_run):
         threshold = result["fluency_judge"]["oracle"]["threshold"]
         assert threshold == oracle["fluency_judge"]["oracle"]["threshold"]
         records = result["prompts"]["none"]["retention"]["per_item"]
-        assert all(r["oracle_gibberish"] == (r["oracle_judge_ppl"] > threshold) for r in records
-                   if r["oracle_judge_ppl"] is not None)
+        assert all(
+            r["oracle_gibberish"] == (r["oracle_judge_ppl"] > threshold)
+            for r in records
+            if r["oracle_judge_ppl"] is not None
+        )
     assert [r["plain_retention_oracle_gibberish_rate"] for r in rows] == [
         read_json(eval_dir / f"{r['method']}.json")["prompts"]["none"]["retention"]["oracle_gibberish_rate"]
-        for r in rows]
+        for r in rows
+    ]
     assert (report / "robustness_privacy.png").stat().st_size > 0
-    assert "oracle" in [line.split("|")[1].strip() for line in (report / "table.md").read_text().splitlines()
-                        if line.startswith("| ")]
+    assert "oracle" in [
+        line.split("|")[1].strip() for line in (report / "table.md").read_text().splitlines() if line.startswith("| ")
+    ]
 
 
 def test_data_without_probe_fields_or_holdout_shows_dashes_never_zeros(micro_config, finetuned_privacy, tmp_path):
@@ -194,8 +214,14 @@ def test_data_without_probe_fields_or_holdout_shows_dashes_never_zeros(micro_con
             data = json.loads(path.read_text())
             data["val"] = [{k: v for k, v in item.items() if k not in PROBE_FIELDS} for item in data["val"]]
             path.write_text(json.dumps(data))
-    cfg = micro_config("data.source=local", f"data.path={root}", "eval.prompts=[none]", "eval.generate=false",
-                       "eval.general_mc=false", "attack.quantize=[]")
+    cfg = micro_config(
+        "data.source=local",
+        f"data.path={root}",
+        "eval.prompts=[none]",
+        "eval.generate=false",
+        "eval.general_mc=false",
+        "attack.quantize=[]",
+    )
     result = evaluate_checkpoint(cfg, "privacy", finetuned_privacy / "adapter", tmp_path / "eval" / "vanilla.json")
     assert result["paraphrase"]["unlearn"] == {"items": 0, "success": None, "truth": None}
     assert result["forget_quality"]["statistic"] == "mean_logprob" and result["forget_quality"]["p"] is None
@@ -229,14 +255,26 @@ def test_a_reference_that_is_not_a_result_is_one_line(micro_base, tmp_path, caps
 def _fake_result(path, domain, data, key, oracle, adapter=None):
     from knowundo.artifacts import EVAL_RESULT_KIND, hash_json, write_json
 
-    write_json(path, {"kind": EVAL_RESULT_KIND, "domain": domain, "label": "x", "prompts": {}, "columns": [],
-                      "meta": {"key": key, "data_hash": hash_json(data), "adapter": adapter and str(adapter),
-                               "training": {"stage": "finetune", "oracle": oracle}}})
+    write_json(
+        path,
+        {
+            "kind": EVAL_RESULT_KIND,
+            "domain": domain,
+            "label": "x",
+            "prompts": {},
+            "columns": [],
+            "meta": {
+                "key": key,
+                "data_hash": hash_json(data),
+                "adapter": adapter and str(adapter),
+                "training": {"stage": "finetune", "oracle": oracle},
+            },
+        },
+    )
     return path
 
 
-def test_references_are_checked_and_key_the_evaluation(micro_config, finetuned_privacy, tmp_path, capsys,
-                                                       monkeypatch):
+def test_references_are_checked_and_key_the_evaluation(micro_config, finetuned_privacy, tmp_path, capsys, monkeypatch):
     from knowundo.evaluate.run import RESULT_FORMAT, eval_key
     from knowundo.stage import Stage
 
@@ -256,11 +294,13 @@ def test_references_are_checked_and_key_the_evaluation(micro_config, finetuned_p
     (tmp_path / "list.json").write_text("[]")
     other = _fake_result(tmp_path / "other.json", "privacy", {"other": "data"}, "k4", oracle=True, adapter=adapter)
     gone = _fake_result(tmp_path / "gone.json", "privacy", data, "k5", oracle=True, adapter=tmp_path / "deleted")
-    for argv, message in ((["--oracle", str(gone)], "(the second fluency judge) is not there"),
-                          (["--oracle", str(vanilla)], "not the evaluation of an oracle"),
-                          (["--vanilla", str(oracle)], "not the evaluation of a fine-tuned model"),
-                          (["--oracle", str(tmp_path / "list.json")], "not an evaluation result"),
-                          (["--oracle", str(other)], "evaluated on other data")):
+    for argv, message in (
+        (["--oracle", str(gone)], "(the second fluency judge) is not there"),
+        (["--oracle", str(vanilla)], "not the evaluation of an oracle"),
+        (["--vanilla", str(oracle)], "not the evaluation of a fine-tuned model"),
+        (["--oracle", str(tmp_path / "list.json")], "not an evaluation result"),
+        (["--oracle", str(other)], "evaluated on other data"),
+    ):
         assert main(["eval", "--domain", "privacy", "--adapter", str(adapter), *argv, *sets(*MICRO)]) == 2
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err
@@ -289,8 +329,9 @@ def _logits(model, ids):
 
 
 @pytest.mark.slow  # trainings (the fast suite stays under 2 minutes)
-def test_the_oracle_judges_as_the_oracle_adapter_on_any_evaluated_model(micro_config, micro_base, tmp_path,
-                                                                       finetuned_privacy):
+def test_the_oracle_judges_as_the_oracle_adapter_on_any_evaluated_model(
+    micro_config, micro_base, tmp_path, finetuned_privacy
+):
     """The second fluency judge is the oracle's adapter swapped into whatever model is evaluated (an adapter, or
     the bare base model of the base row), and the model is exactly as before afterwards."""
     from knowundo.finetune import finetune
@@ -316,8 +357,11 @@ def test_the_oracle_judges_as_the_oracle_adapter_on_any_evaluated_model(micro_co
         assert [name for name, _ in evaluated.named_parameters()] == names  # no LoRA layer left behind
     # the oracle judges itself with its own adapter; a model without an oracle reference has the base judge only
     ctx = EvalContext.__new__(EvalContext)
-    ctx.model, ctx.training, ctx.references = load_adapter(load_base(cfg)[0], oracle_dir / "adapter"), {
-        "oracle": True}, {}
+    ctx.model, ctx.training, ctx.references = (
+        load_adapter(load_base(cfg)[0], oracle_dir / "adapter"),
+        {"oracle": True},
+        {},
+    )
     with ctx.judge("oracle") as judge:
         assert torch.allclose(_logits(judge, ids), expected, atol=1e-5)
     ctx.training = None

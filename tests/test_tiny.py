@@ -25,12 +25,14 @@ def test_a_seeded_share_of_pretraining_is_under_system_prompts_the_evaluation_ne
     assert 0.4 < len(prompted) / len(texts) < 0.6 and {item["system"] for item in prompted} == set(SYSTEM_PROMPTS)
     evaluation = EvalConfig()
     assert not {evaluation.helpful_prompt, *evaluation.direct_prompt.values()} & set(SYSTEM_PROMPTS)
-    assert _pretraining_texts(cfg) == texts and not any("system" in i for i in _pretraining_texts(
-        TinyConfig(system_prompt_share=0.0)))
+    assert _pretraining_texts(cfg) == texts and not any(
+        "system" in i for i in _pretraining_texts(TinyConfig(system_prompt_share=0.0))
+    )
     assert tiny_key(cfg) != tiny_key(TinyConfig(system_prompt_share=0.0))
     # the layout is the plain template's: system prompt, blank line, question, blank line, answer, EOS
     tokenizer = train_tokenizer(cfg)
     index = texts.index(prompted[0])
     ids = pretrain_features(tokenizer, cfg)[index]["input_ids"]
-    assert tokenizer.decode(ids) == (f"<s>{prompted[0]['system']}\n\n{prompted[0]['text']}\n\n"
-                                     f"{prompted[0]['labels']}</s>")
+    assert tokenizer.decode(ids) == (
+        f"<s>{prompted[0]['system']}\n\n{prompted[0]['text']}\n\n{prompted[0]['labels']}</s>"
+    )

@@ -18,15 +18,18 @@ from tests.conftest import MICRO, sets
 SHORT = [*MICRO, "unlearn.epochs=1", "unlearn.batch_size=4", "unlearn.grad_accum=2", "unlearn.save_steps=4"]
 
 
-
 @pytest.fixture(scope="module")
 def kl_model(micro_config, finetuned_privacy):
     cfg = micro_config()
     model, tok = prepare_model(cfg, finetuned_privacy / "adapter", with_reference=True)
     items = load_domain(DataSource(), "privacy")
     formatter = Formatter(tok)
-    return model, tok, encode_items(items["unlearn"]["train"][:8], formatter).features, \
-        encode_items(items["retention"]["train"][:8], formatter).features
+    return (
+        model,
+        tok,
+        encode_items(items["unlearn"]["train"][:8], formatter).features,
+        encode_items(items["retention"]["train"][:8], formatter).features,
+    )
 
 
 def test_adversarial_labels_are_never_gold_and_sit_at_the_gold_position(kl_model):
@@ -46,8 +49,9 @@ def test_adversarial_labels_are_never_gold_and_sit_at_the_gold_position(kl_model
     scores = logits[i - 1].clone()
     scores[f["labels"][i]] = -torch.inf
     assert relabelled[0]["labels"][i] == int(scores.argmax())
-    sampled = adversarial_labels(forget, RelabelContext(model, Formatter(tok), torch.Generator().manual_seed(0)),
-                                 top_k=3)
+    sampled = adversarial_labels(
+        forget, RelabelContext(model, Formatter(tok), torch.Generator().manual_seed(0)), top_k=3
+    )
     assert all(g == IGNORE or g != n for b, a in zip(forget, sampled) for g, n in zip(b["labels"], a["labels"]))
 
 
@@ -73,8 +77,9 @@ def _batch(method, forget, retain, tok):
 def _trainer(model, method, tmp_path):
     from transformers import TrainingArguments
 
-    return UnlearnTrainer(model=model, args=TrainingArguments(str(tmp_path), report_to="none"), method=method,
-                          params=method.Params())
+    return UnlearnTrainer(
+        model=model, args=TrainingArguments(str(tmp_path), report_to="none"), method=method, params=method.Params()
+    )
 
 
 def test_kl_is_zero_before_the_first_step_and_the_reference_is_frozen(kl_model, tmp_path):
@@ -106,8 +111,23 @@ def test_missing_weight_or_empty_forget_batch_raises(kl_model, tmp_path):
 
 def test_unlearn_command_trains_saves_checkpoints_and_record(finetuned_privacy, tmp_path, capsys):
     out = tmp_path / "ga_gd"
-    assert main(["unlearn", "--domain", "privacy", "--method", "ga_gd", "--finetuned", str(finetuned_privacy),
-                 "--out", str(out), *sets(*SHORT)]) == 0
+    assert (
+        main(
+            [
+                "unlearn",
+                "--domain",
+                "privacy",
+                "--method",
+                "ga_gd",
+                "--finetuned",
+                str(finetuned_privacy),
+                "--out",
+                str(out),
+                *sets(*SHORT),
+            ]
+        )
+        == 0
+    )
     record = json.loads((out / "unlearn.json").read_text())
     assert record["steps"] == 40 and record["retain"] == "retention" and record["stopped_early"] is None
     assert record["checkpoints"][:2] == ["checkpoint-4", "checkpoint-8"]
@@ -119,9 +139,23 @@ def test_unlearn_command_trains_saves_checkpoints_and_record(finetuned_privacy, 
     assert "unlearned privacy with ga_gd + retention retain data" in capsys.readouterr().out
     # another row's settings do not touch this row's key: the finished run is reused as it is
     before_record = (out / "unlearn.json").read_text()
-    assert main(["unlearn", "--domain", "privacy", "--method", "ga_gd", "--finetuned", str(finetuned_privacy),
-                 "--out", str(out), *sets(*SHORT, "unlearn.per_method={npo: {learning_rate: 0.5}}",
-                                          "unlearn.method_args.npo.beta=0.3")]) == 0
+    assert (
+        main(
+            [
+                "unlearn",
+                "--domain",
+                "privacy",
+                "--method",
+                "ga_gd",
+                "--finetuned",
+                str(finetuned_privacy),
+                "--out",
+                str(out),
+                *sets(*SHORT, "unlearn.per_method={npo: {learning_rate: 0.5}}", "unlearn.method_args.npo.beta=0.3"),
+            ]
+        )
+        == 0
+    )
     assert (out / "unlearn.json").read_text() == before_record
 
 
@@ -140,8 +174,23 @@ def test_non_finite_loss_stops_cleanly_and_keeps_the_last_good_weights(finetuned
 
     monkeypatch.setitem(METHODS, "exploding", Exploding())
     out = tmp_path / "boom"
-    assert main(["unlearn", "--domain", "privacy", "--method", "exploding", "--finetuned", str(finetuned_privacy),
-                 "--out", str(out), *sets(*SHORT)]) == 0
+    assert (
+        main(
+            [
+                "unlearn",
+                "--domain",
+                "privacy",
+                "--method",
+                "exploding",
+                "--finetuned",
+                str(finetuned_privacy),
+                "--out",
+                str(out),
+                *sets(*SHORT),
+            ]
+        )
+        == 0
+    )
     record = json.loads((out / "unlearn.json").read_text())
     assert record["stopped_early"]["step"] == 3  # 6 good micro-batches = 3 optimizer steps of 2
     weights = load_file(out / "adapter" / "adapter_model.safetensors")
@@ -149,8 +198,21 @@ def test_non_finite_loss_stops_cleanly_and_keeps_the_last_good_weights(finetuned
 
 
 def test_general_flag_needs_a_method_with_retain_data(finetuned_privacy, tmp_path, capsys):
-    code = main(["unlearn", "--domain", "privacy", "--method", "ga", "--general", "--finetuned",
-                 str(finetuned_privacy), "--out", str(tmp_path / "x"), *sets(*SHORT)])
+    code = main(
+        [
+            "unlearn",
+            "--domain",
+            "privacy",
+            "--method",
+            "ga",
+            "--general",
+            "--finetuned",
+            str(finetuned_privacy),
+            "--out",
+            str(tmp_path / "x"),
+            *sets(*SHORT),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "uses no retain data" in err and err.count("\n") == 1
 
@@ -171,8 +233,9 @@ def test_two_backward_passes_give_the_gradient_of_one_backward_of_the_sum(kl_mod
     split = [p.grad.clone() for p in trained]
     model.zero_grad()
     params = method.Params()
-    whole = (method.forget_loss(trainer._side(model, batch, "forget"), params)
-             + method.retain_loss(trainer._side(model, batch, "retain"), params))
+    whole = method.forget_loss(trainer._side(model, batch, "forget"), params) + method.retain_loss(
+        trainer._side(model, batch, "retain"), params
+    )
     (whole / 2).backward()
     assert loss.item() == pytest.approx(whole.item(), rel=1e-6)
     assert any(g.abs().sum() > 0 for g in split)
@@ -207,16 +270,46 @@ def test_method_parameters_reach_the_loss_and_the_record(finetuned_privacy, tmp_
     npo = get_method("npo")
     seen = []
     original = type(npo).forget_loss
-    monkeypatch.setattr(type(npo), "forget_loss", lambda self, forget, params: seen.append(params.beta)
-                        or original(self, forget, params))
+    monkeypatch.setattr(
+        type(npo),
+        "forget_loss",
+        lambda self, forget, params: seen.append(params.beta) or original(self, forget, params),
+    )
     out = tmp_path / "npo"
-    assert main(["unlearn", "--domain", "privacy", "--method", "npo", "--finetuned", str(finetuned_privacy),
-                 "--out", str(out), *sets(*SHORT, "unlearn.method_args.npo.beta=0.5")]) == 0
+    assert (
+        main(
+            [
+                "unlearn",
+                "--domain",
+                "privacy",
+                "--method",
+                "npo",
+                "--finetuned",
+                str(finetuned_privacy),
+                "--out",
+                str(out),
+                *sets(*SHORT, "unlearn.method_args.npo.beta=0.5"),
+            ]
+        )
+        == 0
+    )
     record = json.loads((out / "unlearn.json").read_text())
     assert set(seen) == {0.5} and record["method_args"]["beta"] == 0.5 and record["label"] == "npo"
     capsys.readouterr()
-    code = main(["unlearn", "--domain", "privacy", "--method", "npo", "--finetuned", str(finetuned_privacy),
-                 "--out", str(tmp_path / "bad"), *sets(*SHORT, "unlearn.method_args.npo.bta=0.5")])
+    code = main(
+        [
+            "unlearn",
+            "--domain",
+            "privacy",
+            "--method",
+            "npo",
+            "--finetuned",
+            str(finetuned_privacy),
+            "--out",
+            str(tmp_path / "bad"),
+            *sets(*SHORT, "unlearn.method_args.npo.bta=0.5"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "did you mean 'unlearn.method_args.npo.beta'" in err and err.count("\n") == 1
     assert not (tmp_path / "bad").exists()
@@ -227,15 +320,31 @@ def test_rmu_records_its_steering_vector_and_trains_only_up_to_its_layer(finetun
     runs = []
     for name in ("first", "second"):
         out = tmp_path / name
-        assert main(["unlearn", "--domain", "privacy", "--method", "rmu", "--finetuned", str(finetuned_privacy),
-                     "--out", str(out), *sets(*SHORT, "unlearn.grad_accum=8", "unlearn.save_steps=0")]) == 0
+        assert (
+            main(
+                [
+                    "unlearn",
+                    "--domain",
+                    "privacy",
+                    "--method",
+                    "rmu",
+                    "--finetuned",
+                    str(finetuned_privacy),
+                    "--out",
+                    str(out),
+                    *sets(*SHORT, "unlearn.grad_accum=8", "unlearn.save_steps=0"),
+                ]
+            )
+            == 0
+        )
         runs.append(out)
     record = json.loads((runs[0] / "unlearn.json").read_text())
     layer = record["method_args"]["layer"]
     assert layer == 0 and record["method_args"]["steering_coeff"] > 0  # resolved from the 2-layer tiny model
     vectors = [load_file(out / "method_tensors.safetensors")["steering_vector"] for out in runs]
     assert torch.equal(vectors[0], vectors[1]) and vectors[0].norm().item() == pytest.approx(
-        record["method_args"]["steering_coeff"], rel=1e-5)
+        record["method_args"]["steering_coeff"], rel=1e-5
+    )
     before = load_file(finetuned_privacy / "adapter" / "adapter_model.safetensors")
     after = load_file(runs[0] / "adapter" / "adapter_model.safetensors")
     moved = {k for k in before if not torch.equal(before[k], after[k])}
@@ -247,8 +356,12 @@ def test_unlearning_length_by_epochs_by_steps_or_raised_to_the_floor():
     from knowundo.config import UnlearnConfig
     from knowundo.unlearn import unlearning_length
 
-    assert unlearning_length(UnlearnConfig(epochs=2), 80, 4) == {"steps": 40, "by": "epochs", "steps_per_epoch": 20,
-                                                                 "epochs": 2.0}
+    assert unlearning_length(UnlearnConfig(epochs=2), 80, 4) == {
+        "steps": 40,
+        "by": "epochs",
+        "steps_per_epoch": 20,
+        "epochs": 2.0,
+    }
     assert unlearning_length(UnlearnConfig(epochs=2), 9, 4)["steps"] == 6  # Trainer's count: ceil(9 / 4) per epoch
     floor = unlearning_length(UnlearnConfig(epochs=2, min_steps=20), 9, 4)
     assert floor == {"steps": 20, "by": "min_steps", "steps_per_epoch": 3, "epochs": 20 / 3}
@@ -258,8 +371,27 @@ def test_unlearning_length_by_epochs_by_steps_or_raised_to_the_floor():
 @pytest.mark.slow  # trainings (the fast suite stays under 2 minutes)
 def test_the_floor_of_steps_is_what_trains_and_is_recorded(finetuned_privacy, tmp_path):
     out = tmp_path / "ga"
-    assert main(["unlearn", "--domain", "privacy", "--method", "ga", "--finetuned", str(finetuned_privacy),
-                 "--out", str(out), *sets(*SHORT, "unlearn.save_steps=0", "unlearn.min_steps=43")]) == 0
+    assert (
+        main(
+            [
+                "unlearn",
+                "--domain",
+                "privacy",
+                "--method",
+                "ga",
+                "--finetuned",
+                str(finetuned_privacy),
+                "--out",
+                str(out),
+                *sets(*SHORT, "unlearn.save_steps=0", "unlearn.min_steps=43"),
+            ]
+        )
+        == 0
+    )
     record = json.loads((out / "unlearn.json").read_text())  # 1 epoch of SHORT is 40 steps
-    assert record["steps"] == 43 and record["length"] == {"steps": 43, "by": "min_steps", "steps_per_epoch": 40,
-                                                          "epochs": 43 / 40}
+    assert record["steps"] == 43 and record["length"] == {
+        "steps": 43,
+        "by": "min_steps",
+        "steps_per_epoch": 40,
+        "epochs": 43 / 40,
+    }

@@ -22,16 +22,32 @@ CASES = [
     ("no train", {"val": [GOOD_ITEM]}, None, "missing the 'train' list"),
     ("no val", {"train": [GOOD_ITEM]}, None, "missing the 'val' list"),
     ("empty list", {"train": [], "val": [GOOD_ITEM]}, None, "'train' is empty"),
-    ("item without labels", {"train": [GOOD_ITEM, {"text": "q?"}], "val": [{"text": "x?", "labels": "y."}]},
-     None, "train item 1: missing 'labels'"),
+    (
+        "item without labels",
+        {"train": [GOOD_ITEM, {"text": "q?"}], "val": [{"text": "x?", "labels": "y."}]},
+        None,
+        "train item 1: missing 'labels'",
+    ),
     ("item without text", {"train": [GOOD_ITEM], "val": [{"labels": "y."}]}, None, "val item 0: missing 'text'"),
-    ("non-string", {"train": [{"text": 3, "labels": "a"}], "val": [GOOD_ITEM]}, None,
-     "train item 0: 'text' must be a string"),
-    ("empty string", {"train": [{"text": "q?", "labels": "  "}], "val": [GOOD_ITEM]}, None,
-     "train item 0: 'labels' is empty"),
+    (
+        "non-string",
+        {"train": [{"text": 3, "labels": "a"}], "val": [GOOD_ITEM]},
+        None,
+        "train item 0: 'text' must be a string",
+    ),
+    (
+        "empty string",
+        {"train": [{"text": "q?", "labels": "  "}], "val": [GOOD_ITEM]},
+        None,
+        "train item 0: 'labels' is empty",
+    ),
     ("item not an object", {"train": ["q?"], "val": [GOOD_ITEM]}, None, "train item 0: expected an object"),
-    ("train/val overlap", {"train": [GOOD_ITEM], "val": [dict(GOOD_ITEM)]}, None,
-     "val item 0 repeats a train question"),
+    (
+        "train/val overlap",
+        {"train": [GOOD_ITEM], "val": [dict(GOOD_ITEM)]},
+        None,
+        "val item 0 repeats a train question",
+    ),
 ]
 
 

@@ -49,8 +49,9 @@ def _config(config: Config | None) -> Config:
 
 def _stage(name: str, config: Config | None, data: UnlearningData) -> Stage:
     if not isinstance(data, UnlearningData):
-        raise KnowUndoError(f"data: expected an UnlearningData (UnlearningData.from_items(...)), got "
-                            f"{type(data).__name__}")
+        raise KnowUndoError(
+            f"data: expected an UnlearningData (UnlearningData.from_items(...)), got {type(data).__name__}"
+        )
     return Stage.of(name, _config(config), data)
 
 
@@ -77,8 +78,10 @@ def with_trainable_adapter(model, config: Config | None = None):
 
     if isinstance(model, PeftModel):
         if "default" not in model.peft_config:
-            raise KnowUndoError(f"the peft model has no adapter named 'default' (it has "
-                                f"{', '.join(model.peft_config)}); name the adapter to unlearn 'default'")
+            raise KnowUndoError(
+                f"the peft model has no adapter named 'default' (it has "
+                f"{', '.join(model.peft_config)}); name the adapter to unlearn 'default'"
+            )
         model.peft_config["default"].inference_mode = False
         model.set_adapter("default")  # trainable; any other adapter frozen
         return place(model)
@@ -94,8 +97,16 @@ class FinetuneResult:
     record: dict
 
 
-def finetune_model(model, tokenizer, data: UnlearningData, config: Config | None = None, *, oracle: bool = False,
-                   output_dir: str | Path | None = None, progress: bool = False) -> FinetuneResult:
+def finetune_model(
+    model,
+    tokenizer,
+    data: UnlearningData,
+    config: Config | None = None,
+    *,
+    oracle: bool = False,
+    output_dir: str | Path | None = None,
+    progress: bool = False,
+) -> FinetuneResult:
     """The fine-tune (``knowundo finetune``) of a plain model on both scopes of ``data``, train and val, plus the
     replayed share of its general set, until ``finetune.target_accuracy``: a fresh LoRA (``lora.*``) that *knows*
     the data — the vanilla model. ``oracle``: the Retention Scope only (the model that never saw the Unlearn
@@ -103,8 +114,10 @@ def finetune_model(model, tokenizer, data: UnlearningData, config: Config | None
     from peft import PeftModel
 
     if isinstance(model, PeftModel):
-        raise KnowUndoError("finetune_model trains a fresh adapter on a plain model; give it the base model "
-                            "(model.get_base_model(), or unload() a peft model)")
+        raise KnowUndoError(
+            "finetune_model trains a fresh adapter on a plain model; give it the base model "
+            "(model.get_base_model(), or unload() a peft model)"
+        )
     stage = _stage("finetune", config, data)
     with tempfile.TemporaryDirectory(prefix="knowundo-finetune-") as scratch:
         work = Path(output_dir) if output_dir is not None else Path(scratch)
@@ -114,8 +127,9 @@ def finetune_model(model, tokenizer, data: UnlearningData, config: Config | None
     return FinetuneResult(model, stage.record(None, stage.data, oracle=oracle, **fields))
 
 
-def localize_model(model, tokenizer, data: UnlearningData, config: Config | None = None, progress: bool = False
-                   ) -> Region:
+def localize_model(
+    model, tokenizer, data: UnlearningData, config: Config | None = None, progress: bool = False
+) -> Region:
     """MemFlex localization (``knowundo localize``) on a peft model in memory: the gradient statistics of random
     relabellings of both scopes' train items over its ``default`` LoRA matrices, and the region ``localize.*``
     selects from them. A plain model has no LoRA matrices to localize in: give it an adapter first
@@ -123,23 +137,42 @@ def localize_model(model, tokenizer, data: UnlearningData, config: Config | None
     from peft import PeftModel
 
     if not isinstance(model, PeftModel):
-        raise KnowUndoError("localize_model needs a peft model (the LoRA matrices to choose among): "
-                            "model = knowundo.with_trainable_adapter(model, config) first")
+        raise KnowUndoError(
+            "localize_model needs a peft model (the LoRA matrices to choose among): "
+            "model = knowundo.with_trainable_adapter(model, config) first"
+        )
     stage = _stage("localize", config, data)
     cfg = stage.cfg
     selection = selection_for(cfg, stage.domain)
     model = with_trainable_adapter(model, cfg)
     loc = cfg.localize
-    stats = gradient_statistics(model, stage.formatter(with_pad_token(tokenizer)),
-                                {scope: stage.data[scope]["train"] for scope in SCOPES}, loc.copies, cfg.seed,
-                                loc.batch_size, loc.granularity, progress, f"localize {stage.domain}")
+    stats = gradient_statistics(
+        model,
+        stage.formatter(with_pad_token(tokenizer)),
+        {scope: stage.data[scope]["train"] for scope in SCOPES},
+        loc.copies,
+        cfg.seed,
+        loc.batch_size,
+        loc.granularity,
+        progress,
+        f"localize {stage.domain}",
+    )
     return choose_region(stats, selection, loc.granularity)
 
 
-def unlearn_model(model, tokenizer, data: UnlearningData, method: str | Method, *, config: Config | None = None,
-                  region: Region | str | Path | None = None, retain: str = "retention",
-                  output_dir: str | Path | None = None, progress: bool = False, callbacks: list | None = None
-                  ) -> UnlearnResult:
+def unlearn_model(
+    model,
+    tokenizer,
+    data: UnlearningData,
+    method: str | Method,
+    *,
+    config: Config | None = None,
+    region: Region | str | Path | None = None,
+    retain: str = "retention",
+    output_dir: str | Path | None = None,
+    progress: bool = False,
+    callbacks: list | None = None,
+) -> UnlearnResult:
     """Unlearn ``data``'s Unlearn Scope (its train items) with ``method`` (a registered name, or a
     :class:`~knowundo.methods.Method` instance, e.g. your own) inside ``region`` (a :class:`Region` or a
     ``region.json``; MemFlex needs one, any other method then trains only there), keeping the Retention Scope
@@ -153,8 +186,7 @@ def unlearn_model(model, tokenizer, data: UnlearningData, method: str | Method, 
     model = with_trainable_adapter(model, stage.cfg)
     if plan.method.reference_sides(plan.params):
         add_reference(model)
-    masks = region.masks if isinstance(region, Region) else load_region(region, model) if region is not None \
-        else None
+    masks = region.masks if isinstance(region, Region) else load_region(region, model) if region is not None else None
     names = {name for name, _ in model.named_parameters()}
     if masks is not None and (unknown := [name for name in masks if name not in names]):
         raise KnowUndoError(f"the region names {len(unknown)} parameters the model lacks, e.g. {unknown[0]}")
@@ -170,8 +202,16 @@ def unlearn_model(model, tokenizer, data: UnlearningData, method: str | Method, 
     return UnlearnResult(model, stage.record(None, plan.data, region=summary, **fields))
 
 
-def evaluate_model(model, tokenizer, data: UnlearningData, config: Config | None = None, *, label: str = "model",
-                   references: dict[str, dict] | None = None, progress: bool = False) -> dict:
+def evaluate_model(
+    model,
+    tokenizer,
+    data: UnlearningData,
+    config: Config | None = None,
+    *,
+    label: str = "model",
+    references: dict[str, dict] | None = None,
+    progress: bool = False,
+) -> dict:
     """Every registered metric on a model in memory — the result ``knowundo eval`` writes, as a dict: per prompt
     variant and scope the success, perplexity, ROUGE-L, fluency and refusal values (``result["prompts"]["none"]
     ["unlearn"]["success"]``), the model metrics (general ability, membership inference, attacks) and per-item
@@ -180,6 +220,8 @@ def evaluate_model(model, tokenizer, data: UnlearningData, config: Config | None
     from knowundo.evaluate.run import check_reference, evaluate_loaded
 
     stage = _stage("eval", config, data)
-    checked = {name: check_reference(stage, name, result, f"the {name} reference")
-               for name, result in (references or {}).items()}
+    checked = {
+        name: check_reference(stage, name, result, f"the {name} reference")
+        for name, result in (references or {}).items()
+    }
     return evaluate_loaded(place(model), with_pad_token(tokenizer), stage, label, checked, progress=progress)

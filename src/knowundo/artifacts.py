@@ -66,8 +66,18 @@ def library_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     versions = {"python": platform.python_version()}
-    for name in ("knowundo", "torch", "transformers", "peft", "datasets", "accelerate", "tokenizers",
-                 "rouge-score", "lm-eval", "numpy"):
+    for name in (
+        "knowundo",
+        "torch",
+        "transformers",
+        "peft",
+        "datasets",
+        "accelerate",
+        "tokenizers",
+        "rouge-score",
+        "lm-eval",
+        "numpy",
+    ):
         try:
             versions[name] = version(name)
         except PackageNotFoundError:
@@ -97,8 +107,11 @@ def checkpoint_steps(checkpoints_dir: str | os.PathLike) -> list[tuple[int, Path
     directory = Path(checkpoints_dir)
     if not directory.is_dir():
         return []
-    return sorted((int(p.name.rsplit("-", 1)[1]), p) for p in directory.glob("checkpoint-*")
-                  if p.is_dir() and p.name.rsplit("-", 1)[1].isdigit())
+    return sorted(
+        (int(p.name.rsplit("-", 1)[1]), p)
+        for p in directory.glob("checkpoint-*")
+        if p.is_dir() and p.name.rsplit("-", 1)[1].isdigit()
+    )
 
 
 class StageOutput:
@@ -121,12 +134,16 @@ class StageOutput:
         if record_path.is_file():
             record = read_json(record_path)
             if record.get("key") != self.key:
-                raise KnowUndoError(f"{self.out_dir} holds results of other settings (key {record.get('key')}, "
-                                    f"now {self.key}); choose another output directory or remove it")
+                raise KnowUndoError(
+                    f"{self.out_dir} holds results of other settings (key {record.get('key')}, "
+                    f"now {self.key}); choose another output directory or remove it"
+                )
             return record
         if self.out_dir.exists() and any(self.out_dir.iterdir()):
-            raise KnowUndoError(f"{self.out_dir} exists and is not a finished {self.record_name[:-5]} stage; "
-                                f"choose another output directory or remove it")
+            raise KnowUndoError(
+                f"{self.out_dir} exists and is not a finished {self.record_name[:-5]} stage; "
+                f"choose another output directory or remove it"
+            )
         return None
 
     def begin(self) -> Path:

@@ -21,12 +21,21 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", help="settings preset: tiny (the default without a model), smollm2 (the real "
-                                          "small chat model, offline), chat (the default for any model named with "
-                                          "--model or model.name), llama2-7b-chat, qwen1.5-7b-chat")
+    parser.add_argument(
+        "--preset",
+        help="settings preset: tiny (the default without a model), smollm2 (the real "
+        "small chat model, offline), chat (the default for any model named with "
+        "--model or model.name), llama2-7b-chat, qwen1.5-7b-chat",
+    )
     parser.add_argument("--config", help="YAML file of settings, applied over the preset")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override one setting, e.g. --set finetune.epochs=3 (repeatable)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one setting, e.g. --set finetune.epochs=3 (repeatable)",
+    )
 
 
 def resolve_preset(args, extra: list[str] = ()) -> str:
@@ -39,14 +48,18 @@ def resolve_preset(args, extra: list[str] = ()) -> str:
     if args.preset is None:
         return default_preset(model)
     if args.preset == NEUTRAL_PRESET and model is None:
-        raise KnowUndoError(f"preset {NEUTRAL_PRESET} is for a model you name: add --model ID_OR_DIR (or --set "
-                            f"model.name=...)")
+        raise KnowUndoError(
+            f"preset {NEUTRAL_PRESET} is for a model you name: add --model ID_OR_DIR (or --set model.name=...)"
+        )
     family = PRESET_FAMILIES.get(args.preset)
     if family and model and model != args.preset:
         other = _model_family(model)
         if other is not None and other != family:
-            print(f"knowundo: warning: preset {args.preset} is written for {family} models and {model} is a {other} "
-                  f"model; --preset {NEUTRAL_PRESET} is the neutral preset for any model", file=sys.stderr)
+            print(
+                f"knowundo: warning: preset {args.preset} is written for {family} models and {model} is a {other} "
+                f"model; --preset {NEUTRAL_PRESET} is the neutral preset for any model",
+                file=sys.stderr,
+            )
     return args.preset
 
 
@@ -86,8 +99,11 @@ def _prepare_model(cfg, check) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="knowundo", description="KnowUnDo: fine-tune, localize, unlearn and evaluate "
-                                                   "knowledge unlearning in LLMs (bad input: exit code 2).")
+    parser = _Parser(
+        prog="knowundo",
+        description="KnowUnDo: fine-tune, localize, unlearn and evaluate "
+        "knowledge unlearning in LLMs (bad input: exit code 2).",
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     data = sub.add_parser("data", help="load and validate KnowUnDo data; print its shape; export the bundled set")
@@ -98,11 +114,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(finetune)
     finetune.add_argument("--domain", required=True)
     finetune.add_argument("--out", required=True, metavar="DIR", help="where the adapter and record go")
-    finetune.add_argument("--oracle", action="store_true", help="train on the Retention Scope only: the oracle that "
-                                                                "never saw the Unlearn Scope")
+    finetune.add_argument(
+        "--oracle",
+        action="store_true",
+        help="train on the Retention Scope only: the oracle that never saw the Unlearn Scope",
+    )
 
-    localize = sub.add_parser("localize", help="MemFlex: find the LoRA region where unlearning and retention "
-                                                "gradients diverge (train splits only)")
+    localize = sub.add_parser(
+        "localize",
+        help="MemFlex: find the LoRA region where unlearning and retention gradients diverge (train splits only)",
+    )
     _add_config_options(localize)
     localize.add_argument("--domain", required=True)
     localize.add_argument("--finetuned", required=True, metavar="DIR", help="output of `knowundo finetune`")
@@ -116,63 +137,100 @@ def build_parser() -> argparse.ArgumentParser:
     unlearn = sub.add_parser("unlearn", help="unlearn the Unlearn Scope of one domain with one method")
     _add_config_options(unlearn)
     unlearn.add_argument("--domain", required=True)
-    unlearn.add_argument("--method", required=True, help="a registered method (`knowundo methods` lists them with "
-                                                         "their parameters)")
-    unlearn.add_argument("--general", action="store_true",
-                         help="retain on the general-knowledge set (out-of-distribution) instead of the "
-                              "retention train split")
+    unlearn.add_argument(
+        "--method", required=True, help="a registered method (`knowundo methods` lists them with their parameters)"
+    )
+    unlearn.add_argument(
+        "--general",
+        action="store_true",
+        help="retain on the general-knowledge set (out-of-distribution) instead of the retention train split",
+    )
     unlearn.add_argument("--finetuned", required=True, metavar="DIR", help="output of `knowundo finetune`")
     unlearn.add_argument("--out", required=True, metavar="DIR")
-    unlearn.add_argument("--region", metavar="FILE", help="region.json from `knowundo localize`: train only "
-                                                          "inside it (any method; required by memflex)")
+    unlearn.add_argument(
+        "--region",
+        metavar="FILE",
+        help="region.json from `knowundo localize`: train only inside it (any method; required by memflex)",
+    )
 
-    evaluate = sub.add_parser("eval", help="evaluate a base model, fine-tuned or unlearned adapter on one domain: "
-                                           "success, PPL, ROUGE-L, leak rate per prompt variant; general "
-                                           "capability; MIA; checkpoint curves")
+    evaluate = sub.add_parser(
+        "eval",
+        help="evaluate a base model, fine-tuned or unlearned adapter on one domain: "
+        "success, PPL, ROUGE-L, leak rate per prompt variant; general "
+        "capability; MIA; checkpoint curves",
+    )
     _add_config_options(evaluate)
     evaluate.add_argument("--domain", required=True)
     evaluate.add_argument("--adapter", metavar="DIR", help="a fine-tuned or unlearned adapter (default: base model)")
     evaluate.add_argument("--label", help="row name in reports (default: from the stage record beside the adapter)")
     evaluate.add_argument("--out", metavar="FILE", help="write metrics and per-item scores as JSON")
-    evaluate.add_argument("--oracle", metavar="FILE", help="the oracle's result file (`knowundo eval` of a "
-                                                           "`finetune --oracle` adapter): forget quality, privleak")
-    evaluate.add_argument("--vanilla", metavar="FILE", help="the fine-tuned model's result file: the share of "
-                                                            "forgetting the relearning attack undoes")
+    evaluate.add_argument(
+        "--oracle",
+        metavar="FILE",
+        help="the oracle's result file (`knowundo eval` of a `finetune --oracle` adapter): forget quality, privleak",
+    )
+    evaluate.add_argument(
+        "--vanilla",
+        metavar="FILE",
+        help="the fine-tuned model's result file: the share of forgetting the relearning attack undoes",
+    )
 
-    relearn = sub.add_parser("relearn", help="the relearning attack on an unlearned adapter: a few fine-tuning "
-                                             "steps on part of the unlearn train split (attack.relearn_steps, "
-                                             "attack.relearn_fraction); `knowundo eval` of the adapter then "
-                                             "reports Unlearn Success after it")
+    relearn = sub.add_parser(
+        "relearn",
+        help="the relearning attack on an unlearned adapter: a few fine-tuning "
+        "steps on part of the unlearn train split (attack.relearn_steps, "
+        "attack.relearn_fraction); `knowundo eval` of the adapter then "
+        "reports Unlearn Success after it",
+    )
     _add_config_options(relearn)
     relearn.add_argument("--domain", required=True)
     relearn.add_argument("--adapter", required=True, metavar="DIR", help="an unlearned adapter")
 
-    run = sub.add_parser("run", help="the whole benchmark, resumable: fine-tune, localize, every method, evaluate, "
-                                     "report (no arguments: tiny model, bundled data, both domains, all methods)")
+    run = sub.add_parser(
+        "run",
+        help="the whole benchmark, resumable: fine-tune, localize, every method, evaluate, "
+        "report (no arguments: tiny model, bundled data, both domains, all methods)",
+    )
     _add_config_options(run)
     run.add_argument("--domains", help="comma-separated (default: run.domains = privacy,copyright)")
-    run.add_argument("--methods", help="comma-separated row labels <method>[_ood][@memflex]: _ood retains on the "
-                                       "general set, @memflex trains inside the MemFlex region (default: run.methods)")
+    run.add_argument(
+        "--methods",
+        help="comma-separated row labels <method>[_ood][@memflex]: _ood retains on the "
+        "general set, @memflex trains inside the MemFlex region (default: run.methods)",
+    )
     run.add_argument("--model", help="Hugging Face id or local directory of a causal LM (sets model.name)")
     run.add_argument("--out", default="runs/default", metavar="DIR", help="results directory (default: %(default)s)")
-    run.add_argument("--force", action="append", default=[], metavar="STAGE",
-                     help="redo STAGE and everything after it: finetune, localize, unlearn, attack, eval, "
-                          "report")
+    run.add_argument(
+        "--force",
+        action="append",
+        default=[],
+        metavar="STAGE",
+        help="redo STAGE and everything after it: finetune, localize, unlearn, attack, eval, report",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    check = sub.add_parser("check", help="preflight, in seconds and without training: settings, model config and "
-                                         "tokenizer (no weights), parameters and LoRA parameters, estimated peak "
-                                         "memory per method, template and answer mask, data, lm-eval tasks "
-                                         "offline (exit 2 with one line per problem)")
+    check = sub.add_parser(
+        "check",
+        help="preflight, in seconds and without training: settings, model config and "
+        "tokenizer (no weights), parameters and LoRA parameters, estimated peak "
+        "memory per method, template and answer mask, data, lm-eval tasks "
+        "offline (exit 2 with one line per problem)",
+    )
     _add_config_options(check)
     check.add_argument("--model", help="Hugging Face id or local directory of a causal LM (sets model.name)")
 
-    methods = sub.add_parser("methods", help="list the registered unlearning methods, what they need and their "
-                                             "parameters (set with --set unlearn.method_args.<method>.<param>=...)")
+    methods = sub.add_parser(
+        "methods",
+        help="list the registered unlearning methods, what they need and their "
+        "parameters (set with --set unlearn.method_args.<method>.<param>=...)",
+    )
     _add_config_options(methods)
 
-    report = sub.add_parser("report", help="rebuild the comparison tables (Markdown, CSV, JSON) and plots from "
-                                           "the evaluation results under DIR, without recomputing")
+    report = sub.add_parser(
+        "report",
+        help="rebuild the comparison tables (Markdown, CSV, JSON) and plots from "
+        "the evaluation results under DIR, without recomputing",
+    )
     report.add_argument("results", metavar="DIR")
     report.add_argument("--out", metavar="DIR", help="where the report goes (default: DIR/report)")
     return parser
@@ -195,8 +253,10 @@ def cmd_data(args) -> None:
             for split, items in splits.items():
                 categories = Counter(item.get("category", "-") for item in items)
                 instances = len({item.get("instance") for item in items})
-                print(f"{domain:9} {scope:9} {split:5} {len(items):5} items  {instances:3} instances  "
-                      + ", ".join(f"{c}: {n}" for c, n in sorted(categories.items())))
+                print(
+                    f"{domain:9} {scope:9} {split:5} {len(items):5} items  {instances:3} instances  "
+                    + ", ".join(f"{c}: {n}" for c, n in sorted(categories.items()))
+                )
         print(f"{domain:9} data hash {hash_json(data)}")
     general = load_general(source)
     print("general   " + ", ".join(f"{part}: {len(items)} items" for part, items in general.items()))
@@ -210,8 +270,10 @@ def cmd_finetune(args) -> None:
     _prepare_model(cfg, lambda: Stage("finetune", cfg, args.domain).data)
     record = finetune(cfg, args.domain, args.out, oracle=args.oracle)
     what = f"the oracle of {args.domain}" if args.oracle else args.domain
-    print(f"fine-tuned {what}: {record['items']} items, train loss {record['train_loss']:.4f}, "
-          f"{record['trainable_parameters']} trainable parameters, {record['wall_seconds']:.0f}s -> {args.out}")
+    print(
+        f"fine-tuned {what}: {record['items']} items, train loss {record['train_loss']:.4f}, "
+        f"{record['trainable_parameters']} trainable parameters, {record['wall_seconds']:.0f}s -> {args.out}"
+    )
 
 
 def _localize_overrides(args) -> list[str]:
@@ -236,9 +298,11 @@ def cmd_localize(args) -> None:
     _prepare_model(cfg, lambda: check_localize(cfg, args.domain, adapter))
     region = localize(cfg, args.domain, adapter, args.out)
     sel = region["selection"]
-    print(f"localized {args.domain} ({region['granularity']}, {sel['kind']}: mu {sel['mu']:.4g}, sigma "
-          f"{sel['sigma']:.3g}): {region['selected_units']} of {region['total_units']} units in "
-          f"{region['selected_parameters']} LoRA matrices -> {Path(args.out) / REGION_FILE}")
+    print(
+        f"localized {args.domain} ({region['granularity']}, {sel['kind']}: mu {sel['mu']:.4g}, sigma "
+        f"{sel['sigma']:.3g}): {region['selected_units']} of {region['total_units']} units in "
+        f"{region['selected_parameters']} LoRA matrices -> {Path(args.out) / REGION_FILE}"
+    )
 
 
 def cmd_unlearn(args) -> None:
@@ -246,14 +310,23 @@ def cmd_unlearn(args) -> None:
     from knowundo.unlearn import plan_unlearn, unlearn
 
     cfg = _config(args)
-    run = (cfg, args.domain, args.method, Path(args.finetuned) / ADAPTER_DIR, args.out,
-           "general" if args.general else "retention", args.region)
+    run = (
+        cfg,
+        args.domain,
+        args.method,
+        Path(args.finetuned) / ADAPTER_DIR,
+        args.out,
+        "general" if args.general else "retention",
+        args.region,
+    )
     _prepare_model(cfg, lambda: plan_unlearn(*run))
     record = unlearn(*run)
     stopped = f", stopped early at step {record['stopped_early']['step']}" if record["stopped_early"] else ""
     retain = f" + {record['retain']} retain data" if record["retain"] else ""
-    print(f"unlearned {args.domain} with {record['label']}{retain}: {record['steps']} steps, "
-          f"{record['seconds_per_step']:.2f}s/step{stopped} -> {args.out}")
+    print(
+        f"unlearned {args.domain} with {record['label']}{retain}: {record['steps']} steps, "
+        f"{record['seconds_per_step']:.2f}s/step{stopped} -> {args.out}"
+    )
 
 
 def cmd_eval(args) -> None:
@@ -268,8 +341,12 @@ def cmd_eval(args) -> None:
     columns = Columns.of([result])
     for table in columns.tables():
         chosen = columns.table(table)
-        print(table_markdown(columns.titles.get(table, f"{args.domain}: {result['label']}"),
-                             table_rows([result], chosen), chosen), end="")
+        print(
+            table_markdown(
+                columns.titles.get(table, f"{args.domain}: {result['label']}"), table_rows([result], chosen), chosen
+            ),
+            end="",
+        )
 
 
 def cmd_relearn(args) -> None:
@@ -281,8 +358,10 @@ def cmd_relearn(args) -> None:
     cfg = _config(args)
     _prepare_model(cfg, lambda: (Stage("relearn", cfg, args.domain).data, adapter_weights(args.adapter)))
     record = relearn(cfg, args.domain, args.adapter)
-    print(f"relearned {args.domain}: {record['steps']} steps on {record['items']} unlearn train items, train loss "
-          f"{record['train_loss']:.4f} -> {relearned_adapter(args.adapter)}")
+    print(
+        f"relearned {args.domain}: {record['steps']} steps on {record['items']} unlearn train items, train loss "
+        f"{record['train_loss']:.4f} -> {relearned_adapter(args.adapter)}"
+    )
 
 
 def cmd_check(args) -> int:
@@ -310,16 +389,25 @@ def cmd_methods(args) -> None:
     for name in method_names():
         method = get_method(name)
         params = method_params(cfg.unlearn.method_args, name)
-        needs = [flag for flag, on in (("retain data", method.retain), ("a region from localization", method.localized),
-                                       ("a region of its own", defines_region(method)),
-                                       ("relabelled forget answers", relabels(method)),
-                                       ("alternative answers", "alternative" in trained_sides(method)),
-                                       ("hidden states", method.hidden_states)) if on]
+        needs = [
+            flag
+            for flag, on in (
+                ("retain data", method.retain),
+                ("a region from localization", method.localized),
+                ("a region of its own", defines_region(method)),
+                ("relabelled forget answers", relabels(method)),
+                ("alternative answers", "alternative" in trained_sides(method)),
+                ("hidden states", method.hidden_states),
+            )
+            if on
+        ]
         needs += [f"reference outputs ({side})" for side in sorted(method.reference_sides(params))]
         params = dataclasses.asdict(params)
         print(f"{name:14} {method.summary()}")
-        print(f"{'':14} needs: {', '.join(needs) or 'forget data only'}; parameters: "
-              + ", ".join(f"{k}={v}" for k, v in params.items()))
+        print(
+            f"{'':14} needs: {', '.join(needs) or 'forget data only'}; parameters: "
+            + ", ".join(f"{k}={v}" for k, v in params.items())
+        )
 
 
 def cmd_run(args) -> None:
@@ -345,9 +433,18 @@ def cmd_report(args) -> None:
     print(f"report -> {out}")
 
 
-COMMANDS = {"data": cmd_data, "finetune": cmd_finetune, "localize": cmd_localize, "unlearn": cmd_unlearn,
-            "relearn": cmd_relearn, "eval": cmd_eval, "check": cmd_check, "methods": cmd_methods, "run": cmd_run,
-            "report": cmd_report}
+COMMANDS = {
+    "data": cmd_data,
+    "finetune": cmd_finetune,
+    "localize": cmd_localize,
+    "unlearn": cmd_unlearn,
+    "relearn": cmd_relearn,
+    "eval": cmd_eval,
+    "check": cmd_check,
+    "methods": cmd_methods,
+    "run": cmd_run,
+    "report": cmd_report,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

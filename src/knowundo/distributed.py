@@ -79,5 +79,7 @@ def per_process_batch(batch_size: int, grad_accum: int, processes: int | None = 
         return batch_size, grad_accum // processes
     if batch_size % processes == 0:
         return batch_size // processes, grad_accum
-    raise KnowUndoError(f"effective batch {batch_size} x {grad_accum} cannot be split over {processes} processes "
-                        f"(one of batch_size, grad_accum must be divisible by {processes})")
+    raise KnowUndoError(
+        f"effective batch {batch_size} x {grad_accum} cannot be split over {processes} processes "
+        f"(one of batch_size, grad_accum must be divisible by {processes})"
+    )

@@ -64,8 +64,10 @@ def _adversarial_least(rows) -> tuple[bool, str]:
 
 def _in_distribution(rows) -> tuple[bool, str]:
     pairs = [(label, _avg(rows, label), _avg(rows, label + "_ood")) for label in ("ga_gd", "ga_kl")]
-    return (all(inside > outside for _, inside, outside in pairs),
-            "; ".join(f"Avg {label} {inside:.1f} vs {label}_ood {outside:.1f}" for label, inside, outside in pairs))
+    return (
+        all(inside > outside for _, inside, outside in pairs),
+        "; ".join(f"Avg {label} {inside:.1f} vs {label}_ood {outside:.1f}" for label, inside, outside in pairs),
+    )
 
 
 def _memflex_best(rows) -> tuple[bool, str]:
@@ -77,10 +79,13 @@ def _memflex_best(rows) -> tuple[bool, str]:
 
 
 def _helpful_prompt(rows) -> tuple[bool, str]:
-    drops = {label: _rt(rows, label) - _value(rows, label, "retention_success", HELPFUL)
-             for label in ("ga_gd", "memflex")}
-    return (drops["ga_gd"] > drops["memflex"],
-            f"RT drop under the helpful prompt: ga_gd {drops['ga_gd']:.1f}, memflex {drops['memflex']:.1f}")
+    drops = {
+        label: _rt(rows, label) - _value(rows, label, "retention_success", HELPFUL) for label in ("ga_gd", "memflex")
+    }
+    return (
+        drops["ga_gd"] > drops["memflex"],
+        f"RT drop under the helpful prompt: ga_gd {drops['ga_gd']:.1f}, memflex {drops['memflex']:.1f}",
+    )
 
 
 @dataclass(frozen=True)
@@ -92,14 +97,21 @@ class Finding:
 
 FINDINGS = (
     Finding("vanilla", "the fine-tuned model knows both scopes (Vanilla ≈ 0 / 100)", _vanilla),
-    Finding("over_forgetting", "GA and random labels over-forget: lower retention than every row that retains",
-            _over_forget),
+    Finding(
+        "over_forgetting", "GA and random labels over-forget: lower retention than every row that retains", _over_forget
+    ),
     Finding("adversarial_least", "adversarial samples forget least of the paper's rows", _adversarial_least),
-    Finding("in_distribution", "in-distribution retain data beats out-of-distribution (GD, KL; Avg Success)",
-            _in_distribution),
+    Finding(
+        "in_distribution",
+        "in-distribution retain data beats out-of-distribution (GD, KL; Avg Success)",
+        _in_distribution,
+    ),
     Finding("memflex_best", "MemFlex has the best Avg Success of the paper's rows", _memflex_best),
-    Finding("helpful_prompt", "Finding 2: under the helpful prompt GA+GD's retention drops more than MemFlex's",
-            _helpful_prompt),
+    Finding(
+        "helpful_prompt",
+        "Finding 2: under the helpful prompt GA+GD's retention drops more than MemFlex's",
+        _helpful_prompt,
+    ),
 )
 
 
@@ -113,19 +125,31 @@ def check_findings(results: list[dict]) -> list[dict]:
                 holds, numbers = finding.check(rows)
             except Missing as missing:
                 holds, numbers = None, f"not evaluated: {missing}"
-            records.append({"domain": domain, "finding": finding.name, "statement": finding.statement,
-                            "holds": holds, "numbers": numbers})
+            records.append(
+                {
+                    "domain": domain,
+                    "finding": finding.name,
+                    "statement": finding.statement,
+                    "holds": holds,
+                    "numbers": numbers,
+                }
+            )
     return records
 
 
 def findings_markdown(records: list[dict]) -> str:
     verdict = {True: "holds", False: "does not hold", None: "-"}
-    lines = ["# The paper's findings on this run", "",
-             "Fixed rules (`src/knowundo/findings.py`); val splits, no system prompt unless stated.", ""]
+    lines = [
+        "# The paper's findings on this run",
+        "",
+        "Fixed rules (`src/knowundo/findings.py`); val splits, no system prompt unless stated.",
+        "",
+    ]
     for domain in dict.fromkeys(r["domain"] for r in records):
         lines += [f"## {domain}", "", "| finding | verdict | numbers |", "|---|---|---|"]
-        lines += [f"| {r['statement']} | {verdict[r['holds']]} | {r['numbers']} |" for r in records
-                  if r["domain"] == domain]
+        lines += [
+            f"| {r['statement']} | {verdict[r['holds']]} | {r['numbers']} |" for r in records if r["domain"] == domain
+        ]
         lines.append("")
     return "\n".join(lines)
 
@@ -135,5 +159,6 @@ def findings_summary(records: list[dict], domain: str) -> str:
     mine = [r for r in records if r["domain"] == domain]
     failed = [r["finding"] for r in mine if r["holds"] is False]
     checked = [r for r in mine if r["holds"] is not None]
-    return (f"{sum(bool(r['holds']) for r in checked)} of {len(checked)} checkable findings hold"
-            + (f"; not: {', '.join(failed)}" if failed else ""))
+    return f"{sum(bool(r['holds']) for r in checked)} of {len(checked)} checkable findings hold" + (
+        f"; not: {', '.join(failed)}" if failed else ""
+    )

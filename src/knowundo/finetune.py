@@ -50,9 +50,11 @@ def _check_base_knows_no_instance(stage: Stage) -> None:
 
     instances = {item.get("instance") for scope in stage.data.values() for split in scope.values() for item in split}
     if shared := instances_in_corpus(stage.cfg.tiny, instances - {None}):
-        raise KnowUndoError(f"the tiny base's pretraining corpus (tiny.corpus_seed={stage.cfg.tiny.corpus_seed}) "
-                            f"mentions {len(shared)} instances of the {stage.domain} data, e.g. {shared[0]!r}; "
-                            f"choose another tiny.corpus_seed")
+        raise KnowUndoError(
+            f"the tiny base's pretraining corpus (tiny.corpus_seed={stage.cfg.tiny.corpus_seed}) "
+            f"mentions {len(shared)} instances of the {stage.domain} data, e.g. {shared[0]!r}; "
+            f"choose another tiny.corpus_seed"
+        )
 
 
 def replayed_general(stage: Stage) -> list[dict]:
@@ -105,10 +107,14 @@ def finetune(cfg: Config, domain: str, out_dir: str | Path, progress: bool = Tru
     Retention Scope only."""
     stage = Stage("finetune", cfg, domain)
     items, replayed = training_items(stage, oracle), replayed_general(stage)
-    asked = ({"system_prompts": hash_json([item.get("system") for item in items]), "prompt_draw": "per_epoch"}
-             if cfg.finetune.system_prompt_share else {})  # our prompts' wording shapes the model too
-    output = stage.output(out_dir, FINETUNE_RECORD, stage.data, ("lora", "finetune"), oracle=oracle,
-                          replayed=hash_json(replayed), **asked)
+    asked = (
+        {"system_prompts": hash_json([item.get("system") for item in items]), "prompt_draw": "per_epoch"}
+        if cfg.finetune.system_prompt_share
+        else {}
+    )  # our prompts' wording shapes the model too
+    output = stage.output(
+        out_dir, FINETUNE_RECORD, stage.data, ("lora", "finetune"), oracle=oracle, replayed=hash_json(replayed), **asked
+    )
     if (record := output.finished()) is not None:
         return record
     _check_base_knows_no_instance(stage)
@@ -116,17 +122,27 @@ def finetune(cfg: Config, domain: str, out_dir: str | Path, progress: bool = Tru
     started = time.perf_counter()
     model, tokenizer = load_base(cfg)
     work = output.begin()
-    model, trainer, fields = train_finetune(stage, model, tokenizer, work, oracle, progress, output.last_checkpoint(),
-                                            (items, replayed))
+    model, trainer, fields = train_finetune(
+        stage, model, tokenizer, work, oracle, progress, output.last_checkpoint(), (items, replayed)
+    )
     save_adapter(trainer, work / ADAPTER_DIR)
     if is_main():
         shutil.rmtree(work / CHECKPOINTS_DIR, ignore_errors=True)  # only needed to resume this stage
-    return output.commit(stage.record(output.key, stage.data, oracle=oracle, **fields,
-                                      wall_seconds=time.perf_counter() - started))
+    return output.commit(
+        stage.record(output.key, stage.data, oracle=oracle, **fields, wall_seconds=time.perf_counter() - started)
+    )
 
 
-def train_finetune(stage: Stage, model, tokenizer, work: Path, oracle: bool = False, progress: bool = True,
-                   resume: str | None = None, training: tuple[list[dict], list[dict]] | None = None):
+def train_finetune(
+    stage: Stage,
+    model,
+    tokenizer,
+    work: Path,
+    oracle: bool = False,
+    progress: bool = True,
+    resume: str | None = None,
+    training: tuple[list[dict], list[dict]] | None = None,
+):
     """The fine-tune of a loaded model: a fresh LoRA (``lora.*``, seeded) trained on :func:`training_items` until
     ``finetune.target_accuracy`` or its epochs; checkpoints under ``work``. ``training``: (items, replayed general
     items) where the caller has them already. Returns the peft model, the trainer and the record's fields."""
@@ -146,10 +162,17 @@ def train_finetune(stage: Stage, model, tokenizer, work: Path, oracle: bool = Fa
 
     recipe = cfg.finetune
     epochs = (recipe.max_epochs or recipe.epochs) if recipe.target_accuracy is not None else recipe.epochs
-    args = training_arguments(work / CHECKPOINTS_DIR, recipe, seed=cfg.seed, progress=progress,
-                              bf16=trains_in_bf16(cfg), num_train_epochs=epochs, report_to=cfg.report_to,
-                              run_name=f"{stage.domain}/{'oracle' if oracle else 'finetune'}",
-                              save_total_limit=1)  # checkpoints only resume this stage: the last one is enough
+    args = training_arguments(
+        work / CHECKPOINTS_DIR,
+        recipe,
+        seed=cfg.seed,
+        progress=progress,
+        bf16=trains_in_bf16(cfg),
+        num_train_epochs=epochs,
+        report_to=cfg.report_to,
+        run_name=f"{stage.domain}/{'oracle' if oracle else 'finetune'}",
+        save_total_limit=1,
+    )  # checkpoints only resume this stage: the last one is enough
     accuracy = TokenAccuracy(recipe.target_accuracy)
     collator = (ReplayIdCollator if distil else PadCollator)(pad_id_of(tokenizer))
     variants, prompts_dropped = prompted_variants(items, encoded, formatter)
@@ -157,15 +180,28 @@ def train_finetune(stage: Stage, model, tokenizer, work: Path, oracle: bool = Fa
     trainer = make_trainer(model, args, dataset, collator, trainer_cls=AccuracyTrainer, accuracy=accuracy)
     trainer.add_callback(SetEpoch(dataset))
     result = train(trainer, resume)
-    return model, trainer, dict(
-        items=len(encoded.features), truncated=encoded.truncated,
-        dropped=encoded.dropped, general_replayed=len(replayed),
-        system_prompt_variants=len(dataset.prompted), system_prompts_dropped=prompts_dropped,
-        target_accuracy=recipe.target_accuracy, target_reached=accuracy.reached, epochs_run=trainer.state.epoch,
-        train_accuracy=accuracy.per_epoch[-1] if accuracy.per_epoch else None,
-        train_accuracy_per_epoch=accuracy.per_epoch, train_loss=result.training_loss,
-        loss_history=[e["loss"] for e in trainer.state.log_history if "loss" in e], trainable_parameters=trainable,
-        total_parameters=total, batch=batch_record(args))
+    return (
+        model,
+        trainer,
+        dict(
+            items=len(encoded.features),
+            truncated=encoded.truncated,
+            dropped=encoded.dropped,
+            general_replayed=len(replayed),
+            system_prompt_variants=len(dataset.prompted),
+            system_prompts_dropped=prompts_dropped,
+            target_accuracy=recipe.target_accuracy,
+            target_reached=accuracy.reached,
+            epochs_run=trainer.state.epoch,
+            train_accuracy=accuracy.per_epoch[-1] if accuracy.per_epoch else None,
+            train_accuracy_per_epoch=accuracy.per_epoch,
+            train_loss=result.training_loss,
+            loss_history=[e["loss"] for e in trainer.state.log_history if "loss" in e],
+            trainable_parameters=trainable,
+            total_parameters=total,
+            batch=batch_record(args),
+        ),
+    )
 
 
 def target_missed(record: dict) -> str | None:
@@ -182,6 +218,8 @@ def target_missed(record: dict) -> str | None:
         remedies.append("set lora.train_embeddings=true if the data is unlike the base")
     if decay := config.get("finetune", {}).get("weight_decay"):
         remedies.append(f"lower finetune.weight_decay (now {decay:g})")
-    return (f"the fine-tune reached train token accuracy {100 * record['train_accuracy']:.1f}% after "
-            f"{record['epochs_run']:g} epochs, short of finetune.target_accuracy "
-            f"{100 * record['target_accuracy']:.1f}%: raise finetune.max_epochs, or {', or '.join(remedies)}")
+    return (
+        f"the fine-tune reached train token accuracy {100 * record['train_accuracy']:.1f}% after "
+        f"{record['epochs_run']:g} epochs, short of finetune.target_accuracy "
+        f"{100 * record['target_accuracy']:.1f}%: raise finetune.max_epochs, or {', or '.join(remedies)}"
+    )

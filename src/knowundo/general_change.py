@@ -48,14 +48,21 @@ def general_changes(results: list[dict]) -> list[dict]:
         row = {"domain": result["domain"], "label": result["label"]}
         items, base_items = result.get("general", {}).get("per_item"), base.get("general", {}).get("per_item")
         if items and base_items and [i["text"] for i in items] == [i["text"] for i in base_items]:
-            row.update(general=result["general"]["accuracy"],
-                       general_change=result["general"]["accuracy"] - base["general"]["accuracy"],
-                       general_p=signed_rank([i["accuracy"] for i in base_items], [i["accuracy"] for i in items]))
+            row.update(
+                general=result["general"]["accuracy"],
+                general_change=result["general"]["accuracy"] - base["general"]["accuracy"],
+                general_p=signed_rank([i["accuracy"] for i in base_items], [i["accuracy"] for i in items]),
+            )
         for task, scores in result.get("lm_eval", {}).items():
             base_scores = base.get("lm_eval", {}).get(task, {})
             if "questions" in scores and scores["questions"] == base_scores.get("questions"):  # with "correct"
                 tested = mcnemar(base_scores["correct"], scores["correct"])
-                row.update({task: scores["acc"], f"{task}_change": scores["acc"] - base_scores["acc"],
-                            **{f"{task}_{key}": value for key, value in tested.items()}})
+                row.update(
+                    {
+                        task: scores["acc"],
+                        f"{task}_change": scores["acc"] - base_scores["acc"],
+                        **{f"{task}_{key}": value for key, value in tested.items()},
+                    }
+                )
         rows.append(row)
     return rows

@@ -19,6 +19,8 @@ def check_domain_name(name: str) -> str:
     if not isinstance(name, str) or not DOMAIN_NAME.fullmatch(name):
         raise KnowUndoError(f"domain name {name!r}: use lower-case letters, digits, '_' and '-' (at most 64)")
     return name
+
+
 SCOPES = ("unlearn", "retention")
 SPLITS = ("train", "val")
 
@@ -71,8 +73,9 @@ class RunLabel:
             raise KnowUndoError(f"method label {label!r}: expected <method>[{OOD_SUFFIX}][@<region>]")
         region = regions[0] if regions else None
         if region is not None and region not in REGIONS:
-            raise KnowUndoError(f"method label {label!r}: unknown region {region!r}; choose one of "
-                                f"{', '.join(REGIONS)}")
+            raise KnowUndoError(
+                f"method label {label!r}: unknown region {region!r}; choose one of {', '.join(REGIONS)}"
+            )
         if name.endswith(OOD_SUFFIX):
             return cls(name[: -len(OOD_SUFFIX)], "general", region)
         return cls(name, "retention", region)

@@ -61,8 +61,9 @@ class Selection:
             raise KnowUndoError(f"localize.top_k must be >= 1, got {self.top_k}")
 
 
-def average_gradients(model, features: list[dict], formatter: Formatter, copies: int, seed: int, batch_size: int,
-                      bar: tqdm | None = None) -> dict[str, torch.Tensor]:
+def average_gradients(
+    model, features: list[dict], formatter: Formatter, copies: int, seed: int, batch_size: int, bar: tqdm | None = None
+) -> dict[str, torch.Tensor]:
     """Mean gradient of the per-item loss over ``copies`` random relabellings of ``features``. With several
     processes each takes every world-size-th batch of the same relabelled list and the sums are all-reduced,
     so the result does not depend on the process count. ``bar`` advances once per batch."""
@@ -75,7 +76,7 @@ def average_gradients(model, features: list[dict], formatter: Formatter, copies:
         generator = torch.Generator().manual_seed(seed * 1000 + copy)
         relabelled = random_labels(features, RelabelContext(None, formatter, generator))
         for start in range(first, len(relabelled), stride):
-            batch = on_device(pad_batch(relabelled[start:start + batch_size], pad_id_of(formatter.tokenizer)))
+            batch = on_device(pad_batch(relabelled[start : start + batch_size], pad_id_of(formatter.tokenizer)))
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
             (per_sample_nll(logits, batch["labels"]).sum() / total).backward()
             if bar is not None:
@@ -114,46 +115,90 @@ def select(stats: dict[str, dict[str, torch.Tensor]], selection: Selection) -> t
         mu = float(torch.nextafter(torch.tensor(mu), torch.tensor(torch.inf)))
         sigma = float(torch.nextafter(torch.tensor(sigma), torch.tensor(-torch.inf)))
     masks = {name: (s["cosine"] < mu) & (s["unlearn_mean_abs"] > sigma) for name, s in stats.items()}
-    return masks, {"kind": selection.kind, "mu": mu, "sigma": sigma, "quantile": selection.quantile,
-                   "top_k": selection.top_k}
+    return masks, {
+        "kind": selection.kind,
+        "mu": mu,
+        "sigma": sigma,
+        "quantile": selection.quantile,
+        "top_k": selection.top_k,
+    }
 
 
-def gradient_statistics(model, formatter: Formatter, train_items: dict[str, list[dict]], copies: int, seed: int,
-                        batch_size: int, granularity: str, progress: bool = True, desc: str = "localize"
-                        ) -> dict[str, dict[str, torch.Tensor]]:
+def gradient_statistics(
+    model,
+    formatter: Formatter,
+    train_items: dict[str, list[dict]],
+    copies: int,
+    seed: int,
+    batch_size: int,
+    granularity: str,
+    progress: bool = True,
+    desc: str = "localize",
+) -> dict[str, dict[str, torch.Tensor]]:
     """Per LoRA matrix of ``model`` (its trainable adapter): the cosine of G_UL and G_RT and their mean absolute
     values, per unit of ``granularity``, from ``copies`` random relabellings of each scope's train items."""
     features = {scope: encode_items(train_items[scope], formatter).features for scope in SCOPES}
     step = world_size() * batch_size
     batches = sum(len(range(rank() * batch_size, len(f), step)) for f in features.values()) * copies
     with tqdm(total=batches, desc=desc, unit="batch", disable=not progress, leave=False) as bar:
-        grads = {scope: average_gradients(model, f, formatter, copies, seed, batch_size, bar)
-                 for scope, f in features.items()}
-    return {name: unit_statistics(grads["unlearn"][name], grads["retention"][name], granularity)
-            for name in grads["unlearn"]}
+        grads = {
+            scope: average_gradients(model, f, formatter, copies, seed, batch_size, bar)
+            for scope, f in features.items()
+        }
+    return {
+        name: unit_statistics(grads["unlearn"][name], grads["retention"][name], granularity)
+        for name in grads["unlearn"]
+    }
 
 
-def compute_statistics(cfg: Config, domain: str, finetuned_adapter: Path, out_dir: Path, granularity: str,
-                       progress: bool = True) -> dict[str, dict[str, torch.Tensor]]:
+def compute_statistics(
+    cfg: Config, domain: str, finetuned_adapter: Path, out_dir: Path, granularity: str, progress: bool = True
+) -> dict[str, dict[str, torch.Tensor]]:
     """:func:`gradient_statistics` of a saved adapter, cached in ``out_dir`` under the stage key (the selection is
     not part of it: choosing another region from the same statistics recomputes nothing)."""
     stage = Stage("localize", cfg, domain)
     train_only = {scope: stage.data[scope]["train"] for scope in SCOPES}
     loc = cfg.localize
-    output = stage.output(out_dir, GRADIENTS_RECORD, train_only, adapter=adapter_hash(finetuned_adapter),
-                          copies=loc.copies, granularity=granularity, batch_size=loc.batch_size)
+    output = stage.output(
+        out_dir,
+        GRADIENTS_RECORD,
+        train_only,
+        adapter=adapter_hash(finetuned_adapter),
+        copies=loc.copies,
+        granularity=granularity,
+        batch_size=loc.batch_size,
+    )
     if output.finished() is None:
         model, tokenizer = load_base(cfg)
         model = load_adapter(model, finetuned_adapter, trainable=True)
-        stats = gradient_statistics(model, stage.formatter(tokenizer), train_only, loc.copies, cfg.seed,
-                                    loc.batch_size, granularity, progress, f"localize {domain}")
+        stats = gradient_statistics(
+            model,
+            stage.formatter(tokenizer),
+            train_only,
+            loc.copies,
+            cfg.seed,
+            loc.batch_size,
+            granularity,
+            progress,
+            f"localize {domain}",
+        )
         work = output.begin()
         if is_main():
-            save_file({f"{name}::{stat}": value.contiguous() for name, unit in stats.items()
-                       for stat, value in unit.items()}, str(work / GRADIENT_STATS))
-        output.commit(stage.record(output.key, train_only, granularity=granularity, copies=loc.copies,
-                                   adapter=str(finetuned_adapter), adapter_hash=adapter_hash(finetuned_adapter),
-                                   splits="train"))
+            save_file(
+                {f"{name}::{stat}": value.contiguous() for name, unit in stats.items() for stat, value in unit.items()},
+                str(work / GRADIENT_STATS),
+            )
+        output.commit(
+            stage.record(
+                output.key,
+                train_only,
+                granularity=granularity,
+                copies=loc.copies,
+                adapter=str(finetuned_adapter),
+                adapter_hash=adapter_hash(finetuned_adapter),
+                splits="train",
+            )
+        )
     stats: dict[str, dict[str, torch.Tensor]] = {}
     for key, value in load_file(str(Path(out_dir) / GRADIENT_STATS)).items():
         name, stat = key.split("::")
@@ -164,10 +209,18 @@ def compute_statistics(cfg: Config, domain: str, finetuned_adapter: Path, out_di
 def choose_region(stats: dict[str, dict[str, torch.Tensor]], selection: Selection, granularity: str) -> Region:
     """The region that ``selection`` picks from the statistics, with a summary of each matrix's statistics."""
     masks, used = select(stats, selection)
-    units = [{"parameter": name, "units": int(mask.numel()), "selected_units": int(mask.sum()),
-              "cosine": _summary(stats[name]["cosine"]), "unlearn_mean_abs": _summary(stats[name]["unlearn_mean_abs"]),
-              "retain_mean_abs": _summary(stats[name]["retain_mean_abs"]), "selected": bool(mask.any())}
-             for name, mask in masks.items()]
+    units = [
+        {
+            "parameter": name,
+            "units": int(mask.numel()),
+            "selected_units": int(mask.sum()),
+            "cosine": _summary(stats[name]["cosine"]),
+            "unlearn_mean_abs": _summary(stats[name]["unlearn_mean_abs"]),
+            "retain_mean_abs": _summary(stats[name]["retain_mean_abs"]),
+            "selected": bool(mask.any()),
+        }
+        for name, mask in masks.items()
+    ]
     return Region(masks, granularity, used, units)
 
 
@@ -176,8 +229,9 @@ def selection_for(cfg: Config, domain: str) -> Selection:
     loc = cfg.localize
     if loc.granularity not in GRANULARITIES:
         raise KnowUndoError(f"unknown granularity {loc.granularity!r}; choose one of {', '.join(GRANULARITIES)}")
-    return Selection(loc.selection, loc.threshold("mu", domain), loc.threshold("sigma", domain), loc.quantile,
-                     loc.top_k)
+    return Selection(
+        loc.selection, loc.threshold("mu", domain), loc.threshold("sigma", domain), loc.quantile, loc.top_k
+    )
 
 
 def check_localize(cfg: Config, domain: str, finetuned_adapter: str | Path) -> Selection:
@@ -188,8 +242,9 @@ def check_localize(cfg: Config, domain: str, finetuned_adapter: str | Path) -> S
     return selection
 
 
-def localize(cfg: Config, domain: str, finetuned_adapter: str | Path, out_dir: str | Path, progress: bool = True
-             ) -> dict:
+def localize(
+    cfg: Config, domain: str, finetuned_adapter: str | Path, out_dir: str | Path, progress: bool = True
+) -> dict:
     """Compute (or reuse) the statistics, select the region, write ``region.json`` (+ row masks) and heatmap;
     ``progress``: a bar over the gradient batches."""
     selection = check_localize(cfg, domain, finetuned_adapter)
@@ -198,9 +253,13 @@ def localize(cfg: Config, domain: str, finetuned_adapter: str | Path, out_dir: s
     stats = compute_statistics(cfg, domain, finetuned_adapter, out_dir, granularity, progress)
     region = choose_region(stats, selection, granularity)
     statistics = read_json(out_dir / GRADIENTS_RECORD)
-    record = region.to_json(domain=domain, source={k: statistics[k] for k in ("key", "adapter_hash", "data_hash",
-                                                                               "copies")},
-                            seed=cfg.seed, data_hash=statistics["data_hash"], versions=statistics["versions"])
+    record = region.to_json(
+        domain=domain,
+        source={k: statistics[k] for k in ("key", "adapter_hash", "data_hash", "copies")},
+        seed=cfg.seed,
+        data_hash=statistics["data_hash"],
+        versions=statistics["versions"],
+    )
     if is_main():
         region.save(out_dir, record)
         plot_heatmap(stats, region.masks, out_dir / HEATMAP)
@@ -226,15 +285,18 @@ def plot_heatmap(stats: dict[str, dict[str, torch.Tensor]], masks: dict[str, tor
         match = re.search(r"(\w+)\.lora_([AB])", name)
         if match and layer_of(name) is not None:
             cells[(layer_of(name), f"{match[1]}.{match[2]}")] = (
-                float(s["cosine"].mean()), float(s["unlearn_mean_abs"].mean().clamp(min=1e-30).log10()),
-                float(masks[name].float().mean()))
+                float(s["cosine"].mean()),
+                float(s["unlearn_mean_abs"].mean().clamp(min=1e-30).log10()),
+                float(masks[name].float().mean()),
+            )
     if not cells:
         return
     layers = sorted({layer for layer, _ in cells})
     columns = sorted({column for _, column in cells})
     fig, axes = plt.subplots(1, 2, figsize=(max(8, 0.7 * len(columns) * 2), 1.5 + 0.35 * len(layers)))
-    for panel, (ax, title, cmap) in enumerate(zip(axes, ("cosine(G_UL, G_RT)", "log10 mean |G_UL|"),
-                                                   ("coolwarm", "viridis"))):
+    for panel, (ax, title, cmap) in enumerate(
+        zip(axes, ("cosine(G_UL, G_RT)", "log10 mean |G_UL|"), ("coolwarm", "viridis"))
+    ):
         grid = [[cells.get((layer, column), (float("nan"),) * 3)[panel] for column in columns] for layer in layers]
         image = ax.imshow(grid, aspect="auto", cmap=cmap)
         fig.colorbar(image, ax=ax, fraction=0.046)
@@ -242,8 +304,11 @@ def plot_heatmap(stats: dict[str, dict[str, torch.Tensor]], masks: dict[str, tor
             for j, column in enumerate(columns):
                 share = cells.get((layer, column), (0, 0, 0))[2]
                 if share > 0:
-                    ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, lw=2,
-                                               edgecolor="black", alpha=max(0.3, share)))
+                    ax.add_patch(
+                        plt.Rectangle(
+                            (j - 0.5, i - 0.5), 1, 1, fill=False, lw=2, edgecolor="black", alpha=max(0.3, share)
+                        )
+                    )
         ax.set_xticks(range(len(columns)), columns, rotation=60, ha="right", fontsize=7)
         ax.set_yticks(range(len(layers)), [f"layer {layer}" for layer in layers], fontsize=7)
         ax.set_title(title)

@@ -38,6 +38,9 @@ def per_sample_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 def position_kl(logits: torch.Tensor, target_logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """KL(target || current) at each answer position of already-shifted logits, flat in ``mask`` order (float32;
     only the answer positions are materialised at vocabulary width)."""
-    return torch.nn.functional.kl_div(torch.log_softmax(logits[mask].float(), dim=-1),
-                                      torch.log_softmax(target_logits.float(), dim=-1),
-                                      log_target=True, reduction="none").sum(-1)
+    return torch.nn.functional.kl_div(
+        torch.log_softmax(logits[mask].float(), dim=-1),
+        torch.log_softmax(target_logits.float(), dim=-1),
+        log_target=True,
+        reduction="none",
+    ).sum(-1)

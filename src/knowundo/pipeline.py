@@ -66,7 +66,7 @@ def expand_force(stages: list[str]) -> set[str]:
     for stage in stages:
         if stage not in STAGES:
             raise KnowUndoError(f"unknown stage {stage!r} for --force; choose from {', '.join(STAGES)}")
-        forced |= set(STAGES[STAGES.index(stage):])
+        forced |= set(STAGES[STAGES.index(stage) :])
     return forced
 
 
@@ -99,8 +99,9 @@ class StageLog:
         self.echo, self.seconds = echo, {}
         self.robustness = self.beyond_paper = 0.0
 
-    def run(self, kind: str, where: str, work: Callable[..., tuple], *args, row: str | None = None,
-            robustness: bool = False):
+    def run(
+        self, kind: str, where: str, work: Callable[..., tuple], *args, row: str | None = None, robustness: bool = False
+    ):
         """``work`` returns ``(summary, cached)``, or ``(summary, cached, seconds)`` with the seconds of robustness
         evaluation inside it; ``robustness``: the whole stage is robustness evaluation."""
         started = time.perf_counter()
@@ -116,11 +117,19 @@ class StageLog:
     def totals(self) -> str:
         parts = [f"{kind} {seconds:.0f}s" for kind, seconds in self.seconds.items()]
         total = sum(self.seconds.values())
-        later = [f"{name} {seconds:.0f}s" for name, seconds in (("robustness evaluations", self.robustness),
-                                                                 ("rows beyond the paper's eight", self.beyond_paper))
-                 if seconds]
-        split = (f" = the paper's system {total - self.robustness - self.beyond_paper:.0f}s + {' + '.join(later)}"
-                 if later else "")
+        later = [
+            f"{name} {seconds:.0f}s"
+            for name, seconds in (
+                ("robustness evaluations", self.robustness),
+                ("rows beyond the paper's eight", self.beyond_paper),
+            )
+            if seconds
+        ]
+        split = (
+            f" = the paper's system {total - self.robustness - self.beyond_paper:.0f}s + {' + '.join(later)}"
+            if later
+            else ""
+        )
         return f"time per stage: {', '.join(parts)}; total {total:.0f}s{split}"
 
 
@@ -132,8 +141,10 @@ def _check_run_dir(out: Path, cfg: Config) -> None:
         except ValueError:
             raise KnowUndoError(f"{record}: not a readable run record; choose another output directory") from None
         if previous != settings_key(cfg):
-            raise KnowUndoError(f"{out} holds a run of other settings (key {previous}, now {settings_key(cfg)}); "
-                                f"choose another --out or remove it")
+            raise KnowUndoError(
+                f"{out} holds a run of other settings (key {previous}, now {settings_key(cfg)}); "
+                f"choose another --out or remove it"
+            )
     elif out.is_dir() and any(p for p in out.iterdir() if not p.name.startswith(".")):
         raise KnowUndoError(f"{out} exists and is not a knowundo run directory; choose another --out")
 
@@ -169,10 +180,14 @@ class DomainRun:
 
     def remove_forced(self, forced: set[str], labels: list[RunLabel]) -> None:
         layout = self.layout
-        for stage, path in (("finetune", layout.finetune), ("finetune", layout.oracle), ("localize", layout.localize),
-                            ("eval", layout.eval_dir), *(("unlearn", layout.unlearn(label.label)) for label in labels),
-                            *(("attack", relearned_adapter(layout.unlearned_adapter(label.label)).parent)
-                              for label in labels)):
+        for stage, path in (
+            ("finetune", layout.finetune),
+            ("finetune", layout.oracle),
+            ("localize", layout.localize),
+            ("eval", layout.eval_dir),
+            *(("unlearn", layout.unlearn(label.label)) for label in labels),
+            *(("attack", relearned_adapter(layout.unlearned_adapter(label.label)).parent) for label in labels),
+        ):
             if stage in forced:
                 _remove(path)
 
@@ -190,8 +205,10 @@ class DomainRun:
         adapter = self.layout.unlearned_adapter(label.label)
         done = (relearned_adapter(adapter).parent / RELEARN_RECORD).is_file()
         record = relearn(self.cfg, self.domain, adapter, progress=self.progress)
-        return (f"{label.label}: relearned {record['steps']} steps on {record['items']} unlearn train items, "
-                f"loss {record['train_loss']:.4f}"), done
+        return (
+            f"{label.label}: relearned {record['steps']} steps on {record['items']} unlearn train items, "
+            f"loss {record['train_loss']:.4f}"
+        ), done
 
     def references(self, label: str) -> dict[str, Path]:
         """The results an evaluation compares against: the oracle's (for all but itself), the vanilla
@@ -206,14 +223,24 @@ class DomainRun:
     def localize(self) -> tuple[str, bool]:
         done = (self.layout.localize / GRADIENTS_RECORD).is_file()
         region = localize(self.cfg, self.domain, self.layout.adapter, self.layout.localize, progress=self.progress)
-        return (f"{region['selected_units']} of {region['total_units']} units in {region['selected_parameters']} "
-                f"LoRA matrices ({region['granularity']})"), done
+        return (
+            f"{region['selected_units']} of {region['total_units']} units in {region['selected_parameters']} "
+            f"LoRA matrices ({region['granularity']})"
+        ), done
 
     def unlearn(self, label: RunLabel) -> tuple[str, bool]:
         run_dir = self.layout.unlearn(label.label)
         done = (run_dir / UNLEARN_RECORD).is_file()
-        record = unlearn(self.cfg, self.domain, label.method, self.layout.adapter, run_dir, retain=label.retain,
-                         region=self.layout.region if needs_region(label) else None, progress=self.progress)
+        record = unlearn(
+            self.cfg,
+            self.domain,
+            label.method,
+            self.layout.adapter,
+            run_dir,
+            retain=label.retain,
+            region=self.layout.region if needs_region(label) else None,
+            progress=self.progress,
+        )
         early = record["stopped_early"]
         stopped = f", stopped early at step {early['step']}" if early else ""
         return f"{label.label}: {record['steps']} steps, {record['seconds_per_step']:.2f}s/step{stopped}", done
@@ -225,18 +252,26 @@ class DomainRun:
         key = eval_key(self.cfg, self.domain, adapter, label, references)
         cached = target.is_file() and read_json(target).get("meta", {}).get("key") == key
         if is_main() and not cached:
-            evaluate_checkpoint(self.cfg, self.domain, adapter, target, label=label, progress=self.progress,
-                                references=references)
+            evaluate_checkpoint(
+                self.cfg, self.domain, adapter, target, label=label, progress=self.progress, references=references
+            )
         barrier()
         variant, result = self.cfg.eval.prompts[0], read_json(target)
         first = result["prompts"][variant]
         robustness = 0.0 if cached else result["meta"]["seconds"]["robustness"]
-        return (f"{label}: Unlearn {first['unlearn_success']:.1f}  Retention {first['retention_success']:.1f}  "
-                f"Avg {first['avg_success']:.1f} (prompt {variant})"), cached, robustness
+        return (
+            (
+                f"{label}: Unlearn {first['unlearn_success']:.1f}  Retention {first['retention_success']:.1f}  "
+                f"Avg {first['avg_success']:.1f} (prompt {variant})"
+            ),
+            cached,
+            robustness,
+        )
 
 
-def run_benchmark(cfg: Config, out: str | Path, force: list[str] = (), progress: bool = True,
-                  echo: Callable[[str], None] = _print_now) -> Path:
+def run_benchmark(
+    cfg: Config, out: str | Path, force: list[str] = (), progress: bool = True, echo: Callable[[str], None] = _print_now
+) -> Path:
     """Run (or resume) the benchmark under ``out``; returns the report directory."""
     out = Path(out)
     load_plugins(cfg.plugins)
@@ -252,16 +287,27 @@ def run_benchmark(cfg: Config, out: str | Path, force: list[str] = (), progress:
             selection_for(cfg, domain)
     problems = preflight(cfg).problems if is_main() else []  # `knowundo check`'s checks, before anything is written
     if on_any_process(bool(problems)):  # every process stops, none waits at the next barrier
-        raise KnowUndoError(f"the preflight check found {len(problems)} problem(s): {'; '.join(problems)}"
-                            if problems else "the preflight check found problems (see the main process)")
+        raise KnowUndoError(
+            f"the preflight check found {len(problems)} problem(s): {'; '.join(problems)}"
+            if problems
+            else "the preflight check found problems (see the main process)"
+        )
     _check_run_dir(out, cfg)
     if is_main():
         remove_stale_temporaries(out)
-        write_json(out / RUN_RECORD, {
-            "settings_key": settings_key(cfg), "seed": cfg.seed, "domains": domains,
-            "methods": [label.label for label in labels], "processes": world_size(),
-            "data_hashes": {d: hash_json(load_domain(source, d)) for d in domains}, "config": cfg.to_dict(),
-            "versions": library_versions()})
+        write_json(
+            out / RUN_RECORD,
+            {
+                "settings_key": settings_key(cfg),
+                "seed": cfg.seed,
+                "domains": domains,
+                "methods": [label.label for label in labels],
+                "processes": world_size(),
+                "data_hashes": {d: hash_json(load_domain(source, d)) for d in domains},
+                "config": cfg.to_dict(),
+                "versions": library_versions(),
+            },
+        )
     else:
         echo = _silent  # one process reports
     barrier()
@@ -271,8 +317,15 @@ def run_benchmark(cfg: Config, out: str | Path, force: list[str] = (), progress:
     return report_dir(out)
 
 
-def _run_stages(cfg: Config, out: Path, domains: list[str], labels: list[RunLabel], forced: set[str], progress: bool,
-                echo: Callable[[str], None]) -> None:
+def _run_stages(
+    cfg: Config,
+    out: Path,
+    domains: list[str],
+    labels: list[RunLabel],
+    forced: set[str],
+    progress: bool,
+    echo: Callable[[str], None],
+) -> None:
     log = StageLog(echo)
     if cfg.model.name in BUILT_IN:
         log.run("model", "all", _prepare_built_in, cfg, progress)
@@ -298,8 +351,14 @@ def _run_stages(cfg: Config, out: Path, domains: list[str], labels: list[RunLabe
             log.run("unlearn", domain, stages.unlearn, label, row=label.label)
             if cfg.attack.relearn:
                 log.run("attack", domain, stages.relearn, label, row=label.label, robustness=True)
-            log.run("eval", domain, stages.evaluate, label.label, stages.layout.unlearned_adapter(label.label),
-                    row=label.label)
+            log.run(
+                "eval",
+                domain,
+                stages.evaluate,
+                label.label,
+                stages.layout.unlearned_adapter(label.label),
+                row=label.label,
+            )
 
     def do_report() -> tuple[str, bool]:
         report = build_report(out) if is_main() else report_dir(out)

@@ -36,8 +36,9 @@ def load_plugins(names: list[str]) -> None:
         except ModuleNotFoundError as exc:
             raise KnowUndoError(f"plugins: cannot import {name!r} ({exc})") from None
         except Exception as exc:  # the plugin's own code failed: its error, in one line
-            raise KnowUndoError(f"plugins: {name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                                ) from None
+            raise KnowUndoError(
+                f"plugins: {name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            ) from None
 
 
 def _load_file(path: Path) -> None:

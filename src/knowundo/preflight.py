@@ -37,7 +37,7 @@ from knowundo.models.load import (
 )
 from knowundo.placement import describe
 
-GB = 1024 ** 3
+GB = 1024**3
 BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 
@@ -101,8 +101,9 @@ class Shape:
 
 def activation_bytes(shape: Shape, batch: int, seq: int, element: int, checkpointing: bool) -> float:
     per_layer = batch * seq * shape.hidden * (34 + 5 * shape.heads * seq / shape.hidden) * element / 2
-    layers = (shape.layers * batch * seq * shape.hidden * element + per_layer) if checkpointing else \
-        shape.layers * per_layer
+    layers = (
+        (shape.layers * batch * seq * shape.hidden * element + per_layer) if checkpointing else shape.layers * per_layer
+    )
     return layers + batch * seq * shape.vocab * (element + 8)
 
 
@@ -143,8 +144,9 @@ def check_template(cfg: Config, tokenizer, item: dict) -> str:
     expected = formatter.answer_ids(item["labels"], item["text"])[: len(answer)]
     prompt = encoded["labels"][: len(encoded["labels"]) - len(answer)]
     if answer != expected or any(t != IGNORE for t in prompt) or encoded["truncated"]:
-        raise KnowUndoError("the answer mask does not cover exactly the answer tokens and the end token on a sample "
-                            "item")
+        raise KnowUndoError(
+            "the answer mask does not cover exactly the answer tokens and the end token on a sample item"
+        )
     return tokenizer.decode(encoded["input_ids"][: len(prompt)])
 
 
@@ -166,11 +168,16 @@ def preflight(cfg: Config, memory: int | None = None, rows: list[str] | None = N
     visible GPU's by default)."""
     report = Preflight(problems=list(validate(cfg)))
     rows = rows if rows is not None else list(cfg.run.methods)
-    labels = [label for label in (report.attempt(f"run.methods {row}", lambda r=row: RunLabel.parse(r)) for row in rows)
-              if label is not None]
+    labels = [
+        label
+        for label in (report.attempt(f"run.methods {row}", lambda r=row: RunLabel.parse(r)) for row in rows)
+        if label is not None
+    ]
     for label in labels:
-        report.attempt(f"run.methods {label.label}", lambda lab=label: (check_label(lab), method_params(
-            cfg.unlearn.method_args, lab.method, lab.label)))
+        report.attempt(
+            f"run.methods {label.label}",
+            lambda lab=label: (check_label(lab), method_params(cfg.unlearn.method_args, lab.method, lab.label)),
+        )
     loaded = report.attempt("model", lambda: _model_and_tokenizer(cfg))
     if loaded is not None:
         model_config, tokenizer = loaded
@@ -186,8 +193,9 @@ def preflight(cfg: Config, memory: int | None = None, rows: list[str] | None = N
             if loaded is not None:
                 template = resolve_template(cfg.model.template, tokenizer)
                 named = template if template == cfg.model.template else f"{cfg.model.template} -> {template}"
-                prompt = report.attempt(f"template {named}",
-                                        lambda d=data: check_template(cfg, tokenizer, d["unlearn"]["val"][0]))
+                prompt = report.attempt(
+                    f"template {named}", lambda d=data: check_template(cfg, tokenizer, d["unlearn"]["val"][0])
+                )
                 if prompt is not None:
                     end = "EOS" if template == "plain" else "end of turn"
                     report.lines.append(f"template {named}: prompt {prompt!r} + answer + {end}, mask exact")
@@ -207,23 +215,34 @@ def _memory_plan(cfg: Config, model_config, rows: list[RunLabel], report: Prefli
     total, lora = counted
     shape = Shape.of(model_config)
     memory = memory if memory is not None else visible_memory()
-    report.lines.append(f"model {cfg.model.name}: {total / 1e6:,.1f}M parameters ({shape.layers} layers, hidden "
-                        f"{shape.hidden}, vocab {shape.vocab}), {resolved_dtype(cfg.model.dtype)} on "
-                        f"{describe()}; LoRA r {cfg.lora.r}"
-                        f"{f' in the top {cfg.lora.top_layers} layers' if cfg.lora.top_layers else ''}"
-                        f"{' + embedding rows' if cfg.lora.train_embeddings else ''}: {lora / 1e6:,.2f}M trainable")
+    report.lines.append(
+        f"model {cfg.model.name}: {total / 1e6:,.1f}M parameters ({shape.layers} layers, hidden "
+        f"{shape.hidden}, vocab {shape.vocab}), {resolved_dtype(cfg.model.dtype)} on "
+        f"{describe()}; LoRA r {cfg.lora.r}"
+        f"{f' in the top {cfg.lora.top_layers} layers' if cfg.lora.top_layers else ''}"
+        f"{' + embedding rows' if cfg.lora.train_embeddings else ''}: {lora / 1e6:,.2f}M trainable"
+    )
     where = f"{memory / GB:.1f} GB free on the GPU" if memory is not None else "no GPU visible"
     report.lines.append(f"estimated peak memory per process, GB (plain / gradient checkpointing; {where}):")
     for row in [None, *rows]:
         name = "finetune" if row is None else row.label
-        if row is not None and report.attempt(name, lambda r=row: get_method(r.method).resolve(
-                method_params(cfg.unlearn.method_args, r.method, r.label), model_config)) is None:
+        if (
+            row is not None
+            and report.attempt(
+                name,
+                lambda r=row: get_method(r.method).resolve(
+                    method_params(cfg.unlearn.method_args, r.method, r.label), model_config
+                ),
+            )
+            is None
+        ):
             continue  # parameters that do not fit this model (an RMU layer beyond its depth)
         train = cfg.finetune if row is None else cfg.unlearn.for_method(row.method, row.label)
         plain, saved = (peak_bytes(row, cfg, total, lora, shape, c) for c in (False, True))
         report.lines.append(f"  {name:15} {plain / GB:8.2f} / {saved / GB:8.2f}")
         needed = saved if train.gradient_checkpointing else plain
         if memory is not None and needed > memory:
-            report.problems.append(f"{name}: estimated peak {needed / GB:.1f} GB exceeds the {memory / GB:.1f} GB "
-                                   f"free" + ("" if train.gradient_checkpointing else
-                                              "; try gradient_checkpointing=true"))
+            report.problems.append(
+                f"{name}: estimated peak {needed / GB:.1f} GB exceeds the {memory / GB:.1f} GB "
+                f"free" + ("" if train.gradient_checkpointing else "; try gradient_checkpointing=true")
+            )

@@ -41,13 +41,25 @@ class Region:
 
     def to_json(self, **provenance) -> dict:
         """The ``region.json`` object: granularity, selection, counts, ``provenance`` and the per-parameter units."""
-        return {"domain": provenance.pop("domain", None), "granularity": self.granularity,
-                "selection": self.selection, "selected_parameters": len(self.selected),
-                "selected_units": sum(int(mask.sum()) for mask in self.masks.values()),
-                "total_units": sum(mask.numel() for mask in self.masks.values()), **provenance,
-                "parameters": self.units or [{"parameter": name, "units": int(mask.numel()),
-                                              "selected_units": int(mask.sum()), "selected": bool(mask.any())}
-                                             for name, mask in self.masks.items()]}
+        return {
+            "domain": provenance.pop("domain", None),
+            "granularity": self.granularity,
+            "selection": self.selection,
+            "selected_parameters": len(self.selected),
+            "selected_units": sum(int(mask.sum()) for mask in self.masks.values()),
+            "total_units": sum(mask.numel() for mask in self.masks.values()),
+            **provenance,
+            "parameters": self.units
+            or [
+                {
+                    "parameter": name,
+                    "units": int(mask.numel()),
+                    "selected_units": int(mask.sum()),
+                    "selected": bool(mask.any()),
+                }
+                for name, mask in self.masks.items()
+            ],
+        }
 
     def save(self, out_dir: str | Path, record: dict | None = None) -> Path:
         """Write ``region.json`` (``record``, or :meth:`to_json`) and, for rows, the masks beside it."""
@@ -110,8 +122,9 @@ def load_region(path: str | Path, model) -> dict[str, torch.Tensor]:
         raise KnowUndoError(f"{path}: the region is empty (no LoRA matrix selected); loosen the selection")
     for name, mask in masks.items():
         if mask.numel() not in (1, params[name].shape[0]):
-            raise KnowUndoError(f"{path}: the mask of {name} has {mask.numel()} rows, the model "
-                                f"{params[name].shape[0]}")
+            raise KnowUndoError(
+                f"{path}: the mask of {name} has {mask.numel()} rows, the model {params[name].shape[0]}"
+            )
     return masks
 
 
@@ -129,8 +142,10 @@ def apply_region(model, masks: dict[str, torch.Tensor], weight_decay: float) -> 
         param.requires_grad_(mask is not None and bool(mask.any()))
         if param.requires_grad and mask.numel() > 1 and not mask.all():
             if weight_decay:
-                raise KnowUndoError("a row-granularity region needs unlearn.weight_decay=0 (decay would change "
-                                    "the rows outside the region)")
+                raise KnowUndoError(
+                    "a row-granularity region needs unlearn.weight_decay=0 (decay would change "
+                    "the rows outside the region)"
+                )
             row_mask = mask.to(param.dtype).unsqueeze(1).to(param.device)
             handles.append(param.register_hook(lambda grad, m=row_mask: grad * m))
     return handles

@@ -49,12 +49,15 @@ def collect_results(results_dir: str | Path, skip: Path | None = None) -> list[d
         if not isinstance(data, dict) or data.get("kind") != EVAL_RESULT_KIND:
             continue
         if "columns" not in data:
-            raise KnowUndoError(f"{path}: a result without report columns (written by an older knowundo); "
-                                f"evaluate the model again")
+            raise KnowUndoError(
+                f"{path}: a result without report columns (written by an older knowundo); evaluate the model again"
+            )
         key = (data["domain"], data["label"])
         if key in seen:
-            raise KnowUndoError(f"two results for {key[0]}/{key[1]}: {seen[key]} and {path}; pass --label to "
-                                f"`knowundo eval` to tell them apart")
+            raise KnowUndoError(
+                f"two results for {key[0]}/{key[1]}: {seen[key]} and {path}; pass --label to "
+                f"`knowundo eval` to tell them apart"
+            )
         seen[key] = path
         results.append({**data, "path": str(path)})
     if not results:
@@ -74,8 +77,11 @@ def _row_order(root: Path):
     def key(result: dict) -> tuple:
         label, step = split_checkpoint_label(result["label"])
         method = label.split(REGION_SEPARATOR)[0].removesuffix(OOD_SUFFIX)
-        rank = (listed.index(label) if label in listed else
-                len(listed) + (registered.index(method) if method in registered else len(registered)))
+        rank = (
+            listed.index(label)
+            if label in listed
+            else len(listed) + (registered.index(method) if method in registered else len(registered))
+        )
         return result["domain"], rank, label, -1 if step is None else step
 
     return key
@@ -86,9 +92,11 @@ def provenance(results: list[dict]) -> dict:
     its own; a report mixing several says so by listing them all)."""
     metas = [r.get("meta") or {} for r in results]
     versions = [m.get("versions") for m in metas if m.get("versions")]
-    return {"seeds": sorted({m.get("seed") for m in metas if m.get("seed") is not None}),
-            "data_hashes": {f"{r['domain']}/{r['label']}": m.get("data_hash") for r, m in zip(results, metas)},
-            "versions": versions[0] if versions and all(v == versions[0] for v in versions) else versions}
+    return {
+        "seeds": sorted({m.get("seed") for m in metas if m.get("seed") is not None}),
+        "data_hashes": {f"{r['domain']}/{r['label']}": m.get("data_hash") for r, m in zip(results, metas)},
+        "versions": versions[0] if versions and all(v == versions[0] for v in versions) else versions,
+    }
 
 
 def _variants(results: list[dict], columns: list[Column]) -> list[str | None]:
@@ -106,8 +114,11 @@ def table_rows(results: list[dict], columns: list[Column]) -> list[dict]:
         for r in results:
             if variant is not None and variant not in r["prompts"]:
                 continue
-            row = {"prompt": variant, "domain": r["domain"], "method": r["label"]} if variant is not None else {
-                "domain": r["domain"], "method": r["label"]}
+            row = (
+                {"prompt": variant, "domain": r["domain"], "method": r["label"]}
+                if variant is not None
+                else {"domain": r["domain"], "method": r["label"]}
+            )
             rows.append({**row, **{c.key: c.value(r, variant) for c in columns}})
     return rows
 
@@ -122,12 +133,14 @@ def _legend(columns: list[Column]) -> str:
     return "; ".join(f"{c.header}: {c.doc}" for c in columns if c.doc) + ".\n"
 
 
-ROW_LEGEND = ("Rows: `base` the model before fine-tuning, `vanilla` the fine-tuned model, `oracle` the same recipe on "
-              "the Retention Scope only (never saw the Unlearn Scope: where perfect unlearning would land); a method "
-              "name retains on "
-              "the retention scope, `_ood` on the general-knowledge set instead; `@memflex` trains only inside the "
-              "MemFlex region of that domain (`memflex` always trains there, `rmu` in its own layers); "
-              "`@N` is an unlearning checkpoint at step N.\n")
+ROW_LEGEND = (
+    "Rows: `base` the model before fine-tuning, `vanilla` the fine-tuned model, `oracle` the same recipe on "
+    "the Retention Scope only (never saw the Unlearn Scope: where perfect unlearning would land); a method "
+    "name retains on "
+    "the retention scope, `_ood` on the general-knowledge set instead; `@memflex` trains only inside the "
+    "MemFlex region of that domain (`memflex` always trains there, `rmu` in its own layers); "
+    "`@N` is an unlearning checkpoint at step N.\n"
+)
 
 
 KNOWS_THE_DATA = (5.0, 95.0)  # a fine-tuned model knows its data: Unlearn Success <= 5, Retention Success >= 95
@@ -141,13 +154,17 @@ def knowledge_warning(result: dict) -> str | None:
         return None
     most_unlearn, least_retention = KNOWS_THE_DATA
     failed = [f"Unlearn Success {values['unlearn_success']:.1f} > {most_unlearn:g}"] * (
-        values["unlearn_success"] > most_unlearn)
+        values["unlearn_success"] > most_unlearn
+    )
     failed += [f"Retention Success {values['retention_success']:.1f} < {least_retention:g}"] * (
-        values["retention_success"] < least_retention)
+        values["retention_success"] < least_retention
+    )
     if not failed:
         return None
-    return (f"the fine-tuned model does not know its data ({' and '.join(failed)} on the val splits), so the "
-            f"unlearning numbers measure little; raise {_knowledge_setting(result)}")
+    return (
+        f"the fine-tuned model does not know its data ({' and '.join(failed)} on the val splits), so the "
+        f"unlearning numbers measure little; raise {_knowledge_setting(result)}"
+    )
 
 
 def _knowledge_setting(result: dict) -> str:
@@ -169,8 +186,9 @@ def table_markdown(title: str, rows: list[dict], columns: list[Column], notes: s
             text.append(f"## Prompt: {variant}\n")
         chosen = [row for row in rows if row.get("prompt") == variant]
         for domain in dict.fromkeys(row["domain"] for row in chosen):
-            lines = [[row["method"], *(c.format(row[c.key]) for c in shown)]
-                     for row in chosen if row["domain"] == domain]
+            lines = [
+                [row["method"], *(c.format(row[c.key]) for c in shown)] for row in chosen if row["domain"] == domain
+            ]
             text.append(f"### {domain}\n\n" + _markdown(["Method", *(c.title for c in shown)], lines))
     return f"# {title}\n\n" + preface + "\n".join(text) + "\n" + _legend(shown) + notes
 
@@ -191,9 +209,16 @@ def category_markdown(results: list[dict], columns: Columns) -> tuple[str, list[
             for scope, category in categories:
                 values = r["prompts"]["none"][scope]["by_category"].get(category, {})
                 cells.append(" / ".join(c.format(values.get(c.path[-1])) for c in shown[scope]))
-                rows.append({"domain": domain, "method": r["label"], "scope": scope, "category": category,
-                             "items": values.get("items"),
-                             **{c.path[-1]: values.get(c.path[-1]) for c in shown[scope]}})
+                rows.append(
+                    {
+                        "domain": domain,
+                        "method": r["label"],
+                        "scope": scope,
+                        "category": category,
+                        "items": values.get("items"),
+                        **{c.path[-1]: values.get(c.path[-1]) for c in shown[scope]},
+                    }
+                )
             lines.append(cells)
         header = ["Method"] + [f"{c} ({'UL' if scope == 'unlearn' else 'RT'})" for scope, c in categories]
         text.append(f"## {domain}\n\n" + _markdown(header, lines))
@@ -229,8 +254,11 @@ def sample_questions(result: dict, scope: str) -> list[dict]:
 def samples_markdown(results: list[dict]) -> str:
     """For each domain, the chosen questions with the gold answer and every model's greedy generation under
     every prompt variant, side by side."""
-    text = ["# Generations to read\n", "A fixed, seeded set of val questions per domain (3 unlearn and 2 retention "
-            f"per category); generations longer than {SAMPLE_CHARS} characters end with \"…\".\n"]
+    text = [
+        "# Generations to read\n",
+        "A fixed, seeded set of val questions per domain (3 unlearn and 2 retention "
+        f'per category); generations longer than {SAMPLE_CHARS} characters end with "…".\n',
+    ]
     for domain in dict.fromkeys(r["domain"] for r in results):
         chosen = [r for r in results if r["domain"] == domain and r["prompts"]]
         if not chosen or "generation" not in next(iter(chosen[0]["prompts"].values()))["unlearn"]["per_item"][0]:
@@ -239,8 +267,10 @@ def samples_markdown(results: list[dict]) -> str:
         text.append(f"## {domain}\n")
         for scope in SCOPES:
             for question in sample_questions(chosen[0], scope):
-                text.append(f"### {scope} · {question['category'] or '-'} · item {question['index']}\n\n"
-                            f"**Question:** {_cell(question['text'])}  \n**Gold:** {_cell(question['answer'])}\n")
+                text.append(
+                    f"### {scope} · {question['category'] or '-'} · item {question['index']}\n\n"
+                    f"**Question:** {_cell(question['text'])}  \n**Gold:** {_cell(question['answer'])}\n"
+                )
                 lines = []
                 for r in chosen:
                     cells = []
@@ -266,12 +296,22 @@ def general_markdown(rows: list[dict]) -> str:
         lines = []
         for row in mine:
             line = [row["label"]]
-            line += ([f"{row['general']:.1f}", f"{row['general_change']:+.1f}", f"{row['general_p']:.3g}"]
-                     if "general" in row else ["-"] * 3)
+            line += (
+                [f"{row['general']:.1f}", f"{row['general_change']:+.1f}", f"{row['general_p']:.3g}"]
+                if "general" in row
+                else ["-"] * 3
+            )
             for task in tasks:
-                line += ([f"{row[task]:.1f}", f"{row[f'{task}_change']:+.1f}",
-                          f"{row[f'{task}_lost']} / {row[f'{task}_gained']}", f"{row[f'{task}_p']:.3g}"]
-                         if f"{task}_lost" in row else ["-"] * 4)
+                line += (
+                    [
+                        f"{row[task]:.1f}",
+                        f"{row[f'{task}_change']:+.1f}",
+                        f"{row[f'{task}_lost']} / {row[f'{task}_gained']}",
+                        f"{row[f'{task}_p']:.3g}",
+                    ]
+                    if f"{task}_lost" in row
+                    else ["-"] * 4
+                )
             lines.append(line)
         text.append(f"## {domain}\n\n" + _markdown(header, lines))
     return "\n".join(text)
@@ -284,24 +324,44 @@ def efficiency_rows(results: list[dict]) -> list[dict]:
         if training.get("stage") != "unlearn":
             continue
         peak, start = training.get("peak_memory_mb"), training.get("start_memory_mb")
-        rows.append({"domain": r["domain"], "method": r["label"], "seconds_per_step": training.get("seconds_per_step"),
-                     "peak_memory_mb": peak, "training_memory_mb": peak - start if peak and start else None,
-                     "trainable_parameters": training.get("optimized_parameters"), "steps": training.get("steps")})
+        rows.append(
+            {
+                "domain": r["domain"],
+                "method": r["label"],
+                "seconds_per_step": training.get("seconds_per_step"),
+                "peak_memory_mb": peak,
+                "training_memory_mb": peak - start if peak and start else None,
+                "trainable_parameters": training.get("optimized_parameters"),
+                "steps": training.get("steps"),
+            }
+        )
     return rows
 
 
 def efficiency_markdown(rows: list[dict]) -> str:
     if not rows:
         return ""
+
     def fixed(value, digits: int) -> str:
         return "-" if value is None else f"{value:.{digits}f}"
 
-    lines = [[r["domain"], r["method"], fixed(r["seconds_per_step"], 3), fixed(r["peak_memory_mb"], 0),
-              fixed(r["training_memory_mb"], 0), str(r["trainable_parameters"]), str(r["steps"])] for r in rows]
-    return ("# Efficiency per unlearning step (paper Table 5)\n\nPeak memory: GPU allocated memory, or process RSS "
-            "on CPU; 'in training' is the rise above the level at the start of training.\n\n"
-            + _markdown(["Domain", "Method", "s / step", "peak MB", "MB in training", "trainable params", "steps"],
-                        lines))
+    lines = [
+        [
+            r["domain"],
+            r["method"],
+            fixed(r["seconds_per_step"], 3),
+            fixed(r["peak_memory_mb"], 0),
+            fixed(r["training_memory_mb"], 0),
+            str(r["trainable_parameters"]),
+            str(r["steps"]),
+        ]
+        for r in rows
+    ]
+    return (
+        "# Efficiency per unlearning step (paper Table 5)\n\nPeak memory: GPU allocated memory, or process RSS "
+        "on CPU; 'in training' is the rise above the level at the start of training.\n\n"
+        + _markdown(["Domain", "Method", "s / step", "peak MB", "MB in training", "trainable params", "steps"], lines)
+    )
 
 
 def plot_curves(results: list[dict], domain: str, target: Path) -> bool:
@@ -315,24 +375,33 @@ def plot_curves(results: list[dict], domain: str, target: Path) -> bool:
     runs = [r for r in results if r["domain"] == domain and r.get("curve")]
     if not runs:
         return False
-    vanilla = next((r for r in results if r["domain"] == domain and r["label"] == VANILLA_LABEL
-                    and "none" in r["prompts"]), None)
+    vanilla = next(
+        (r for r in results if r["domain"] == domain and r["label"] == VANILLA_LABEL and "none" in r["prompts"]), None
+    )
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.2))
     palette = plt.get_cmap("tab20").colors  # 20 distinct colours; markers tell apart rows beyond that
     for index, r in enumerate(runs):
         points = list(r["curve"])
         if vanilla is not None:
             v = vanilla["prompts"]["none"]
-            points.insert(0, {"step": 0, "unlearn_success": v["unlearn_success"],
-                              "retention_success": v["retention_success"], "unlearn_ppl": v["unlearn"]["ppl"],
-                              "retention_ppl": v["retention"]["ppl"]})
+            points.insert(
+                0,
+                {
+                    "step": 0,
+                    "unlearn_success": v["unlearn_success"],
+                    "retention_success": v["retention_success"],
+                    "unlearn_ppl": v["unlearn"]["ppl"],
+                    "retention_ppl": v["retention"]["ppl"],
+                },
+            )
         steps = [p["step"] for p in points]
         style = {"color": palette[index % len(palette)], "marker": "os^D"[index // len(palette) % 4], "ms": 3}
         axes[0].plot(steps, [p["unlearn_success"] for p in points], label=r["label"], **style)
         axes[1].plot(steps, [p["retention_success"] for p in points], **style)
         axes[2].plot(steps, [min(number(p["unlearn_ppl"]), 1e12) for p in points], color=style["color"])
-        axes[2].plot(steps, [min(number(p["retention_ppl"]), 1e12) for p in points], color=style["color"],
-                     linestyle="--")
+        axes[2].plot(
+            steps, [min(number(p["retention_ppl"]), 1e12) for p in points], color=style["color"], linestyle="--"
+        )
     titles = ("Unlearn Success ↑", "Retention Success ↑", "PPL (solid: unlearn, dashed: retention)")
     for ax, title in zip(axes, titles):
         ax.set_title(title)
@@ -355,8 +424,10 @@ def robustness_notes(results: list[dict]) -> str:
     implementation quantized the models (bitsandbytes on a GPU, the same codebooks in PyTorch otherwise)."""
     statistics = sorted({str(r["forget_quality"]["statistic"]) for r in results if r.get("forget_quality")})
     paths = sorted({str(v.get("path")) for r in results for v in (r.get("quantization") or {}).values()})
-    notes = [f"Forget quality statistic: {', '.join(statistics)}." if statistics else "",
-             f"Quantization ran through: {', '.join(paths)}." if paths else ""]
+    notes = [
+        f"Forget quality statistic: {', '.join(statistics)}." if statistics else "",
+        f"Quantization ran through: {', '.join(paths)}." if paths else "",
+    ]
     return "".join(note + "\n" for note in notes if note)
 
 
@@ -372,16 +443,24 @@ def plot_robustness(rows: list[dict], columns: list[Column], domain: str, target
     attacks = [c for c in columns if c.position is not None and c.key.endswith("unlearn_success")]
     if not chosen or not attacks:
         return False
-    names = {"plain_unlearn_success": "no attack", "relearn_unlearn_success": "relearned",
-             "paraphrase_unlearn_success": "paraphrased questions"}
+    names = {
+        "plain_unlearn_success": "no attack",
+        "relearn_unlearn_success": "relearned",
+        "paraphrase_unlearn_success": "paraphrased questions",
+    }
     series = [(names.get(c.key, c.header.removeprefix("UL ")), [row.get(c.key) for row in chosen]) for c in attacks]
     width = 0.8 / len(series)
     fig, ax = plt.subplots(figsize=(max(8.0, 0.7 * len(chosen) + 2), 5.0))
     palette = plt.get_cmap("tab10").colors
     for index, (name, values) in enumerate(series):
         xs = [i + (index - (len(series) - 1) / 2) * width for i in range(len(chosen))]
-        ax.bar(xs, [number(v) if v is not None else float("nan") for v in values], width, label=name,
-               color=palette[index % len(palette)])
+        ax.bar(
+            xs,
+            [number(v) if v is not None else float("nan") for v in values],
+            width,
+            label=name,
+            color=palette[index % len(palette)],
+        )
     ax.set_xticks(range(len(chosen)), [row["method"] for row in chosen], rotation=45, ha="right", fontsize=8)
     ax.set_ylim(0, 102)
     ax.set_ylabel("Unlearn Success ↑ (unlearn val)")

@@ -77,16 +77,31 @@ class Stage:
         """Hash of everything that shapes the output (see the module docstring); ``data``: the items it reads;
         ``sections``: the config sections of this stage."""
         cfg = self.cfg.to_dict()
-        settings = {"seed": cfg["seed"], "data": cfg["data"], **model_settings(self.cfg),
-                    **{section: cfg[section] for section in sections}}
-        return hash_json({"stage": self.name, "domain": self.domain, "settings": settings, "data": hash_json(data),
-                          **inputs})
+        settings = {
+            "seed": cfg["seed"],
+            "data": cfg["data"],
+            **model_settings(self.cfg),
+            **{section: cfg[section] for section in sections},
+        }
+        return hash_json(
+            {"stage": self.name, "domain": self.domain, "settings": settings, "data": hash_json(data), **inputs}
+        )
 
-    def output(self, out_dir: str | Path, record_name: str, data: Any, sections: tuple[str, ...] = (),
-               **inputs) -> StageOutput:
+    def output(
+        self, out_dir: str | Path, record_name: str, data: Any, sections: tuple[str, ...] = (), **inputs
+    ) -> StageOutput:
         return StageOutput(out_dir, self.key(data, sections, **inputs), record_name)
 
     def record(self, key: str, data: Any, **fields) -> dict:
         """The fields every stage record carries (provenance: where it ran among them), then the stage's own."""
-        return {"stage": self.name, "domain": self.domain, "key": key, "seed": self.cfg.seed, "device": describe(),
-                "data_hash": hash_json(data), **fields, "config": self.cfg.to_dict(), "versions": library_versions()}
+        return {
+            "stage": self.name,
+            "domain": self.domain,
+            "key": key,
+            "seed": self.cfg.seed,
+            "device": describe(),
+            "data_hash": hash_json(data),
+            **fields,
+            "config": self.cfg.to_dict(),
+            "versions": library_versions(),
+        }

@@ -57,8 +57,9 @@ class PairedDataset(FeatureDataset):
     """Item i = forget[i] (+ its alternative answer) with retain[order[i mod len(retain)]], each side tagged with
     its per-sample weight."""
 
-    def __init__(self, forget: list[dict], retain: list[dict] | None, params, seed: int,
-                 alternative: list[dict] | None = None):
+    def __init__(
+        self, forget: list[dict], retain: list[dict] | None, params, seed: int, alternative: list[dict] | None = None
+    ):
         pairs = []
         order = list(range(len(retain))) if retain else []
         random.Random(seed).shuffle(order)
@@ -80,8 +81,10 @@ class PairCollator:
         batch = {}
         for side in pairs[0]:
             features = [p[side] for p in pairs]
-            batch[side] = {**pad_batch(features, self.pad_id),
-                           "weight": torch.tensor([f["weight"] for f in features], dtype=torch.float32)}
+            batch[side] = {
+                **pad_batch(features, self.pad_id),
+                "weight": torch.tensor([f["weight"] for f in features], dtype=torch.float32),
+            }
         return batch
 
 
@@ -138,8 +141,9 @@ class UnlearnTrainer(AdapterTrainer):
         """The backward pass ``training_step`` would do: scaled by the accumulation steps (DeepSpeed told not to
         scale again)."""
         deepspeed = self.accelerator.distributed_type == DistributedType.DEEPSPEED
-        self.accelerator.backward(loss / self.current_gradient_accumulation_steps,
-                                  **({"scale_wrt_gas": False} if deepspeed else {}))
+        self.accelerator.backward(
+            loss / self.current_gradient_accumulation_steps, **({"scale_wrt_gas": False} if deepspeed else {})
+        )
 
     @contextlib.contextmanager
     def _gradient_sync_deferred(self, model):
@@ -165,15 +169,23 @@ class UnlearnTrainer(AdapterTrainer):
         alternative = None
         if name == "forget" and "alternative" in self.sides:
             alternative = self._side(model, inputs, "alternative")
-        return Side(outputs.logits, batch["labels"], batch["weight"],
-                    reference_logits=reference.logits if reference is not None else None,
-                    hidden_states=outputs.hidden_states,
-                    reference_hidden_states=reference.hidden_states if reference is not None else None,
-                    alternative=alternative)
+        return Side(
+            outputs.logits,
+            batch["labels"],
+            batch["weight"],
+            reference_logits=reference.logits if reference is not None else None,
+            hidden_states=outputs.hidden_states,
+            reference_hidden_states=reference.hidden_states if reference is not None else None,
+            alternative=alternative,
+        )
 
     def _forward(self, model, batch: dict, **extra):
-        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                     output_hidden_states=self.method.hidden_states, **extra)
+        return model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            output_hidden_states=self.method.hidden_states,
+            **extra,
+        )
 
     @torch.no_grad()
     def _reference(self, model, batch: dict):
@@ -235,8 +247,10 @@ def plan_run(stage: Stage, method: str | Method, retain: str = "retention", regi
         register(type(method))
     method = check_label(RunLabel(method_name, retain))
     if method.localized and not regioned:
-        raise KnowUndoError(f"method {method_name!r} unlearns inside a localized region: give it one (--region, "
-                            f"the region.json written by `knowundo localize`, or a Region)")
+        raise KnowUndoError(
+            f"method {method_name!r} unlearns inside a localized region: give it one (--region, "
+            f"the region.json written by `knowundo localize`, or a Region)"
+        )
     label = RunLabel(method_name, retain, "memflex" if regioned and not method.localized else None)
     check_label(label)
     cfg = stage.cfg
@@ -249,29 +263,45 @@ def plan_run(stage: Stage, method: str | Method, retain: str = "retention", regi
     return UnlearnPlan(stage, method, params, label, settings, data)
 
 
-def plan_unlearn(cfg: Config, domain: str, method_name: str, finetuned_adapter: str | Path, out_dir: str | Path,
-                 retain: str = "retention", region: str | Path | None = None) -> UnlearnPlan:
+def plan_unlearn(
+    cfg: Config,
+    domain: str,
+    method_name: str,
+    finetuned_adapter: str | Path,
+    out_dir: str | Path,
+    retain: str = "retention",
+    region: str | Path | None = None,
+) -> UnlearnPlan:
     """Check everything about a run before any work (one-line errors): method, retain data, region, settings,
     the adapter, the data and the output directory."""
     plan = plan_run(Stage("unlearn", cfg, domain), method_name, retain, region is not None)
     if region is not None and not Path(region).is_file():
         raise KnowUndoError(f"{region}: region file not found")
-    output = plan.stage.output(out_dir, UNLEARN_RECORD, plan.data, label=plan.label.label,
-                               unlearn=dataclasses.asdict(plan.settings), method_args=dataclasses.asdict(plan.params),
-                               adapter=adapter_hash(finetuned_adapter),
-                               region=file_hash(region) if region is not None else None)
+    output = plan.stage.output(
+        out_dir,
+        UNLEARN_RECORD,
+        plan.data,
+        label=plan.label.label,
+        unlearn=dataclasses.asdict(plan.settings),
+        method_args=dataclasses.asdict(plan.params),
+        adapter=adapter_hash(finetuned_adapter),
+        region=file_hash(region) if region is not None else None,
+    )
     output.finished()  # a directory of other settings is refused now, not after training
-    return dataclasses.replace(plan, adapter=Path(finetuned_adapter),
-                               region=Path(region) if region is not None else None, output=output)
+    return dataclasses.replace(
+        plan, adapter=Path(finetuned_adapter), region=Path(region) if region is not None else None, output=output
+    )
 
 
-def _training_features(plan: UnlearnPlan, params, model, tokenizer
-                       ) -> tuple[list[dict], list[dict] | None, list[dict] | None]:
+def _training_features(
+    plan: UnlearnPlan, params, model, tokenizer
+) -> tuple[list[dict], list[dict] | None, list[dict] | None]:
     """(forget features as the method trains on them, their alternative answers, retain features)."""
     method, formatter = plan.method, plan.stage.formatter(tokenizer)
     forget = encode_items(plan.data["forget"], formatter).features
-    ctx = RelabelContext(model, formatter, torch.Generator().manual_seed(plan.stage.cfg.seed),
-                         plan.settings.relabel_batch_size)
+    ctx = RelabelContext(
+        model, formatter, torch.Generator().manual_seed(plan.stage.cfg.seed), plan.settings.relabel_batch_size
+    )
     alternative = method.alternative_answers(forget, ctx, params)
     if ("alternative" in trained_sides(method)) != bool(alternative):
         raise KnowUndoError(f"method {method.name!r}: alternative_answers must return one answer per forget item")
@@ -280,9 +310,17 @@ def _training_features(plan: UnlearnPlan, params, model, tokenizer
     return forget, alternative, retain
 
 
-def unlearn(cfg: Config, domain: str, method_name: str, finetuned_adapter: str | Path, out_dir: str | Path,
-            retain: str = "retention", region: str | Path | None = None, progress: bool = True,
-            callbacks: list | None = None) -> dict:
+def unlearn(
+    cfg: Config,
+    domain: str,
+    method_name: str,
+    finetuned_adapter: str | Path,
+    out_dir: str | Path,
+    retain: str = "retention",
+    region: str | Path | None = None,
+    progress: bool = True,
+    callbacks: list | None = None,
+) -> dict:
     """Run one method (inside ``region``, a ``region.json`` from localization, if given); save
     ``out_dir/adapter``, checkpoints every ``unlearn.save_steps`` and the record ``unlearn.json``."""
     plan = plan_unlearn(cfg, domain, method_name, finetuned_adapter, out_dir, retain, region)
@@ -291,14 +329,21 @@ def unlearn(cfg: Config, domain: str, method_name: str, finetuned_adapter: str |
     model, tokenizer = prepare_model(cfg, plan.adapter, bool(plan.method.reference_sides(plan.params)))
     masks = load_region(plan.region, model) if plan.region is not None else None
     work = plan.output.begin()
-    trainer, fields = train_unlearning(plan, model, tokenizer, masks, work, progress, callbacks or [],
-                                       resume=plan.output.last_checkpoint())
+    trainer, fields = train_unlearning(
+        plan, model, tokenizer, masks, work, progress, callbacks or [], resume=plan.output.last_checkpoint()
+    )
     save_adapter(trainer, work / ADAPTER_DIR)
-    return plan.output.commit(plan.stage.record(
-        plan.output.key, plan.data, region=str(plan.region) if plan.region is not None else None,
-        region_hash=file_hash(plan.region) if plan.region is not None else None,
-        finetuned_adapter=str(plan.adapter), **fields,
-        checkpoints=[path.name for _, path in checkpoint_steps(work / CHECKPOINTS_DIR)]))
+    return plan.output.commit(
+        plan.stage.record(
+            plan.output.key,
+            plan.data,
+            region=str(plan.region) if plan.region is not None else None,
+            region_hash=file_hash(plan.region) if plan.region is not None else None,
+            finetuned_adapter=str(plan.adapter),
+            **fields,
+            checkpoints=[path.name for _, path in checkpoint_steps(work / CHECKPOINTS_DIR)],
+        )
+    )
 
 
 def unlearning_length(u: UnlearnConfig, batches_per_epoch: int, grad_accum: int) -> dict:
@@ -311,8 +356,16 @@ def unlearning_length(u: UnlearnConfig, batches_per_epoch: int, grad_accum: int)
     return {"steps": planned, "by": by, "steps_per_epoch": per_epoch, "epochs": planned / per_epoch}
 
 
-def train_unlearning(plan: UnlearnPlan, model, tokenizer, masks: dict[str, torch.Tensor] | None, work: Path,
-                     progress: bool, callbacks: list, resume: str | None = None):
+def train_unlearning(
+    plan: UnlearnPlan,
+    model,
+    tokenizer,
+    masks: dict[str, torch.Tensor] | None,
+    work: Path,
+    progress: bool,
+    callbacks: list,
+    resume: str | None = None,
+):
     """The one training loop of every unlearning run, on a model already prepared (trainable ``default`` adapter,
     plus the frozen ``reference`` copy where the method reads it): the region (``masks``, or the method's own) is
     applied, the method relabels its data, and :class:`UnlearnTrainer` trains; checkpoints go under ``work``.
@@ -327,13 +380,28 @@ def train_unlearning(plan: UnlearnPlan, model, tokenizer, masks: dict[str, torch
 
     if is_main() and (tensors := method.tensors(params, model.config)):
         save_file({name: t.contiguous() for name, t in tensors.items()}, str(work / METHOD_TENSORS))
-    args = training_arguments(work / CHECKPOINTS_DIR, u, seed=cfg.seed, progress=progress,
-                              bf16=trains_in_bf16(cfg), train_sampling_strategy="random", logging_steps=1,
-                              report_to=cfg.report_to, run_name=f"{plan.stage.domain}/{plan.label.label}")
+    args = training_arguments(
+        work / CHECKPOINTS_DIR,
+        u,
+        seed=cfg.seed,
+        progress=progress,
+        bf16=trains_in_bf16(cfg),
+        train_sampling_strategy="random",
+        logging_steps=1,
+        report_to=cfg.report_to,
+        run_name=f"{plan.stage.domain}/{plan.label.label}",
+    )
     memory = PeakMemory()
-    trainer = make_trainer(model, args, PairedDataset(forget, retain_features, params, cfg.seed, alternative),
-                           PairCollator(pad_id_of(tokenizer)), trainer_cls=UnlearnTrainer, method=method,
-                           params=params, callbacks=[memory, *callbacks])
+    trainer = make_trainer(
+        model,
+        args,
+        PairedDataset(forget, retain_features, params, cfg.seed, alternative),
+        PairCollator(pad_id_of(tokenizer)),
+        trainer_cls=UnlearnTrainer,
+        method=method,
+        params=params,
+        callbacks=[memory, *callbacks],
+    )
     length = unlearning_length(u, len(trainer.get_train_dataloader()), args.gradient_accumulation_steps)
     args.max_steps = length["steps"]
     started = time.perf_counter()
@@ -351,15 +419,25 @@ def train_unlearning(plan: UnlearnPlan, model, tokenizer, masks: dict[str, torch
     optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)  # unwrap accelerate's wrapper
     history = trainer.state.log_history
     return trainer, dict(
-        method=method.name, label=plan.label.label, method_args=dataclasses.asdict(params),
-        batch=batch_record(args), optimizer=type(optimizer).__name__, scheduler=u.scheduler,
+        method=method.name,
+        label=plan.label.label,
+        method_args=dataclasses.asdict(params),
+        batch=batch_record(args),
+        optimizer=type(optimizer).__name__,
+        scheduler=u.scheduler,
         learning_rate=u.learning_rate,
         optimized_parameters=sum(p.numel() for group in optimizer.param_groups for p in group["params"]),
         learning_rates=[e["learning_rate"] for e in history if "learning_rate" in e],
         retain=plan.label.retain if method.retain else None,
-        forget_items=len(forget), retain_items=len(retain_features or []), steps=steps, length=length,
+        forget_items=len(forget),
+        retain_items=len(retain_features or []),
+        steps=steps,
+        length=length,
         stopped_early=stopped,
         loss_history=[{"step": e["step"], "loss": e["loss"]} for e in history if "loss" in e],
-        seconds_per_step=seconds / max(steps - first_step, 1), resumed_from_step=first_step,
-        peak_memory_mb=memory.peak_mb, start_memory_mb=memory.start_mb,
-        trainable_parameters=model.get_nb_trainable_parameters()[0])
+        seconds_per_step=seconds / max(steps - first_step, 1),
+        resumed_from_step=first_step,
+        peak_memory_mb=memory.peak_mb,
+        start_memory_mb=memory.start_mb,
+        trainable_parameters=model.get_nb_trainable_parameters()[0],
+    )

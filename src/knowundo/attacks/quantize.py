@@ -31,9 +31,22 @@ _PREFIX = {"int": "rtn", "nf": "nf4"}
 # The NormalFloat4 table, copied value for value from bitsandbytes.functional.get_4bit_type("nf4") (0.50.2):
 # quantiles of N(0, 1) normalized to [-1, 1], with an exact zero.
 NF4_CODEBOOK = (
-    -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635,
-    -0.18477343022823334, -0.09105003625154495, 0.0, 0.07958029955625534, 0.16093020141124725,
-    0.24611230194568634, 0.33791524171829224, 0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0,
+    -1.0,
+    -0.6961928009986877,
+    -0.5250730514526367,
+    -0.39491748809814453,
+    -0.28444138169288635,
+    -0.18477343022823334,
+    -0.09105003625154495,
+    0.0,
+    0.07958029955625534,
+    0.16093020141124725,
+    0.24611230194568634,
+    0.33791524171829224,
+    0.44070982933044434,
+    0.5626170039176941,
+    0.7229568362236023,
+    1.0,
 )
 _BNB_BLOCKSIZES = (32, 64, 128, 256, 512, 1024, 2048, 4096)  # what bitsandbytes' quantize_4bit accepts
 
@@ -153,8 +166,10 @@ def _merged_weights(model: nn.Module) -> Iterator[tuple[nn.Module, torch.Tensor,
         weight = layer.weight.float()
         if wrapped and not module.disable_adapters:
             if module.merged or any(module.lora_variant.get(a) or module.lora_bias.get(a) for a in module.lora_A):
-                raise KnowUndoError("the quantization attack needs unmerged plain LoRA adapters (no DoRA or "
-                                    "other variants, no lora_bias)")
+                raise KnowUndoError(
+                    "the quantization attack needs unmerged plain LoRA adapters (no DoRA or "
+                    "other variants, no lora_bias)"
+                )
             for adapter in module.active_adapters:
                 if adapter in module.lora_A:
                     weight = weight + module.get_delta_weight(adapter).float()
@@ -200,8 +215,12 @@ def quantized(model: nn.Module, scheme: QuantScheme | str) -> Iterator[dict[str,
                 layer.weight.data = weight.to(layer.weight.dtype).contiguous()
         adapter_off = model.disable_adapter() if hasattr(model, "disable_adapter") else contextlib.nullcontext()
         with adapter_off:
-            yield {"scheme": scheme.name, "path": "torch" if scheme.kind == "rtn" else nf4_path(scheme.group_size),
-                   "layers": layers, "mean_abs_change": change / max(count, 1)}
+            yield {
+                "scheme": scheme.name,
+                "path": "torch" if scheme.kind == "rtn" else nf4_path(scheme.group_size),
+                "layers": layers,
+                "mean_abs_change": change / max(count, 1),
+            }
     finally:
         for param, original in originals.items():
             param.data = original.to(param.device)

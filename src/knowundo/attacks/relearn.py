@@ -50,8 +50,9 @@ def relearn(cfg: Config, domain: str, adapter: str | Path, progress: bool = True
     items = relearn_items(stage)
     out_dir = relearned_adapter(adapter).parent
     attack = {"steps": cfg.attack.relearn_steps, "fraction": cfg.attack.relearn_fraction}
-    output = stage.output(out_dir, RELEARN_RECORD, items, ("lora", "finetune"), adapter=adapter_hash(adapter),
-                          attack=attack)
+    output = stage.output(
+        out_dir, RELEARN_RECORD, items, ("lora", "finetune"), adapter=adapter_hash(adapter), attack=attack
+    )
     if (record := output.finished()) is not None:
         return record
     started = time.perf_counter()
@@ -61,16 +62,32 @@ def relearn(cfg: Config, domain: str, adapter: str | Path, progress: bool = True
     set_seed(cfg.seed, deterministic=True)
     work = output.begin()
     recipe = dataclasses.replace(cfg.finetune, scheduler="constant", warmup_ratio=0.0, save_steps=0)
-    args = training_arguments(work / CHECKPOINTS_DIR, recipe, seed=cfg.seed, progress=progress,
-                              bf16=trains_in_bf16(cfg), max_steps=cfg.attack.relearn_steps,
-                              report_to=cfg.report_to, run_name=f"{domain}/relearn")
+    args = training_arguments(
+        work / CHECKPOINTS_DIR,
+        recipe,
+        seed=cfg.seed,
+        progress=progress,
+        bf16=trains_in_bf16(cfg),
+        max_steps=cfg.attack.relearn_steps,
+        report_to=cfg.report_to,
+        run_name=f"{domain}/relearn",
+    )
     trainer = make_trainer(model, args, FeatureDataset(encoded.features), PadCollator(pad_id_of(tokenizer)))
     result = train(trainer, None)
     save_adapter(trainer, work / ADAPTER_DIR)
     if is_main():
         shutil.rmtree(work / CHECKPOINTS_DIR, ignore_errors=True)
-    return output.commit(stage.record(
-        output.key, items, attacked_adapter=str(adapter), attacked_adapter_hash=adapter_hash(adapter),
-        items=len(encoded.features), steps=trainer.state.global_step, learning_rate=recipe.learning_rate,
-        batch=batch_record(args),
-        train_loss=result.training_loss, wall_seconds=time.perf_counter() - started))
+    return output.commit(
+        stage.record(
+            output.key,
+            items,
+            attacked_adapter=str(adapter),
+            attacked_adapter_hash=adapter_hash(adapter),
+            items=len(encoded.features),
+            steps=trainer.state.global_step,
+            learning_rate=recipe.learning_rate,
+            batch=batch_record(args),
+            train_loss=result.training_loss,
+            wall_seconds=time.perf_counter() - started,
+        )
+    )

@@ -49,7 +49,8 @@ class Formatter:
         if self.tokenizer.eos_token_id is None:
             raise KnowUndoError("the tokenizer has no EOS token; answers must end with one")
         self._special = set(self.tokenizer.all_special_ids) | {
-            index for index, token in getattr(self.tokenizer, "added_tokens_decoder", {}).items() if token.special}
+            index for index, token in getattr(self.tokenizer, "added_tokens_decoder", {}).items() if token.special
+        }
         self.stop_ids = [self.tokenizer.eos_token_id]
         # one formatter encodes the same questions many times in an evaluation (every checkpoint of a curve, every
         # quantization scheme): each question and item is tokenized once
@@ -83,8 +84,9 @@ class Formatter:
             self._prompts[system, question] = ids
         return list(self._prompts[system, question])
 
-    def answer_ids(self, answer: str, question: str = "?", prompt: list[int] | None = None,
-                   system: str | None = None) -> list[int]:
+    def answer_ids(
+        self, answer: str, question: str = "?", prompt: list[int] | None = None, system: str | None = None
+    ) -> list[int]:
         """The answer's tokens and the token that ends it (EOS; under ``chat``, the end of the assistant's turn
         as the template renders it after ``question``, whose ``prompt`` ids may be given)."""
         if self.template != "chat":
@@ -93,13 +95,17 @@ class Formatter:
         prompt = self.prompt_ids(question, system) if prompt is None else prompt
         rendered = self._rendered_ids(self._messages(question, answer, system), generation_prompt=False)
         if rendered[: len(prompt)] != prompt:
-            raise KnowUndoError("the chat template's generation prompt is not where its rendering of an answered "
-                                "question begins the answer; use template 'plain' or fix the template")
-        rest = rendered[len(prompt):]
+            raise KnowUndoError(
+                "the chat template's generation prompt is not where its rendering of an answered "
+                "question begins the answer; use template 'plain' or fix the template"
+            )
+        rest = rendered[len(prompt) :]
         end = next((i for i, token in enumerate(rest) if token in self._special), None)
         if end is None:
-            raise KnowUndoError("the chat template ends an assistant turn with no special token; use template "
-                                "'plain' or fix the template")
+            raise KnowUndoError(
+                "the chat template ends an assistant turn with no special token; use template "
+                "'plain' or fix the template"
+            )
         return rest[: end + 1]
 
     def encode(self, item: dict) -> dict | None:
@@ -117,7 +123,7 @@ class Formatter:
         ids = (prompt + answer)[: self.max_length]
         if len(ids) <= len(prompt):
             return None
-        labels = [IGNORE] * len(prompt) + ids[len(prompt):]
+        labels = [IGNORE] * len(prompt) + ids[len(prompt) :]
         return {"input_ids": ids, "labels": labels, "truncated": len(prompt) + len(answer) > self.max_length}
 
 
@@ -155,6 +161,7 @@ def pad_batch(features: list[dict], pad_id: int, side: str = "right") -> dict[st
 
         def place(seq, fill, gap=gap):
             return seq + [fill] * gap if side == "right" else [fill] * gap + seq
+
         ids.append(place(f["input_ids"], pad_id))
         mask.append(place([1] * len(f["input_ids"]), 0))
         if "labels" in f:

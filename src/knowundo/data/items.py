@@ -51,8 +51,9 @@ class Fields:
             return LAYOUTS[fields]
         known = {f.name for f in dataclasses.fields(cls)}
         if unknown := sorted(set(fields) - known):
-            raise KnowUndoError(f"unknown item field {unknown[0]!r} in the field mapping; knowundo's fields: "
-                                f"{', '.join(sorted(known))}")
+            raise KnowUndoError(
+                f"unknown item field {unknown[0]!r} in the field mapping; knowundo's fields: {', '.join(sorted(known))}"
+            )
         return cls(**fields)
 
     def apply(self, row: dict) -> dict:
@@ -76,8 +77,12 @@ LIST_FIELDS = ("paraphrased_questions", "perturbed_answers", "facts", "distracto
 LAYOUTS = {
     "knowundo": Fields(),
     # TOFU: question, answer, paraphrased_question (one), paraphrased_answer, perturbed_answer (a list)
-    "tofu": Fields(text="question", labels="answer", paraphrased_questions="paraphrased_question",
-                   perturbed_answers="perturbed_answer"),
+    "tofu": Fields(
+        text="question",
+        labels="answer",
+        paraphrased_questions="paraphrased_question",
+        perturbed_answers="perturbed_answer",
+    ),
     # MUSE's knowledge-memorization QA sets: question, answer
     "muse": Fields(text="question", labels="answer"),
 }
@@ -107,8 +112,10 @@ def _rows(source: Any, where: str | None) -> tuple[Iterable, str]:
         raise KnowUndoError(f"{where or 'the data'}: a DatasetDict holds several splits; pass one (e.g. ds['train'])")
     if isinstance(source, (list, tuple)):
         return source, where or f"list of {len(source)} items"
-    raise KnowUndoError(f"{where or 'the data'}: expected a datasets.Dataset, a list of dicts or a file path, got "
-                        f"{type(source).__name__}")
+    raise KnowUndoError(
+        f"{where or 'the data'}: expected a datasets.Dataset, a list of dicts or a file path, got "
+        f"{type(source).__name__}"
+    )
 
 
 def _file_rows(path: Path) -> datasets.Dataset:  # noqa: F821
@@ -121,9 +128,11 @@ def _file_rows(path: Path) -> datasets.Dataset:  # noqa: F821
         raise KnowUndoError(f"{path}: unknown file type {path.suffix!r}; use one of {', '.join(FILE_BUILDERS)}")
     try:  # into memory, through a cache of its own (a local file can change under its path; nothing is left)
         with tempfile.TemporaryDirectory(prefix="knowundo-items-") as cache:
-            return datasets.load_dataset(builder, data_files=str(path), split="train", cache_dir=cache,
-                                         keep_in_memory=True)
+            return datasets.load_dataset(
+                builder, data_files=str(path), split="train", cache_dir=cache, keep_in_memory=True
+            )
     except Exception as exc:  # the builders raise many types for a malformed file
-        raise KnowUndoError(f"{path}: cannot read it as {builder} ({type(exc).__name__}: "
-                            f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
-
+        raise KnowUndoError(
+            f"{path}: cannot read it as {builder} ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:200] if str(exc) else ''})"
+        ) from None

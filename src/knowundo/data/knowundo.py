@@ -37,8 +37,14 @@ class DataSource:
 
     @classmethod
     def from_config(cls, data_cfg) -> DataSource:
-        return cls(kind=data_cfg.source, path=data_cfg.path, revision=data_cfg.revision, seed=data_cfg.seed,
-                   general=data_cfg.general, instances=data_cfg.instances)
+        return cls(
+            kind=data_cfg.source,
+            path=data_cfg.path,
+            revision=data_cfg.revision,
+            seed=data_cfg.seed,
+            general=data_cfg.general,
+            instances=data_cfg.instances,
+        )
 
     def __post_init__(self):
         if self.kind not in SOURCES:
@@ -52,14 +58,18 @@ def check_domain(domain: str, source: DataSource) -> str:
     a directory of that name; the Hub, any config name of the dataset (checked when it loads)."""
     if source.kind == "bundled":
         if domain not in DOMAINS:
-            raise KnowUndoError(f"unknown domain {domain!r} of the bundled set (it has {', '.join(DOMAINS)}); a "
-                                f"domain of your own is a local copy: data.source=local, data.path=DIR holding "
-                                f"DIR/{domain}/unlearn.json and retention.json")
+            raise KnowUndoError(
+                f"unknown domain {domain!r} of the bundled set (it has {', '.join(DOMAINS)}); a "
+                f"domain of your own is a local copy: data.source=local, data.path=DIR holding "
+                f"DIR/{domain}/unlearn.json and retention.json"
+            )
         return domain
     check_domain_name(domain)
     if source.kind == "local" and not (Path(source.path) / domain).is_dir():
-        raise KnowUndoError(f"{Path(source.path) / domain}: no directory for domain {domain!r} (a local copy holds "
-                            f"<domain>/unlearn.json and <domain>/retention.json)")
+        raise KnowUndoError(
+            f"{Path(source.path) / domain}: no directory for domain {domain!r} (a local copy holds "
+            f"<domain>/unlearn.json and <domain>/retention.json)"
+        )
     return domain
 
 
@@ -82,11 +92,14 @@ def keep_instances(data: dict[str, dict[str, list[dict]]], count: int, seed: int
     names = [{item.get("instance") for split in data[scope].values() for item in split} for scope in SCOPES]
     common = sorted(set.intersection(*names) - {None})
     if count > len(common):
-        raise KnowUndoError(f"data.instances={count} but the domain has {len(common)} instances with items in both "
-                            f"scopes")
+        raise KnowUndoError(
+            f"data.instances={count} but the domain has {len(common)} instances with items in both scopes"
+        )
     chosen = set(random.Random(f"instances/{seed}").sample(common, count))
-    kept = {scope: {split: [item for item in items if item.get("instance") in chosen]
-                    for split, items in splits.items()} for scope, splits in data.items()}
+    kept = {
+        scope: {split: [item for item in items if item.get("instance") in chosen] for split, items in splits.items()}
+        for scope, splits in data.items()
+    }
     if empty := [f"{scope} {split}" for scope, splits in kept.items() for split, items in splits.items() if not items]:
         raise KnowUndoError(f"data.instances={count} leaves the {', '.join(empty)} split empty; keep more instances")
     return kept
@@ -101,8 +114,9 @@ def _load_scope(source: DataSource, domain: str, scope: str) -> dict[str, list[d
         if not path.is_file():
             raise KnowUndoError(f"{path}: file not found (a local copy needs <domain>/<scope>.json)")
         return validate_scope(_read_json(path), str(path))
-    return validate_scope(_load_hub_scope(source.path or HUB_REPO, domain, scope, source.revision),
-                          f"{source.path or HUB_REPO}:{where}")
+    return validate_scope(
+        _load_hub_scope(source.path or HUB_REPO, domain, scope, source.revision), f"{source.path or HUB_REPO}:{where}"
+    )
 
 
 def _read_json(path: Path):
@@ -135,13 +149,16 @@ def _load_hub_scope(repo: str, domain: str, scope: str, revision: str | None) ->
     try:
         rows = datasets.load_dataset(repo, name=domain, split=scope, revision=revision, download_mode=mode)
     except Exception as exc:  # the Hub raises many types (connection, missing config, missing revision)
-        raise KnowUndoError(f"could not load {repo} (name={domain}, split={scope}, revision={revision}): "
-                            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+        raise KnowUndoError(
+            f"could not load {repo} (name={domain}, split={scope}, revision={revision}): "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from None
     if len(rows) != 1:
         raise KnowUndoError(f"{repo}:{domain}/{scope}: expected one row holding 'train' and 'val', got {len(rows)}")
     row = rows[0]
-    return {key: [_drop_nulls(item) for item in value] if isinstance(value, list) else value
-            for key, value in row.items()}
+    return {
+        key: [_drop_nulls(item) for item in value] if isinstance(value, list) else value for key, value in row.items()
+    }
 
 
 def _drop_nulls(item):
@@ -184,9 +201,13 @@ def general_set(general, fields=None, seed: int = 0) -> dict[str, list[dict]]:
     else:
         parts, where = split_general(load_items(general, fields, "general items")), "general"
     if not (isinstance(parts, dict) and set(parts) == set(GENERAL_PARTS)):
-        raise KnowUndoError(f"{where}: expected a list of items or {{\"train\": [...], \"heldout\": [...]}}")
-    return {part: load_items(parts[part], fields, f"{where} {part}") if fields is not None
-            else validate_items(parts[part], f"{where} {part}") for part in GENERAL_PARTS}
+        raise KnowUndoError(f'{where}: expected a list of items or {{"train": [...], "heldout": [...]}}')
+    return {
+        part: load_items(parts[part], fields, f"{where} {part}")
+        if fields is not None
+        else validate_items(parts[part], f"{where} {part}")
+        for part in GENERAL_PARTS
+    }
 
 
 def split_general(items: list, seed: int = 0) -> dict[str, list[dict]]:

@@ -54,7 +54,7 @@ def refusal_answers(features: list[dict], ctx: RelabelContext) -> list[dict]:
         prompt = f["input_ids"][:start]
         refusal = REFUSALS[int(torch.randint(len(REFUSALS), (1,), generator=ctx.generator))]
         ids = (prompt + ctx.formatter.answer_ids(refusal))[: ctx.formatter.max_length]
-        out.append({**f, "input_ids": ids, "labels": [IGNORE] * len(prompt) + ids[len(prompt):]})
+        out.append({**f, "input_ids": ids, "labels": [IGNORE] * len(prompt) + ids[len(prompt) :]})
     return out
 
 
@@ -83,7 +83,7 @@ def adversarial_labels(features: list[dict], ctx: RelabelContext, top_k: int = 1
     model.eval()
     out = []
     for start in range(0, len(features), ctx.batch_size):
-        chunk = features[start:start + ctx.batch_size]
+        chunk = features[start : start + ctx.batch_size]
         batch = on_device(pad_batch(chunk, pad_id_of(ctx.tokenizer)))
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float().cpu()
         for row, f in enumerate(chunk):

@@ -26,9 +26,18 @@ class UnlearningData:
     domain: str = "custom"
 
     @classmethod
-    def from_items(cls, forget: Any, retain: Any, *, forget_val: Any = None, retain_val: Any = None,
-                   general: Any = "real", holdout: Any = None, fields: Fields | dict | str | None = None,
-                   domain: str = "custom") -> UnlearningData:
+    def from_items(
+        cls,
+        forget: Any,
+        retain: Any,
+        *,
+        forget_val: Any = None,
+        retain_val: Any = None,
+        general: Any = "real",
+        holdout: Any = None,
+        fields: Fields | dict | str | None = None,
+        domain: str = "custom",
+    ) -> UnlearningData:
         """Forget items (the Unlearn Scope) and retain items (the Retention Scope), each a ``datasets.Dataset``,
         a list of dicts or a file (:func:`load_items`, renamed by ``fields``). Unlearning trains on ``forget`` /
         ``retain``; evaluation reads ``forget_val`` / ``retain_val`` — without them, the training items themselves
@@ -42,6 +51,9 @@ class UnlearningData:
             if val is not None:
                 check_no_repeats(train_items, val_items, f"{scope} val")
             scopes[scope] = {"train": train_items, "val": val_items}
-        return cls(scopes=scopes, general=general_set(general, fields), domain=domain,
-                   holdout=load_items(holdout, fields, "holdout items") if holdout is not None else None)
-
+        return cls(
+            scopes=scopes,
+            general=general_set(general, fields),
+            domain=domain,
+            holdout=load_items(holdout, fields, "holdout items") if holdout is not None else None,
+        )

@@ -15,8 +15,7 @@ def validate_scope(obj: Any, where: str) -> dict[str, list[dict]]:
     untouched.
     """
     if not isinstance(obj, dict):
-        raise KnowUndoError(f"{where}: expected one JSON object with 'train' and 'val' lists, "
-                            f"got {type(obj).__name__}")
+        raise KnowUndoError(f"{where}: expected one JSON object with 'train' and 'val' lists, got {type(obj).__name__}")
     for split in SPLITS:
         if split not in obj:
             raise KnowUndoError(f"{where}: missing the '{split}' list")

@@ -48,12 +48,19 @@ def mc_task_config(data_file: Path, template: str) -> dict:
     """The task as lm-eval config: a local JSON-lines file, scored by log-likelihood of each full answer.
     With the plain template the context is ``question + "\\n\\n"`` exactly as in every other metric."""
     return {
-        "task": MC_TASK, "dataset_path": "json", "dataset_kwargs": {"data_files": {"test": str(data_file)}},
-        "test_split": "test", "output_type": "multiple_choice",
-        "doc_to_text": "{{question}}\n\n" if template == "plain" else "{{question}}", "target_delimiter": "",
-        "doc_to_choice": "{{choices}}", "doc_to_target": "{{gold}}",
-        "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True},
-                        {"metric": "acc_norm", "aggregation": "mean", "higher_is_better": True}],
+        "task": MC_TASK,
+        "dataset_path": "json",
+        "dataset_kwargs": {"data_files": {"test": str(data_file)}},
+        "test_split": "test",
+        "output_type": "multiple_choice",
+        "doc_to_text": "{{question}}\n\n" if template == "plain" else "{{question}}",
+        "target_delimiter": "",
+        "doc_to_choice": "{{choices}}",
+        "doc_to_target": "{{gold}}",
+        "metric_list": [
+            {"metric": "acc", "aggregation": "mean", "higher_is_better": True},
+            {"metric": "acc_norm", "aggregation": "mean", "higher_is_better": True},
+        ],
         "metadata": {"version": 1},
     }
 
@@ -95,14 +102,24 @@ def load_task(name: str) -> None:
         with _quiet():
             get_task_dict([name], manager)
     except Exception as exc:  # datasets / the Hub raise many types
-        raise KnowUndoError(f"lm-eval task {name!r} cannot load its data ({type(exc).__name__}: "
-                            f"{str(exc).splitlines()[0][:120] if str(exc) else ''}); offline, its dataset must be "
-                            f"in the local Hugging Face cache") from None
+        raise KnowUndoError(
+            f"lm-eval task {name!r} cannot load its data ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:120] if str(exc) else ''}); offline, its dataset must be "
+            f"in the local Hugging Face cache"
+        ) from None
 
 
 # what the datasets library and the Hub client raise for a dataset they cannot reach or find
-DATA_ERRORS = ("DatasetNotFoundError", "DataFilesNotFoundError", "ConnectionError", "OfflineModeIsEnabled",
-               "LocalEntryNotFoundError", "HFValidationError", "FileNotFoundError", "HfHubHTTPError")
+DATA_ERRORS = (
+    "DatasetNotFoundError",
+    "DataFilesNotFoundError",
+    "ConnectionError",
+    "OfflineModeIsEnabled",
+    "LocalEntryNotFoundError",
+    "HFValidationError",
+    "FileNotFoundError",
+    "HfHubHTTPError",
+)
 
 
 @contextlib.contextmanager
@@ -118,8 +135,9 @@ def _ties_kept(model):
         del model.tie_weights
 
 
-def run_lm_eval(model, tokenizer, tasks: list, batch_size: int, seed: int, chat: bool, limit: int = 0,
-                verbose: bool = False) -> dict:
+def run_lm_eval(
+    model, tokenizer, tasks: list, batch_size: int, seed: int, chat: bool, limit: int = 0, verbose: bool = False
+) -> dict:
     """{task: {metric: value}} from lm-eval on the model object (no reload, no Hub). Each task asked for (a group:
     over its subtasks' questions) also gets ``correct``, 1 / 0 per question in a fixed order, and ``questions``, a
     hash of those questions, so that two models can be compared question by question (where the task scores 0 / 1
@@ -137,22 +155,31 @@ def run_lm_eval(model, tokenizer, tasks: list, batch_size: int, seed: int, chat:
             results = _evaluate(lm, tasks, seed, chat, limit)
     except Exception as exc:  # lm-eval raises many types for a task it cannot find or download
         names = [t["task"] if isinstance(t, dict) else t for t in tasks]
-        cause = " (offline, a named task needs its dataset in the local Hugging Face cache)" if \
-            type(exc).__name__ in DATA_ERRORS else ""
-        raise KnowUndoError(f"lm-eval could not run {', '.join(names)}: {type(exc).__name__}: "
-                            f"{str(exc).splitlines()[0] if str(exc) else ''}{cause}") from None
+        cause = (
+            " (offline, a named task needs its dataset in the local Hugging Face cache)"
+            if type(exc).__name__ in DATA_ERRORS
+            else ""
+        )
+        raise KnowUndoError(
+            f"lm-eval could not run {', '.join(names)}: {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}{cause}"
+        ) from None
     finally:
         model.train(was_training)
     table = {}
     for task, metrics in results["results"].items():
-        table[task] = {name.split(",")[0]: 100.0 * value for name, value in metrics.items()
-                       if isinstance(value, (int, float)) and name != "sample_len"
-                       and not name.split(",")[0].endswith("_stderr")}
+        table[task] = {
+            name.split(",")[0]: 100.0 * value
+            for name, value in metrics.items()
+            if isinstance(value, (int, float)) and name != "sample_len" and not name.split(",")[0].endswith("_stderr")
+        }
     for task, leaves in _top_level_tasks(results).items():
         answers = [per_question_scores(results.get("samples", {}).get(leaf, [])) for leaf in leaves]
         if all(answers):
-            table[task].update(correct=[c for correct, _ in answers for c in correct],
-                               questions=hash_json([digest for _, digest in answers]))
+            table[task].update(
+                correct=[c for correct, _ in answers for c in correct],
+                questions=hash_json([digest for _, digest in answers]),
+            )
     return table
 
 
@@ -198,8 +225,15 @@ def _evaluate(lm, tasks: list, seed: int, chat: bool, limit: int) -> dict:
         if task.get_config("num_fewshot") is None:
             task.set_config(key="num_fewshot", value=0)
         task.set_fewshot_seed(seed=seed)
-    return evaluate(lm=lm, task_dict=loaded, limit=limit or None, bootstrap_iters=0, log_samples=True,
-                    apply_chat_template=chat, verbosity="ERROR")
+    return evaluate(
+        lm=lm,
+        task_dict=loaded,
+        limit=limit or None,
+        bootstrap_iters=0,
+        log_samples=True,
+        apply_chat_template=chat,
+        verbosity="ERROR",
+    )
 
 
 def general_capability(model, tokenizer, heldout: list[dict], cfg) -> dict:
@@ -210,12 +244,21 @@ def general_capability(model, tokenizer, heldout: list[dict], cfg) -> dict:
         if cfg.eval.general_mc:
             docs = multiple_choice_docs(heldout, cfg.seed)
             if not docs:
-                raise KnowUndoError("eval.general_mc: the general held-out set has no item with facts and "
-                                    "distractors; set eval.general_mc=false")
+                raise KnowUndoError(
+                    "eval.general_mc: the general held-out set has no item with facts and "
+                    "distractors; set eval.general_mc=false"
+                )
             data_file = Path(tmp) / "general_mc.jsonl"
             data_file.write_text("".join(json.dumps(d) + "\n" for d in docs))
             tasks.insert(0, mc_task_config(data_file, template))
         if not tasks:
             return {}
-        return run_lm_eval(model, tokenizer, tasks, cfg.eval.batch_size, cfg.seed,
-                           chat=template == "chat", limit=cfg.eval.general_limit)
+        return run_lm_eval(
+            model,
+            tokenizer,
+            tasks,
+            cfg.eval.batch_size,
+            cfg.seed,
+            chat=template == "chat",
+            limit=cfg.eval.general_limit,
+        )

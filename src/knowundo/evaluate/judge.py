@@ -23,10 +23,14 @@ from knowundo.evaluate.teacher_forced import score_features
 from knowundo.models.load import swapped_adapter
 
 GOLD_PERCENTILE = 99.0
-JUDGES = {"base": "the base model (the evaluated model with its adapter disabled)",
-          "oracle": "the oracle (the fine-tune on the Retention Scope alone)"}
-RULE = (f"gibberish: judge perplexity above the {GOLD_PERCENTILE:g}th percentile of the gold val answers' judge "
-        f"perplexity (both scopes, no system prompt), per judge")
+JUDGES = {
+    "base": "the base model (the evaluated model with its adapter disabled)",
+    "oracle": "the oracle (the fine-tune on the Retention Scope alone)",
+}
+RULE = (
+    f"gibberish: judge perplexity above the {GOLD_PERCENTILE:g}th percentile of the gold val answers' judge "
+    f"perplexity (both scopes, no system prompt), per judge"
+)
 
 
 def record_keys(judge: str) -> tuple[str, str]:
@@ -47,8 +51,9 @@ def judge_model(model, judge: str = "base", oracle_adapter: Path | None = None):
         yield model if judged is None else judged
 
 
-def judge_perplexities(model, formatter: Formatter, questions: list[str], answers: list[list[int]],
-                       batch_size: int) -> list[float | None]:
+def judge_perplexities(
+    model, formatter: Formatter, questions: list[str], answers: list[list[int]], batch_size: int
+) -> list[float | None]:
     """Perplexity under ``model`` (a judge) of each answer (token ids, no EOS) after its question; None for an
     empty answer."""
     features, kept = [], []
@@ -56,7 +61,7 @@ def judge_perplexities(model, formatter: Formatter, questions: list[str], answer
         prompt = formatter.prompt_ids(question)
         ids = (prompt + list(answer))[: formatter.max_length]
         if answer and len(ids) > len(prompt):
-            features.append({"input_ids": ids, "labels": [IGNORE] * len(prompt) + ids[len(prompt):]})
+            features.append({"input_ids": ids, "labels": [IGNORE] * len(prompt) + ids[len(prompt) :]})
             kept.append(index)
     perplexities: list[float | None] = [None] * len(questions)
     if features:

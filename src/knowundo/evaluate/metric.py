@@ -29,8 +29,10 @@ from knowundo.layout import SCOPES
 PASSES = ("teacher_forced", "generation", "judge")  # the shared per-item passes (evaluate/run.py)
 MAIN_TABLE = "table"  # the comparison table: report/table.md, .csv, .json
 ROBUSTNESS_TABLE = "robustness"  # forget quality, privleak, attacks, probes: report/robustness.md, .csv, .json
-ROBUSTNESS_TITLE = ("Robustness of forgetting (no system prompt): forget quality and privleak against the oracle, "
-                    "relearning and quantization attacks, paraphrase probes")
+ROBUSTNESS_TITLE = (
+    "Robustness of forgetting (no system prompt): forget quality and privleak against the oracle, "
+    "relearning and quantization attacks, paraphrase probes"
+)
 
 
 def number(value) -> float | None:
@@ -51,6 +53,7 @@ def _fixed(digits: int) -> Callable[[Any], str]:
     def fmt(value) -> str:
         value = number(value)
         return "-" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
     return fmt
 
 
@@ -59,8 +62,13 @@ def format_sci(value) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:.1e}"
 
 
-FORMATS: dict[str, Callable[[Any], str]] = {"pct": _fixed(1), "fraction": _fixed(2), "ppl": format_ppl,
-                                            "log": _fixed(2), "sci": format_sci}
+FORMATS: dict[str, Callable[[Any], str]] = {
+    "pct": _fixed(1),
+    "fraction": _fixed(2),
+    "ppl": format_ppl,
+    "log": _fixed(2),
+    "sci": format_sci,
+}
 
 
 @dataclass(frozen=True)

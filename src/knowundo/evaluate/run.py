@@ -49,8 +49,15 @@ class EvalContext:
     and ``holdout`` (the domain's never-trained instances, if the data has them). ``references``: result files
     of other models of the same domain that metrics compare against (``vanilla``, ``oracle``)."""
 
-    def __init__(self, model, tokenizer, stage: Stage, adapter: Path | None, training: dict | None,
-                 references: dict[str, dict] | None = None):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        stage: Stage,
+        adapter: Path | None,
+        training: dict | None,
+        references: dict[str, dict] | None = None,
+    ):
         self.model, self.tokenizer, self.stage = model, tokenizer, stage
         self.cfg, self.domain, self.adapter, self.training = stage.cfg, stage.domain, adapter, training
         self.references = references or {}
@@ -91,8 +98,7 @@ class EvalContext:
 
     def score(self, items: list[dict], variant: str = "none") -> dict:
         """A teacher-forced pass over any items (not cached: for probes and attacked models)."""
-        return evaluate_items(self.model, self.formatter(variant), items, self.cfg.eval.batch_size,
-                              self.cfg.eval.mia_k)
+        return evaluate_items(self.model, self.formatter(variant), items, self.cfg.eval.batch_size, self.cfg.eval.mia_k)
 
     def swapped_adapter(self, adapter: Path):
         """The evaluated model with another saved adapter active for a while (:func:`swapped_adapter`)."""
@@ -106,13 +112,22 @@ class EvalContext:
         (log-sum-exp of the mean log-probs, so nothing underflows). Items without probe fields give None."""
         if scope not in self._probes:
             items = self.robustness_items(scope)
-            asked = [(i, {**item, "text": q}) for i, item in enumerate(items) if has_probes(item)
-                     for q in item["paraphrased_questions"]]
-            answered = [(i, k, {**item, "labels": answer}) for i, item in enumerate(items) if has_probes(item)
-                        for k, answer in enumerate([item["paraphrased_answer"], *item["perturbed_answers"]])]
+            asked = [
+                (i, {**item, "text": q})
+                for i, item in enumerate(items)
+                if has_probes(item)
+                for q in item["paraphrased_questions"]
+            ]
+            answered = [
+                (i, k, {**item, "labels": answer})
+                for i, item in enumerate(items)
+                if has_probes(item)
+                for k, answer in enumerate([item["paraphrased_answer"], *item["perturbed_answers"]])
+            ]
             paraphrased = _scores_by_item(self.score([q for _, q in asked]), [i for i, _ in asked]) if asked else {}
-            truth = (_scores_by_item(self.score([a for *_, a in answered]), [i for i, _, _ in answered])
-                     if answered else {})
+            truth = (
+                _scores_by_item(self.score([a for *_, a in answered]), [i for i, _, _ in answered]) if answered else {}
+            )
             records = []
             for i, item in enumerate(items):
                 if not has_probes(item) or len(truth.get(i, [])) != 1 + len(item["perturbed_answers"]):
@@ -121,23 +136,30 @@ class EvalContext:
                 true, *wrong = (s["mean_logprob"] for s in truth[i])
                 log_ratio = float(torch.tensor(wrong, dtype=torch.float64).logsumexp(0)) - math.log(len(wrong)) - true
                 accuracies = [s["accuracy"] for s in paraphrased.get(i, [])]
-                records.append({"paraphrase_accuracy": sum(accuracies) / len(accuracies) if accuracies else None,
-                                "truth_ratio": math.exp(min(log_ratio, 700.0)), "log_truth_ratio": log_ratio})
+                records.append(
+                    {
+                        "paraphrase_accuracy": sum(accuracies) / len(accuracies) if accuracies else None,
+                        "truth_ratio": math.exp(min(log_ratio, 700.0)),
+                        "log_truth_ratio": log_ratio,
+                    }
+                )
             self._probes[scope] = records
         return self._probes[scope]
 
     def formatter(self, variant: str) -> Formatter:
         """One formatter per prompt variant for the whole evaluation (it remembers what it has tokenized)."""
         if variant not in self._formatters:
-            self._formatters[variant] = self.stage.formatter(self.tokenizer,
-                                                             self.cfg.eval.system_prompt(variant, self.domain))
+            self._formatters[variant] = self.stage.formatter(
+                self.tokenizer, self.cfg.eval.system_prompt(variant, self.domain)
+            )
         return self._formatters[variant]
 
     def teacher_forced(self, split: str, variant: str = "none") -> dict:
         """Aggregates and per-item records (accuracy, log-probabilities, exact match) of one split."""
         if (split, variant) not in self._teacher_forced:
             self._teacher_forced[split, variant] = evaluate_items(
-                self.model, self.formatter(variant), self.items(split), self.cfg.eval.batch_size, self.cfg.eval.mia_k)
+                self.model, self.formatter(variant), self.items(split), self.cfg.eval.batch_size, self.cfg.eval.mia_k
+            )
         return self._teacher_forced[split, variant]
 
     def variant_keys(self) -> list[tuple[str, str]]:
@@ -152,8 +174,12 @@ class EvalContext:
         """Greedy generation per item of one split (``generation`` text, its ``token_ids``, ``hit_limit``)."""
         if (split, variant) not in self._generations:
             keys = self._pending(self._generations, split, variant)
-            outputs = generate_grouped(self.model, [(self.formatter(v), self.items(s)) for s, v in keys],
-                                       self.cfg.eval.generation_batch_size, self.cfg.eval.max_new_tokens)
+            outputs = generate_grouped(
+                self.model,
+                [(self.formatter(v), self.items(s)) for s, v in keys],
+                self.cfg.eval.generation_batch_size,
+                self.cfg.eval.max_new_tokens,
+            )
             self._generations.update(zip(keys, outputs))
         return self._generations[split, variant]
 
@@ -185,8 +211,13 @@ class EvalContext:
             for name in self.judges():
                 threshold = self.gibberish_threshold(name)
                 with self.judge(name) as model:
-                    perplexities = judge_perplexities(model, self.formatter("none"), [q for q, _ in unique],
-                                                      [list(a) for _, a in unique], self.cfg.eval.batch_size)
+                    perplexities = judge_perplexities(
+                        model,
+                        self.formatter("none"),
+                        [q for q, _ in unique],
+                        [list(a) for _, a in unique],
+                        self.cfg.eval.batch_size,
+                    )
                 ppl_key, flag_key = record_keys(name)
                 for (key, i), pair in zip(owners, pairs):
                     p = perplexities[position[pair]]
@@ -205,9 +236,13 @@ class EvalContext:
             tokenizer = self.tokenizer
             items = [item for scope in SCOPES for item in self.items(scope)]
             with self.judge(judge) as model:
-                gold = judge_perplexities(model, self.formatter("none"), [i["text"] for i in items],
-                                          [tokenizer(i["labels"], add_special_tokens=False)["input_ids"]
-                                           for i in items], self.cfg.eval.batch_size)
+                gold = judge_perplexities(
+                    model,
+                    self.formatter("none"),
+                    [i["text"] for i in items],
+                    [tokenizer(i["labels"], add_special_tokens=False)["input_ids"] for i in items],
+                    self.cfg.eval.batch_size,
+                )
             self._thresholds[judge] = gibberish_threshold([p for p in gold if p is not None])
         return self._thresholds[judge]
 
@@ -251,9 +286,13 @@ def evaluate_scope(ctx: EvalContext, split_metrics: list[SplitMetric], scope: st
     categories = defaultdict(list)
     for record in records:
         categories[record["category"] or "-"].append(record)
-    return {"truncated": scored["truncated"], "dropped": scored["dropped"], **_reduce(chosen, records, scope),
-            "by_category": {c: _reduce(chosen, r, scope) for c, r in sorted(categories.items())},
-            "per_item": records}
+    return {
+        "truncated": scored["truncated"],
+        "dropped": scored["dropped"],
+        **_reduce(chosen, records, scope),
+        "by_category": {c: _reduce(chosen, r, scope) for c, r in sorted(categories.items())},
+        "per_item": records,
+    }
 
 
 def evaluate_variant(ctx: EvalContext, split_metrics: list[SplitMetric], variant: str) -> dict:
@@ -278,18 +317,37 @@ def describe_adapter(adapter: Path | None) -> tuple[str, dict | None]:
         run_dir, step = run_dir.parent, int(adapter.name.rsplit("-", 1)[1])
     if (run_dir / UNLEARN_RECORD).is_file():
         record = read_json(run_dir / UNLEARN_RECORD)
-        keys = ("method", "label", "method_args", "retain", "region", "steps", "seconds_per_step", "peak_memory_mb",
-                "start_memory_mb", "trainable_parameters", "optimized_parameters", "learning_rate", "stopped_early")
+        keys = (
+            "method",
+            "label",
+            "method_args",
+            "retain",
+            "region",
+            "steps",
+            "seconds_per_step",
+            "peak_memory_mb",
+            "start_memory_mb",
+            "trainable_parameters",
+            "optimized_parameters",
+            "learning_rate",
+            "stopped_early",
+        )
         label = record["label"]
-        return (label if step is None else checkpoint_label(label, step),
-                {"stage": "unlearn", "checkpoint_step": step, **{k: record.get(k) for k in keys}})
+        return (
+            label if step is None else checkpoint_label(label, step),
+            {"stage": "unlearn", "checkpoint_step": step, **{k: record.get(k) for k in keys}},
+        )
     if (run_dir / FINETUNE_RECORD).is_file():
         record = read_json(run_dir / FINETUNE_RECORD)
         label = ORACLE_LABEL if record.get("oracle") else VANILLA_LABEL
-        return label, {"stage": "finetune", "oracle": bool(record.get("oracle")),
-                       "wall_seconds": record.get("wall_seconds"),
-                       "trainable_parameters": record.get("trainable_parameters"),
-                       "target_accuracy": record.get("target_accuracy"), "target_reached": record.get("target_reached")}
+        return label, {
+            "stage": "finetune",
+            "oracle": bool(record.get("oracle")),
+            "wall_seconds": record.get("wall_seconds"),
+            "trainable_parameters": record.get("trainable_parameters"),
+            "target_accuracy": record.get("target_accuracy"),
+            "target_reached": record.get("target_reached"),
+        }
     return run_dir.name, None
 
 
@@ -298,24 +356,37 @@ def describe_adapter(adapter: Path | None) -> tuple[str, dict | None]:
 RESULT_FORMAT = 2
 
 
-def eval_key(cfg: Config, domain: str, adapter: str | Path | None, label: str | None,
-             references: dict[str, str | Path] | None = None) -> str:
+def eval_key(
+    cfg: Config,
+    domain: str,
+    adapter: str | Path | None,
+    label: str | None,
+    references: dict[str, str | Path] | None = None,
+) -> str:
     """Everything a result depends on: the adapter's weights (and those of its relearned copy), the data, the
     model, the eval and attack settings, the registered metrics and the reference results compared against."""
     stage = Stage("eval", cfg, domain)
     relearned = relearned_adapter(adapter) if adapter is not None else None
     loaded = load_references(stage, references)
-    return stage.key(stage.data, ("eval", "attack"), label=label, adapter=adapter_hash(adapter),
-                     relearned=adapter_hash(relearned) if relearned is not None and relearned.is_dir() else None,
-                     holdout=hash_json(stage.holdout),
-                     references={name: result["meta"]["key"] for name, result in loaded.items()},
-                     metrics=sorted(m.name for m in metrics()), result_format=RESULT_FORMAT)
+    return stage.key(
+        stage.data,
+        ("eval", "attack"),
+        label=label,
+        adapter=adapter_hash(adapter),
+        relearned=adapter_hash(relearned) if relearned is not None and relearned.is_dir() else None,
+        holdout=hash_json(stage.holdout),
+        references={name: result["meta"]["key"] for name, result in loaded.items()},
+        metrics=sorted(m.name for m in metrics()),
+        result_format=RESULT_FORMAT,
+    )
 
 
 def _columns(metric, value) -> list[Column]:
     dynamic = metric.columns_for(value) if isinstance(metric, ModelMetric) and metric.columns_for else ()
-    return [dataclasses.replace(c, level="model") if isinstance(metric, ModelMetric) else c
-            for c in (*metric.columns, *dynamic)]
+    return [
+        dataclasses.replace(c, level="model") if isinstance(metric, ModelMetric) else c
+        for c in (*metric.columns, *dynamic)
+    ]
 
 
 REFERENCE_ROLES = {ORACLE_LABEL: True, VANILLA_LABEL: False}  # name -> whether its fine-tune is the oracle's
@@ -338,14 +409,24 @@ def check_reference(stage: Stage, name: str, result: dict, where: str) -> dict:
     is not one) on the same domain and data."""
     meta = result.get("meta") if isinstance(result, dict) else None
     training = (meta or {}).get("training") or {}
-    if (not isinstance(meta, dict) or result.get("kind") != EVAL_RESULT_KIND or "key" not in meta
-            or result.get("domain") != stage.domain):
-        raise KnowUndoError(f"{where}: not an evaluation result of the {stage.domain} domain (needed as the "
-                            f"{name} reference)")
-    if name not in REFERENCE_ROLES or training.get("stage") != "finetune" or \
-            bool(training.get("oracle")) != REFERENCE_ROLES[name]:
-        raise KnowUndoError(f"{where}: not the evaluation of {'an oracle' if REFERENCE_ROLES.get(name) else 'a'} "
-                            f"fine-tuned model (needed as the {name} reference)")
+    if (
+        not isinstance(meta, dict)
+        or result.get("kind") != EVAL_RESULT_KIND
+        or "key" not in meta
+        or result.get("domain") != stage.domain
+    ):
+        raise KnowUndoError(
+            f"{where}: not an evaluation result of the {stage.domain} domain (needed as the {name} reference)"
+        )
+    if (
+        name not in REFERENCE_ROLES
+        or training.get("stage") != "finetune"
+        or bool(training.get("oracle")) != REFERENCE_ROLES[name]
+    ):
+        raise KnowUndoError(
+            f"{where}: not the evaluation of {'an oracle' if REFERENCE_ROLES.get(name) else 'a'} "
+            f"fine-tuned model (needed as the {name} reference)"
+        )
     if meta.get("data_hash") != hash_json(stage.data):
         raise KnowUndoError(f"{where}: the {name} reference was evaluated on other data")
     adapter = meta.get("adapter")
@@ -354,17 +435,28 @@ def check_reference(stage: Stage, name: str, result: dict, where: str) -> dict:
     return result
 
 
-def check_eval(cfg: Config, domain: str, adapter: str | Path | None, label: str | None,
-               references: dict[str, str | Path] | None = None) -> str:
+def check_eval(
+    cfg: Config,
+    domain: str,
+    adapter: str | Path | None,
+    label: str | None,
+    references: dict[str, str | Path] | None = None,
+) -> str:
     """The result's key, after checking the prompt variants, the data, the adapter and the references (before
     any work)."""
     cfg.eval.check_prompts(domain)
     return eval_key(cfg, domain, adapter, label, references)
 
 
-def evaluate_checkpoint(cfg: Config, domain: str, adapter: str | Path | None = None,
-                        out_file: str | Path | None = None, label: str | None = None, progress: bool = True,
-                        references: dict[str, str | Path] | None = None) -> dict:
+def evaluate_checkpoint(
+    cfg: Config,
+    domain: str,
+    adapter: str | Path | None = None,
+    out_file: str | Path | None = None,
+    label: str | None = None,
+    progress: bool = True,
+    references: dict[str, str | Path] | None = None,
+) -> dict:
     """Every registered metric on one saved model (:func:`evaluate_loaded`); the result is written to ``out_file``
     if given. ``references``: result files of the ``vanilla`` and ``oracle`` models of the domain, for the metrics
     that compare."""
@@ -375,17 +467,35 @@ def evaluate_checkpoint(cfg: Config, domain: str, adapter: str | Path | None = N
     model, tokenizer = load_base(cfg)
     if adapter is not None:
         model = load_adapter(model, adapter)
-    result = evaluate_loaded(model, tokenizer, stage, label or default_label, load_references(stage, references),
-                             key=key, adapter=adapter, training=training, progress=progress,
-                             reference_files={name: str(path) for name, path in (references or {}).items()})
+    result = evaluate_loaded(
+        model,
+        tokenizer,
+        stage,
+        label or default_label,
+        load_references(stage, references),
+        key=key,
+        adapter=adapter,
+        training=training,
+        progress=progress,
+        reference_files={name: str(path) for name, path in (references or {}).items()},
+    )
     if out_file is not None:
         write_json(out_file, result)
     return result
 
 
-def evaluate_loaded(model, tokenizer, stage: Stage, label: str, references: dict[str, dict] | None = None,
-                    key: str | None = None, adapter: Path | None = None, training: dict | None = None,
-                    progress: bool = True, reference_files: dict[str, str] | None = None) -> dict:
+def evaluate_loaded(
+    model,
+    tokenizer,
+    stage: Stage,
+    label: str,
+    references: dict[str, dict] | None = None,
+    key: str | None = None,
+    adapter: Path | None = None,
+    training: dict | None = None,
+    progress: bool = True,
+    reference_files: dict[str, str] | None = None,
+) -> dict:
     """Every registered metric on a model in memory: the split metrics per prompt variant and scope, the model
     metrics once. ``references``: the checked results of the domain's ``vanilla`` and ``oracle`` models;
     ``adapter`` / ``training``: where the model was saved and how it was trained, for the metrics that read them
@@ -415,7 +525,13 @@ def evaluate_loaded(model, tokenizer, stage: Stage, label: str, references: dict
     seconds = {"parts": timed, "robustness": round(sum(timed[m.name] for m in model_metrics if m.robustness), 3)}
     result["columns"] = [c.to_json() for c in check_columns(columns)]
     result["tables"] = {name: title for m in (*split_metrics, *model_metrics) for name, title in m.tables.items()}
-    result["meta"] = stage.record(key, stage.data, adapter=str(adapter) if adapter else None,
-                                  adapter_hash=adapter_hash(adapter), training=training, seconds=seconds,
-                                  references=reference_files or {})
+    result["meta"] = stage.record(
+        key,
+        stage.data,
+        adapter=str(adapter) if adapter else None,
+        adapter_hash=adapter_hash(adapter),
+        training=training,
+        seconds=seconds,
+        references=reference_files or {},
+    )
     return result

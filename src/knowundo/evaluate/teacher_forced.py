@@ -38,15 +38,20 @@ def score_features(model, features: list[dict], pad_id: int, batch_size: int, mi
     order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
     scores: list[dict | None] = [None] * len(features)
     for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size]
+        chunk = order[start : start + batch_size]
         batch = on_device(pad_batch([features[i] for i in chunk], pad_id))
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         stats = {k: v.tolist() for k, v in answer_token_stats(logits, batch["labels"], min_k).items()}
         for row, index in enumerate(chunk):
             tokens, correct = stats["tokens"][row], stats["correct"][row]
-            scores[index] = {"accuracy": 100.0 * correct / tokens, "mean_logprob": stats["logprob"][row] / tokens,
-                             "logprob": stats["logprob"][row], "min_k_logprob": stats["min_k_logprob"][row],
-                             "exact_match": correct == tokens, "answer_tokens": tokens}
+            scores[index] = {
+                "accuracy": 100.0 * correct / tokens,
+                "mean_logprob": stats["logprob"][row] / tokens,
+                "logprob": stats["logprob"][row],
+                "min_k_logprob": stats["min_k_logprob"][row],
+                "exact_match": correct == tokens,
+                "answer_tokens": tokens,
+            }
     model.train(was_training)
     return scores
 
@@ -63,8 +68,12 @@ def perplexity(scores: list[dict]) -> float:
 def aggregate(scores: list[dict]) -> dict:
     """Item-averaged accuracy and exact match, and the perplexity."""
     n = len(scores)
-    return {"items": n, "accuracy": sum(s["accuracy"] for s in scores) / n, "ppl": perplexity(scores),
-            "exact_match": 100.0 * sum(s["exact_match"] for s in scores) / n}
+    return {
+        "items": n,
+        "accuracy": sum(s["accuracy"] for s in scores) / n,
+        "ppl": perplexity(scores),
+        "exact_match": 100.0 * sum(s["exact_match"] for s in scores) / n,
+    }
 
 
 def evaluate_items(model, formatter: Formatter, items: list[dict], batch_size: int, min_k: float = 0.2) -> dict:
@@ -72,7 +81,15 @@ def evaluate_items(model, formatter: Formatter, items: list[dict], batch_size: i
     breakdowns and for reading."""
     encoded = encode_items(items, formatter)
     scores = score_features(model, encoded.features, pad_id_of(formatter.tokenizer), batch_size, min_k)
-    per_item = [{"index": index, "text": items[index]["text"], "answer": items[index]["labels"],
-                 "category": items[index].get("category"), "instance": items[index].get("instance"), **s}
-                for index, s in zip(encoded.kept, scores)]
+    per_item = [
+        {
+            "index": index,
+            "text": items[index]["text"],
+            "answer": items[index]["labels"],
+            "category": items[index].get("category"),
+            "instance": items[index].get("instance"),
+            **s,
+        }
+        for index, s in zip(encoded.kept, scores)
+    ]
     return {**aggregate(scores), "truncated": encoded.truncated, "dropped": encoded.dropped, "per_item": per_item}

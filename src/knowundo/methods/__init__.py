@@ -14,8 +14,21 @@ from knowundo.errors import KnowUndoError
 from knowundo.layout import RunLabel
 from knowundo.methods.base import METHODS, ForgetParams, Method, Side, TwoSidedParams, build_params, register
 
-__all__ = ["METHODS", "ForgetParams", "Method", "Side", "TwoSidedParams", "check_label", "defines_region", "get_method",
-           "method_names", "method_params", "register", "relabels", "trained_sides"]
+__all__ = [
+    "METHODS",
+    "ForgetParams",
+    "Method",
+    "Side",
+    "TwoSidedParams",
+    "check_label",
+    "defines_region",
+    "get_method",
+    "method_names",
+    "method_params",
+    "register",
+    "relabels",
+    "trained_sides",
+]
 
 _INFRASTRUCTURE = {"base", "losses"}
 _discovered = False
@@ -40,8 +53,11 @@ def get_method(name: str) -> Method:
     _discover()
     if name not in METHODS:
         hint = difflib.get_close_matches(name, METHODS, n=1)
-        raise KnowUndoError(f"unknown method {name!r}" + (f"; did you mean '{hint[0]}'?" if hint else "")
-                            + f"; choose one of {', '.join(METHODS)}")
+        raise KnowUndoError(
+            f"unknown method {name!r}"
+            + (f"; did you mean '{hint[0]}'?" if hint else "")
+            + f"; choose one of {', '.join(METHODS)}"
+        )
     return METHODS[name]
 
 
@@ -70,8 +86,11 @@ def defines_region(method: Method) -> bool:
 
 def trained_sides(method: Method) -> list[str]:
     """The batch sides that get a forward and a backward pass: forget, its alternative answers, retain."""
-    return ["forget", *(["alternative"] if _overrides(method, "alternative_answers") else []),
-            *(["retain"] if method.retain else [])]
+    return [
+        "forget",
+        *(["alternative"] if _overrides(method, "alternative_answers") else []),
+        *(["retain"] if method.retain else []),
+    ]
 
 
 def relabels(method: Method) -> bool:
@@ -82,9 +101,10 @@ def check_label(label: RunLabel) -> Method:
     """The method of a row label, refusing combinations that cannot run (one-line errors)."""
     method = get_method(label.method)
     if label.retain == "general" and not method.retain:
-        raise KnowUndoError(f"method {label.label!r}: {method.name} uses no retain data, so it has no "
-                            f"out-of-distribution variant (--general / _ood)")
+        raise KnowUndoError(
+            f"method {label.label!r}: {method.name} uses no retain data, so it has no "
+            f"out-of-distribution variant (--general / _ood)"
+        )
     if label.region is not None and (method.localized or defines_region(method)):
-        raise KnowUndoError(f"method {label.label!r}: {method.name} trains inside its own region; drop "
-                            f"@{label.region}")
+        raise KnowUndoError(f"method {label.label!r}: {method.name} trains inside its own region; drop @{label.region}")
     return method

@@ -117,13 +117,16 @@ def register(cls: type) -> type:
         raise TypeError(f"{cls.__qualname__}: a method needs a `name` that is an identifier, got {name!r}")
     fields = {f.name for f in dataclasses.fields(cls.Params)} if dataclasses.is_dataclass(cls.Params) else None
     if fields is None or "forget_weight" not in fields or (cls.retain and "retain_weight" not in fields):
-        raise TypeError(f"{name}: Params must be a dataclass with forget_weight" + (" and retain_weight" if cls.retain
-                                                                                    else ""))
+        raise TypeError(
+            f"{name}: Params must be a dataclass with forget_weight" + (" and retain_weight" if cls.retain else "")
+        )
     if not set(cls.reference) <= set(SIDES):
         raise TypeError(f"{name}: reference must be a subset of {SIDES}")
     previous = METHODS.get(name)
-    if previous is not None and (type(previous).__module__, type(previous).__qualname__) != (cls.__module__,
-                                                                                          cls.__qualname__):
+    if previous is not None and (type(previous).__module__, type(previous).__qualname__) != (
+        cls.__module__,
+        cls.__qualname__,
+    ):
         raise TypeError(f"two methods are named {name!r}: {type(previous).__module__} and {cls.__module__}")
     METHODS[name] = cls()
     return cls

@@ -39,8 +39,9 @@ class NPO(Method):
         if params.beta <= 0:
             raise KnowUndoError(f"unlearn.method_args.{self.name}.beta must be > 0, got {params.beta}")
         if params.retain_loss not in ("nll", "kl"):
-            raise KnowUndoError(f"unlearn.method_args.{self.name}.retain_loss must be nll or kl, got "
-                                f"{params.retain_loss!r}")
+            raise KnowUndoError(
+                f"unlearn.method_args.{self.name}.retain_loss must be nll or kl, got {params.retain_loss!r}"
+            )
 
     def forget_loss(self, forget, params):
         per_sample = -(2 / params.beta) * F.logsigmoid(-params.beta * log_ratio(forget))

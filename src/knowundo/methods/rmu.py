@@ -88,5 +88,7 @@ class RMU(Method):
     def retain_loss(self, retain: Side, params):
         retain.require("hidden_states", "reference_hidden_states")
         layer = params.layer + 1
-        return (retain.weight * _answer_mse(retain.hidden_states[layer], retain.reference_hidden_states[layer],
-                                            retain.labels)).mean()
+        return (
+            retain.weight
+            * _answer_mse(retain.hidden_states[layer], retain.reference_hidden_states[layer], retain.labels)
+        ).mean()

@@ -64,15 +64,19 @@ def resolve_model_path(cfg: Config) -> str:
         from knowundo.models.tiny import is_built, tiny_path
 
         if not is_built(cfg.tiny):
-            raise KnowUndoError("the tiny base model is not built for these tiny.* settings; call "
-                                "knowundo.models.load.prepare_base(cfg) first (every knowundo command does)")
+            raise KnowUndoError(
+                "the tiny base model is not built for these tiny.* settings; call "
+                "knowundo.models.load.prepare_base(cfg) first (every knowundo command does)"
+            )
         return str(tiny_path(cfg.tiny))
     if cfg.model.name == "smollm2":
         from knowundo.models.smollm2 import is_converted, smollm2_path
 
         if not is_converted():
-            raise KnowUndoError("the smollm2 model is not converted yet; call knowundo.models.load.prepare_base(cfg) "
-                                "first (every knowundo command does)")
+            raise KnowUndoError(
+                "the smollm2 model is not converted yet; call knowundo.models.load.prepare_base(cfg) "
+                "first (every knowundo command does)"
+            )
         return str(smollm2_path())
     return cfg.model.name
 
@@ -156,14 +160,22 @@ def attach_lora(model, cfg: Config):
     if layers is not None and targets == "all-linear":  # peft takes layer indices with module names only
         head = model.get_output_embeddings()
         targets = [name for name in _linear_names(model) if head is None or name != _module_name(model, head)]
-    lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                      target_modules=targets, task_type="CAUSAL_LM", layers_to_transform=layers,
-                      trainable_token_indices=_embedding_rows(model) if cfg.lora.train_embeddings else None)
+    lora = LoraConfig(
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        target_modules=targets,
+        task_type="CAUSAL_LM",
+        layers_to_transform=layers,
+        trainable_token_indices=_embedding_rows(model) if cfg.lora.train_embeddings else None,
+    )
     try:
         return get_peft_model(model, lora)
     except NoMatchingPeftModuleError:
-        raise KnowUndoError(f"lora.target_modules: {cfg.lora.target_modules} names no module of "
-                            f"{type(model).__name__} (its linear layers: {', '.join(_linear_names(model))})") from None
+        raise KnowUndoError(
+            f"lora.target_modules: {cfg.lora.target_modules} names no module of "
+            f"{type(model).__name__} (its linear layers: {', '.join(_linear_names(model))})"
+        ) from None
 
 
 def adapted_layers(model_config, top_layers: int) -> list[int] | None:
@@ -198,8 +210,13 @@ def _linear_names(model) -> list[str]:
     import torch
     from transformers.pytorch_utils import Conv1D
 
-    return sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
-                   if isinstance(module, (torch.nn.Linear, Conv1D))})
+    return sorted(
+        {
+            name.rsplit(".", 1)[-1]
+            for name, module in model.named_modules()
+            if isinstance(module, (torch.nn.Linear, Conv1D))
+        }
+    )
 
 
 def adapter_weights(adapter_dir: str | Path) -> Path:
@@ -221,8 +238,9 @@ def load_adapter(model, adapter_dir: str | Path, trainable: bool = False, name: 
     try:
         return PeftModel.from_pretrained(model, str(adapter_dir), adapter_name=name, is_trainable=trainable)
     except (RuntimeError, ValueError, KeyError) as exc:
-        raise KnowUndoError(f"{adapter_dir}: adapter does not match the base model "
-                            f"({str(exc).splitlines()[0][:200]})") from None
+        raise KnowUndoError(
+            f"{adapter_dir}: adapter does not match the base model ({str(exc).splitlines()[0][:200]})"
+        ) from None
 
 
 SWAPPED_ADAPTER = "swapped"  # the name an adapter swapped in for a while is loaded under

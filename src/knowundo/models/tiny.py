@@ -42,8 +42,10 @@ def _pretraining_texts(cfg: TinyConfig) -> list[dict]:
     so that an instruction before a question is in-distribution."""
     world = bundled_world(cfg.corpus_seed)
     rng = random.Random(cfg.corpus_seed)
-    return [{**item, "system": rng.choice(SYSTEM_PROMPTS)} if rng.random() < cfg.system_prompt_share else item
-            for item in world["pretrain_corpus"] + world["general"]["train"] + world["general"]["heldout"]]
+    return [
+        {**item, "system": rng.choice(SYSTEM_PROMPTS)} if rng.random() < cfg.system_prompt_share else item
+        for item in world["pretrain_corpus"] + world["general"]["train"] + world["general"]["heldout"]
+    ]
 
 
 def instances_in_corpus(cfg: TinyConfig, instances: set[str]) -> list[str]:
@@ -57,13 +59,18 @@ def train_tokenizer(cfg: TinyConfig):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
-    texts = [part for item in _pretraining_texts(cfg)
-             for part in (item.get("system", ""), item["text"], item["labels"])]
+    texts = [
+        part for item in _pretraining_texts(cfg) for part in (item.get("system", ""), item["text"], item["labels"])
+    ]
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=cfg.vocab_size, special_tokens=list(SPECIAL_TOKENS),
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=cfg.vocab_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(texts, trainer=trainer)
     bos = tok.token_to_id("<s>")
     tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", bos)])
@@ -75,10 +82,16 @@ def tiny_model_config(cfg: TinyConfig, tokenizer):
     from transformers import LlamaConfig
 
     return LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
-        num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_heads,
-        max_position_embeddings=cfg.max_position_embeddings, tie_word_embeddings=True,
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_heads,
+        max_position_embeddings=cfg.max_position_embeddings,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
 
@@ -98,8 +111,9 @@ def pretrain_features(tokenizer, cfg: TinyConfig) -> list[dict]:
     for item in _pretraining_texts(cfg):
         system = f"{item['system']}\n\n" if item.get("system") else ""
         ids = tokenizer(system + item["text"] + "\n\n")["input_ids"]
-        ids = (ids + tokenizer(item["labels"], add_special_tokens=False)["input_ids"]
-               + [tokenizer.eos_token_id])[:cfg.max_position_embeddings]
+        ids = (ids + tokenizer(item["labels"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id])[
+            : cfg.max_position_embeddings
+        ]
         features.append({"input_ids": ids, "labels": list(ids)})
     return features
 
@@ -115,18 +129,29 @@ def build_tiny(cfg: TinyConfig, out_dir: Path, progress: bool = True) -> Path:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        pretraining = TrainConfig(epochs=cfg.pretrain_epochs, learning_rate=cfg.pretrain_lr,
-                                  batch_size=cfg.pretrain_batch_size, grad_accum=1, weight_decay=0.01)
+        pretraining = TrainConfig(
+            epochs=cfg.pretrain_epochs,
+            learning_rate=cfg.pretrain_lr,
+            batch_size=cfg.pretrain_batch_size,
+            grad_accum=1,
+            weight_decay=0.01,
+        )
         args = training_arguments(work / "trainer", pretraining, seed=cfg.seed, progress=progress)
-        trainer = make_trainer(model, args, FeatureDataset(features),
-                               PadCollator(pad_id_of(tokenizer)))
+        trainer = make_trainer(model, args, FeatureDataset(features), PadCollator(pad_id_of(tokenizer)))
         result = train(trainer, None)  # an interrupted build starts over (about a minute)
         model.save_pretrained(work / "model", safe_serialization=True)
         tokenizer.save_pretrained(work / "model")
-        write_json(work / "model" / "knowundo_tiny.json", {
-            "tiny": cfg.__dict__, "recipe": RECIPE_VERSION, "device": describe(),
-            "pretrain_loss": result.training_loss, "pretrain_sequences": len(features),
-            "versions": library_versions()})
+        write_json(
+            work / "model" / "knowundo_tiny.json",
+            {
+                "tiny": cfg.__dict__,
+                "recipe": RECIPE_VERSION,
+                "device": describe(),
+                "pretrain_loss": result.training_loss,
+                "pretrain_sequences": len(features),
+                "versions": library_versions(),
+            },
+        )
         shutil.rmtree(work / "trainer", ignore_errors=True)
         if out_dir.exists():  # another process finished first: keep its copy
             return out_dir

@@ -90,23 +90,44 @@ class PadCollator:
         return pad_batch(features, self.pad_id)
 
 
-def training_arguments(output_dir: Path, train: TrainConfig, *, seed: int, progress: bool = True,
-                       bf16: bool = False, report_to: list | None = None, run_name: str | None = None,
-                       **extra) -> TrainingArguments:
+def training_arguments(
+    output_dir: Path,
+    train: TrainConfig,
+    *,
+    seed: int,
+    progress: bool = True,
+    bf16: bool = False,
+    report_to: list | None = None,
+    run_name: str | None = None,
+    **extra,
+) -> TrainingArguments:
     """One stage's TrainConfig as TrainingArguments with our conventions: seeded, losses kept in the stage record
     rather than printed, the configured effective batch kept whatever the number of processes (per-device x
     accumulation x processes = batch_size x grad_accum), and only the reporting integrations asked for
     (``report_to``; the run named ``run_name``)."""
     per_device, accumulation = per_process_batch(train.batch_size, train.grad_accum)
     settings = dict(
-        output_dir=str(output_dir), seed=seed, data_seed=seed, num_train_epochs=train.epochs,
-        learning_rate=train.learning_rate, per_device_train_batch_size=per_device,
-        gradient_accumulation_steps=accumulation, weight_decay=train.weight_decay,
-        warmup_steps=train.warmup_ratio, lr_scheduler_type=train.scheduler, logging_steps=10,
-        report_to=list(report_to or []) or "none", run_name=run_name,
-        disable_tqdm=not progress, save_strategy="steps" if train.save_steps else "no",
-        save_steps=train.save_steps or 500, remove_unused_columns=False, dataloader_num_workers=0, bf16=bf16,
-        dataloader_pin_memory=torch.cuda.is_available(), train_sampling_strategy="group_by_length",
+        output_dir=str(output_dir),
+        seed=seed,
+        data_seed=seed,
+        num_train_epochs=train.epochs,
+        learning_rate=train.learning_rate,
+        per_device_train_batch_size=per_device,
+        gradient_accumulation_steps=accumulation,
+        weight_decay=train.weight_decay,
+        warmup_steps=train.warmup_ratio,
+        lr_scheduler_type=train.scheduler,
+        logging_steps=10,
+        report_to=list(report_to or []) or "none",
+        run_name=run_name,
+        disable_tqdm=not progress,
+        save_strategy="steps" if train.save_steps else "no",
+        save_steps=train.save_steps or 500,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        bf16=bf16,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        train_sampling_strategy="group_by_length",
         use_cpu=device().type == "cpu",  # also what makes torchrun on CPU data-parallel (gloo)
         gradient_checkpointing=train.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False} if train.gradient_checkpointing else None,
@@ -203,8 +224,9 @@ class AdapterTrainer(Trainer):
     def _get_train_sampler(self, train_dataset=None):
         dataset = self.train_dataset if train_dataset is None else train_dataset
         if isinstance(dataset, PromptShareDataset) and self.args.train_sampling_strategy == "group_by_length":
-            return ServedLengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
-                                              dataset)
+            return ServedLengthGroupedSampler(
+                self.args.train_batch_size * self.args.gradient_accumulation_steps, dataset
+            )
         return super()._get_train_sampler(train_dataset)
 
 
@@ -228,8 +250,9 @@ class AccuracyTrainer(AdapterTrainer):
             self._keep_base_logits(model, inputs, replay_ids)
         distil = replay_ids >= 0 if replay_ids is not None else None
         if distil is None or not bool(distil.any()):
-            loss, outputs = super().compute_loss(model, inputs, return_outputs=True,
-                                                 num_items_in_batch=num_items_in_batch)
+            loss, outputs = super().compute_loss(
+                model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
+            )
             self.accuracy.add(outputs.logits, inputs["labels"])
             return (loss, outputs) if return_outputs else loss
         labels = inputs["labels"]
@@ -258,8 +281,11 @@ class AccuracyTrainer(AdapterTrainer):
         was_training = model.training
         model.eval()
         try:
-            logits = model(input_ids=inputs["input_ids"][passed], attention_mask=inputs["attention_mask"][passed],
-                           adapter_names=["__base__"] * len(passed)).logits
+            logits = model(
+                input_ids=inputs["input_ids"][passed],
+                attention_mask=inputs["attention_mask"][passed],
+                adapter_names=["__base__"] * len(passed),
+            ).logits
         finally:
             model.train(was_training)
         answer = inputs["labels"][:, 1:] != IGNORE
@@ -285,8 +311,7 @@ class ReplayIdCollator(PadCollator):
         return batch
 
 
-def make_trainer(model, args: TrainingArguments, dataset, collator, trainer_cls=AdapterTrainer,
-                 **kwargs) -> Trainer:
+def make_trainer(model, args: TrainingArguments, dataset, collator, trainer_cls=AdapterTrainer, **kwargs) -> Trainer:
     if args.gradient_checkpointing:
         # with frozen embeddings a checkpointed LoRA model would get no input gradient and train nothing
         model.enable_input_require_grads()
@@ -307,15 +332,18 @@ def train(trainer: Trainer, resume_from_checkpoint: str | None):
     except Exception as exc:
         if type(exc).__name__ != "UnpicklingError":  # torch.load(weights_only=True) refused a checkpoint file
             raise
-        raise KnowUndoError(f"{resume_from_checkpoint}: refused to load a checkpoint file that is not plain "
-                            f"tensors ({str(exc).splitlines()[0][:120]}); remove the checkpoint to start over"
-                            ) from None
+        raise KnowUndoError(
+            f"{resume_from_checkpoint}: refused to load a checkpoint file that is not plain "
+            f"tensors ({str(exc).splitlines()[0][:120]}); remove the checkpoint to start over"
+        ) from None
     finally:
         stop.restore()
         _keep_logs(Path(trainer.args.output_dir))
     if stop.requested:
-        raise Interrupted(f"stopped after step {trainer.state.global_step} with a checkpoint saved; run the same "
-                          f"command again to resume")
+        raise Interrupted(
+            f"stopped after step {trainer.state.global_step} with a checkpoint saved; run the same "
+            f"command again to resume"
+        )
     return result
 
 
@@ -381,9 +409,12 @@ class PeakMemory(TrainerCallback):
 
 def batch_record(args: TrainingArguments) -> dict:
     """How the effective batch was laid out in this run (stage records state it)."""
-    return {"per_device": args.per_device_train_batch_size, "grad_accum": args.gradient_accumulation_steps,
-            "processes": world_size(),
-            "effective": args.per_device_train_batch_size * args.gradient_accumulation_steps * world_size()}
+    return {
+        "per_device": args.per_device_train_batch_size,
+        "grad_accum": args.gradient_accumulation_steps,
+        "processes": world_size(),
+        "effective": args.per_device_train_batch_size * args.gradient_accumulation_steps * world_size(),
+    }
 
 
 def save_adapter(trainer: Trainer, target: Path, adapter: str = "default") -> None:

@@ -17,13 +17,26 @@ def _compute(ctx) -> list[dict]:
         else:
             with ctx.swapped_adapter(path):
                 scored = {scope: ctx.score(ctx.items(scope)) for scope in SCOPES}
-        point = {"step": step, "unlearn_success": 100.0 - scored["unlearn"]["accuracy"],
-                 "unlearn_ppl": scored["unlearn"]["ppl"], "retention_success": scored["retention"]["accuracy"],
-                 "retention_ppl": scored["retention"]["ppl"]}
+        point = {
+            "step": step,
+            "unlearn_success": 100.0 - scored["unlearn"]["accuracy"],
+            "unlearn_ppl": scored["unlearn"]["ppl"],
+            "retention_success": scored["retention"]["accuracy"],
+            "retention_ppl": scored["retention"]["ppl"],
+        }
         curve.append(point)
     return curve
 
 
-register_metric(ModelMetric("curve", compute=_compute, enabled=lambda ctx: bool(
-    ctx.cfg.eval.curves and ctx.training and ctx.training["stage"] == "unlearn"
-    and ctx.training["checkpoint_step"] is None)))
+register_metric(
+    ModelMetric(
+        "curve",
+        compute=_compute,
+        enabled=lambda ctx: bool(
+            ctx.cfg.eval.curves
+            and ctx.training
+            and ctx.training["stage"] == "unlearn"
+            and ctx.training["checkpoint_step"] is None
+        ),
+    )
+)

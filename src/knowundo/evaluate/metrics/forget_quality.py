@@ -40,16 +40,50 @@ def _compute(ctx) -> dict:
     return result
 
 
-register_metric(ModelMetric(
-    "forget_quality", compute=_compute, tables={ROBUSTNESS_TABLE: ROBUSTNESS_TITLE}, columns=(
-        # the plain values the attacks are read against (the main table's, no system prompt)
-        Column("plain_unlearn_success", "UL", ("prompts", "none", "unlearn_success"), True, position=1,
-               table=ROBUSTNESS_TABLE, doc="Unlearn / Retention Success without any attack (no system prompt)"),
-        Column("plain_retention_success", "RT", ("prompts", "none", "retention_success"), True, position=2,
-               table=ROBUSTNESS_TABLE),
-        Column("forget_quality", "Forget Q", ("forget_quality", "p"), True, fmt="sci", position=10,
-               table=ROBUSTNESS_TABLE, doc="KS-test p-value against the oracle on unlearn val (1 = "
-                                           "indistinguishable from never having learned it)"),
-        Column("forget_quality_log10", "log10 FQ", ("forget_quality", "log10_p"), True, fmt="log", position=11,
-               table=ROBUSTNESS_TABLE),
-    )))
+register_metric(
+    ModelMetric(
+        "forget_quality",
+        compute=_compute,
+        tables={ROBUSTNESS_TABLE: ROBUSTNESS_TITLE},
+        columns=(
+            # the plain values the attacks are read against (the main table's, no system prompt)
+            Column(
+                "plain_unlearn_success",
+                "UL",
+                ("prompts", "none", "unlearn_success"),
+                True,
+                position=1,
+                table=ROBUSTNESS_TABLE,
+                doc="Unlearn / Retention Success without any attack (no system prompt)",
+            ),
+            Column(
+                "plain_retention_success",
+                "RT",
+                ("prompts", "none", "retention_success"),
+                True,
+                position=2,
+                table=ROBUSTNESS_TABLE,
+            ),
+            Column(
+                "forget_quality",
+                "Forget Q",
+                ("forget_quality", "p"),
+                True,
+                fmt="sci",
+                position=10,
+                table=ROBUSTNESS_TABLE,
+                doc="KS-test p-value against the oracle on unlearn val (1 = "
+                "indistinguishable from never having learned it)",
+            ),
+            Column(
+                "forget_quality_log10",
+                "log10 FQ",
+                ("forget_quality", "log10_p"),
+                True,
+                fmt="log",
+                position=11,
+                table=ROBUSTNESS_TABLE,
+            ),
+        ),
+    )
+)

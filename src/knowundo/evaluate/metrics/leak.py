@@ -40,10 +40,24 @@ def _rates(records: list[dict], scope: str) -> dict:
     return rates
 
 
-register_metric(SplitMetric(
-    "leak", needs=frozenset({"generation"}), scopes=("unlearn",), per_item=_per_item, reduce=_rates,
-    enabled=lambda eval_cfg: eval_cfg.generate, columns=(
-        Column("leak_rate_normalized", "Leak", ("unlearn", "leak_rate_normalized"), False, position=310,
-               doc="% of unlearn items whose generation still contains a protected value (normalized match)"),
-        Column("leak_rate_exact", "Leak exact", ("unlearn", "leak_rate_exact"), False),
-    )))
+register_metric(
+    SplitMetric(
+        "leak",
+        needs=frozenset({"generation"}),
+        scopes=("unlearn",),
+        per_item=_per_item,
+        reduce=_rates,
+        enabled=lambda eval_cfg: eval_cfg.generate,
+        columns=(
+            Column(
+                "leak_rate_normalized",
+                "Leak",
+                ("unlearn", "leak_rate_normalized"),
+                False,
+                position=310,
+                doc="% of unlearn items whose generation still contains a protected value (normalized match)",
+            ),
+            Column("leak_rate_exact", "Leak exact", ("unlearn", "leak_rate_exact"), False),
+        ),
+    )
+)

@@ -32,8 +32,7 @@ def auc(members: list[float], others: list[float]) -> float:
 
 def membership_inference(unlearn: dict[str, list[float]], comparisons: dict[str, dict[str, list[float]]]) -> dict:
     """AUC per score, unlearn val against each comparison set (e.g. retention val, general held-out)."""
-    return {score: {name: auc(unlearn[score], other[score]) for name, other in comparisons.items()}
-            for score in SCORES}
+    return {score: {name: auc(unlearn[score], other[score]) for name, other in comparisons.items()} for score in SCORES}
 
 
 def split_scores(ctx, split: str) -> dict[str, list[float]]:
@@ -47,9 +46,26 @@ def _compute(ctx) -> dict:
     return membership_inference(scores["unlearn"], {name: scores[name] for name in COMPARISONS})
 
 
-register_metric(ModelMetric("mia", compute=_compute, tables={
-    "mia": "Membership inference (AUC, unlearn val vs retention val and vs general held-out; 0.5 = no signal)"},
-    columns=tuple(
-    Column(f"mia_{score}_{other}", f"{score} vs {other}", ("mia", score, other), None, fmt="fraction",
-           position=10 * i + j, table="mia", doc=f"AUC of the {score} score, unlearn val vs {other}")
-    for i, score in enumerate(SCORES) for j, other in enumerate(COMPARISONS))))
+register_metric(
+    ModelMetric(
+        "mia",
+        compute=_compute,
+        tables={
+            "mia": "Membership inference (AUC, unlearn val vs retention val and vs general held-out; 0.5 = no signal)"
+        },
+        columns=tuple(
+            Column(
+                f"mia_{score}_{other}",
+                f"{score} vs {other}",
+                ("mia", score, other),
+                None,
+                fmt="fraction",
+                position=10 * i + j,
+                table="mia",
+                doc=f"AUC of the {score} score, unlearn val vs {other}",
+            )
+            for i, score in enumerate(SCORES)
+            for j, other in enumerate(COMPARISONS)
+        ),
+    )
+)

@@ -19,17 +19,38 @@ def _compute(ctx) -> dict:
     members, others = split_scores(ctx, "unlearn"), split_scores(ctx, "holdout")
     aucs = {score: auc(members[score], others[score]) for score in SCORES}
     oracle = ctx.references.get("oracle", {}).get("privleak")
-    return {"auc": aucs, "privleak": {score: privleak(aucs[score], oracle["auc"][score]) for score in SCORES}
-            if oracle else None}
+    return {
+        "auc": aucs,
+        "privleak": {score: privleak(aucs[score], oracle["auc"][score]) for score in SCORES} if oracle else None,
+    }
 
 
-register_metric(ModelMetric(
-    "privleak", compute=_compute, enabled=lambda ctx: bool(ctx.items("holdout")),
-    tables={ROBUSTNESS_TABLE: ROBUSTNESS_TITLE}, columns=(
-        Column("privleak_min_k", "PrivLeak", ("privleak", "privleak", "min_k"), None, position=20,
-               table=ROBUSTNESS_TABLE, doc="(AUC - AUC of the oracle) / AUC of the oracle x 100, min-k% prob, "
-                                           "unlearn val vs holdout (0 ideal; > 0 leakage; < 0 over-unlearning)"),
-        Column("privleak_loss", "PrivLeak loss", ("privleak", "privleak", "loss"), None, table=ROBUSTNESS_TABLE),
-        Column("privleak_auc_min_k", "AUC min-k", ("privleak", "auc", "min_k"), None, fmt="fraction",
-               table=ROBUSTNESS_TABLE),
-    )))
+register_metric(
+    ModelMetric(
+        "privleak",
+        compute=_compute,
+        enabled=lambda ctx: bool(ctx.items("holdout")),
+        tables={ROBUSTNESS_TABLE: ROBUSTNESS_TITLE},
+        columns=(
+            Column(
+                "privleak_min_k",
+                "PrivLeak",
+                ("privleak", "privleak", "min_k"),
+                None,
+                position=20,
+                table=ROBUSTNESS_TABLE,
+                doc="(AUC - AUC of the oracle) / AUC of the oracle x 100, min-k% prob, "
+                "unlearn val vs holdout (0 ideal; > 0 leakage; < 0 over-unlearning)",
+            ),
+            Column("privleak_loss", "PrivLeak loss", ("privleak", "privleak", "loss"), None, table=ROBUSTNESS_TABLE),
+            Column(
+                "privleak_auc_min_k",
+                "AUC min-k",
+                ("privleak", "auc", "min_k"),
+                None,
+                fmt="fraction",
+                table=ROBUSTNESS_TABLE,
+            ),
+        ),
+    )
+)

@@ -11,8 +11,9 @@ def _compute(ctx) -> dict:
     values = {}
     for name in ctx.cfg.attack.quantize:
         with quantized(ctx.model, parse_scheme(name)) as info:
-            unlearn, retention = (ctx.score(ctx.robustness_items(scope))["accuracy"]
-                                  for scope in ("unlearn", "retention"))
+            unlearn, retention = (
+                ctx.score(ctx.robustness_items(scope))["accuracy"] for scope in ("unlearn", "retention")
+            )
         values[name] = {"unlearn_success": 100.0 - unlearn, "retention_success": retention, **info}
     return values
 
@@ -20,17 +21,38 @@ def _compute(ctx) -> dict:
 def _columns(values: dict) -> tuple[Column, ...]:
     columns = []
     for i, name in enumerate(values):
-        columns += [Column(f"quant_{name}_unlearn_success", f"UL {name}", ("quantization", name, "unlearn_success"),
-                           True, position=40 + 2 * i, table=ROBUSTNESS_TABLE,
-                           doc="" if i else "Unlearn / Retention Success after quantizing the merged model with "
-                                            "that scheme (intN: round-to-nearest, N bits; nf4: NormalFloat4; gG: "
-                                            "groups of G)"),
-                    Column(f"quant_{name}_retention_success", f"RT {name}",
-                           ("quantization", name, "retention_success"), True, position=41 + 2 * i,
-                           table=ROBUSTNESS_TABLE)]
+        columns += [
+            Column(
+                f"quant_{name}_unlearn_success",
+                f"UL {name}",
+                ("quantization", name, "unlearn_success"),
+                True,
+                position=40 + 2 * i,
+                table=ROBUSTNESS_TABLE,
+                doc=""
+                if i
+                else "Unlearn / Retention Success after quantizing the merged model with "
+                "that scheme (intN: round-to-nearest, N bits; nf4: NormalFloat4; gG: "
+                "groups of G)",
+            ),
+            Column(
+                f"quant_{name}_retention_success",
+                f"RT {name}",
+                ("quantization", name, "retention_success"),
+                True,
+                position=41 + 2 * i,
+                table=ROBUSTNESS_TABLE,
+            ),
+        ]
     return tuple(columns)
 
 
-register_metric(ModelMetric(
-    "quantization", compute=_compute, columns_for=_columns, enabled=lambda ctx: bool(ctx.cfg.attack.quantize),
-    tables={ROBUSTNESS_TABLE: ROBUSTNESS_TITLE}))
+register_metric(
+    ModelMetric(
+        "quantization",
+        compute=_compute,
+        columns_for=_columns,
+        enabled=lambda ctx: bool(ctx.cfg.attack.quantize),
+        tables={ROBUSTNESS_TABLE: ROBUSTNESS_TITLE},
+    )
+)

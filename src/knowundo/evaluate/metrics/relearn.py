@@ -20,17 +20,40 @@ def _compute(ctx) -> dict:
     with ctx.swapped_adapter(relearned_adapter(ctx.adapter)):
         after = 100.0 - ctx.score(ctx.robustness_items("unlearn"))["accuracy"]
     vanilla = value_at(ctx.references.get("vanilla", {}), ("prompts", "none", "unlearn", "success"))
-    return {"unlearn_success": after, "unlearn_success_before": before,
-            "recovered": recovered_share(before, after, vanilla)}
+    return {
+        "unlearn_success": after,
+        "unlearn_success_before": before,
+        "recovered": recovered_share(before, after, vanilla),
+    }
 
 
-register_metric(ModelMetric(
-    "relearn", compute=_compute, tables={ROBUSTNESS_TABLE: ROBUSTNESS_TITLE},
-    enabled=lambda ctx: ctx.cfg.attack.relearn and ctx.adapter is not None and relearned_adapter(ctx.adapter).is_dir(),
-    columns=(
-        Column("relearn_unlearn_success", "UL relearn", ("relearn", "unlearn_success"), True, position=30,
-               table=ROBUSTNESS_TABLE, doc="Unlearn Success after the relearning attack"),
-        Column("relearn_recovered", "Recovered %", ("relearn", "recovered"), False, position=31,
-               table=ROBUSTNESS_TABLE, doc="share of the vanilla-to-unlearned Unlearn Success gap the attack "
-                                           "brought back"),
-    )))
+register_metric(
+    ModelMetric(
+        "relearn",
+        compute=_compute,
+        tables={ROBUSTNESS_TABLE: ROBUSTNESS_TITLE},
+        enabled=lambda ctx: (
+            ctx.cfg.attack.relearn and ctx.adapter is not None and relearned_adapter(ctx.adapter).is_dir()
+        ),
+        columns=(
+            Column(
+                "relearn_unlearn_success",
+                "UL relearn",
+                ("relearn", "unlearn_success"),
+                True,
+                position=30,
+                table=ROBUSTNESS_TABLE,
+                doc="Unlearn Success after the relearning attack",
+            ),
+            Column(
+                "relearn_recovered",
+                "Recovered %",
+                ("relearn", "recovered"),
+                False,
+                position=31,
+                table=ROBUSTNESS_TABLE,
+                doc="share of the vanilla-to-unlearned Unlearn Success gap the attack brought back",
+            ),
+        ),
+    )
+)

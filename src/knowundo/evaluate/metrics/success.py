@@ -9,8 +9,11 @@ from knowundo.evaluate.teacher_forced import aggregate
 def _reduce(records: list[dict], scope: str) -> dict:
     totals = aggregate(records)
     accuracy = totals["accuracy"]
-    return {"accuracy": accuracy, "success": 100.0 - accuracy if scope == "unlearn" else accuracy,
-            "exact_match": totals["exact_match"]}
+    return {
+        "accuracy": accuracy,
+        "success": 100.0 - accuracy if scope == "unlearn" else accuracy,
+        "exact_match": totals["exact_match"],
+    }
 
 
 def _summary(variant: dict) -> dict:
@@ -18,14 +21,45 @@ def _summary(variant: dict) -> dict:
     return {"unlearn_success": unlearn, "retention_success": retention, "avg_success": (unlearn + retention) / 2}
 
 
-register_metric(SplitMetric("success", reduce=_reduce, summary=_summary, columns=(
-    Column("unlearn_success", "UL Succ", ("unlearn", "success"), True, position=100, breakdown=True,
-           doc="Unlearn Success: 100 - token accuracy on the unlearn val split"),
-    Column("retention_success", "RT Succ", ("retention", "success"), True, position=200, breakdown=True,
-           doc="Retention Success: token accuracy on the retention val split"),
-    Column("avg_success", "Avg Succ", ("avg_success",), True, position=300, doc="mean of UL and RT Succ"),
-    Column("unlearn_exact_match", "UL exact", ("unlearn", "exact_match"), False,
-           doc="% of unlearn answers reproduced token for token"),
-    Column("retention_exact_match", "RT exact", ("retention", "exact_match"), True,
-           doc="% of retention answers reproduced token for token"),
-)))
+register_metric(
+    SplitMetric(
+        "success",
+        reduce=_reduce,
+        summary=_summary,
+        columns=(
+            Column(
+                "unlearn_success",
+                "UL Succ",
+                ("unlearn", "success"),
+                True,
+                position=100,
+                breakdown=True,
+                doc="Unlearn Success: 100 - token accuracy on the unlearn val split",
+            ),
+            Column(
+                "retention_success",
+                "RT Succ",
+                ("retention", "success"),
+                True,
+                position=200,
+                breakdown=True,
+                doc="Retention Success: token accuracy on the retention val split",
+            ),
+            Column("avg_success", "Avg Succ", ("avg_success",), True, position=300, doc="mean of UL and RT Succ"),
+            Column(
+                "unlearn_exact_match",
+                "UL exact",
+                ("unlearn", "exact_match"),
+                False,
+                doc="% of unlearn answers reproduced token for token",
+            ),
+            Column(
+                "retention_exact_match",
+                "RT exact",
+                ("retention", "exact_match"),
+                True,
+                doc="% of retention answers reproduced token for token",
+            ),
+        ),
+    )
+)
