@@ -112,7 +112,8 @@ def test_wrong_type_is_an_error():
         (["run", "--set", "unlearn.min_steps=-1", "--out", "/tmp/knowundo-never"], "unlearn.min_steps must be >= 0"),
         (
             ["run", "--set", "lora.target_modules=qproj", "--out", "/tmp/knowundo-never"],
-            "lora.target_modules: ['qproj'] names no module of LlamaForCausalLM (its linear layers: down_proj, gate_proj",
+            "lora.target_modules: ['qproj'] names no module of LlamaForCausalLM "
+            "(its linear layers: down_proj, gate_proj",
         ),
         (
             ["run", "--set", "unlearn.per_method={ga: {steps: -2}}", "--out", "/tmp/knowundo-never"],
