@@ -11,6 +11,7 @@ Usage: python benchmarks/default_run.py [--keep DIR]
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -36,6 +37,35 @@ def run(out: Path, env: dict) -> tuple[float, str]:
     return time.perf_counter() - started, done.stdout
 
 
+STAGE_LINE = re.compile(r"^\[(\w+)\] (\w+) +([\d.]+)s  (?:([\w@.-]+): )?", re.M)
+SHARED = ("vanilla", "base", "oracle")
+
+
+def budget_split(output: str, run_dir: Path) -> dict[str, float]:
+    """The stage lines of a fresh run split the way issue 15's budget is stated: the oracle's fine-tune and
+    evaluation, the relearning attacks and the robustness metrics inside every other evaluation (their seconds from
+    the evaluation's record) are the robustness evaluations; everything of a row beyond the paper's eight is that
+    row's; the rest is the paper's system."""
+    from knowundo.config import PAPER_ROWS
+    from knowundo.layout import RunLayout
+
+    split = {"paper": 0.0, "robustness": 0.0, "beyond": 0.0}
+    for where, kind, text, label in STAGE_LINE.findall(output):
+        seconds = float(text)
+        if label and label not in PAPER_ROWS and label not in SHARED and kind in ("unlearn", "eval", "attack"):
+            split["beyond"] += seconds
+        elif label == "oracle" or kind == "attack":
+            split["robustness"] += seconds
+        else:
+            inside = 0.0
+            if kind == "eval":
+                record = json.loads(RunLayout(run_dir / where).eval(label).read_text())
+                inside = record["meta"]["seconds"]["robustness"]
+            split["robustness"] += inside
+            split["paper"] += seconds - inside
+    return split
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keep", help="work directory to keep (default: a temporary one)")
@@ -44,25 +74,23 @@ def main() -> None:
     env = {**os.environ, "KNOWUNDO_CACHE": str(work / "cache")}
     fresh, output = run(work / "run", env)
     cached, _ = run(work / "run", env)
-    totals = re.search(
-        r"^time per stage: .*; total (\d+)s(?: = the paper's system (\d+)s)?"
-        r"(?: \+ robustness evaluations (\d+)s)?(?: \+ rows beyond the paper's eight (\d+)s)?$",
-        output,
-        re.M,
-    )
+    totals = re.search(r"^time per stage: .*$", output, re.M)
     print(totals.group(0) if totals else "(no per-stage totals printed)")
-    if totals:
-        stages, paper, robustness = (int(totals.group(i) or 0) for i in (1, 2, 3))
-        paper = paper or stages
-        print(
-            f"stage time of the paper's system {paper}s = {paper / STAGE_TARGET_SECONDS:.2f} of the "
-            f"{STAGE_TARGET_SECONDS // 60}-minute target ({'ok' if paper <= STAGE_TARGET_SECONDS else 'OVER'})"
-        )
-        print(f"with the robustness evaluations (the paper's eight rows, oracle and attacks) {paper + robustness}s")
-        print(
-            f"stage time of every row {stages}s = {stages / BUDGET_SECONDS:.2f} of the {BUDGET_SECONDS // 60}-minute "
-            f"budget ({'ok' if stages <= BUDGET_SECONDS else 'OVER'})"
-        )
+    split = budget_split(output, work / "run")
+    stages, paper, robustness = sum(split.values()), split["paper"], split["robustness"]
+    print(
+        f"the paper's system {paper:.0f}s + robustness evaluations {robustness:.0f}s + rows beyond the "
+        f"paper's eight {split['beyond']:.0f}s"
+    )
+    print(
+        f"stage time of the paper's system {paper:.0f}s = {paper / STAGE_TARGET_SECONDS:.2f} of the "
+        f"{STAGE_TARGET_SECONDS // 60}-minute target ({'ok' if paper <= STAGE_TARGET_SECONDS else 'OVER'})"
+    )
+    print(f"with the robustness evaluations (the paper's eight rows, oracle and attacks) {paper + robustness:.0f}s")
+    print(
+        f"stage time of every row {stages:.0f}s = {stages / BUDGET_SECONDS:.2f} of the {BUDGET_SECONDS // 60}-minute "
+        f"budget ({'ok' if stages <= BUDGET_SECONDS else 'OVER'})"
+    )
     print(
         f"fresh run (incl. tiny base build and process start): {fresh:.0f}s = {fresh / BUDGET_SECONDS:.2f} of the "
         f"{BUDGET_SECONDS // 60}-minute budget ({'ok' if fresh <= BUDGET_SECONDS else 'OVER'})"

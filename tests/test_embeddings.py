@@ -9,7 +9,8 @@ from safetensors.torch import load_file
 
 from knowundo.config import load_config
 from knowundo.models.load import attach_lora
-from knowundo.models.training import TRAINED_EMBEDDING_ROWS, AdapterTrainer, training_arguments
+from knowundo.models.trainers import TRAINED_EMBEDDING_ROWS, AdapterTrainer
+from knowundo.models.training import training_arguments
 from knowundo.region import apply_region, lora_parameters
 from tests.conftest import RUN, sets
 from tests.test_quantize import llama

@@ -79,7 +79,7 @@ def test_token_accuracy_counts_answer_tokens_after_the_shift():
     import torch
 
     from knowundo.data.format import IGNORE
-    from knowundo.models.training import TokenAccuracy
+    from knowundo.models.callbacks import TokenAccuracy
 
     logits = torch.zeros(1, 4, 5)
     logits[0, 0, 3] = logits[0, 1, 1] = logits[0, 2, 4] = 1.0  # predicts 3, 1, 4 for positions 1, 2, 3
@@ -176,7 +176,7 @@ def test_every_domain_item_gets_a_seeded_composed_system_prompt(micro_config, ti
 def test_each_epoch_asks_a_fresh_seeded_share_under_the_prompts_so_every_fact_is_trained_both_ways():
     """A fixed half asked only under prompts was not known when asked plainly (free-English set: 79% against
     99.6%); redrawn each epoch, every item is served both ways within a few epochs, and the draw is seeded."""
-    from knowundo.models.training import PromptShareDataset
+    from knowundo.models.batches import PromptShareDataset
 
     plain = [{"input_ids": [i], "labels": [i]} for i in range(200)]
     prompted = {i: {"input_ids": [1000, i], "labels": [-100, i]} for i in range(0, 200, 2)}  # every other item
@@ -201,7 +201,7 @@ def test_batches_are_grouped_by_the_lengths_served_in_each_epoch():
     1.9x the time)."""
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
-    from knowundo.models.training import PromptShareDataset, ServedLengthGroupedSampler
+    from knowundo.models.batches import PromptShareDataset, ServedLengthGroupedSampler
 
     plain = [{"input_ids": [0] * (10 + i % 7)} for i in range(256)]
     prompted = {i: {"input_ids": [0] * (60 + i % 7)} for i in range(256)}
@@ -226,15 +226,10 @@ def test_the_trainer_tells_the_dataset_each_epoch_including_a_resumed_one(micro_
     from transformers import TrainerState
 
     from knowundo.data.format import encode_items
+    from knowundo.models.batches import PadCollator, PromptShareDataset, ServedLengthGroupedSampler
+    from knowundo.models.callbacks import SetEpoch
     from knowundo.models.load import attach_lora, load_base
-    from knowundo.models.training import (
-        PadCollator,
-        PromptShareDataset,
-        ServedLengthGroupedSampler,
-        SetEpoch,
-        make_trainer,
-        training_arguments,
-    )
+    from knowundo.models.training import make_trainer, training_arguments
     from knowundo.stage import Stage
 
     cfg = micro_config("finetune.epochs=3", "finetune.batch_size=2")
@@ -286,14 +281,11 @@ def _replay_trainer(cfg, tmp_path):
     """A fresh LoRA on the micro base, an AccuracyTrainer, the replay collator and four features: two privacy items
     trained on their gold answers (``replay_id`` -1), then two replayed general items (0, 1)."""
     from knowundo.data.format import encode_items, pad_id_of
+    from knowundo.models.batches import FeatureDataset, ReplayIdCollator
+    from knowundo.models.callbacks import TokenAccuracy
     from knowundo.models.load import attach_lora, load_base
-    from knowundo.models.training import (
-        AccuracyTrainer,
-        FeatureDataset,
-        ReplayIdCollator,
-        TokenAccuracy,
-        training_arguments,
-    )
+    from knowundo.models.trainers import AccuracyTrainer
+    from knowundo.models.training import training_arguments
     from knowundo.stage import Stage
 
     stage = Stage("finetune", cfg, "privacy")

@@ -6,11 +6,14 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from knowundo.cli import main
 from tests.conftest import run_command as _command
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _numbers(out):
@@ -130,7 +133,7 @@ def test_sigkill_during_unlearning_resumes_from_the_checkpoint_to_the_same_numbe
     assert _numbers(out) == _numbers(reference_run)
 
 
-def test_stage_log_totals_the_paper_system_apart_from_robustness_and_the_later_rows(monkeypatch):
+def test_stage_log_prints_a_line_per_stage_and_the_time_per_kind(monkeypatch):
     from knowundo import pipeline
 
     clock = [0.0]
@@ -142,28 +145,42 @@ def test_stage_log_totals_the_paper_system_apart_from_robustness_and_the_later_r
     lines = []
     log = pipeline.StageLog(lines.append)
     log.run("finetune", "privacy", takes(100, "adapter", False))
-    log.run("finetune", "privacy", takes(40, "oracle", False), robustness=True)
-    log.run("eval", "privacy", takes(6, "vanilla", False, 2.0))  # 2 s of it robustness metrics
-    log.run("eval", "privacy", takes(0, "cached", True, 0.0), row="ga")
-    log.run("unlearn", "privacy", takes(5, "done", False), row="ga")
-    log.run("attack", "privacy", takes(1, "relearned", False), row="ga", robustness=True)
-    log.run("unlearn", "privacy", takes(8, "done", False), row="npo@memflex")
-    log.run("attack", "privacy", takes(1, "relearned", False), row="npo@memflex", robustness=True)  # with its row
-    assert [line.split()[1] for line in lines] == [
-        "finetune",
-        "finetune",
-        "eval",
-        "eval",
-        "unlearn",
-        "attack",
-        "unlearn",
-        "attack",
-    ]
-    assert log.totals() == (
-        "time per stage: finetune 140s, eval 6s, unlearn 13s, attack 2s; total 161s = the "
-        "paper's system 109s + robustness evaluations 43s + rows beyond the paper's eight 9s"
-    )
+    log.run("finetune", "privacy", takes(40, "oracle", False))
+    log.run("eval", "privacy", takes(6, "vanilla", False))
+    log.run("eval", "privacy", takes(0, "ga: cached", True))
+    log.run("unlearn", "copyright", takes(5, "ga: done", False))
+    assert lines[2] == "[privacy] eval         6.0s  vanilla"
+    assert lines[3] == "[privacy] eval      cached  ga: cached"
+    assert [line.split()[0] for line in lines] == ["[privacy]"] * 4 + ["[copyright]"]
+    assert log.totals() == "time per stage: finetune 140s, eval 6s, unlearn 5s; total 151s"
 
-    paper_only = pipeline.StageLog(lines.append)
-    paper_only.run("unlearn", "privacy", takes(3, "done", False), row="memflex")
-    assert paper_only.totals() == "time per stage: unlearn 3s; total 3s"  # nothing else: no split
+
+def test_the_default_run_benchmark_splits_the_stage_lines_into_its_budget(tmp_path):
+    """The budget's split lives in the benchmark: the oracle and the attacks are robustness evaluations, as are the
+    robustness metrics inside the other evaluations; the rows beyond the paper's eight are counted apart."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("default_run", ROOT / "benchmarks" / "default_run.py")
+    default_run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(default_run)
+    evals = tmp_path / "privacy" / "eval"
+    evals.mkdir(parents=True)
+    for label, inside in (("vanilla", 2.0), ("ga", 1.5), ("npo", 1.0)):
+        (evals / f"{label}.json").write_text(json.dumps({"meta": {"seconds": {"robustness": inside}}}))
+    output = "\n".join(
+        [
+            "[all] model       10.0s  tiny base",
+            "[privacy] finetune   100.0s  800 items, train loss 0.1",
+            "[privacy] finetune    40.0s  oracle: 400 retention items",
+            "[privacy] eval         6.0s  oracle: Unlearn 1.0",
+            "[privacy] eval         8.0s  vanilla: Unlearn 1.0",
+            "[privacy] unlearn      5.0s  ga: 20 steps",
+            "[privacy] attack       3.0s  ga: relearned 4 steps",
+            "[privacy] eval         7.0s  ga: Unlearn 90.0",
+            "[privacy] unlearn      9.0s  npo: 20 steps",
+            "[privacy] eval      cached  npo: Unlearn 90.0",
+            "time per stage: model 10s; total 188s",
+        ]
+    )
+    split = default_run.budget_split(output, tmp_path)
+    assert split == {"paper": 10 + 100 + 6 + 5 + 5.5, "robustness": 40 + 6 + 2 + 3 + 1.5, "beyond": 9.0}

@@ -66,7 +66,8 @@ def test_eval_result_has_every_metric_family(results):
 
 
 def test_an_evaluation_times_each_part_and_sums_its_robustness_metrics(results):
-    """What a run states apart from the paper's system: the metrics that fill only the robustness table."""
+    """What the default run's time budget counts apart from the paper's system: the metrics that fill only the
+    robustness table."""
     from knowundo.evaluate.metric import ModelMetric, metrics
 
     robustness = {m.name for m in metrics() if isinstance(m, ModelMetric) and m.robustness}

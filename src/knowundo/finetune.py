@@ -23,20 +23,11 @@ from knowundo.data.system_prompts import system_prompt
 from knowundo.distributed import is_main
 from knowundo.errors import KnowUndoError
 from knowundo.layout import ADAPTER_DIR, CHECKPOINTS_DIR, FINETUNE_RECORD, SCOPES
+from knowundo.models.batches import PadCollator, PromptShareDataset, ReplayIdCollator
+from knowundo.models.callbacks import SetEpoch, TokenAccuracy
 from knowundo.models.load import attach_lora, load_base, trains_in_bf16
-from knowundo.models.training import (
-    AccuracyTrainer,
-    PadCollator,
-    PromptShareDataset,
-    ReplayIdCollator,
-    SetEpoch,
-    TokenAccuracy,
-    batch_record,
-    make_trainer,
-    save_adapter,
-    train,
-    training_arguments,
-)
+from knowundo.models.trainers import AccuracyTrainer
+from knowundo.models.training import batch_record, make_trainer, save_adapter, train, training_arguments
 from knowundo.stage import Stage
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from knowundo.artifacts import hash_json, library_versions, read_json, remove_stale_temporaries, write_json
 from knowundo.attacks.relearn import relearn
-from knowundo.config import PAPER_ROWS, Config
+from knowundo.config import Config
 from knowundo.data.knowundo import DataSource, check_domain, load_domain
 from knowundo.distributed import barrier, is_main, on_any_process, world_size
 from knowundo.errors import KnowUndoError
@@ -89,48 +89,23 @@ def needs_region(label: RunLabel) -> bool:
 
 
 class StageLog:
-    """One line per stage, with its wall time; totals per stage kind at the end, and the total split the way the
-    default's budget is stated (issue 15: 8 minutes for the paper's system, 15 with the evaluations and rows added
-    since): the paper's system (the shared stages, its eight rows and their evaluations), the robustness
-    evaluations (the oracle's fine-tune and evaluation, the relearning attack, the robustness metrics inside every
-    evaluation) and the rows beyond the paper's eight (everything of theirs: ``row``, the row a stage belongs to)."""
+    """One line per stage with its wall time (``cached`` when its output was already there), and the time per
+    stage kind and in total at the end."""
 
     def __init__(self, echo: Callable[[str], None]):
         self.echo, self.seconds = echo, {}
-        self.robustness = self.beyond_paper = 0.0
 
-    def run(
-        self, kind: str, where: str, work: Callable[..., tuple], *args, row: str | None = None, robustness: bool = False
-    ):
-        """``work`` returns ``(summary, cached)``, or ``(summary, cached, seconds)`` with the seconds of robustness
-        evaluation inside it; ``robustness``: the whole stage is robustness evaluation."""
+    def run(self, kind: str, where: str, work: Callable[..., tuple[str, bool]], *args) -> None:
+        """``work`` returns ``(summary, cached)``."""
         started = time.perf_counter()
-        summary, cached, *inside = work(*args)
+        summary, cached = work(*args)
         elapsed = time.perf_counter() - started
         self.seconds[kind] = self.seconds.get(kind, 0.0) + elapsed
-        if row is not None and row not in PAPER_ROWS:
-            self.beyond_paper += elapsed
-        else:
-            self.robustness += elapsed if robustness else sum(inside)
         self.echo(f"[{where}] {kind:9} {'cached' if cached else f'{elapsed:6.1f}s'}  {summary}")
 
     def totals(self) -> str:
         parts = [f"{kind} {seconds:.0f}s" for kind, seconds in self.seconds.items()]
-        total = sum(self.seconds.values())
-        later = [
-            f"{name} {seconds:.0f}s"
-            for name, seconds in (
-                ("robustness evaluations", self.robustness),
-                ("rows beyond the paper's eight", self.beyond_paper),
-            )
-            if seconds
-        ]
-        split = (
-            f" = the paper's system {total - self.robustness - self.beyond_paper:.0f}s + {' + '.join(later)}"
-            if later
-            else ""
-        )
-        return f"time per stage: {', '.join(parts)}; total {total:.0f}s{split}"
+        return f"time per stage: {', '.join(parts)}; total {sum(self.seconds.values()):.0f}s"
 
 
 def _check_run_dir(out: Path, cfg: Config) -> None:
@@ -172,8 +147,7 @@ def _silent(line: str) -> None:
 
 
 class DomainRun:
-    """The stages of one domain, each a ``() -> (summary, cached)`` for :class:`StageLog` (an evaluation adds the
-    seconds of its robustness metrics)."""
+    """The stages of one domain, each a ``() -> (summary, cached)`` for :class:`StageLog`."""
 
     def __init__(self, cfg: Config, domain: str, layout: RunLayout, progress: bool):
         self.cfg, self.domain, self.layout, self.progress = cfg, domain, layout, progress
@@ -245,9 +219,8 @@ class DomainRun:
         stopped = f", stopped early at step {early['step']}" if early else ""
         return f"{label.label}: {record['steps']} steps, {record['seconds_per_step']:.2f}s/step{stopped}", done
 
-    def evaluate(self, label: str, adapter: Path | None) -> tuple[str, bool, float]:
-        """On the main process only (the others wait): evaluation is cheap next to training. The third value: the
-        seconds its robustness metrics took (none when cached)."""
+    def evaluate(self, label: str, adapter: Path | None) -> tuple[str, bool]:
+        """On the main process only (the others wait): evaluation is cheap next to training."""
         target, references = self.layout.eval(label), self.references(label)
         key = eval_key(self.cfg, self.domain, adapter, label, references)
         cached = target.is_file() and read_json(target).get("meta", {}).get("key") == key
@@ -258,15 +231,10 @@ class DomainRun:
         barrier()
         variant, result = self.cfg.eval.prompts[0], read_json(target)
         first = result["prompts"][variant]
-        robustness = 0.0 if cached else result["meta"]["seconds"]["robustness"]
         return (
-            (
-                f"{label}: Unlearn {first['unlearn_success']:.1f}  Retention {first['retention_success']:.1f}  "
-                f"Avg {first['avg_success']:.1f} (prompt {variant})"
-            ),
-            cached,
-            robustness,
-        )
+            f"{label}: Unlearn {first['unlearn_success']:.1f}  Retention {first['retention_success']:.1f}  "
+            f"Avg {first['avg_success']:.1f} (prompt {variant})"
+        ), cached
 
 
 def run_benchmark(
@@ -338,8 +306,8 @@ def _run_stages(
         if missed := target_missed(read_json(stages.layout.finetune / FINETUNE_RECORD)):
             echo(f"[{domain}] warning: {missed}")
         if cfg.run.oracle:
-            log.run("finetune", domain, stages.oracle, robustness=True)
-            log.run("eval", domain, stages.evaluate, ORACLE_LABEL, stages.layout.oracle_adapter, robustness=True)
+            log.run("finetune", domain, stages.oracle)
+            log.run("eval", domain, stages.evaluate, ORACLE_LABEL, stages.layout.oracle_adapter)
         if cfg.run.base:
             log.run("eval", domain, stages.evaluate, BASE_LABEL, None)
         log.run("eval", domain, stages.evaluate, VANILLA_LABEL, stages.layout.adapter)
@@ -348,17 +316,10 @@ def _run_stages(
         if any(needs_region(label) for label in labels):
             log.run("localize", domain, stages.localize)
         for label in labels:
-            log.run("unlearn", domain, stages.unlearn, label, row=label.label)
+            log.run("unlearn", domain, stages.unlearn, label)
             if cfg.attack.relearn:
-                log.run("attack", domain, stages.relearn, label, row=label.label, robustness=True)
-            log.run(
-                "eval",
-                domain,
-                stages.evaluate,
-                label.label,
-                stages.layout.unlearned_adapter(label.label),
-                row=label.label,
-            )
+                log.run("attack", domain, stages.relearn, label)
+            log.run("eval", domain, stages.evaluate, label.label, stages.layout.unlearned_adapter(label.label))
 
     def do_report() -> tuple[str, bool]:
         report = build_report(out) if is_main() else report_dir(out)

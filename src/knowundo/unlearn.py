@@ -30,17 +30,11 @@ from knowundo.distributed import is_main, on_any_process
 from knowundo.errors import KnowUndoError
 from knowundo.layout import ADAPTER_DIR, CHECKPOINTS_DIR, METHOD_TENSORS, RETAIN_SOURCES, UNLEARN_RECORD, RunLabel
 from knowundo.methods import Method, Side, check_label, method_params, register, trained_sides
+from knowundo.models.batches import FeatureDataset
+from knowundo.models.callbacks import PeakMemory
 from knowundo.models.load import load_adapter, load_base, trains_in_bf16
-from knowundo.models.training import (
-    AdapterTrainer,
-    FeatureDataset,
-    PeakMemory,
-    batch_record,
-    make_trainer,
-    save_adapter,
-    train,
-    training_arguments,
-)
+from knowundo.models.trainers import AdapterTrainer
+from knowundo.models.training import batch_record, make_trainer, save_adapter, train, training_arguments
 from knowundo.region import apply_region, load_region
 from knowundo.stage import Stage, adapter_hash
 
@@ -439,5 +433,6 @@ def train_unlearning(
         resumed_from_step=first_step,
         peak_memory_mb=memory.peak_mb,
         start_memory_mb=memory.start_mb,
+        peak_memory_since=memory.since,
         trainable_parameters=model.get_nb_trainable_parameters()[0],
     )

@@ -22,16 +22,9 @@ from knowundo.config import Config
 from knowundo.data.format import encode_items, pad_id_of
 from knowundo.distributed import is_main
 from knowundo.layout import ADAPTER_DIR, CHECKPOINTS_DIR, RELEARN_RECORD, relearned_adapter
+from knowundo.models.batches import FeatureDataset, PadCollator
 from knowundo.models.load import load_adapter, load_base, trains_in_bf16
-from knowundo.models.training import (
-    FeatureDataset,
-    PadCollator,
-    batch_record,
-    make_trainer,
-    save_adapter,
-    train,
-    training_arguments,
-)
+from knowundo.models.training import batch_record, make_trainer, save_adapter, train, training_arguments
 from knowundo.stage import Stage, adapter_hash
 
 

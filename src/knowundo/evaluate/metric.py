@@ -157,7 +157,7 @@ class ModelMetric:
     @property
     def robustness(self) -> bool:
         """Whether it fills the robustness table only (forget quality, privleak, the attacks, probes): the
-        evaluations beyond the paper's own, whose time a run states apart."""
+        evaluations beyond the paper's own, whose time the evaluation record keeps apart."""
         return set(self.tables) == {ROBUSTNESS_TABLE}
 
 

@@ -501,7 +501,7 @@ def evaluate_loaded(
     ``adapter`` / ``training``: where the model was saved and how it was trained, for the metrics that read them
     (checkpoint curves, the relearning attack). ``meta.seconds``: each prompt variant's and model metric's wall
     time (a shared pass counts where it first ran: the first variant's) and the sum of the robustness metrics',
-    which a run states apart from the paper's system."""
+    which the time budget of the default run (``benchmarks/default_run.py``) counts apart from the paper's system."""
     cfg = stage.cfg
     cfg.eval.check_prompts(stage.domain)
     ctx = EvalContext(model, tokenizer, stage, adapter, training, references or {})

@@ -19,8 +19,9 @@ from knowundo.config import TinyConfig, TrainConfig
 from knowundo.data.format import pad_id_of
 from knowundo.data.knowundo import bundled_world
 from knowundo.data.system_prompts import SYSTEM_PROMPTS
+from knowundo.models.batches import FeatureDataset, PadCollator
 from knowundo.models.cache import cache_root
-from knowundo.models.training import FeatureDataset, PadCollator, make_trainer, train, training_arguments
+from knowundo.models.training import make_trainer, train, training_arguments
 from knowundo.placement import describe
 
 RECIPE_VERSION = 2  # bump when the tokenizer or pretraining recipe changes, so caches are rebuilt
