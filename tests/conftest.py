@@ -1,5 +1,8 @@
-"""Shared fixtures: every test runs offline, with caches in a per-session temporary directory and a micro
-version of the tiny default (one pretraining epoch, two fine-tuning epochs) so that the suite stays fast."""
+"""Shared fixtures: every test runs offline, on a micro version of the tiny default (one pretraining epoch, two
+fine-tuning epochs) so that the suite stays fast. The models knowundo builds or converts (the micro tiny base, the
+SmolLM2 conversion) are cached across sessions in the user's model cache (``KNOWUNDO_CACHE``, default
+``~/.cache/knowundo``): each is keyed by its settings and written atomically, so that concurrent sessions share
+it safely; the datasets and Hub caches are per session."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import pytest
 
 # Set before anything imports datasets/transformers (they read these at import time).
 _CACHES = tempfile.mkdtemp(prefix="knowundo-test-caches-")
-os.environ["KNOWUNDO_CACHE"] = os.path.join(_CACHES, "knowundo")
+os.environ.setdefault("KNOWUNDO_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "knowundo"))
 os.environ["HF_DATASETS_CACHE"] = os.path.join(_CACHES, "datasets")
 os.environ["HF_HOME"] = os.path.join(_CACHES, "hf")
 os.environ["HF_HUB_OFFLINE"] = "1"

@@ -25,17 +25,17 @@ class ModelConfig:
     # Face id / local directory of a causal LM
     name: str = "tiny"
     dtype: str = "float32"  # float32 | bfloat16 | float16 | auto (bfloat16 on a GPU that has it, else float32)
-    trust_remote_code: bool = False
+    trust_remote_code: bool = False  # run the model repository's own Python code (only for a repository you trust)
     # plain (question + "\n\n") | chat (the tokenizer's chat template) | auto (chat where the tokenizer has one)
     template: str = "plain"
-    max_length: int = 256
+    max_length: int = 256  # tokens per encoded item (question + answer); longer items are refused, not cut
 
 
 @dataclass
 class LoraConfig:
-    r: int = 8
-    alpha: int = 16
-    dropout: float = 0.1
+    r: int = 8  # LoRA rank
+    alpha: int = 16  # LoRA scaling numerator (the update is scaled by alpha / r)
+    dropout: float = 0.1  # dropout on the LoRA branch's input
     target_modules: list | str = "all-linear"  # "all-linear", or module names: [q_proj, v_proj] / q_proj,v_proj
     # also train every row of the token embeddings (and of an untied output head), saved with the adapter (peft's
     # trainable tokens): a base that rarely saw the tokens the data is split into cannot emit them through LoRA
@@ -49,7 +49,7 @@ class LoraConfig:
 class DataConfig:
     source: str = "bundled"  # bundled | local | hub
     path: str | None = None  # directory (local) or repo id / mirror (hub)
-    revision: str | None = None
+    revision: str | None = None  # Hub revision (branch, tag or commit) of a hub source
     seed: int = 0  # seed of the bundled generator
     # the general-knowledge set (replayed in the fine-tune, the _ood rows' retain data, the General columns): real
     # (real-world facts, arithmetic, commonsense, language and reading, written for knowundo: for real models),
@@ -65,51 +65,52 @@ class DataConfig:
 class TinyConfig:
     """Shape and pretraining of the offline tiny Llama (used when model.name == "tiny")."""
 
-    vocab_size: int = 2048
-    hidden_size: int = 128
-    intermediate_size: int = 512
-    num_layers: int = 2
-    num_heads: int = 4
-    max_position_embeddings: int = 256
-    pretrain_epochs: float = 8
-    pretrain_lr: float = 3e-3
-    pretrain_batch_size: int = 32
-    seed: int = 0
+    vocab_size: int = 2048  # tokens of the byte-level BPE tokenizer trained on the corpus
+    hidden_size: int = 128  # width of the transformer
+    intermediate_size: int = 512  # width of the MLP
+    num_layers: int = 2  # transformer layers
+    num_heads: int = 4  # attention heads (hidden_size must be a multiple)
+    max_position_embeddings: int = 256  # longest sequence
+    pretrain_epochs: float = 8  # passes over the pretraining corpus
+    pretrain_lr: float = 3e-3  # pretraining learning rate
+    pretrain_batch_size: int = 32  # pretraining sequences per step
+    seed: int = 0  # seed of initialization and pretraining order
     corpus_seed: int = 0  # seed of the bundled world whose instance-free corpus pretrains the model
     system_prompt_share: float = 0.5  # share of pretraining sequences under a system prompt (data/system_prompts.py)
 
 
 @dataclass
 class TrainConfig:
-    epochs: float = 2
-    learning_rate: float = 5e-5
-    batch_size: int = 1
-    grad_accum: int = 16
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.03
-    scheduler: str = "cosine"
+    epochs: float = 2  # passes over the training items (fractions allowed)
+    learning_rate: float = 5e-5  # peak learning rate (AdamW)
+    batch_size: int = 1  # items per device step; the effective batch is batch_size x grad_accum whatever the processes
+    grad_accum: int = 16  # device steps per optimizer step
+    weight_decay: float = 0.0  # AdamW weight decay (not on biases, norms and trained embedding rows)
+    warmup_ratio: float = 0.03  # warm-up: a share of the steps if < 1, else a number of steps
+    scheduler: str = "cosine"  # learning-rate schedule, one of transformers' (linear, cosine, constant, ...)
     save_steps: int = 0  # checkpoint every N optimizer steps (0: none); checkpoints allow resuming
-    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% more time
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, more time
 
 
 @dataclass
 class FinetuneConfig(TrainConfig):
-    """The fine-tune ("pretrain") recipe. ``target_accuracy``: stop at the end of the first epoch whose train-set
-    token accuracy (over that epoch's batches) reaches it, within ``max_epochs`` (None: ``epochs``; the schedule
-    spans ``max_epochs``); None trains exactly ``epochs``. ``general_replay``: the share of the general-knowledge
-    train set (a seeded sample) trained on beside the domain, so that fine-tuning does not erase what the model
-    knew, trained by ``replay_loss``: ``nll`` on their gold answers, or ``kl`` to the base model's own next-token
-    distribution on them (the adapter switched off; Li & Hoiem 2016, "Learning without Forgetting"), which keeps
-    the model where it was instead of pushing replayed answers above the base's confidence.
-    ``system_prompt_share``: the share of domain items asked, in each epoch (a fresh seeded draw), under a system
-    prompt composed from our parts for that item (``data/system_prompts.py``, never an evaluation prompt; dropped
-    for an item whose answer it would push past ``model.max_length``), so that the fine-tuned model knows its facts
-    alike with and without an instruction before the question, as a chat model does."""
+    """The fine-tune ("pretrain") recipe: the LoRA adapter that makes the model know the data (and the oracle's,
+    on the Retention Scope only)."""
 
+    # stop at the end of the first epoch whose train-set token accuracy (over that epoch's batches) reaches it,
+    # within max_epochs; none: train exactly `epochs`
     target_accuracy: float | None = None
+    # the most epochs a target_accuracy run may take (none: epochs); the schedule spans it
     max_epochs: float | None = None
+    # the share of the general-knowledge train set (a seeded sample) trained on beside the domain, so that
+    # fine-tuning does not erase what the model knew
     general_replay: float = 0.0
+    # how replayed items train: nll on their gold answers, or kl to the base model's own next-token distribution
+    # (the adapter switched off; Li & Hoiem 2016, "Learning without Forgetting"), which keeps the model where it was
     replay_loss: str = "nll"
+    # the share of domain items asked, each epoch (a fresh seeded draw), under a system prompt composed from our
+    # parts (data/system_prompts.py, never an evaluation prompt), so that the model knows its facts alike with and
+    # without an instruction before the question, as a chat model does
     system_prompt_share: float = 0.0
 
 
@@ -121,7 +122,7 @@ class UnlearnConfig(TrainConfig):
     # the length: ``steps`` optimizer steps if > 0, else ``epochs``; never fewer than ``min_steps`` (so that a
     # small dataset still gets a real run: 2 epochs of 36 items at batch 16 would be 6 steps)
     steps: int = 0
-    min_steps: int = 0
+    min_steps: int = 0  # the fewest optimizer steps a method gets, whatever epochs and steps say
     relabel_batch_size: int = 32  # forward batch of relabelling passes (adversarial labels)
     # training settings per method or row label, e.g. {memflex: {learning_rate: 3.0e-4}}; a label's entry
     # (npo@memflex) applies over its method's (npo)
@@ -145,10 +146,10 @@ class LocalizeConfig:
     batch_size: int = 32  # items per gradient pass
     granularity: str = "module"  # module | row (output neurons of B / rank rows of A)
     selection: str = "thresholds"  # thresholds | quantile | top_k
-    mu: Any = 0.96
-    sigma: Any = 4e-4
-    quantile: float = 0.3
-    top_k: int = 8
+    mu: Any = 0.96  # thresholds: a unit is chosen when its unlearn/retain gradient cosine is below mu ...
+    sigma: Any = 4e-4  # ... and its unlearn gradient's magnitude above sigma
+    quantile: float = 0.3  # quantile: the share of units with the lowest cosine among those above sigma
+    top_k: int = 8  # top_k: this many units with the lowest cosine
 
     def threshold(self, name: str, domain: str) -> float:
         value = getattr(self, name)
@@ -177,11 +178,12 @@ class EvalConfig:
 
     batch_size: int = 32  # sequences per teacher-forced pass
     generation_batch_size: int = 32  # prompts decoded together (a small model decodes faster in larger batches)
-    prompts: list = field(default_factory=lambda: ["none", "direct", "helpful"])
+    prompts: list = field(default_factory=lambda: ["none", "direct", "helpful"])  # the prompt variants, a table each
+    # per domain, the system prompt of the `direct` variant (paper Finding 2; ours, pass the paper's wording if wanted)
     direct_prompt: dict = field(default_factory=lambda: dict(DIRECT_PROMPTS))
-    helpful_prompt: str = "You are a helpful assistant."
+    helpful_prompt: str = "You are a helpful assistant."  # the system prompt of the `helpful` variant
     generate: bool = True  # greedy generation for ROUGE-L and the leak rate
-    max_new_tokens: int = 96
+    max_new_tokens: int = 96  # the longest generated answer
     mia_k: float = 0.2  # min-k% prob: the share of lowest-probability answer tokens averaged
     general_mc: bool = True  # the bundled multiple-choice task through lm-evaluation-harness
     general_tasks: list = field(default_factory=list)  # lm-eval task names (e.g. mmlu, arc_challenge)
@@ -227,11 +229,12 @@ class AttackConfig:
     ``nf4-g<group>``; Zhang et al. 2024, arXiv 2410.16454). Paraphrase probes and the truth ratio need items with
     paraphrased questions and perturbed answers (the bundled set has them)."""
 
-    relearn: bool = True
-    relearn_steps: int = 10
-    relearn_fraction: float = 0.2
+    relearn: bool = True  # run the relearning attack on every unlearned row
+    relearn_steps: int = 10  # optimizer steps of relearning
+    relearn_fraction: float = 0.2  # the share of the unlearn train split relearned on
+    # quantization schemes the merged model is evaluated at: int<bits>-g<group> (round to nearest) or nf4-g<group>
     quantize: list = field(default_factory=lambda: ["int8-g128", "int4-g128", "int4-g64", "nf4-g64"])
-    paraphrase: bool = True
+    paraphrase: bool = True  # evaluate paraphrased questions and the truth ratio (items need the probe fields)
 
 
 @dataclass
@@ -240,8 +243,8 @@ class RunConfig:
     ``_ood`` retains on the general set instead of the retention scope; ``@memflex`` trains inside the domain's
     MemFlex region). Default: the paper's eight rows, then the methods papers compare against since 2024."""
 
-    domains: list = field(default_factory=lambda: ["privacy", "copyright"])
-    methods: list = field(default_factory=lambda: [*PAPER_ROWS, *MODERN_ROWS])
+    domains: list = field(default_factory=lambda: ["privacy", "copyright"])  # the domains run, one after another
+    methods: list = field(default_factory=lambda: [*PAPER_ROWS, *MODERN_ROWS])  # the row labels run, in this order
     # fine-tune a second adapter on the Retention Scope only: the model that never saw the Unlearn Scope, against
     # which forget quality and privleak are measured (row `oracle`)
     oracle: bool = True
@@ -251,7 +254,7 @@ class RunConfig:
 
 @dataclass
 class Config:
-    seed: int = 42
+    seed: int = 42  # the seed of every stage (training order, initialization, relabelling, sampling)
     plugins: list = field(default_factory=list)  # modules (or .py files) that register methods / metrics
     # the Trainer's experiment-tracking integrations for every training stage (tensorboard, wandb, mlflow, trackio,
     # ...: transformers' own, installed separately); each run is named by its stage or row label, and TensorBoard

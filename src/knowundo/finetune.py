@@ -59,8 +59,7 @@ def training_items(stage: Stage, oracle: bool = False) -> list[dict]:
     """Train + val of both scopes (of the Retention Scope alone for the oracle), each with a composed system prompt
     (:func:`system_prompt`, seeded) when ``finetune.system_prompt_share`` > 0 — :class:`PromptShareDataset` decides
     each epoch which items are asked under theirs — then the replayed general items, always asked plainly:
-    replayed under system prompts too, the model lost general ability (measured on privacy: held-out / MC
-    80.3 / 47.1 against 82.7 / 58.8 with plain replay)."""
+    replayed under system prompts too, the model lost general ability (docs/notes/2026-12-01-tiny-recipe.md)."""
     scopes = ("retention",) if oracle else SCOPES
     items = [item for scope in scopes for split in ("train", "val") for item in stage.data[scope][split]]
     if stage.cfg.finetune.system_prompt_share > 0:
@@ -198,9 +197,7 @@ def train_finetune(
 def target_missed(record: dict) -> str | None:
     """One line when a fine-tune stopped short of its target accuracy (None otherwise), with the remedies that
     apply: where the embedding rows were not trained it names them (on text whose tokens the base rarely saw, more
-    epochs of LoRA alone plateau: free-English set 61% after 60 epochs, with the rows 99% at epoch 101); where
-    weight decay pulls the LoRA towards the base, lowering it (the same set with the rows: weight decay 2.0 90.4%
-    after 120 epochs, 1.0 99.1% at epoch 101)."""
+    epochs of LoRA alone plateau); where weight decay pulls the LoRA towards the base, lowering it."""
     if record.get("target_reached") is not False:
         return None
     config = record.get("config", {})

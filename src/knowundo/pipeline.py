@@ -338,8 +338,8 @@ def _run_stages(
 def _library_objects_frozen():
     """The half a million objects the libraries create on import, out of the cyclic garbage collector's view
     (``gc.freeze``) while the stages run: they live as long as the process, yet every full collection scanned
-    them again — Trainer runs one at the start of each training (accelerate's ``free_memory``), 0.25 s each on 2
-    cores, about 70 trainings in a default run. Garbage made meanwhile is collected as before; afterwards
+    them again — Trainer runs one at the start of each training (accelerate's ``free_memory``), and a run holds
+    dozens of trainings. Garbage made meanwhile is collected as before; afterwards
     everything is collectable again."""
     from lm_eval.evaluator import evaluate  # noqa: F401 (the stages import these anyway)
     from lm_eval.models.huggingface import HFLM  # noqa: F401

@@ -83,7 +83,7 @@ def _quiet():
 @lru_cache(maxsize=2)
 def _task_manager(*, named: bool):
     """lm-eval's task manager, built once per process. ``named``: with the index of lm-eval's own task files
-    (about 6 s on 2 cores), needed to load a task by name; the bundled task is an inline config and needs none.
+    (seconds to build), needed to load a task by name; the bundled task is an inline config and needs none.
     Keyword-only, so every caller hits one cache entry (lru_cache keys ``f(True)`` and ``f(named=True)`` apart)."""
     from lm_eval.tasks import TaskManager
 
@@ -211,7 +211,7 @@ def _top_level_tasks(results: dict) -> dict[str, list[str]]:
 def _evaluate(lm, tasks: list, seed: int, chat: bool, limit: int) -> dict:
     """What ``lm_eval.simple_evaluate`` does for an in-memory model — seed everything, load the tasks (zero-shot
     unless a task's config says otherwise), ``lm_eval.evaluator.evaluate`` — without the run metadata it adds
-    after (a ``pip list`` in a subprocess: 0.3 s per call, 40 calls in a default run); our own record carries the
+    after (a ``pip list`` in a subprocess on every call); our own record carries the
     library versions."""
     import numpy
     import torch

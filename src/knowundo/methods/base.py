@@ -49,14 +49,14 @@ class ForgetParams:
     """Parameters of a method that trains on the forget side only; ``forget_weight`` multiplies each forget
     sample's loss (-1: ascent on the NLL)."""
 
-    forget_weight: float = -1.0
+    forget_weight: float = -1.0  # multiplies each forget sample's loss (-1: ascent on the NLL)
 
 
 @dataclass
 class TwoSidedParams(ForgetParams):
     """Parameters of a method with a retain term; ``retain_weight`` multiplies each retain sample's loss."""
 
-    retain_weight: float = 1.0
+    retain_weight: float = 1.0  # multiplies each retain sample's loss
 
 
 class Method:

@@ -18,7 +18,7 @@ from knowundo.methods.losses import log_ratio, weighted_nll
 class IdkDPOParams(TwoSidedParams):
     forget_weight: float = 1.0
     retain_weight: float = 1.0
-    beta: float = 0.1
+    beta: float = 0.1  # inverse temperature of the DPO loss
 
 
 @register

@@ -20,7 +20,7 @@ from knowundo.methods.losses import log_ratio, retain_term
 class NPOParams(TwoSidedParams):
     forget_weight: float = 1.0
     retain_weight: float = 1.0
-    beta: float = 0.1
+    beta: float = 0.1  # inverse temperature: how sharply the loss saturates once below the reference
     retain_loss: str = "nll"  # nll | kl
 
 

@@ -32,7 +32,7 @@ class RMUParams(TwoSidedParams):
     layer: int | None = None  # decoder layer whose output is steered (0-based); None: round(7/32 · layers)
     steering_coeff: float | None = None  # c; None: 6.5 · sqrt(hidden / 4096)
     trained_layers: int = 3  # the LoRA matrices of layers ℓ−trained_layers+1 … ℓ train
-    steering_seed: int = 0
+    steering_seed: int = 0  # seed of the random steering direction
 
 
 def _answer_mse(hidden: torch.Tensor, target: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

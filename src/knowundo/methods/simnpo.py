@@ -17,7 +17,7 @@ from knowundo.methods.npo import NPO, NPOParams
 
 @dataclass
 class SimNPOParams(NPOParams):
-    beta: float = 2.5
+    beta: float = 2.5  # inverse temperature of the length-normalized log-probability
     delta: float = 0.0  # the reward margin
 
 

@@ -26,9 +26,8 @@ class FeatureDataset(torch.utils.data.Dataset):
 
 class PromptShareDataset(FeatureDataset):
     """Features of which some have a second encoding, under a system prompt: each epoch a fresh seeded ``share`` of
-    those is served under it, the rest plainly, so every fact is trained both ways over the epochs. (A fixed share
-    asked only under prompts was not learned plainly: on the free-English set, 79% token accuracy asked without
-    the prompt, against 99.6% for the items trained plainly.) :class:`SetEpoch` tells it the epoch."""
+    those is served under it, the rest plainly, so every fact is trained both ways over the epochs (a fixed share
+    asked only under prompts was not learned plainly). :class:`SetEpoch` tells it the epoch."""
 
     def __init__(self, features: list[dict], prompted: dict[int, dict], share: float, seed: int):
         super().__init__(features)
@@ -45,8 +44,8 @@ class PromptShareDataset(FeatureDataset):
 
 class ServedLengthGroupedSampler(LengthGroupedSampler):
     """Trainer's length grouping, by the lengths the dataset serves in the epoch that begins: a
-    :class:`PromptShareDataset` changes them with each draw (grouped by the first epoch's lengths, the privacy
-    fine-tune padded its batches to 1.7x as many positions and ran 1.9x as long)."""
+    :class:`PromptShareDataset` changes them with each draw (grouped by the first epoch's lengths, later epochs
+    would pad their batches to far more positions than they hold)."""
 
     def __init__(self, batch_size: int, dataset: PromptShareDataset):
         super().__init__(batch_size, dataset=dataset)

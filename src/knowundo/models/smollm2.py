@@ -108,7 +108,7 @@ def convert(out_dir: Path) -> Path:
 
 
 def ensure_smollm2() -> Path:
-    """The converted directory, converted on first use (about 20-70 s on 2 cores) and cached."""
+    """The converted directory, converted on first use (a minute or so on a CPU) and cached."""
     path = smollm2_path()
     if not is_converted():
         convert(path)

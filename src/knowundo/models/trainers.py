@@ -38,7 +38,7 @@ class AccuracyTrainer(AdapterTrainer):
     (``replay_id`` >= 0: general knowledge under ``finetune.replay_loss: kl``) trained towards the base model's
     own next-token distribution instead of their gold answers. The base is frozen, so its answer-position logits
     are computed once per item, on the first batch that holds it, and kept for the later epochs (on the CPU:
-    replayed items x answer tokens x vocabulary, ~0.2 GB for the bundled general set and a 32k vocabulary).
+    replayed items x answer tokens x vocabulary floats).
     Train accuracy counts only the items trained on their gold answers."""
 
     def __init__(self, *args, accuracy: TokenAccuracy, **kwargs):
