@@ -5,7 +5,7 @@ paper's system (the shared stages, the paper's eight rows and every evaluation o
 and with the evaluations and rows added since (the oracle, the attacks and the other robustness metrics; NPO,
 SimNPO, IdK, RMU, UNDIAL, WGA) never above 15; the fresh run's wall time is shown against 15 minutes.
 
-Usage: python benchmarks/default_run.py [--keep DIR]
+Usage: python benchmarks/default_run.py [--keep DIR] [--page docs/results/tiny-default.md]
 """
 
 from __future__ import annotations
@@ -69,33 +69,40 @@ def budget_split(output: str, run_dir: Path) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keep", help="work directory to keep (default: a temporary one)")
+    parser.add_argument("--page", help="also write the run's results page here (e.g. docs/results/tiny-default.md)")
     args = parser.parse_args()
     work = Path(args.keep or tempfile.mkdtemp(prefix="knowundo-default-run-"))
     env = {**os.environ, "KNOWUNDO_CACHE": str(work / "cache")}
     fresh, output = run(work / "run", env)
     cached, _ = run(work / "run", env)
     totals = re.search(r"^time per stage: .*$", output, re.M)
-    print(totals.group(0) if totals else "(no per-stage totals printed)")
     split = budget_split(output, work / "run")
     stages, paper, robustness = sum(split.values()), split["paper"], split["robustness"]
-    print(
+    lines = [
+        totals.group(0) if totals else "(no per-stage totals printed)",
         f"the paper's system {paper:.0f}s + robustness evaluations {robustness:.0f}s + rows beyond the "
-        f"paper's eight {split['beyond']:.0f}s"
-    )
-    print(
+        f"paper's eight {split['beyond']:.0f}s",
         f"stage time of the paper's system {paper:.0f}s = {paper / STAGE_TARGET_SECONDS:.2f} of the "
-        f"{STAGE_TARGET_SECONDS // 60}-minute target ({'ok' if paper <= STAGE_TARGET_SECONDS else 'OVER'})"
-    )
-    print(f"with the robustness evaluations (the paper's eight rows, oracle and attacks) {paper + robustness:.0f}s")
-    print(
+        f"{STAGE_TARGET_SECONDS // 60}-minute target ({'ok' if paper <= STAGE_TARGET_SECONDS else 'OVER'})",
+        f"with the robustness evaluations (the paper's eight rows, oracle and attacks) {paper + robustness:.0f}s",
         f"stage time of every row {stages:.0f}s = {stages / BUDGET_SECONDS:.2f} of the {BUDGET_SECONDS // 60}-minute "
-        f"budget ({'ok' if stages <= BUDGET_SECONDS else 'OVER'})"
-    )
-    print(
+        f"budget ({'ok' if stages <= BUDGET_SECONDS else 'OVER'})",
         f"fresh run (incl. tiny base build and process start): {fresh:.0f}s = {fresh / BUDGET_SECONDS:.2f} of the "
-        f"{BUDGET_SECONDS // 60}-minute budget ({'ok' if fresh <= BUDGET_SECONDS else 'OVER'})"
-    )
-    print(f"second run (all cached): {cached:.1f}s = {fresh / cached:.0f}x faster")
+        f"{BUDGET_SECONDS // 60}-minute budget ({'ok' if fresh <= BUDGET_SECONDS else 'OVER'})",
+        f"second run (all cached): {cached:.1f}s = {fresh / cached:.0f}x faster",
+    ]
+    print("\n".join(lines))
+    if args.page:
+        from knowundo.report import results_page
+
+        preface = "Timed by `benchmarks/default_run.py` (a fresh model cache, then the same command again):\n\n"
+        results_page(
+            work / "run",
+            args.page,
+            title="The tiny default",
+            preface=preface + "\n".join(f"- {line}" for line in lines),
+        )
+        print(f"results page -> {args.page}")
 
 
 if __name__ == "__main__":

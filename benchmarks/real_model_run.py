@@ -8,18 +8,16 @@ minutes on 2 cores. The relearning attack is off and one quantization scheme is 
 paper's system's (turn them on with --set attack.relearn=true --set attack.quantize=[...]).
 
 Usage: python benchmarks/real_model_run.py [--out DIR] [--page docs/results/smollm2.md] [--set k=v ...]
-       python benchmarks/real_model_run.py --render DIR   (the page from a finished run's DIR/stages.log)
+       python benchmarks/real_model_run.py --render DIR   (the page from a finished run's directory)
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
-import platform
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,56 +44,38 @@ def command(out: Path, extra: list[str]) -> list[str]:
     ]
 
 
-def run(out: Path, extra: list[str]) -> None:
-    """The run, its stdout kept beside it (``stages.log``) with the command and the start and end times."""
-    argv = command(out, extra)
-    started = datetime.datetime.now(datetime.timezone.utc)
-    done = subprocess.run([sys.executable, "-m", "knowundo.cli", *argv[1:]], capture_output=True, text=True)
+def run(out: Path, extra: list[str]) -> float:
+    """The run (its stage log is kept in ``out/stages.log`` by the run itself); returns its wall time in seconds."""
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "knowundo.cli", *command(out, extra)[1:]], capture_output=True, text=True
+    )
     if done.returncode != 0:
         sys.exit(f"knowundo run failed:\n{done.stderr[-3000:]}")
-    ended = datetime.datetime.now(datetime.timezone.utc)
-    (out / "stages.log").write_text(
-        f"$ {' '.join(argv)}\nstarted {started:%Y-%m-%d %H:%M} UTC, ended "
-        f"{ended:%Y-%m-%d %H:%M} UTC, wall {(ended - started).total_seconds():.0f} s\n" + done.stdout
-    )
+    return time.perf_counter() - started
 
 
-def _section(path: Path, title: str) -> str:
-    return f"## {title}\n\n{path.read_text().strip()}\n" if path.is_file() else ""
+def render(out: Path, page: Path, wall: float | None = None) -> None:
+    """The results page of the run (``knowundo report --page``) with the verdict on issue 30's target first."""
+    from knowundo.report import results_page
 
-
-def render(out: Path, page: Path) -> None:
     log = (out / "stages.log").read_text()
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
-    machine = (
-        f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}"
-    )
-    ran, when, stages = log.split("\n", 2)
-    timed = [re.match(r"\[(\w+)\] +\w+ +([\d.]+)s ", line) for line in stages.splitlines()]
+    timed = [re.match(r"\[(\w+)\] +\w+ +([\d.]+)s ", line) for line in log.splitlines()]
     total = sum(float(match[2]) for match in timed if match)
     domains = {match[1] for match in timed if match} - {"all"}
     verdict = (
-        f"stage time {total:.0f} s (the sum of the stage lines) = {total / BUDGET_SECONDS:.2f} of the 60-minute "
+        f"Stage time {total:.0f} s (the sum of the stage lines) = {total / BUDGET_SECONDS:.2f} of the 60-minute "
         f"target ({'met' if total <= BUDGET_SECONDS else 'not met'})"
         if len(domains) > 1
-        else f"stage time {total:.0f} s (the sum of the stage lines) on {', '.join(sorted(domains))} alone; the "
+        else f"Stage time {total:.0f} s (the sum of the stage lines) on {', '.join(sorted(domains))} alone; the "
         f"60-minute target is for both domains"
     )
-    report = out / "report"
-    parts = [
-        f"# SmolLM2-135M-Instruct through the benchmark\n\nWritten by `benchmarks/real_model_run.py` from the run "
-        f"below (commit {commit}, {machine}).\n\n```\n{ran}\n{when}\n```\n\n{verdict}\n",
-        f"## Stages\n\n```\n{stages.split('## Prompt', 1)[0].strip()}\n```\n",
-        _section(report / "table.md", "The paper's table"),
-        _section(report / "findings.md", "Findings"),
-        _section(report / "general.md", "General ability"),
-        _section(report / "robustness.md", "Robustness"),
-        _section(report / "samples.md", "What the models say"),
-    ]
-    page.parent.mkdir(parents=True, exist_ok=True)
-    page.write_text("\n".join(part for part in parts if part))
+    verdict += f"; wall time of the command {wall:.0f} s." if wall is not None else "."
+    preface = (
+        f"Run by `benchmarks/real_model_run.py`: the paper's eight rows, the base model and the oracle, with the "
+        f"relearning attack off and one quantization scheme ({', '.join(SETTINGS)}). {verdict}\n"
+    )
+    results_page(out, page, title="SmolLM2-135M-Instruct through the benchmark", preface=preface)
     print(f"{verdict}\nresults page -> {page}")
 
 
@@ -107,9 +87,8 @@ def main() -> None:
     parser.add_argument("--render", metavar="DIR", help="only write the page from a finished run's DIR/stages.log")
     args = parser.parse_args()
     out = Path(args.render or args.out)
-    if not args.render:
-        run(out, args.overrides)
-    render(out, Path(args.page))
+    wall = None if args.render else run(out, args.overrides)
+    render(out, Path(args.page), wall)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """`knowundo eval` on a fine-tuned and an unlearned micro model, then `knowundo report` from the files alone."""
 
 import json
+import re
 
 import pytest
 
@@ -430,3 +431,31 @@ def test_lm_eval_answers_are_kept_per_question_from_one_filter_and_groups_join_t
         "group_subtasks": {"mmlu": ["mmlu_stem", "mmlu_law"], "mmlu_stem": ["mmlu_algebra", "mmlu_physics"]},
     }
     assert _top_level_tasks(results) == {"mmlu": ["mmlu_algebra", "mmlu_physics", "mmlu_law"], "arc": ["arc"]}
+
+
+def test_a_results_page_states_how_the_run_was_made_and_shows_what_it_measured(reference_run, tmp_path, capsys):
+    from knowundo.cli import main
+
+    run = json.loads((reference_run / "run.json").read_text())
+    assert run["command"].startswith("knowundo run --out ") and run["machine"]["device"] == "cpu"
+    assert run["started"].endswith("UTC") and run["code"]  # the tests run from a git checkout
+    page = tmp_path / "results" / "micro.md"
+    assert main(["report", str(reference_run), "--page", str(page)]) == 0
+    assert f"results page -> {page}" in capsys.readouterr().out
+    text = page.read_text()
+    assert f"| command | `{run['command']}` |" in text and f"commit `{run['code']}`" in text
+    assert "| machine | " in text and "cpu" in text.split("| machine | ", 1)[1].split("\n")[0]
+    stages = text.split("## Stages", 1)[1]
+    assert f"$ {run['command']}" in stages and "[privacy] finetune" in stages and "time per stage:" in stages
+    for section in ("## The comparison", "## The paper's findings", "## Robustness", "## What the models answer"):
+        assert section in text
+    assert "\n### Prompt: none" in text  # the report's own headings sit under the page's sections
+    figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert figures and all((page.parent / figure).is_file() for figure in figures)
+
+
+def test_a_results_page_needs_a_run_directory(tmp_path, capsys):
+    from knowundo.cli import main
+
+    assert main(["report", str(tmp_path), "--page", str(tmp_path / "page.md")]) == 2
+    assert not (tmp_path / "page.md").exists()

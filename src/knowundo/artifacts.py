@@ -7,6 +7,7 @@ import json
 import math
 import os
 import platform
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -192,3 +193,19 @@ class StageOutput:
             os.replace(self.partial, self.out_dir)
         barrier()
         return record
+
+
+def code_revision() -> str | None:
+    """The git commit of the source checkout knowundo runs from (``-dirty`` with uncommitted changes), or None for an
+    installed package (its version is in :func:`library_versions`)."""
+    checkout = Path(__file__).resolve().parents[2]
+    if not (checkout / ".git").exists():
+        return None
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(checkout), *args], capture_output=True, text=True).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD")
+    if not commit:
+        return None
+    return commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import sys
 import warnings
 from collections import Counter
@@ -233,6 +234,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("results", metavar="DIR")
     report.add_argument("--out", metavar="DIR", help="where the report goes (default: DIR/report)")
+    report.add_argument(
+        "--page",
+        metavar="FILE.md",
+        help="also write one results page of the run: its command, code, date and machine, stage times, tables, "
+        "findings, samples and plots (plots in a folder beside the page)",
+    )
     return parser
 
 
@@ -419,18 +426,21 @@ def cmd_run(args) -> None:
     overrides = [f"{key}={getattr(args, flag)}" for flag, key in flags if getattr(args, flag) is not None]
     cfg = _config(args, overrides)
 
-    report = run_benchmark(cfg, args.out, force=args.force, progress=not args.quiet)
+    command = shlex.join(["knowundo", *args.argv])
+    report = run_benchmark(cfg, args.out, force=args.force, progress=not args.quiet, command=command)
     if is_main():
         print(first_table(report / "table.md"), end="")
         print(f"full report (every prompt variant, categories, MIA, efficiency, curves): {report}")
 
 
 def cmd_report(args) -> None:
-    from knowundo.report import build_report
+    from knowundo.report import build_report, results_page
 
     out = build_report(args.results, args.out)
     print((out / "table.md").read_text(), end="")
     print(f"report -> {out}")
+    if args.page:
+        print(f"results page -> {results_page(args.results, args.page, report=out)}")
 
 
 COMMANDS = {
@@ -450,6 +460,7 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)
     except SystemExit as exc:  # usage errors (2) and --help (0) end here, as a return code
         return exc.code
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

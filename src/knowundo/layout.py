@@ -29,6 +29,7 @@ FINETUNE_RECORD = "finetune.json"
 GRADIENTS_RECORD = "gradients.json"
 UNLEARN_RECORD = "unlearn.json"
 RUN_RECORD = "run.json"
+STAGES_LOG = "stages.log"  # the stage lines of every invocation of a run, appended
 # files beside the records
 ADAPTER_DIR = "adapter"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"  # peft's name; the only adapter file ever loaded

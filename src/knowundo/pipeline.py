@@ -14,13 +14,21 @@ Layout (:mod:`knowundo.layout`): ``OUT/run.json`` (resolved config, versions, da
 from __future__ import annotations
 
 import contextlib
+import datetime
 import gc
 import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from knowundo.artifacts import hash_json, library_versions, read_json, remove_stale_temporaries, write_json
+from knowundo.artifacts import (
+    code_revision,
+    hash_json,
+    library_versions,
+    read_json,
+    remove_stale_temporaries,
+    write_json,
+)
 from knowundo.attacks.relearn import relearn
 from knowundo.config import Config
 from knowundo.data.knowundo import DataSource, check_domain, load_domain
@@ -36,6 +44,7 @@ from knowundo.layout import (
     ORACLE_LABEL,
     RELEARN_RECORD,
     RUN_RECORD,
+    STAGES_LOG,
     UNLEARN_RECORD,
     VANILLA_LABEL,
     RunLabel,
@@ -46,6 +55,7 @@ from knowundo.layout import (
 from knowundo.localize import localize, selection_for
 from knowundo.methods import check_label, method_params
 from knowundo.models.load import BUILT_IN, is_prepared, prepare_base, resolve_model_path
+from knowundo.placement import machine
 from knowundo.plugins import load_plugins
 from knowundo.preflight import preflight
 from knowundo.report import build_report, knowledge_warning
@@ -237,10 +247,27 @@ class DomainRun:
         ), cached
 
 
+def _kept_in(log: Path, echo: Callable[[str], None]) -> Callable[[str], None]:
+    """``echo`` that also appends each line to ``log`` (the run's stage log, read by results pages)."""
+
+    def both(line: str) -> None:
+        with log.open("a") as handle:
+            handle.write(line + "\n")
+        echo(line)
+
+    return both
+
+
 def run_benchmark(
-    cfg: Config, out: str | Path, force: list[str] = (), progress: bool = True, echo: Callable[[str], None] = _print_now
+    cfg: Config,
+    out: str | Path,
+    force: list[str] = (),
+    progress: bool = True,
+    echo: Callable[[str], None] = _print_now,
+    command: str | None = None,
 ) -> Path:
-    """Run (or resume) the benchmark under ``out``; returns the report directory."""
+    """Run (or resume) the benchmark under ``out``; returns the report directory. ``command``: how it was invoked,
+    kept in ``run.json`` and the stage log (``stages.log``) for the results page."""
     out = Path(out)
     load_plugins(cfg.plugins)
     source = DataSource.from_config(cfg.data)
@@ -263,10 +290,15 @@ def run_benchmark(
     _check_run_dir(out, cfg)
     if is_main():
         remove_stale_temporaries(out)
+        started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         write_json(
             out / RUN_RECORD,
             {
                 "settings_key": settings_key(cfg),
+                "command": command,
+                "started": started,
+                "code": code_revision(),
+                "machine": machine(),
                 "seed": cfg.seed,
                 "domains": domains,
                 "methods": [label.label for label in labels],
@@ -276,6 +308,9 @@ def run_benchmark(
                 "versions": library_versions(),
             },
         )
+        with (out / STAGES_LOG).open("a") as log:
+            log.write(f"$ {command or 'run_benchmark(...)'}  # {started}\n")
+        echo = _kept_in(out / STAGES_LOG, echo)
     else:
         echo = _silent  # one process reports
     barrier()

@@ -8,6 +8,9 @@ accelerate's own override). It is asked with ``cpu`` set exactly as the Trainer'
 
 from __future__ import annotations
 
+import os
+import platform
+
 import torch
 
 
@@ -41,3 +44,12 @@ def supports_bf16() -> bool:
     """Whether :func:`device` computes in bfloat16 natively (a GPU that has it; a CPU is slow and inexact there)."""
     target = device()
     return target.type == "cuda" and torch.cuda.is_bf16_supported()
+
+
+def machine() -> dict:
+    """What a run computed on, as its record states it: the platform, the CPU count and this process's device (with
+    the GPU's name)."""
+    described = {"platform": platform.platform(), "cpus": os.cpu_count(), "device": describe()}
+    if device().type == "cuda":
+        described["gpu"] = torch.cuda.get_device_name(device())
+    return described

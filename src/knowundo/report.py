@@ -1,12 +1,15 @@
 """Reports from a results directory, without recomputing: the paper's comparison table (one per prompt variant)
 as Markdown, CSV and JSON, a per-category breakdown, membership-inference AUCs, an efficiency table (paper
-Table 5) and PNG curves of the metrics across unlearning steps (paper Figure 4)."""
+Table 5) and PNG curves of the metrics across unlearning steps (paper Figure 4); and a results page, one Markdown
+file that states how a run was made (command, code, date, machine) and shows what it measured."""
 
 from __future__ import annotations
 
 import csv
 import io
+import os
 import random
+import shutil
 from pathlib import Path
 
 from knowundo.artifacts import EVAL_RESULT_KIND, atomic_path, read_json, write_json
@@ -23,6 +26,7 @@ from knowundo.layout import (
     REGION_SEPARATOR,
     RUN_RECORD,
     SCOPES,
+    STAGES_LOG,
     VANILLA_LABEL,
     report_dir,
     split_checkpoint_label,
@@ -537,3 +541,83 @@ def build_report(results_dir: str | Path, out_dir: str | Path | None = None) -> 
     for domain in dict.fromkeys(r["domain"] for r in results):
         plot_curves(results, domain, out / f"curves_{domain}.png")
     return out
+
+
+PAGE_SECTIONS = (
+    ("table.md", "The comparison"),
+    ("findings.md", "The paper's findings"),
+    ("general.md", "General ability against the base model"),
+    ("robustness.md", "Robustness"),
+    ("efficiency.md", "Efficiency"),
+    ("samples.md", "What the models answer"),
+)
+
+
+def _stamp(run: dict) -> str:
+    versions = run.get("versions", {})
+    machine = run.get("machine") or {}
+    described = ", ".join(
+        str(part)
+        for part in (
+            machine.get("platform"),
+            machine.get("cpus") and f"{machine['cpus']} CPUs",
+            machine.get("gpu") or machine.get("device"),
+        )
+        if part
+    )
+    code = run.get("code")
+    rows = [
+        ("command", f"`{run['command']}`" if run.get("command") else "not recorded"),
+        ("code", (f"commit `{code}`, " if code else "") + f"knowundo {versions.get('knowundo', '?')}"),
+        ("started", run.get("started") or "not recorded"),
+        ("machine", described or "not recorded"),
+        (
+            "libraries",
+            ", ".join(f"{name} {versions[name]}" for name in ("torch", "transformers", "peft") if name in versions),
+        ),
+        ("settings key", f"`{run.get('settings_key', '?')}` (the whole configuration: `run.json`)"),
+    ]
+    return _markdown(["", ""], [[name, value] for name, value in rows])
+
+
+def _demoted(text: str) -> str:
+    """A report file's headings one level down, under the page's own section heading."""
+    return "\n".join("#" + line if line.startswith("#") else line for line in text.strip().splitlines())
+
+
+def results_page(
+    run_dir: str | Path, page: str | Path, report: Path | None = None, title: str | None = None, preface: str = ""
+) -> Path:
+    """One Markdown page of a finished run: how it was made (from ``run.json``: command, code revision, start,
+    machine, libraries), its stage log with the time of every stage, then the report's tables, findings, general
+    ability, robustness, efficiency and samples, and its plots (copied into a folder beside the page). The report
+    (``report``: an up-to-date report directory) is built from the results first otherwise."""
+    run_dir, page = Path(run_dir), Path(page)
+    if not (run_dir / RUN_RECORD).is_file():
+        raise KnowUndoError(f"{run_dir}: no {RUN_RECORD}; a results page is written from a `knowundo run` directory")
+    run = read_json(run_dir / RUN_RECORD)
+    report = report or build_report(run_dir)
+    model = run.get("config", {}).get("model", {}).get("name", "?")
+    heading = title or f"Results: {model} on {', '.join(run.get('domains', []))}"
+    parts = [
+        f"# {heading}\n\nWritten by `knowundo report {run_dir.name} --page {page.name}` from the run below.\n",
+        _stamp(run),
+        preface,
+    ]
+    if (run_dir / STAGES_LOG).is_file():
+        parts.append(f"## Stages\n\n```text\n{(run_dir / STAGES_LOG).read_text().strip()}\n```\n")
+    for name, section in PAGE_SECTIONS:
+        if (report / name).is_file():
+            parts.append(f"## {section}\n\n{_demoted((report / name).read_text())}\n")
+    plots = sorted(report.glob("*.png"))
+    if plots:
+        folder = page.with_suffix("")
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        figures = []
+        for plot in plots:
+            shutil.copy2(plot, folder / plot.name)
+            figures.append(f"![{plot.stem}]({os.path.relpath(folder / plot.name, page.parent)})")
+        parts.append("## Plots\n\n" + "\n\n".join(figures) + "\n")
+    _write_text(page, "\n".join(part.strip() + "\n" for part in parts if part.strip()))
+    return page
