@@ -5,14 +5,7 @@ import pytest
 
 from knowundo.artifacts import hash_json
 from knowundo.data.bundled import CATEGORIES, TEMPLATES, BundledConfig, generate
-from knowundo.data.knowundo import (
-    DataSource,
-    bundled_world,
-    export_hub_layout,
-    load_domain,
-    load_general,
-    load_holdout,
-)
+from knowundo.data.knowundo import DataSource, bundled_world, export_hub_layout, load_domain, load_general, load_holdout
 from knowundo.data.validate import PROBE_FIELDS
 from knowundo.errors import KnowUndoError
 
