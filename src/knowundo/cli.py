@@ -338,12 +338,12 @@ def cmd_unlearn(args) -> None:
 
 def cmd_eval(args) -> None:
     from knowundo.evaluate.metric import Columns
-    from knowundo.evaluate.run import check_eval, evaluate_checkpoint
+    from knowundo.evaluate.run import eval_key, evaluate_checkpoint
     from knowundo.report import table_markdown, table_rows
 
     cfg = _config(args)
     references = {name: path for name, path in (("oracle", args.oracle), ("vanilla", args.vanilla)) if path}
-    _prepare_model(cfg, lambda: check_eval(cfg, args.domain, args.adapter, args.label, references))
+    _prepare_model(cfg, lambda: eval_key(cfg, args.domain, args.adapter, args.label, references))
     result = evaluate_checkpoint(cfg, args.domain, args.adapter, args.out, label=args.label, references=references)
     columns = Columns.of([result])
     for table in columns.tables():

@@ -25,9 +25,9 @@ from knowundo.errors import KnowUndoError
 from knowundo.layout import ADAPTER_DIR, CHECKPOINTS_DIR, FINETUNE_RECORD, SCOPES
 from knowundo.models.batches import PadCollator, PromptShareDataset, ReplayIdCollator
 from knowundo.models.callbacks import SetEpoch, TokenAccuracy
-from knowundo.models.load import attach_lora, load_base, trains_in_bf16
+from knowundo.models.load import attach_lora, load_base
 from knowundo.models.trainers import AccuracyTrainer
-from knowundo.models.training import batch_record, make_trainer, save_adapter, train, training_arguments
+from knowundo.models.training import batch_record, make_trainer, save_adapter, train
 from knowundo.stage import Stage
 
 
@@ -152,17 +152,10 @@ def train_finetune(
 
     recipe = cfg.finetune
     epochs = (recipe.max_epochs or recipe.epochs) if recipe.target_accuracy is not None else recipe.epochs
-    args = training_arguments(
-        work / CHECKPOINTS_DIR,
-        recipe,
-        seed=cfg.seed,
-        progress=progress,
-        bf16=trains_in_bf16(cfg),
-        num_train_epochs=epochs,
-        report_to=cfg.report_to,
-        run_name=f"{stage.domain}/{'oracle' if oracle else 'finetune'}",
-        save_total_limit=1,
-    )  # checkpoints only resume this stage: the last one is enough
+    # checkpoints only resume this stage: the last one is enough
+    args = stage.training_arguments(
+        recipe, work, "oracle" if oracle else "finetune", progress, num_train_epochs=epochs, save_total_limit=1
+    )
     accuracy = TokenAccuracy(recipe.target_accuracy)
     collator = (ReplayIdCollator if distil else PadCollator)(pad_id_of(tokenizer))
     variants, prompts_dropped = prompted_variants(items, encoded, formatter)

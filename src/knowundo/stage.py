@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from knowundo.artifacts import StageOutput, file_hash, hash_json, library_versions
-from knowundo.config import Config
+from knowundo.config import Config, TrainConfig
 from knowundo.data.format import Formatter
 from knowundo.data.knowundo import DataSource, check_domain, load_domain, load_general, load_holdout
 from knowundo.data.task import UnlearningData
-from knowundo.models.load import adapter_weights, built_in_key
+from knowundo.layout import CHECKPOINTS_DIR
+from knowundo.models.load import adapter_weights, built_in_key, trains_in_bf16
+from knowundo.models.training import training_arguments
 from knowundo.placement import describe
 
 
@@ -72,6 +74,20 @@ class Stage:
 
     def formatter(self, tokenizer, system_prompt: str | None = None) -> Formatter:
         return Formatter(tokenizer, self.cfg.model.template, self.cfg.model.max_length, system_prompt=system_prompt)
+
+    def training_arguments(self, recipe: TrainConfig, work: Path, run: str, progress: bool, **extra):
+        """The stage's TrainingArguments: checkpoints under ``work``, the run's seed, bfloat16 where the model trains
+        in it, the configured tracking integrations with the run named ``<domain>/<run>``."""
+        return training_arguments(
+            work / CHECKPOINTS_DIR,
+            recipe,
+            seed=self.cfg.seed,
+            progress=progress,
+            bf16=trains_in_bf16(self.cfg),
+            report_to=self.cfg.report_to,
+            run_name=f"{self.domain}/{run}",
+            **extra,
+        )
 
     def key(self, data: Any, sections: tuple[str, ...] = (), **inputs) -> str:
         """Hash of everything that shapes the output (see the module docstring); ``data``: the items it reads;

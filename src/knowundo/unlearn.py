@@ -32,9 +32,9 @@ from knowundo.layout import ADAPTER_DIR, CHECKPOINTS_DIR, METHOD_TENSORS, RETAIN
 from knowundo.methods import Method, Side, check_label, method_params, register, trained_sides
 from knowundo.models.batches import FeatureDataset
 from knowundo.models.callbacks import PeakMemory
-from knowundo.models.load import load_adapter, load_base, trains_in_bf16
+from knowundo.models.load import load_adapter, load_base
 from knowundo.models.trainers import AdapterTrainer
-from knowundo.models.training import batch_record, make_trainer, save_adapter, train, training_arguments
+from knowundo.models.training import batch_record, make_trainer, save_adapter, train
 from knowundo.region import apply_region, load_region
 from knowundo.stage import Stage, adapter_hash
 
@@ -374,16 +374,8 @@ def train_unlearning(
 
     if is_main() and (tensors := method.tensors(params, model.config)):
         save_file({name: t.contiguous() for name, t in tensors.items()}, str(work / METHOD_TENSORS))
-    args = training_arguments(
-        work / CHECKPOINTS_DIR,
-        u,
-        seed=cfg.seed,
-        progress=progress,
-        bf16=trains_in_bf16(cfg),
-        train_sampling_strategy="random",
-        logging_steps=1,
-        report_to=cfg.report_to,
-        run_name=f"{plan.stage.domain}/{plan.label.label}",
+    args = plan.stage.training_arguments(
+        u, work, plan.label.label, progress, train_sampling_strategy="random", logging_steps=1
     )
     memory = PeakMemory()
     trainer = make_trainer(

@@ -23,8 +23,8 @@ from knowundo.data.format import encode_items, pad_id_of
 from knowundo.distributed import is_main
 from knowundo.layout import ADAPTER_DIR, CHECKPOINTS_DIR, RELEARN_RECORD, relearned_adapter
 from knowundo.models.batches import FeatureDataset, PadCollator
-from knowundo.models.load import load_adapter, load_base, trains_in_bf16
-from knowundo.models.training import batch_record, make_trainer, save_adapter, train, training_arguments
+from knowundo.models.load import load_adapter, load_base
+from knowundo.models.training import batch_record, make_trainer, save_adapter, train
 from knowundo.stage import Stage, adapter_hash
 
 
@@ -55,16 +55,7 @@ def relearn(cfg: Config, domain: str, adapter: str | Path, progress: bool = True
     set_seed(cfg.seed, deterministic=True)
     work = output.begin()
     recipe = dataclasses.replace(cfg.finetune, scheduler="constant", warmup_ratio=0.0, save_steps=0)
-    args = training_arguments(
-        work / CHECKPOINTS_DIR,
-        recipe,
-        seed=cfg.seed,
-        progress=progress,
-        bf16=trains_in_bf16(cfg),
-        max_steps=cfg.attack.relearn_steps,
-        report_to=cfg.report_to,
-        run_name=f"{domain}/relearn",
-    )
+    args = stage.training_arguments(recipe, work, "relearn", progress, max_steps=cfg.attack.relearn_steps)
     trainer = make_trainer(model, args, FeatureDataset(encoded.features), PadCollator(pad_id_of(tokenizer)))
     result = train(trainer, None)
     save_adapter(trainer, work / ADAPTER_DIR)

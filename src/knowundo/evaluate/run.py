@@ -364,7 +364,9 @@ def eval_key(
     references: dict[str, str | Path] | None = None,
 ) -> str:
     """Everything a result depends on: the adapter's weights (and those of its relearned copy), the data, the
-    model, the eval and attack settings, the registered metrics and the reference results compared against."""
+    model, the eval and attack settings, the registered metrics and the reference results compared against;
+    computed after checking the prompt variants, the data, the adapter and the references (before any work)."""
+    cfg.eval.check_prompts(domain)
     stage = Stage("eval", cfg, domain)
     relearned = relearned_adapter(adapter) if adapter is not None else None
     loaded = load_references(stage, references)
@@ -435,19 +437,6 @@ def check_reference(stage: Stage, name: str, result: dict, where: str) -> dict:
     return result
 
 
-def check_eval(
-    cfg: Config,
-    domain: str,
-    adapter: str | Path | None,
-    label: str | None,
-    references: dict[str, str | Path] | None = None,
-) -> str:
-    """The result's key, after checking the prompt variants, the data, the adapter and the references (before
-    any work)."""
-    cfg.eval.check_prompts(domain)
-    return eval_key(cfg, domain, adapter, label, references)
-
-
 def evaluate_checkpoint(
     cfg: Config,
     domain: str,
@@ -462,7 +451,7 @@ def evaluate_checkpoint(
     that compare."""
     stage = Stage("eval", cfg, domain)
     adapter = Path(adapter) if adapter is not None else None
-    key = check_eval(cfg, domain, adapter, label, references)
+    key = eval_key(cfg, domain, adapter, label, references)
     default_label, training = describe_adapter(adapter)
     model, tokenizer = load_base(cfg)
     if adapter is not None:
