@@ -2,6 +2,7 @@
 and interruption (SIGINT, SIGKILL) followed by a restart that gives the numbers of an uninterrupted run."""
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -184,3 +185,24 @@ def test_the_default_run_benchmark_splits_the_stage_lines_into_its_budget(tmp_pa
     )
     split = default_run.budget_split(output, tmp_path)
     assert split == {"paper": 10 + 100 + 6 + 5 + 5.5, "robustness": 40 + 6 + 2 + 3 + 1.5, "beyond": 9.0}
+
+
+@pytest.mark.slow
+def test_a_moved_run_directory_reports_and_reevaluates_identically(reference_run, tmp_path):
+    """Every record links inside the run by relative paths: a copy moved elsewhere reports the same table, and
+    re-evaluated there (the oracle's adapter, the second fluency judge, found beside its result) gives the same
+    numbers."""
+    copy, moved = tmp_path / "copy", tmp_path / "elsewhere" / "run"
+    shutil.copytree(reference_run, copy)
+    moved.parent.mkdir()
+    copy.rename(moved)
+    for record in moved.rglob("*.json"):
+        fields = json.loads(record.read_text())
+        if record.name == "run.json":
+            fields.pop("command")  # the command line as it was typed
+        text = json.dumps(fields)
+        assert not any(str(place) in text for place in (reference_run, copy, moved)), record
+    assert main(["report", str(moved)]) == 0
+    assert _numbers(moved) == _numbers(reference_run)
+    assert main(_command(moved, "--force", "eval")) == 0
+    assert _numbers(moved) == _numbers(reference_run)

@@ -209,3 +209,14 @@ def code_revision() -> str | None:
     if not commit:
         return None
     return commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def relative_path(path: str | os.PathLike, record_dir: str | os.PathLike) -> str:
+    """``path`` as a record in ``record_dir`` stores it: relative to that directory, so that a run directory moved
+    or copied elsewhere keeps every link inside it (an absolute path outside it stays relative too)."""
+    return os.path.relpath(Path(path).resolve(), Path(record_dir).resolve())
+
+
+def stored_path(stored: str, record_dir: str | os.PathLike) -> Path:
+    """A path read from a record in ``record_dir``, relative to it (absolute paths of older records as they are)."""
+    return Path(os.path.normpath(Path(record_dir) / stored))

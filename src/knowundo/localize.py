@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from knowundo.artifacts import atomic_path, read_json
+from knowundo.artifacts import atomic_path, read_json, relative_path
 from knowundo.config import Config
 from knowundo.data.format import Formatter, encode_items, pad_batch, pad_id_of
 from knowundo.data.relabel import RelabelContext, random_labels
@@ -194,7 +194,7 @@ def compute_statistics(
                 train_only,
                 granularity=granularity,
                 copies=loc.copies,
-                adapter=str(finetuned_adapter),
+                adapter=relative_path(finetuned_adapter, output.out_dir),
                 adapter_hash=adapter_hash(finetuned_adapter),
                 splits="train",
             )

@@ -22,7 +22,7 @@ from accelerate.utils import DistributedType
 from safetensors.torch import save_file
 from transformers import set_seed
 
-from knowundo.artifacts import StageOutput, checkpoint_steps, file_hash
+from knowundo.artifacts import StageOutput, checkpoint_steps, file_hash, relative_path
 from knowundo.config import Config, UnlearnConfig
 from knowundo.data.format import encode_items, pad_batch, pad_id_of
 from knowundo.data.relabel import RelabelContext
@@ -333,7 +333,7 @@ def unlearn(
             plan.data,
             region=str(plan.region) if plan.region is not None else None,
             region_hash=file_hash(plan.region) if plan.region is not None else None,
-            finetuned_adapter=str(plan.adapter),
+            finetuned_adapter=relative_path(plan.adapter, plan.output.out_dir),
             **fields,
             checkpoints=[path.name for _, path in checkpoint_steps(work / CHECKPOINTS_DIR)],
         )

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from transformers import set_seed
 
+from knowundo.artifacts import relative_path
 from knowundo.config import Config
 from knowundo.data.format import encode_items, pad_id_of
 from knowundo.distributed import is_main
@@ -65,7 +66,7 @@ def relearn(cfg: Config, domain: str, adapter: str | Path, progress: bool = True
         stage.record(
             output.key,
             items,
-            attacked_adapter=str(adapter),
+            attacked_adapter=relative_path(adapter, output.out_dir),
             attacked_adapter_hash=adapter_hash(adapter),
             items=len(encoded.features),
             steps=trainer.state.global_step,

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from knowundo.artifacts import EVAL_RESULT_KIND, hash_json, read_json, write_json
+from knowundo.artifacts import EVAL_RESULT_KIND, hash_json, read_json, relative_path, stored_path, write_json
 from knowundo.config import Config
 from knowundo.data.format import Formatter
 from knowundo.data.validate import has_probes
@@ -402,6 +402,9 @@ def load_references(stage: Stage, references: dict[str, str | Path] | None) -> d
             result = read_json(path)
         except (OSError, ValueError):
             raise KnowUndoError(f"{path}: the {name} reference is not a readable result file") from None
+        meta = result.get("meta") if isinstance(result, dict) else None
+        if isinstance(meta, dict) and meta.get("adapter"):  # stored relative to the result file
+            meta["adapter"] = str(stored_path(meta["adapter"], Path(path).parent))
         loaded[name] = check_reference(stage, name, result, str(path))
     return loaded
 
@@ -469,6 +472,9 @@ def evaluate_checkpoint(
         reference_files={name: str(path) for name, path in (references or {}).items()},
     )
     if out_file is not None:
+        meta, home = result["meta"], Path(out_file).parent
+        meta["adapter"] = relative_path(adapter, home) if adapter is not None else None
+        meta["references"] = {name: relative_path(path, home) for name, path in meta["references"].items()}
         write_json(out_file, result)
     return result
 
