@@ -199,7 +199,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated row labels <method>[_ood][@memflex]: _ood retains on the "
         "general set, @memflex trains inside the MemFlex region (default: run.methods)",
     )
-    run.add_argument("--model", help="Hugging Face id or local directory of a causal LM (sets model.name)")
+    chosen = run.add_mutually_exclusive_group()
+    chosen.add_argument("--model", help="Hugging Face id or local directory of a causal LM (sets model.name)")
+    chosen.add_argument(
+        "--vanilla",
+        metavar="MODEL",
+        help="a model (Hub id or directory, e.g. a full fine-tune) that already knows the data: it is the vanilla "
+        "row, nothing is fine-tuned and there is no oracle (sets model.name, run.finetune=false, run.oracle=false)",
+    )
     run.add_argument("--out", default="runs/default", metavar="DIR", help="results directory (default: %(default)s)")
     run.add_argument(
         "--force",
@@ -422,8 +429,10 @@ def cmd_run(args) -> None:
     from knowundo.pipeline import run_benchmark
     from knowundo.report import first_table
 
-    flags = (("domains", "run.domains"), ("methods", "run.methods"), ("model", "model.name"))
+    flags = (("domains", "run.domains"), ("methods", "run.methods"), ("model", "model.name"), ("vanilla", "model.name"))
     overrides = [f"{key}={getattr(args, flag)}" for flag, key in flags if getattr(args, flag) is not None]
+    if args.vanilla is not None:
+        overrides += ["run.finetune=false", "run.oracle=false"]
     cfg = _config(args, overrides)
 
     command = shlex.join(["knowundo", *args.argv])

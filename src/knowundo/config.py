@@ -245,10 +245,15 @@ class RunConfig:
 
     domains: list = field(default_factory=lambda: ["privacy", "copyright"])  # the domains run, one after another
     methods: list = field(default_factory=lambda: [*PAPER_ROWS, *MODERN_ROWS])  # the row labels run, in this order
+    # fine-tune the model on each domain first (the fine-tuned adapter is the `vanilla` row); false: the model as
+    # given already knows the data (e.g. a released full fine-tune) and is itself the vanilla row, unlearning
+    # trains a fresh LoRA on it, and there is no oracle or base row
+    finetune: bool = True
     # fine-tune a second adapter on the Retention Scope only: the model that never saw the Unlearn Scope, against
     # which forget quality and privleak are measured (row `oracle`)
     oracle: bool = True
-    # evaluate the base model too (row `base`: what the model knew before fine-tuning, e.g. its general ability)
+    # evaluate the base model too (row `base`: what the model knew before fine-tuning, e.g. its general ability;
+    # without a fine-tune the base model is the vanilla row)
     base: bool = True
 
 
@@ -518,6 +523,12 @@ def validate(cfg: Config) -> list[str]:
             valid = False
         if not valid:
             problems.append(f"{key} must be {what}, got {value!r}")
+    if not cfg.run.finetune and cfg.run.oracle:
+        problems.append(
+            "run.oracle needs run.finetune: the oracle is the fine-tune on the Retention Scope alone, and a model "
+            "that already knows its data has no such twin; set run.oracle=false (forget quality and privleak then "
+            "show '-')"
+        )
     return problems
 
 

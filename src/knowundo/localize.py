@@ -29,7 +29,7 @@ from knowundo.distributed import all_reduce_sum, barrier, is_main, rank, world_s
 from knowundo.errors import KnowUndoError
 from knowundo.layout import GRADIENT_STATS, GRADIENTS_RECORD, HEATMAP, SCOPES
 from knowundo.logits import per_sample_nll
-from knowundo.models.load import load_adapter, load_base
+from knowundo.models.load import load_base, trainable_adapter
 from knowundo.placement import on_device
 from knowundo.region import Region, layer_of, lora_parameters
 from knowundo.stage import Stage, adapter_hash
@@ -98,9 +98,13 @@ def unit_statistics(g_ul: torch.Tensor, g_rt: torch.Tensor, granularity: str) ->
 
 
 def select(stats: dict[str, dict[str, torch.Tensor]], selection: Selection) -> tuple[dict[str, torch.Tensor], dict]:
-    """Boolean mask per parameter (one entry per unit) and the thresholds actually used."""
-    cos = torch.cat([s["cosine"] for s in stats.values()])
-    mag = torch.cat([s["unlearn_mean_abs"] for s in stats.values()])
+    """Boolean mask per parameter (one entry per unit) and the thresholds actually used. Units with no unlearn
+    gradient at all (the A matrices of a fresh LoRA, whose B is zero) carry no information and are never chosen."""
+    informative = torch.cat([s["unlearn_mean_abs"] > 0 for s in stats.values()])
+    cos = torch.cat([s["cosine"] for s in stats.values()])[informative]
+    mag = torch.cat([s["unlearn_mean_abs"] for s in stats.values()])[informative]
+    if not informative.any():
+        raise KnowUndoError("no LoRA matrix has an unlearn gradient: the model cannot be localized")
     if selection.kind == "thresholds":
         mu, sigma = selection.mu, selection.sigma
     elif selection.kind == "quantile":
@@ -114,7 +118,7 @@ def select(stats: dict[str, dict[str, torch.Tensor]], selection: Selection) -> t
         # ties at the k-th cosine could select more than k; nudging mu keeps exactly "cosine <= k-th"
         mu = float(torch.nextafter(torch.tensor(mu), torch.tensor(torch.inf)))
         sigma = float(torch.nextafter(torch.tensor(sigma), torch.tensor(-torch.inf)))
-    masks = {name: (s["cosine"] < mu) & (s["unlearn_mean_abs"] > sigma) for name, s in stats.items()}
+    masks = {name: (s["cosine"] < mu) & (s["unlearn_mean_abs"] > max(sigma, 0.0)) for name, s in stats.items()}
     return masks, {
         "kind": selection.kind,
         "mu": mu,
@@ -152,7 +156,7 @@ def gradient_statistics(
 
 
 def compute_statistics(
-    cfg: Config, domain: str, finetuned_adapter: Path, out_dir: Path, granularity: str, progress: bool = True
+    cfg: Config, domain: str, finetuned_adapter: Path | None, out_dir: Path, granularity: str, progress: bool = True
 ) -> dict[str, dict[str, torch.Tensor]]:
     """:func:`gradient_statistics` of a saved adapter, cached in ``out_dir`` under the stage key (the selection is
     not part of it: choosing another region from the same statistics recomputes nothing)."""
@@ -170,7 +174,7 @@ def compute_statistics(
     )
     if output.finished() is None:
         model, tokenizer = load_base(cfg)
-        model = load_adapter(model, finetuned_adapter, trainable=True)
+        model = trainable_adapter(model, finetuned_adapter, cfg)
         stats = gradient_statistics(
             model,
             stage.formatter(tokenizer),
@@ -194,7 +198,7 @@ def compute_statistics(
                 train_only,
                 granularity=granularity,
                 copies=loc.copies,
-                adapter=relative_path(finetuned_adapter, output.out_dir),
+                adapter=relative_path(finetuned_adapter, output.out_dir) if finetuned_adapter is not None else None,
                 adapter_hash=adapter_hash(finetuned_adapter),
                 splits="train",
             )
@@ -234,7 +238,7 @@ def selection_for(cfg: Config, domain: str) -> Selection:
     )
 
 
-def check_localize(cfg: Config, domain: str, finetuned_adapter: str | Path) -> Selection:
+def check_localize(cfg: Config, domain: str, finetuned_adapter: str | Path | None) -> Selection:
     """The selection to apply, after checking the settings, the data and the adapter (before any work)."""
     selection = selection_for(cfg, domain)
     Stage("localize", cfg, domain).data  # noqa: B018  (loads and validates the domain)
@@ -243,13 +247,16 @@ def check_localize(cfg: Config, domain: str, finetuned_adapter: str | Path) -> S
 
 
 def localize(
-    cfg: Config, domain: str, finetuned_adapter: str | Path, out_dir: str | Path, progress: bool = True
+    cfg: Config, domain: str, finetuned_adapter: str | Path | None, out_dir: str | Path, progress: bool = True
 ) -> dict:
     """Compute (or reuse) the statistics, select the region, write ``region.json`` (+ row masks) and heatmap;
-    ``progress``: a bar over the gradient batches."""
+    ``progress``: a bar over the gradient batches. Without an adapter (a model that already knows its data), the
+    gradients are those of a fresh LoRA: its A matrices get none (B is zero), so the region is made of B matrices,
+    whose gradients are the full weights' projected through the fixed A."""
     selection = check_localize(cfg, domain, finetuned_adapter)
     granularity = cfg.localize.granularity
-    finetuned_adapter, out_dir = Path(finetuned_adapter), Path(out_dir)
+    finetuned_adapter = Path(finetuned_adapter) if finetuned_adapter is not None else None
+    out_dir = Path(out_dir)
     stats = compute_statistics(cfg, domain, finetuned_adapter, out_dir, granularity, progress)
     region = choose_region(stats, selection, granularity)
     statistics = read_json(out_dir / GRADIENTS_RECORD)

@@ -161,6 +161,8 @@ class DomainRun:
 
     def __init__(self, cfg: Config, domain: str, layout: RunLayout, progress: bool):
         self.cfg, self.domain, self.layout, self.progress = cfg, domain, layout, progress
+        # the vanilla model's adapter: the fine-tune's, or none for a model that already knows its data
+        self.vanilla = layout.adapter if cfg.run.finetune else None
 
     def remove_forced(self, forced: set[str], labels: list[RunLabel]) -> None:
         layout = self.layout
@@ -206,7 +208,7 @@ class DomainRun:
 
     def localize(self) -> tuple[str, bool]:
         done = (self.layout.localize / GRADIENTS_RECORD).is_file()
-        region = localize(self.cfg, self.domain, self.layout.adapter, self.layout.localize, progress=self.progress)
+        region = localize(self.cfg, self.domain, self.vanilla, self.layout.localize, progress=self.progress)
         return (
             f"{region['selected_units']} of {region['total_units']} units in {region['selected_parameters']} "
             f"LoRA matrices ({region['granularity']})"
@@ -219,7 +221,7 @@ class DomainRun:
             self.cfg,
             self.domain,
             label.method,
-            self.layout.adapter,
+            self.vanilla,
             run_dir,
             retain=label.retain,
             region=self.layout.region if needs_region(label) else None,
@@ -337,15 +339,16 @@ def _run_stages(
         if is_main():
             stages.remove_forced(forced, labels)
         barrier()
-        log.run("finetune", domain, stages.finetune)
-        if missed := target_missed(read_json(stages.layout.finetune / FINETUNE_RECORD)):
-            echo(f"[{domain}] warning: {missed}")
+        if cfg.run.finetune:
+            log.run("finetune", domain, stages.finetune)
+            if missed := target_missed(read_json(stages.layout.finetune / FINETUNE_RECORD)):
+                echo(f"[{domain}] warning: {missed}")
         if cfg.run.oracle:
             log.run("finetune", domain, stages.oracle)
             log.run("eval", domain, stages.evaluate, ORACLE_LABEL, stages.layout.oracle_adapter)
-        if cfg.run.base:
+        if cfg.run.base and cfg.run.finetune:
             log.run("eval", domain, stages.evaluate, BASE_LABEL, None)
-        log.run("eval", domain, stages.evaluate, VANILLA_LABEL, stages.layout.adapter)
+        log.run("eval", domain, stages.evaluate, VANILLA_LABEL, stages.vanilla)
         if warning := knowledge_warning(read_json(stages.layout.eval(VANILLA_LABEL))):
             echo(f"[{domain}] warning: {warning}")
         if any(needs_region(label) for label in labels):

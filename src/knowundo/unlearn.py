@@ -32,7 +32,7 @@ from knowundo.layout import ADAPTER_DIR, CHECKPOINTS_DIR, METHOD_TENSORS, RETAIN
 from knowundo.methods import Method, Side, check_label, method_params, register, trained_sides
 from knowundo.models.batches import FeatureDataset
 from knowundo.models.callbacks import PeakMemory
-from knowundo.models.load import load_adapter, load_base
+from knowundo.models.load import load_base, trainable_adapter
 from knowundo.models.trainers import AdapterTrainer
 from knowundo.models.training import batch_record, make_trainer, save_adapter, train
 from knowundo.region import apply_region, load_region
@@ -206,10 +206,11 @@ def add_reference(model) -> None:
             param.requires_grad_(False)
 
 
-def prepare_model(cfg: Config, finetuned_adapter: Path, with_reference: bool):
-    """Base + trainable copy of the fine-tuned adapter (+ a frozen copy as the reference if needed)."""
+def prepare_model(cfg: Config, finetuned_adapter: Path | None, with_reference: bool):
+    """Base + trainable copy of the fine-tuned adapter, or a fresh LoRA on a model that already knows its data
+    (+ a frozen copy as the reference if needed)."""
     model, tokenizer = load_base(cfg)
-    model = load_adapter(model, finetuned_adapter, trainable=True)
+    model = trainable_adapter(model, finetuned_adapter, cfg)
     if with_reference:
         add_reference(model)
     return model, tokenizer
@@ -261,7 +262,7 @@ def plan_unlearn(
     cfg: Config,
     domain: str,
     method_name: str,
-    finetuned_adapter: str | Path,
+    finetuned_adapter: str | Path | None,
     out_dir: str | Path,
     retain: str = "retention",
     region: str | Path | None = None,
@@ -283,7 +284,10 @@ def plan_unlearn(
     )
     output.finished()  # a directory of other settings is refused now, not after training
     return dataclasses.replace(
-        plan, adapter=Path(finetuned_adapter), region=Path(region) if region is not None else None, output=output
+        plan,
+        adapter=Path(finetuned_adapter) if finetuned_adapter is not None else None,
+        region=Path(region) if region is not None else None,
+        output=output,
     )
 
 
@@ -308,7 +312,7 @@ def unlearn(
     cfg: Config,
     domain: str,
     method_name: str,
-    finetuned_adapter: str | Path,
+    finetuned_adapter: str | Path | None,
     out_dir: str | Path,
     retain: str = "retention",
     region: str | Path | None = None,
@@ -333,7 +337,7 @@ def unlearn(
             plan.data,
             region=str(plan.region) if plan.region is not None else None,
             region_hash=file_hash(plan.region) if plan.region is not None else None,
-            finetuned_adapter=relative_path(plan.adapter, plan.output.out_dir),
+            finetuned_adapter=relative_path(plan.adapter, plan.output.out_dir) if plan.adapter is not None else None,
             **fields,
             checkpoints=[path.name for _, path in checkpoint_steps(work / CHECKPOINTS_DIR)],
         )

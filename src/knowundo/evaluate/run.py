@@ -411,7 +411,8 @@ def load_references(stage: Stage, references: dict[str, str | Path] | None) -> d
 
 def check_reference(stage: Stage, name: str, result: dict, where: str) -> dict:
     """A result compared against, checked to be an evaluation of the right model (an oracle, or a fine-tune that
-    is not one) on the same domain and data."""
+    is not one, or — as the vanilla reference — a model evaluated as given, which already knew its data) on the same
+    domain and data."""
     meta = result.get("meta") if isinstance(result, dict) else None
     training = (meta or {}).get("training") or {}
     if (
@@ -423,7 +424,8 @@ def check_reference(stage: Stage, name: str, result: dict, where: str) -> dict:
         raise KnowUndoError(
             f"{where}: not an evaluation result of the {stage.domain} domain (needed as the {name} reference)"
         )
-    if (
+    given = name == VANILLA_LABEL and not training and result.get("label") == VANILLA_LABEL
+    if not given and (
         name not in REFERENCE_ROLES
         or training.get("stage") != "finetune"
         or bool(training.get("oracle")) != REFERENCE_ROLES[name]

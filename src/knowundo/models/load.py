@@ -247,6 +247,17 @@ SWAPPED_ADAPTER = "swapped"  # the name an adapter swapped in for a while is loa
 
 
 @contextmanager
+def trainable_adapter(model, adapter_dir: str | Path | None, cfg: Config):
+    """``model`` with a trainable ``default`` adapter: the saved one, or — for a model that enters already knowing
+    its data (``run.finetune: false``) — a fresh LoRA, seeded, whose zero B matrices leave the model as it was."""
+    if adapter_dir is not None:
+        return load_adapter(model, adapter_dir, trainable=True)
+    from transformers import set_seed
+
+    set_seed(cfg.seed, deterministic=True)
+    return attach_lora(model, cfg)
+
+
 def swapped_adapter(model, adapter: str | Path):
     """``model`` with another saved adapter active for a while (a checkpoint, an attacked copy, the oracle as a
     judge), then as it was — its own adapter active and frozen as it was (peft's set_adapter makes the adapter
