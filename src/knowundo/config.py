@@ -59,6 +59,15 @@ class DataConfig:
     # keep only this many instances (authors, books) of each domain, a seeded choice, both scopes and splits of each
     # (0: all): a smaller benchmark for a real model on a CPU
     instances: int = 0
+    # how a local or hub source names the item fields: knowundo (text, labels, ...), tofu (question, answer,
+    # paraphrased_question, paraphrased_answer, perturbed_answer), muse (question, answer), or a mapping from
+    # knowundo's names to the source's, e.g. {text: prompt, labels: completion}
+    fields: Any = "knowundo"
+    # where a local or hub domain's splits are when not in KnowUnDo's layout: {unlearn: {train: X, val: X},
+    # retention: {train: X, val: X}, holdout: X}. X: a file under data.path/<domain> (JSON list, JSON lines, CSV,
+    # Parquet) for a local source; `config/split` of the dataset data.path for a hub source; {domain} in X becomes
+    # the domain's name
+    splits: dict = field(default_factory=dict)
 
 
 @dataclass

@@ -6,19 +6,21 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from knowundo.artifacts import write_json
 from knowundo.config import GENERAL_SETS
 from knowundo.data import bundled
-from knowundo.data.items import load_items
+from knowundo.data.items import Fields, load_items
 from knowundo.data.validate import validate_items, validate_scope
 from knowundo.errors import KnowUndoError
-from knowundo.layout import DOMAINS, SCOPES, check_domain_name
+from knowundo.layout import DOMAINS, SCOPES, SPLITS, check_domain_name
 
 HUB_REPO = "zjunlp/KnowUnDo"
+HOLDOUT = "holdout"  # the part of data.splits that holds the non-members of membership inference
 SOURCES = ("bundled", "local", "hub")
 
 
@@ -34,6 +36,8 @@ class DataSource:
     seed: int = 0
     general: str = "real"
     instances: int = 0
+    fields: Any = "knowundo"
+    splits: dict = field(default_factory=dict, hash=False)
 
     @classmethod
     def from_config(cls, data_cfg) -> DataSource:
@@ -44,6 +48,8 @@ class DataSource:
             seed=data_cfg.seed,
             general=data_cfg.general,
             instances=data_cfg.instances,
+            fields=data_cfg.fields,
+            splits=data_cfg.splits,
         )
 
     def __post_init__(self):
@@ -51,6 +57,16 @@ class DataSource:
             raise KnowUndoError(f"unknown data source {self.kind!r}; choose one of {', '.join(SOURCES)}")
         if self.kind == "local" and not self.path:
             raise KnowUndoError("data source 'local' needs a directory (data.path)")
+        Fields.of(self.fields)  # an unknown layout or field name is an error now
+        if unknown := sorted(set(self.splits) - {*SCOPES, HOLDOUT}):
+            raise KnowUndoError(f"data.splits: unknown part {unknown[0]!r}; give {', '.join([*SCOPES, HOLDOUT])}")
+        if self.splits and self.kind == "bundled":
+            raise KnowUndoError("data.splits is for a local or hub source (data.source); the bundled set has its own")
+        for scope in SCOPES:
+            if scope in self.splits and (
+                not isinstance(self.splits[scope], dict) or set(self.splits[scope]) != set(SPLITS)
+            ):
+                raise KnowUndoError(f"data.splits.{scope} needs exactly a train and a val entry")
 
 
 def check_domain(domain: str, source: DataSource) -> str:
@@ -109,14 +125,47 @@ def _load_scope(source: DataSource, domain: str, scope: str) -> dict[str, list[d
     where = f"{domain}/{scope}.json"
     if source.kind == "bundled":
         return validate_scope(bundled_world(source.seed)["knowundo"][domain][scope], f"bundled {where}")
+    if scope in source.splits:
+        parts = source.splits[scope]
+        return validate_scope({split: _read_part(source, domain, parts[split]) for split in SPLITS}, where)
     if source.kind == "local":
         path = Path(source.path) / domain / f"{scope}.json"
         if not path.is_file():
-            raise KnowUndoError(f"{path}: file not found (a local copy needs <domain>/<scope>.json)")
-        return validate_scope(_read_json(path), str(path))
+            raise KnowUndoError(
+                f"{path}: file not found (a local copy needs <domain>/<scope>.json, or its files named in data.splits)"
+            )
+        return validate_scope(_renamed(_read_json(path), source.fields), str(path))
     return validate_scope(
-        _load_hub_scope(source.path or HUB_REPO, domain, scope, source.revision), f"{source.path or HUB_REPO}:{where}"
+        _renamed(_load_hub_scope(source.path or HUB_REPO, domain, scope, source.revision), source.fields),
+        f"{source.path or HUB_REPO}:{where}",
     )
+
+
+def _renamed(obj, fields):
+    """A ``{"train": [...], "val": [...]}`` object with its items' fields renamed by ``data.fields``."""
+    if Fields.of(fields) == Fields() or not isinstance(obj, dict):
+        return obj
+    mapping = Fields.of(fields)
+    return {
+        key: [mapping.apply(item) if isinstance(item, dict) else item for item in value]
+        if isinstance(value, list)
+        else value
+        for key, value in obj.items()
+    }
+
+
+def _read_part(source: DataSource, domain: str, spec, where: str | None = None) -> list[dict]:
+    """The items of one part named in ``data.splits``: a file of a local source, ``config/split`` of a hub one."""
+    if not isinstance(spec, str) or not spec:
+        raise KnowUndoError(f"data.splits: expected a file or config/split name, got {spec!r}")
+    named = spec.replace("{domain}", domain)
+    if source.kind == "local":
+        return load_items(Path(source.path) / domain / named, source.fields)
+    repo = source.path or HUB_REPO
+    config, _, split = named.rpartition("/")
+    if not split:
+        raise KnowUndoError(f"data.splits: {spec!r} is not config/split (or split) of {repo}")
+    return load_items(_load_hub_split(repo, config or None, split, source.revision), source.fields, f"{repo}:{named}")
 
 
 def _read_json(path: Path):
@@ -134,25 +183,32 @@ def load_holdout(source: DataSource, domain: str) -> list[dict] | None:
     check_domain(domain, source)
     if source.kind == "bundled":
         return validate_items(bundled_world(source.seed)["holdout"][domain], f"bundled {domain}/holdout.json")
+    if HOLDOUT in source.splits:
+        return _read_part(source, domain, source.splits[HOLDOUT])
     if source.kind == "local":
         path = Path(source.path) / domain / "holdout.json"
         return validate_items(_read_json(path), str(path)) if path.is_file() else None
     return None
 
 
-def _load_hub_scope(repo: str, domain: str, scope: str, revision: str | None) -> dict:
-    """One Hub split is a single row holding the ``train`` and ``val`` lists."""
+def _load_hub_split(repo: str, config: str | None, split: str, revision: str | None):
+    """One split of a Hub dataset (or of a local directory in the Hub's layout) as a ``datasets.Dataset``."""
     import datasets
 
     # a local mirror can change under the same path: never serve it from datasets' cache
     mode = "force_redownload" if Path(repo).is_dir() else None
     try:
-        rows = datasets.load_dataset(repo, name=domain, split=scope, revision=revision, download_mode=mode)
+        return datasets.load_dataset(repo, name=config, split=split, revision=revision, download_mode=mode)
     except Exception as exc:  # the Hub raises many types (connection, missing config, missing revision)
         raise KnowUndoError(
-            f"could not load {repo} (name={domain}, split={scope}, revision={revision}): "
+            f"could not load {repo} (name={config}, split={split}, revision={revision}): "
             f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         ) from None
+
+
+def _load_hub_scope(repo: str, domain: str, scope: str, revision: str | None) -> dict:
+    """One split of KnowUnDo's Hub layout is a single row holding the ``train`` and ``val`` lists."""
+    rows = _load_hub_split(repo, domain, scope, revision)
     if len(rows) != 1:
         raise KnowUndoError(f"{repo}:{domain}/{scope}: expected one row holding 'train' and 'val', got {len(rows)}")
     row = rows[0]
