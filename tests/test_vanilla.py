@@ -24,7 +24,7 @@ def full_checkpoint(micro_config, finetuned_privacy, tmp_path_factory):
 
 
 def _rows(out):
-    return {row["label"]: row for row in json.loads((out / "report" / "table.json").read_text())["rows"]}
+    return {row["method"]: row for row in json.loads((out / "report" / "table.json").read_text())["rows"]}
 
 
 @pytest.mark.slow
