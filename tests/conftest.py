@@ -39,6 +39,15 @@ def sets(*overrides: str) -> list[str]:
     return [arg for o in overrides for arg in ("--set", o)]
 
 
+def pytest_collection_modifyitems(items):
+    """The dependencies' known, harmless warnings silenced by message, as the command line does; any other shows."""
+    from knowundo.known_warnings import KNOWN
+
+    for item in items:
+        for message, category, _ in KNOWN:
+            item.add_marker(pytest.mark.filterwarnings(f"ignore:{message}:{category.__name__}"))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _remove_caches():
     yield

@@ -7,7 +7,7 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "knowundo"
 ORDER = [
-    ("errors", "layout"),
+    ("errors", "layout", "known_warnings"),
     ("config", "artifacts", "distributed", "placement"),
     ("data",),
     ("logits", "models"),

@@ -7,11 +7,11 @@ import logging
 import os
 import shlex
 import sys
-import warnings
 from collections import Counter
 from pathlib import Path
 
 from knowundo.errors import Interrupted, KnowUndoError
+from knowundo.known_warnings import silence_known
 
 
 class _Parser(argparse.ArgumentParser):
@@ -473,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # usage errors (2) and --help (0) end here, as a return code
         return exc.code
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    warnings.filterwarnings("ignore", category=FutureWarning)
+    silence_known()
     # peft imports bitsandbytes when installed; on CPU it warns about an optional kernel package on import
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     from transformers.utils import logging as hf_logging
