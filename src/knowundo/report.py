@@ -599,13 +599,16 @@ def results_page(
     report = report or build_report(run_dir)
     model = run.get("config", {}).get("model", {}).get("name", "?")
     heading = title or f"Results: {model} on {', '.join(run.get('domains', []))}"
+    log = (run_dir / STAGES_LOG).read_text().strip() if (run_dir / STAGES_LOG).is_file() else ""
+    if not run.get("command") and log.startswith("$ "):  # a run from before run.json kept its command
+        run = {**run, "command": log.splitlines()[0][2:].split("  # ")[0]}
     parts = [
-        f"# {heading}\n\nWritten by `knowundo report {run_dir.name} --page {page.name}` from the run below.\n",
+        f"# {heading}\n\nWritten by `knowundo report {run_dir} --page {page}` from the run below.\n",
         _stamp(run),
         preface,
     ]
-    if (run_dir / STAGES_LOG).is_file():
-        parts.append(f"## Stages\n\n```text\n{(run_dir / STAGES_LOG).read_text().strip()}\n```\n")
+    if log:
+        parts.append(f"## Stages\n\n```text\n{log}\n```\n")
     for name, section in PAGE_SECTIONS:
         if (report / name).is_file():
             parts.append(f"## {section}\n\n{_demoted((report / name).read_text())}\n")
