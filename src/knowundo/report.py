@@ -577,7 +577,7 @@ def _stamp(run: dict) -> str:
         ),
         ("settings key", f"`{run.get('settings_key', '?')}` (the whole configuration: `run.json`)"),
     ]
-    return _markdown(["", ""], [[name, value] for name, value in rows])
+    return _markdown(["how the run was made", ""], [[name, value] for name, value in rows])
 
 
 def _demoted(text: str) -> str:
@@ -611,7 +611,9 @@ def results_page(
         parts.append(f"## Stages\n\n```text\n{log}\n```\n")
     for name, section in PAGE_SECTIONS:
         if (report / name).is_file():
-            parts.append(f"## {section}\n\n{_demoted((report / name).read_text())}\n")
+            text = (report / name).read_text().strip()
+            # a report file under its own title, one level down; one without a title under the section's
+            parts.append(_demoted(text) if text.startswith("# ") else f"## {section}\n\n{_demoted(text)}")
     plots = sorted(report.glob("*.png"))
     if plots:
         folder = page.with_suffix("")
