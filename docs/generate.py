@@ -135,6 +135,8 @@ def methods_page() -> str:
     ]
     for name in method_names():
         method = get_method(name)
+        if not type(method).__module__.startswith("knowundo.methods."):
+            continue  # a plugin's (or a test's) method is not the package's
         module = sys.modules[type(method).__module__]
         needs = [
             what
@@ -171,6 +173,8 @@ def metrics_page() -> str:
     described: set[str] = set()
     for metric in metrics():
         module = (metric.compute if hasattr(metric, "compute") else metric.reduce).__module__
+        if not module.startswith("knowundo.evaluate.metrics."):
+            continue  # a plugin's (or a test's) metric is not the package's
         doc = inspect.cleandoc(sys.modules[module].__doc__ or "") if module not in described else "(See above.)"
         described.add(module)
         out.append(f"\n## `{metric.name}`\n\n{doc}\n\n")

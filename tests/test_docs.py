@@ -37,6 +37,8 @@ def test_every_setting_and_method_parameter_says_what_it_does():
     from knowundo.methods import get_method, method_names
 
     for name in method_names():
+        if not type(get_method(name)).__module__.startswith("knowundo.methods."):
+            continue  # registered by another test
         params = get_method(name).Params
         docs = generate.setting_docs(params)
         missing = [field for field in params.__dataclass_fields__ if not docs.get(field)]

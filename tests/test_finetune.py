@@ -358,7 +358,7 @@ def test_every_process_runs_the_base_pass_when_any_needs_it(micro_config, micro_
     """Under ZeRO-3 each forward gathers the parameters from every process: when another process has replayed rows
     it has not seen, this one runs a base pass too (on its first row, the result dropped), even on a batch without
     replayed rows; when no process needs one, none runs."""
-    import knowundo.models.training as training
+    import knowundo.models.trainers as trainers
 
     model, trainer, collate, features = _replay_trainer(micro_config(), tmp_path)
     gold_only, mixed = collate(features[:2]), collate(features)
@@ -368,10 +368,10 @@ def test_every_process_runs_the_base_pass_when_any_needs_it(micro_config, micro_
         passes.append(len(kwargs.get("adapter_names", ())) or "train") or forward(*args, **kwargs)
     )
 
-    monkeypatch.setattr(training, "on_any_process", lambda flag, device=None: flag)  # alone
+    monkeypatch.setattr(trainers, "on_any_process", lambda flag, device=None: flag)  # alone
     trainer.compute_loss(model, dict(gold_only))
     assert passes == ["train"]
-    monkeypatch.setattr(training, "on_any_process", lambda flag, device=None: True)  # another process needs one
+    monkeypatch.setattr(trainers, "on_any_process", lambda flag, device=None: True)  # another process needs one
     passes.clear()
     trainer.compute_loss(model, dict(gold_only))
     assert passes == [1, "train"] and trainer._base_answer_logits == {}

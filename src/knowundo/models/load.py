@@ -246,7 +246,6 @@ def load_adapter(model, adapter_dir: str | Path, trainable: bool = False, name: 
 SWAPPED_ADAPTER = "swapped"  # the name an adapter swapped in for a while is loaded under
 
 
-@contextmanager
 def trainable_adapter(model, adapter_dir: str | Path | None, cfg: Config):
     """``model`` with a trainable ``default`` adapter: the saved one, or — for a model that enters already knowing
     its data (``run.finetune: false``) — a fresh LoRA, seeded, whose zero B matrices leave the model as it was."""
@@ -258,6 +257,7 @@ def trainable_adapter(model, adapter_dir: str | Path | None, cfg: Config):
     return attach_lora(model, cfg)
 
 
+@contextmanager
 def swapped_adapter(model, adapter: str | Path):
     """``model`` with another saved adapter active for a while (a checkpoint, an attacked copy, the oracle as a
     judge), then as it was — its own adapter active and frozen as it was (peft's set_adapter makes the adapter
