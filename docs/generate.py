@@ -133,7 +133,7 @@ def methods_page() -> str:
         "`_ood` (retain on the general set) and `@memflex` (train inside the MemFlex region); see "
         "[methods](../methods.md).\n",
     ]
-    for name in method_names():
+    for name in sorted(method_names()):
         method = get_method(name)
         if not type(method).__module__.startswith("knowundo.methods."):
             continue  # a plugin's (or a test's) method is not the package's
@@ -171,7 +171,7 @@ def metrics_page() -> str:
         "better, ↓: lower). How a run evaluates: [evaluation](../evaluation.md).\n",
     ]
     described: set[str] = set()
-    for metric in metrics():
+    for metric in sorted(metrics(), key=lambda metric: metric.name):
         module = (metric.compute if hasattr(metric, "compute") else metric.reduce).__module__
         if not module.startswith("knowundo.evaluate.metrics."):
             continue  # a plugin's (or a test's) metric is not the package's

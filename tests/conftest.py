@@ -39,13 +39,13 @@ def sets(*overrides: str) -> list[str]:
     return [arg for o in overrides for arg in ("--set", o)]
 
 
-def pytest_collection_modifyitems(items):
-    """The dependencies' known, harmless warnings silenced by message, as the command line does; any other shows."""
+def pytest_configure(config):
+    """The dependencies' known, harmless warnings silenced by message, as the command line does (also while
+    collecting, when libraries are imported); any other warning shows."""
     from knowundo.known_warnings import KNOWN
 
-    for item in items:
-        for message, category, _ in KNOWN:
-            item.add_marker(pytest.mark.filterwarnings(f"ignore:{message}:{category.__name__}"))
+    for message, category, _ in KNOWN:
+        config.addinivalue_line("filterwarnings", f"ignore:{message}:{category.__name__}")
 
 
 @pytest.fixture(scope="session", autouse=True)

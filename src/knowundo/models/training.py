@@ -57,15 +57,15 @@ def training_arguments(
         dataloader_pin_memory=torch.cuda.is_available(),
         train_sampling_strategy="group_by_length",
         use_cpu=device().type == "cpu",  # also what makes torchrun on CPU data-parallel (gloo)
-        gradient_checkpointing=train.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if train.gradient_checkpointing else None,
+        activation_checkpointing=train.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False} if train.gradient_checkpointing else None,
     )
     settings.update(extra)
     return TrainingArguments(**settings)
 
 
 def make_trainer(model, args: TrainingArguments, dataset, collator, trainer_cls=AdapterTrainer, **kwargs) -> Trainer:
-    if args.gradient_checkpointing:
+    if args.activation_checkpointing:
         # with frozen embeddings a checkpointed LoRA model would get no input gradient and train nothing
         model.enable_input_require_grads()
     trainer = trainer_cls(model=model, args=args, train_dataset=dataset, data_collator=collator, **kwargs)
