@@ -473,11 +473,13 @@ def evaluate_checkpoint(
         progress=progress,
         reference_files={name: str(path) for name, path in (references or {}).items()},
     )
-    if out_file is not None:
+    if out_file is not None:  # the file links relative to itself; the result returned keeps the paths as given
         meta, home = result["meta"], Path(out_file).parent
-        meta["adapter"] = relative_path(adapter, home) if adapter is not None else None
-        meta["references"] = {name: relative_path(path, home) for name, path in meta["references"].items()}
-        write_json(out_file, result)
+        stored = {
+            "adapter": relative_path(adapter, home) if adapter is not None else None,
+            "references": {name: relative_path(path, home) for name, path in meta["references"].items()},
+        }
+        write_json(out_file, {**result, "meta": {**meta, **stored}})
     return result
 
 
