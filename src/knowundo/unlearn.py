@@ -335,7 +335,7 @@ def unlearn(
         plan.stage.record(
             plan.output.key,
             plan.data,
-            region=str(plan.region) if plan.region is not None else None,
+            region=relative_path(plan.region, plan.output.out_dir) if plan.region is not None else None,
             region_hash=file_hash(plan.region) if plan.region is not None else None,
             finetuned_adapter=relative_path(plan.adapter, plan.output.out_dir) if plan.adapter is not None else None,
             **fields,
