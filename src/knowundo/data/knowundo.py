@@ -62,10 +62,8 @@ class DataSource:
             raise KnowUndoError(f"data.splits: unknown part {unknown[0]!r}; give {', '.join([*SCOPES, HOLDOUT])}")
         if self.splits and self.kind == "bundled":
             raise KnowUndoError("data.splits is for a local or hub source (data.source); the bundled set has its own")
-        for scope in SCOPES:
-            if scope in self.splits and (
-                not isinstance(self.splits[scope], dict) or set(self.splits[scope]) != set(SPLITS)
-            ):
+        for scope, parts in self.splits.items():
+            if scope in SCOPES and (not isinstance(parts, dict) or set(parts) != set(SPLITS)):
                 raise KnowUndoError(f"data.splits.{scope} needs exactly a train and a val entry")
 
 
@@ -143,9 +141,9 @@ def _load_scope(source: DataSource, domain: str, scope: str) -> dict[str, list[d
 
 def _renamed(obj, fields):
     """A ``{"train": [...], "val": [...]}`` object with its items' fields renamed by ``data.fields``."""
-    if Fields.of(fields) == Fields() or not isinstance(obj, dict):
-        return obj
     mapping = Fields.of(fields)
+    if mapping == Fields() or not isinstance(obj, dict):
+        return obj
     return {
         key: [mapping.apply(item) if isinstance(item, dict) else item for item in value]
         if isinstance(value, list)
