@@ -306,7 +306,7 @@ def test_references_are_checked_and_key_the_evaluation(micro_config, finetuned_p
         assert message in err and len(err.strip().splitlines()) == 1, err
 
 
-def test_a_swapped_adapter_leaves_the_evaluated_one_as_it_was(micro_config, finetuned_privacy):
+def test_a_swapped_checkpoint_leaves_the_evaluated_one_as_it_was(micro_config, finetuned_privacy):
     from knowundo.models.load import SWAPPED_ADAPTER, load_adapter, load_base
 
     model, _ = load_base(micro_config())
@@ -314,7 +314,7 @@ def test_a_swapped_adapter_leaves_the_evaluated_one_as_it_was(micro_config, fine
     before = {name: (p.requires_grad, p.detach().clone()) for name, p in model.named_parameters()}
     ctx = EvalContext.__new__(EvalContext)
     ctx.model = model
-    with ctx.swapped_adapter(finetuned_privacy / "adapter"):
+    with ctx.swapped_checkpoint(finetuned_privacy / "adapter"):
         assert model.active_adapter == SWAPPED_ADAPTER
     assert model.active_adapter == "default" and SWAPPED_ADAPTER not in model.peft_config
     after = dict(model.named_parameters())
@@ -333,7 +333,9 @@ def test_the_oracle_judges_as_the_oracle_adapter_on_any_evaluated_model(
     micro_config, micro_base, tmp_path, finetuned_privacy
 ):
     """The second fluency judge is the oracle's adapter swapped into whatever model is evaluated (an adapter, or
-    the bare base model of the base row), and the model is exactly as before afterwards."""
+    the bare base model of the base row), and the model is exactly as before afterwards; a model that has no
+    adapter to switch (a full checkpoint) gets both judges loaded beside it, and an oracle given as a model is
+    loaded beside as such."""
     from knowundo.finetune import finetune
     from knowundo.models.load import load_adapter, load_base
 
@@ -343,11 +345,21 @@ def test_the_oracle_judges_as_the_oracle_adapter_on_any_evaluated_model(
     ids = torch.tensor([[5, 17, 42, 9, 3]])
     expected = _logits(load_adapter(load_base(cfg)[0], oracle_dir / "adapter"), ids)
     base_logits = _logits(load_base(cfg)[0], ids)
-    for evaluated in (load_base(cfg)[0], load_adapter(load_base(cfg)[0], finetuned_privacy / "adapter")):
+    full = load_adapter(load_base(cfg)[0], finetuned_privacy / "adapter").merge_and_unload()
+    load_adapter(load_base(cfg)[0], oracle_dir / "adapter").merge_and_unload().save_pretrained(tmp_path / "given")
+    adapter_oracle = {"oracle": {"meta": {"adapter": str(oracle_dir / "adapter")}}}
+    given_oracle = {
+        "oracle": {"meta": {"adapter": None, "training": {"stage": "given", "model": str(tmp_path / "given")}}}
+    }
+    for evaluated, beside, references in (
+        (load_base(cfg)[0], False, adapter_oracle),
+        (load_adapter(load_base(cfg)[0], finetuned_privacy / "adapter"), False, adapter_oracle),
+        (full, True, adapter_oracle),
+        (load_adapter(load_base(cfg)[0], finetuned_privacy / "adapter"), False, given_oracle),
+    ):
         before, names = _logits(evaluated, ids), [name for name, _ in evaluated.named_parameters()]
         ctx = EvalContext.__new__(EvalContext)
-        ctx.model, ctx.training = evaluated, None
-        ctx.references = {"oracle": {"meta": {"adapter": str(oracle_dir / "adapter")}}}
+        ctx.model, ctx.training, ctx.cfg, ctx.base_beside, ctx.references = evaluated, None, cfg, beside, references
         assert ctx.judges() == ["base", "oracle"]
         with ctx.judge("oracle") as judge:
             assert torch.allclose(_logits(judge, ids), expected, atol=1e-5)
@@ -357,10 +369,11 @@ def test_the_oracle_judges_as_the_oracle_adapter_on_any_evaluated_model(
         assert [name for name, _ in evaluated.named_parameters()] == names  # no LoRA layer left behind
     # the oracle judges itself with its own adapter; a model without an oracle reference has the base judge only
     ctx = EvalContext.__new__(EvalContext)
-    ctx.model, ctx.training, ctx.references = (
+    ctx.model, ctx.training, ctx.references, ctx.base_beside = (
         load_adapter(load_base(cfg)[0], oracle_dir / "adapter"),
         {"oracle": True},
         {},
+        False,
     )
     with ctx.judge("oracle") as judge:
         assert torch.allclose(_logits(judge, ids), expected, atol=1e-5)

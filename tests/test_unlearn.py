@@ -21,7 +21,7 @@ SHORT = [*MICRO, "unlearn.epochs=1", "unlearn.batch_size=4", "unlearn.grad_accum
 @pytest.fixture(scope="module")
 def kl_model(micro_config, finetuned_privacy):
     cfg = micro_config()
-    model, tok = prepare_model(cfg, finetuned_privacy / "adapter", with_reference=True)
+    model, tok, _ = prepare_model(cfg, finetuned_privacy / "adapter", with_reference=True)
     items = load_domain(DataSource(), "privacy")
     formatter = Formatter(tok)
     return (

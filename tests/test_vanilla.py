@@ -54,7 +54,7 @@ def test_a_full_checkpoint_that_knows_the_data_is_the_vanilla_row_of_a_whole_run
 def test_without_a_fine_tune_an_oracle_cannot_be_asked_for(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["run", "--out", str(out), *sets(*MICRO, "run.finetune=false")]) == 2
-    assert "run.oracle needs run.finetune" in capsys.readouterr().err
+    assert "run.oracle without run.finetune needs run.oracle_model" in capsys.readouterr().err
     assert not out.exists()
 
 

@@ -28,15 +28,15 @@ from knowundo.localize import choose_region, gradient_statistics, selection_for
 from knowundo.methods import Method
 from knowundo.models.load import attach_lora, load_base, prepare_base, with_pad_token
 from knowundo.placement import place
-from knowundo.region import Region, load_region
+from knowundo.region import Region, load_region, whole_module_masks
 from knowundo.stage import Stage
-from knowundo.unlearn import REFERENCE, add_reference, plan_run, train_unlearning
+from knowundo.unlearn import REFERENCE, add_reference, plan_run, train_unlearning, trainable_whole
 
 
 @dataclass
 class UnlearnResult:
-    """An unlearning run's model (a peft model whose ``default`` adapter was trained; ``model.save_pretrained``
-    writes it) and its record (the fields ``unlearn.json`` holds: method, parameters, steps, losses, memory)."""
+    """An unlearning run's model (a peft model whose ``default`` adapter was trained, or the plain model trained
+    whole; ``model.save_pretrained`` writes it) and its record (the fields ``unlearn.json`` holds: method, parameters, steps, losses, memory)."""
 
     model: object
     record: dict
@@ -178,23 +178,38 @@ def unlearn_model(
     ``region.json``; MemFlex needs one, any other method then trains only there), keeping the Retention Scope
     (``retain="general"``: the general set instead). Settings: ``config.unlearn`` with its per-method entries.
     The model is trained in place (its ``default`` LoRA adapter; a plain model gets a fresh one) and returned
-    with the record. ``output_dir``: where the Trainer's checkpoints go (default: a temporary directory, removed).
+    with the record; with ``unlearn.full_parameters`` every weight trains instead (a peft model's adapter merged
+    into it first), and the model returned is the plain model. ``output_dir``: where the Trainer's checkpoints go
+    (default: a temporary directory, removed).
     """
+    from peft import PeftModel
+
     stage = _stage("unlearn", config, data)
     plan = plan_run(stage, method, retain, region is not None)
     tokenizer = with_pad_token(tokenizer)
-    model = with_trainable_adapter(model, stage.cfg)
-    if plan.method.reference_sides(plan.params):
-        add_reference(model)
-    masks = region.masks if isinstance(region, Region) else load_region(region, model) if region is not None else None
+    referenced = bool(plan.method.reference_sides(plan.params))
+    reference = None
+    if plan.settings.full_parameters:
+        model = place(model.merge_and_unload() if isinstance(model, PeftModel) else model)
+        model, reference = trainable_whole(model, referenced)
+    else:
+        model = with_trainable_adapter(model, stage.cfg)
+        if referenced:
+            add_reference(model)
+    if isinstance(region, Region):
+        masks = region.masks if isinstance(model, PeftModel) else whole_module_masks(region.masks, model)
+    else:
+        masks = load_region(region, model) if region is not None else None
     names = {name for name, _ in model.named_parameters()}
     if masks is not None and (unknown := [name for name in masks if name not in names]):
         raise KnowUndoError(f"the region names {len(unknown)} parameters the model lacks, e.g. {unknown[0]}")
     with tempfile.TemporaryDirectory(prefix="knowundo-unlearn-") as scratch:
         work = Path(output_dir) if output_dir is not None else Path(scratch)
         work.mkdir(parents=True, exist_ok=True)
-        _, fields = train_unlearning(plan, model, tokenizer, masks, work, progress, callbacks or [])
-    if REFERENCE in model.peft_config:
+        _, fields = train_unlearning(
+            plan, model, tokenizer, masks, work, progress, callbacks or [], reference_model=reference
+        )
+    if REFERENCE in getattr(model, "peft_config", {}):
         model.delete_adapter(REFERENCE)
     model.eval()
     given = (region.to_json() if isinstance(region, Region) else {"file": str(region)}) if region is not None else None

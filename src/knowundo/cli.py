@@ -162,7 +162,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_options(evaluate)
     evaluate.add_argument("--domain", required=True)
-    evaluate.add_argument("--adapter", metavar="DIR", help="a fine-tuned or unlearned adapter (default: base model)")
+    evaluated = evaluate.add_mutually_exclusive_group()
+    evaluated.add_argument(
+        "--adapter",
+        metavar="DIR",
+        help="a fine-tuned or unlearned adapter, or a full-parameter checkpoint (default: base model)",
+    )
+    evaluated.add_argument(
+        "--oracle-model",
+        metavar="MODEL",
+        help="evaluate this model (Hub id or directory, trained elsewhere on the Retention Scope alone) as the "
+        "domain's oracle; its result file is then the --oracle of the other models",
+    )
     evaluate.add_argument("--label", help="row name in reports (default: from the stage record beside the adapter)")
     evaluate.add_argument("--out", metavar="FILE", help="write metrics and per-item scores as JSON")
     evaluate.add_argument(
@@ -206,6 +217,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MODEL",
         help="a model (Hub id or directory, e.g. a full fine-tune) that already knows the data: it is the vanilla "
         "row, nothing is fine-tuned and there is no oracle (sets model.name, run.finetune=false, run.oracle=false)",
+    )
+    run.add_argument(
+        "--oracle-model",
+        metavar="MODEL",
+        help="the oracle as a model trained elsewhere on the Retention Scope alone (Hub id or directory), evaluated "
+        "as given instead of fine-tuning one (sets run.oracle=true, run.oracle_model)",
     )
     run.add_argument("--out", default="runs/default", metavar="DIR", help="results directory (default: %(default)s)")
     run.add_argument(
@@ -350,8 +367,16 @@ def cmd_eval(args) -> None:
 
     cfg = _config(args)
     references = {name: path for name, path in (("oracle", args.oracle), ("vanilla", args.vanilla)) if path}
-    _prepare_model(cfg, lambda: eval_key(cfg, args.domain, args.adapter, args.label, references))
-    result = evaluate_checkpoint(cfg, args.domain, args.adapter, args.out, label=args.label, references=references)
+    _prepare_model(cfg, lambda: eval_key(cfg, args.domain, args.adapter, args.label, references, args.oracle_model))
+    result = evaluate_checkpoint(
+        cfg,
+        args.domain,
+        args.adapter,
+        args.out,
+        label=args.label,
+        references=references,
+        oracle_model=args.oracle_model,
+    )
     columns = Columns.of([result])
     for table in columns.tables():
         chosen = columns.table(table)
@@ -433,6 +458,8 @@ def cmd_run(args) -> None:
     overrides = [f"{key}={getattr(args, flag)}" for flag, key in flags if getattr(args, flag) is not None]
     if args.vanilla is not None:
         overrides += ["run.finetune=false", "run.oracle=false"]
+    if args.oracle_model is not None:
+        overrides += ["run.oracle=true", f"run.oracle_model={args.oracle_model}"]
     cfg = _config(args, overrides)
 
     command = shlex.join(["knowundo", *args.argv])

@@ -133,6 +133,10 @@ class UnlearnConfig(TrainConfig):
     steps: int = 0
     min_steps: int = 0  # the fewest optimizer steps a method gets, whatever epochs and steps say
     relabel_batch_size: int = 32  # forward batch of relabelling passes (adversarial labels)
+    # train every weight of the model instead of a LoRA adapter (the fine-tuned adapter merged into the base first,
+    # or the model as given): each row saves a whole model, a method that reads reference outputs keeps a frozen
+    # copy of the model beside it, and a region trains the whole weights of the modules it selects
+    full_parameters: bool = False
     # training settings per method or row label, e.g. {memflex: {learning_rate: 3.0e-4}}; a label's entry
     # (npo@memflex) applies over its method's (npo)
     per_method: dict = field(default_factory=dict)
@@ -258,9 +262,12 @@ class RunConfig:
     # given already knows the data (e.g. a released full fine-tune) and is itself the vanilla row, unlearning
     # trains a fresh LoRA on it, and there is no oracle or base row
     finetune: bool = True
-    # fine-tune a second adapter on the Retention Scope only: the model that never saw the Unlearn Scope, against
-    # which forget quality and privleak are measured (row `oracle`)
+    # an oracle (row `oracle`): the model that never saw the Unlearn Scope, against which forget quality and
+    # privleak are measured; a second adapter fine-tuned on the Retention Scope only, or `oracle_model`
     oracle: bool = True
+    # the oracle as a model trained elsewhere (Hub id or directory, with the model's tokenizer), evaluated as given
+    # instead of fine-tuning one: e.g. the retain model a benchmark releases beside its target model
+    oracle_model: str = ""
     # evaluate the base model too (row `base`: what the model knew before fine-tuning, e.g. its general ability;
     # without a fine-tune the base model is the vanilla row)
     base: bool = True
@@ -292,6 +299,7 @@ class Config:
 GENERAL_SETS = ("real", "fictional")  # the bundled general-knowledge sets (knowundo.data.knowundo.load_general)
 PRESETS = ("tiny", "smollm2", "chat", "llama2-7b-chat", "qwen1.5-7b-chat")
 NEUTRAL_PRESET = "chat"  # for a model named without a preset
+BUILT_IN_MODELS = ("tiny", "smollm2")  # model names built or converted here, cached under the user cache
 # the model family (config.json's model_type) each model-specific preset was written for
 PRESET_FAMILIES = {"smollm2": "llama", "llama2-7b-chat": "llama", "qwen1.5-7b-chat": "qwen2"}
 
@@ -532,11 +540,20 @@ def validate(cfg: Config) -> list[str]:
             valid = False
         if not valid:
             problems.append(f"{key} must be {what}, got {value!r}")
-    if not cfg.run.finetune and cfg.run.oracle:
+    if not cfg.run.finetune and cfg.run.oracle and not cfg.run.oracle_model:
         problems.append(
-            "run.oracle needs run.finetune: the oracle is the fine-tune on the Retention Scope alone, and a model "
-            "that already knows its data has no such twin; set run.oracle=false (forget quality and privleak then "
-            "show '-')"
+            "run.oracle without run.finetune needs run.oracle_model: a model that already knows its data has no "
+            "fine-tuned twin to train here; give the oracle (a model trained on the Retention Scope alone) or set "
+            "run.oracle=false (forget quality and privleak then show '-')"
+        )
+    if cfg.run.oracle_model and not cfg.run.oracle:
+        problems.append("run.oracle_model is set but run.oracle=false")
+    if cfg.run.oracle_model in BUILT_IN_MODELS:
+        problems.append(f"run.oracle_model: {cfg.run.oracle_model!r} is a built-in base model, not an oracle")
+    if cfg.unlearn.full_parameters and cfg.localize.granularity == "row":
+        problems.append(
+            "unlearn.full_parameters with localize.granularity=row: a region of LoRA rows selects nothing of the "
+            "whole weights; use localize.granularity=module"
         )
     return problems
 

@@ -27,7 +27,7 @@ from knowundo.models.batches import PadCollator, PromptShareDataset, ReplayIdCol
 from knowundo.models.callbacks import SetEpoch, TokenAccuracy
 from knowundo.models.load import attach_lora, load_base
 from knowundo.models.trainers import AccuracyTrainer
-from knowundo.models.training import batch_record, make_trainer, save_adapter, train
+from knowundo.models.training import batch_record, make_trainer, save_trained, train
 from knowundo.stage import Stage
 
 
@@ -115,7 +115,7 @@ def finetune(cfg: Config, domain: str, out_dir: str | Path, progress: bool = Tru
     model, trainer, fields = train_finetune(
         stage, model, tokenizer, work, oracle, progress, output.last_checkpoint(), (items, replayed)
     )
-    save_adapter(trainer, work / ADAPTER_DIR)
+    save_trained(trainer, work / ADAPTER_DIR)
     if is_main():
         shutil.rmtree(work / CHECKPOINTS_DIR, ignore_errors=True)  # only needed to resume this stage
     return output.commit(

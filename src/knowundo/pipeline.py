@@ -1,10 +1,10 @@
 """`knowundo run`: the whole benchmark, stage by stage, resumable.
 
-For each domain: fine-tune -> fine-tune the oracle (Retention Scope only) -> evaluate the oracle, the base model
-and the fine-tuned one -> localize (if a row needs a region) -> every row label: unlearn -> relearning attack ->
-evaluate (against the vanilla and oracle results); then one report for the run. Every stage's output is keyed by
-a hash of its inputs, so a finished stage is skipped, an interrupted one resumes from its last checkpoint, and a
-directory of other settings is refused. ``--force STAGE`` redoes that stage and everything after it.
+For each domain: fine-tune -> fine-tune the oracle (Retention Scope only; or take ``run.oracle_model``) -> evaluate
+the oracle, the base model and the fine-tuned one -> localize (if a row needs a region) -> every row label: unlearn
+-> relearning attack -> evaluate (against the vanilla and oracle results); then one report for the run. Every stage's
+output is keyed by a hash of its inputs, so a finished stage is skipped, an interrupted one resumes from its last
+checkpoint, and a directory of other settings is refused. ``--force STAGE`` redoes that stage and everything after it.
 
 Layout (:mod:`knowundo.layout`): ``OUT/run.json`` (resolved config, versions, data hashes),
 ``OUT/<domain>/finetune``, ``oracle``, ``localize``, ``unlearn/<label>`` (with ``relearn/`` inside),
@@ -30,7 +30,7 @@ from knowundo.artifacts import (
     write_json,
 )
 from knowundo.attacks.relearn import relearn
-from knowundo.config import Config
+from knowundo.config import BUILT_IN_MODELS, Config
 from knowundo.data.knowundo import DataSource, check_domain, load_domain
 from knowundo.distributed import barrier, is_main, on_any_process, world_size
 from knowundo.errors import KnowUndoError
@@ -54,7 +54,7 @@ from knowundo.layout import (
 )
 from knowundo.localize import localize, selection_for
 from knowundo.methods import check_label, method_params
-from knowundo.models.load import BUILT_IN, is_prepared, prepare_base, resolve_model_path
+from knowundo.models.load import is_prepared, prepare_base, resolve_model_path
 from knowundo.placement import machine
 from knowundo.plugins import load_plugins
 from knowundo.preflight import preflight
@@ -231,14 +231,22 @@ class DomainRun:
         stopped = f", stopped early at step {early['step']}" if early else ""
         return f"{label.label}: {record['steps']} steps, {record['seconds_per_step']:.2f}s/step{stopped}", done
 
-    def evaluate(self, label: str, adapter: Path | None) -> tuple[str, bool]:
-        """On the main process only (the others wait): evaluation is cheap next to training."""
+    def evaluate(self, label: str, adapter: Path | None, oracle_model: str | None = None) -> tuple[str, bool]:
+        """On the main process only (the others wait): evaluation is cheap next to training. ``oracle_model``: the
+        oracle given as a model (``run.oracle_model``), evaluated as the oracle row."""
         target, references = self.layout.eval(label), self.references(label)
-        key = eval_key(self.cfg, self.domain, adapter, label, references)
+        key = eval_key(self.cfg, self.domain, adapter, label, references, oracle_model)
         cached = target.is_file() and read_json(target).get("meta", {}).get("key") == key
         if is_main() and not cached:
             evaluate_checkpoint(
-                self.cfg, self.domain, adapter, target, label=label, progress=self.progress, references=references
+                self.cfg,
+                self.domain,
+                adapter,
+                target,
+                label=label,
+                progress=self.progress,
+                references=references,
+                oracle_model=oracle_model,
             )
         barrier()
         variant, result = self.cfg.eval.prompts[0], read_json(target)
@@ -332,7 +340,7 @@ def _run_stages(
     echo: Callable[[str], None],
 ) -> None:
     log = StageLog(echo)
-    if cfg.model.name in BUILT_IN:
+    if cfg.model.name in BUILT_IN_MODELS:
         log.run("model", "all", _prepare_built_in, cfg, progress)
     for domain in domains:
         stages = DomainRun(cfg, domain, RunLayout(out / domain), progress)
@@ -343,7 +351,9 @@ def _run_stages(
             log.run("finetune", domain, stages.finetune)
             if missed := target_missed(read_json(stages.layout.finetune / FINETUNE_RECORD)):
                 echo(f"[{domain}] warning: {missed}")
-        if cfg.run.oracle:
+        if cfg.run.oracle_model:
+            log.run("eval", domain, stages.evaluate, ORACLE_LABEL, None, cfg.run.oracle_model)
+        elif cfg.run.oracle:
             log.run("finetune", domain, stages.oracle)
             log.run("eval", domain, stages.evaluate, ORACLE_LABEL, stages.layout.oracle_adapter)
         if cfg.run.base and cfg.run.finetune:

@@ -18,6 +18,7 @@ adds its logits. The estimate leaves out the allocator's fragmentation and the C
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from knowundo.config import Config, validate
@@ -114,12 +115,17 @@ def peak_bytes(row: RunLabel | None, cfg: Config, total: int, lora: int, shape: 
     batch = per_process_batch(train.batch_size, train.grad_accum)[0]
     seq = cfg.model.max_length
     side = activation_bytes(shape, batch, seq, element, checkpointing)
-    fixed = total * element + lora * 16
     if row is None:
-        return fixed + side
+        return total * element + lora * 16 + side
+    # trained weights: fp32 master copy, gradient and two Adam moments; a full-parameter row trains all of them and
+    # keeps its reference as a second whole model
+    trained = total if train.full_parameters else lora
+    fixed = total * element + trained * 16
     method = get_method(row.method)
     referenced = method.reference_sides(method_params(cfg.unlearn.method_args, row.method, row.label))
-    reference = (lora * 4 + batch * seq * shape.vocab * element) if referenced else 0
+    reference = (trained * (element if train.full_parameters else 4) + batch * seq * shape.vocab * element) * bool(
+        referenced
+    )
     # the forget side (with its alternative answers) is at least as large as the retain side
     return fixed + reference + len([s for s in trained_sides(method) if s != "retain"]) * side
 
@@ -148,6 +154,13 @@ def check_template(cfg: Config, tokenizer, item: dict) -> str:
             "the answer mask does not cover exactly the answer tokens and the end token on a sample item"
         )
     return tokenizer.decode(encoded["input_ids"][: len(prompt)])
+
+
+def check_same_tokenizer(cfg: Config, tokenizer) -> None:
+    """The oracle model reads the same tokens as the model: every per-token comparison with it assumes so."""
+    oracle = load_tokenizer(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, name=cfg.run.oracle_model)))
+    if oracle.get_vocab() != tokenizer.get_vocab():
+        raise KnowUndoError(f"{cfg.run.oracle_model!r} has another tokenizer than the model {cfg.model.name!r}")
 
 
 def check_tasks(tasks: list[str]) -> list[str]:
@@ -199,6 +212,8 @@ def preflight(cfg: Config, memory: int | None = None, rows: list[str] | None = N
                 if prompt is not None:
                     end = "EOS" if template == "plain" else "end of turn"
                     report.lines.append(f"template {named}: prompt {prompt!r} + answer + {end}, mask exact")
+    if cfg.run.oracle_model and loaded is not None:
+        report.attempt("run.oracle_model", lambda: check_same_tokenizer(cfg, loaded[1]))
     report.problems += check_tasks(list(cfg.eval.general_tasks))
     if cfg.eval.general_tasks:
         report.lines.append(f"lm-eval tasks: {', '.join(cfg.eval.general_tasks)}")

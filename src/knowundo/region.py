@@ -1,7 +1,8 @@
 """Regions: the LoRA matrices (or rows of them) that an unlearning run may change. Everything outside is frozen.
 
 A region is a boolean unit mask per LoRA parameter: one entry (the whole matrix) or one per row (output neurons
-of B, rank rows of A). It comes from a ``region.json`` written by MemFlex localization, or from a method that
+of B, rank rows of A); for a model trained whole (``unlearn.full_parameters``), the whole weights of the modules
+whose LoRA matrices it selects. It comes from a ``region.json`` written by MemFlex localization, or from a method that
 defines its own (RMU trains the layers up to its steering layer). Reading and applying a region lives here,
 below both localization and unlearning, so neither imports the other.
 """
@@ -79,6 +80,36 @@ def lora_parameters(model) -> dict[str, torch.nn.Parameter]:
     return params
 
 
+def region_parameters(model) -> dict[str, torch.nn.Parameter]:
+    """The parameters a region chooses among: a peft model's LoRA matrices (:func:`lora_parameters`), or every
+    parameter of a plain model trained whole (``unlearn.full_parameters``)."""
+    from peft import PeftModel
+
+    return lora_parameters(model) if isinstance(model, PeftModel) else dict(model.named_parameters())
+
+
+LORA_MATRIX = re.compile(r"^base_model\.model\.(?P<module>.+)\.lora_[AB]\.[^.]+\.weight$")
+
+
+def whole_module_masks(masks: dict[str, torch.Tensor], model) -> dict[str, torch.Tensor]:
+    """A region of LoRA matrices carried over to a plain model trained whole: every parameter of a module (its
+    weight, its bias) is in the region when any unit of that module's LoRA matrices is. Rows of LoRA matrices
+    have no counterpart in the whole weight: a row region is an error."""
+    selected: dict[str, bool] = {}
+    for name, mask in masks.items():
+        match = LORA_MATRIX.match(name)
+        if match is None:
+            raise KnowUndoError(f"the region names {name}, not a LoRA matrix")
+        if mask.numel() > 1 and not (mask.all() or not mask.any()):
+            raise KnowUndoError("a region of LoRA rows cannot select parts of whole weights; localize by module")
+        selected[match["module"]] = selected.get(match["module"], False) or bool(mask.any())
+    params = dict(model.named_parameters())
+    modules = {name.rsplit(".", 1)[0] for name in params}
+    if missing := [module for module in selected if module not in modules]:
+        raise KnowUndoError(f"the region names {len(missing)} modules the model lacks, e.g. {missing[0]}")
+    return {name: torch.tensor([selected.get(name.rsplit(".", 1)[0], False)]) for name in params}
+
+
 def layer_of(name: str) -> int | None:
     """The decoder layer a parameter belongs to (0-based), or None (embeddings, head)."""
     match = LAYER_INDEX.search(name)
@@ -86,16 +117,26 @@ def layer_of(name: str) -> int | None:
 
 
 def layer_region(model, layers: range) -> dict[str, torch.Tensor]:
-    """Every LoRA matrix of the decoder layers in ``layers``, whole."""
-    masks = {name: torch.tensor([layer_of(name) in layers]) for name in lora_parameters(model)}
+    """Every LoRA matrix (every parameter, trained whole) of the decoder layers in ``layers``, whole."""
+    masks = {name: torch.tensor([layer_of(name) in layers]) for name in region_parameters(model)}
     if not any(mask.any() for mask in masks.values()):
-        raise KnowUndoError(f"no LoRA matrix in layers {layers.start}..{layers.stop - 1} of the model")
+        raise KnowUndoError(f"no trained parameter in layers {layers.start}..{layers.stop - 1} of the model")
     return masks
 
 
 def load_region(path: str | Path, model) -> dict[str, torch.Tensor]:
     """Boolean unit mask per LoRA parameter of ``model`` from a ``region.json`` (row masks from the
-    safetensors file beside it). Names that the model lacks, or an empty region, are errors."""
+    safetensors file beside it); for a plain model trained whole, per parameter (:func:`whole_module_masks`).
+    Names that the model lacks, or an empty region, are errors."""
+    from peft import PeftModel
+
+    if not isinstance(model, PeftModel):
+        return whole_module_masks(_lora_region(path, {}), model)
+    return _lora_region(path, dict(model.named_parameters()))
+
+
+def _lora_region(path: str | Path, params: dict) -> dict[str, torch.Tensor]:
+    """The masks of a ``region.json``, checked against ``params`` (LoRA parameters by name; empty: unchecked)."""
     path = Path(path)
     if not path.is_file():
         raise KnowUndoError(f"{path}: region file not found")
@@ -105,8 +146,7 @@ def load_region(path: str | Path, model) -> dict[str, torch.Tensor]:
         granularity = region["granularity"]
     except (ValueError, KeyError, TypeError) as exc:
         raise KnowUndoError(f"{path}: not a region file ({type(exc).__name__}: {exc})") from None
-    params = dict(model.named_parameters())
-    unknown = [name for name in entries if name not in params]
+    unknown = [name for name in entries if params and name not in params]
     if unknown:
         raise KnowUndoError(f"{path}: {len(unknown)} region parameters do not exist in the model, e.g. {unknown[0]}")
     if granularity == "row":
@@ -114,14 +154,14 @@ def load_region(path: str | Path, model) -> dict[str, torch.Tensor]:
         if not rows.is_file():
             raise KnowUndoError(f"{path}: row region without its masks file {rows.name}")
         masks = {name: mask.bool() for name, mask in load_file(str(rows)).items()}
-        if unknown := [name for name in masks if name not in params]:
+        if unknown := [name for name in masks if params and name not in params]:
             raise KnowUndoError(f"{rows}: {len(unknown)} masks name parameters the model lacks, e.g. {unknown[0]}")
     else:
         masks = {name: torch.tensor([bool(u["selected"])]) for name, u in entries.items()}
     if not any(mask.any() for mask in masks.values()):
         raise KnowUndoError(f"{path}: the region is empty (no LoRA matrix selected); loosen the selection")
     for name, mask in masks.items():
-        if mask.numel() not in (1, params[name].shape[0]):
+        if params and mask.numel() not in (1, params[name].shape[0]):
             raise KnowUndoError(
                 f"{path}: the mask of {name} has {mask.numel()} rows, the model {params[name].shape[0]}"
             )
@@ -129,11 +169,12 @@ def load_region(path: str | Path, model) -> dict[str, torch.Tensor]:
 
 
 def apply_region(model, masks: dict[str, torch.Tensor], weight_decay: float) -> list:
-    """Freeze every LoRA matrix outside the region, and every other trained parameter (embedding rows trained
-    with the adapter: a region is LoRA matrices only); inside a row region, zero the gradient of unselected rows.
-    Returns the hook handles. Row masks need weight_decay 0: decay would move the masked rows."""
+    """Freeze every LoRA matrix (every parameter of a plain model trained whole) outside the region, and every
+    other trained parameter (embedding rows trained with the adapter: a region is LoRA matrices only); inside a row
+    region, zero the gradient of unselected rows. Returns the hook handles. Row masks need weight_decay 0: decay
+    would move the masked rows."""
     handles = []
-    lora = lora_parameters(model)
+    lora = region_parameters(model)
     for name, param in model.named_parameters():
         if name not in lora:
             param.requires_grad_(False)

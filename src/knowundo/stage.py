@@ -20,7 +20,7 @@ from knowundo.data.format import Formatter
 from knowundo.data.knowundo import DataSource, check_domain, load_domain, load_general, load_holdout
 from knowundo.data.task import UnlearningData
 from knowundo.layout import CHECKPOINTS_DIR
-from knowundo.models.load import adapter_weights, built_in_key, trains_in_bf16
+from knowundo.models.load import built_in_key, checkpoint_weights, trains_in_bf16
 from knowundo.models.training import training_arguments
 from knowundo.placement import describe
 
@@ -32,7 +32,11 @@ def model_settings(cfg: Config) -> dict:
 
 
 def adapter_hash(adapter: str | Path | None) -> str | None:
-    return file_hash(adapter_weights(adapter)) if adapter is not None else None
+    """The hash of a saved adapter's (or full checkpoint's) weights; None for none."""
+    if adapter is None:
+        return None
+    files = checkpoint_weights(adapter)
+    return file_hash(files[0]) if len(files) == 1 else hash_json([file_hash(f) for f in files])
 
 
 @dataclass

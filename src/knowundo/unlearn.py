@@ -5,11 +5,15 @@ for the out-of-distribution variants); each side carries explicit per-sample wei
 parameters. When a method reads reference outputs, the fine-tuned adapter is loaded a second time, frozen, under
 the name ``reference``: the reference forward pass selects it per batch, costing one adapter's memory instead of
 a second model. A region (from localization, or the method's own) freezes every LoRA matrix outside it.
+
+With ``unlearn.full_parameters`` every weight trains instead (the fine-tuned adapter merged into the base first);
+the reference is then a frozen copy of the whole model, and a region trains whole modules.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import math
 import random
@@ -19,6 +23,7 @@ from pathlib import Path
 
 import torch
 from accelerate.utils import DistributedType
+from peft import PeftModel
 from safetensors.torch import save_file
 from transformers import set_seed
 
@@ -32,9 +37,9 @@ from knowundo.layout import ADAPTER_DIR, CHECKPOINTS_DIR, METHOD_TENSORS, RETAIN
 from knowundo.methods import Method, Side, check_label, method_params, register, trained_sides
 from knowundo.models.batches import FeatureDataset
 from knowundo.models.callbacks import PeakMemory
-from knowundo.models.load import load_base, trainable_adapter
+from knowundo.models.load import load_adapter, load_base, trainable_adapter
 from knowundo.models.trainers import AdapterTrainer
-from knowundo.models.training import batch_record, make_trainer, save_adapter, train
+from knowundo.models.training import batch_record, make_trainer, save_trained, train
 from knowundo.region import apply_region, load_region
 from knowundo.stage import Stage, adapter_hash
 
@@ -105,9 +110,9 @@ class UnlearnTrainer(AdapterTrainer):
 
     loss_is_scaled_for_ga = False  # losses are batch means: Trainer divides by the accumulation steps
 
-    def __init__(self, *args, method: Method, params, **kwargs):
+    def __init__(self, *args, method: Method, params, reference_model=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.method, self.params = method, params
+        self.method, self.params, self.reference_model = method, params, reference_model
         self.reference_sides = method.reference_sides(params)
         self.sides = trained_sides(method)
 
@@ -184,7 +189,10 @@ class UnlearnTrainer(AdapterTrainer):
     @torch.no_grad()
     def _reference(self, model, batch: dict):
         """The frozen fine-tuned adapter's outputs: peft's per-sample adapter selection (an inference-mode
-        feature, hence eval mode for this pass, which also turns dropout off as a reference should)."""
+        feature, hence eval mode for this pass, which also turns dropout off as a reference should); for a model
+        trained whole, its frozen copy's."""
+        if self.reference_model is not None:
+            return self._forward(self.reference_model, batch)
         was_training = model.training
         model.eval()
         try:
@@ -206,14 +214,28 @@ def add_reference(model) -> None:
             param.requires_grad_(False)
 
 
-def prepare_model(cfg: Config, finetuned_adapter: Path | None, with_reference: bool):
-    """Base + trainable copy of the fine-tuned adapter, or a fresh LoRA on a model that already knows its data
-    (+ a frozen copy as the reference if needed)."""
+def trainable_whole(model, with_reference: bool):
+    """(model, reference or None): a plain model with every weight trainable, and — for a method that reads
+    reference outputs — a frozen copy of it as it was, in eval mode (a second model's memory)."""
+    model.requires_grad_(True)
+    reference = copy.deepcopy(model).eval().requires_grad_(False) if with_reference else None
+    return model, reference
+
+
+def prepare_model(cfg: Config, finetuned_adapter: Path | None, with_reference: bool, full_parameters: bool = False):
+    """(model, tokenizer, reference model or None). Base + trainable copy of the fine-tuned adapter, or a fresh
+    LoRA on a model that already knows its data (+ a frozen copy of the adapter as the reference if needed); with
+    ``full_parameters``, the whole model trainable (:func:`trainable_whole`)."""
     model, tokenizer = load_base(cfg)
+    if full_parameters:
+        if finetuned_adapter is not None:
+            model = load_adapter(model, finetuned_adapter).merge_and_unload()
+        model, reference = trainable_whole(model, with_reference)
+        return model, tokenizer, reference
     model = trainable_adapter(model, finetuned_adapter, cfg)
     if with_reference:
         add_reference(model)
-    return model, tokenizer
+    return model, tokenizer, None
 
 
 @dataclass(frozen=True)
@@ -324,13 +346,23 @@ def unlearn(
     plan = plan_unlearn(cfg, domain, method_name, finetuned_adapter, out_dir, retain, region)
     if (record := plan.output.finished()) is not None:
         return record
-    model, tokenizer = prepare_model(cfg, plan.adapter, bool(plan.method.reference_sides(plan.params)))
+    model, tokenizer, reference = prepare_model(
+        cfg, plan.adapter, bool(plan.method.reference_sides(plan.params)), plan.settings.full_parameters
+    )
     masks = load_region(plan.region, model) if plan.region is not None else None
     work = plan.output.begin()
     trainer, fields = train_unlearning(
-        plan, model, tokenizer, masks, work, progress, callbacks or [], resume=plan.output.last_checkpoint()
+        plan,
+        model,
+        tokenizer,
+        masks,
+        work,
+        progress,
+        callbacks or [],
+        resume=plan.output.last_checkpoint(),
+        reference_model=reference,
     )
-    save_adapter(trainer, work / ADAPTER_DIR)
+    save_trained(trainer, work / ADAPTER_DIR)
     return plan.output.commit(
         plan.stage.record(
             plan.output.key,
@@ -363,9 +395,11 @@ def train_unlearning(
     progress: bool,
     callbacks: list,
     resume: str | None = None,
+    reference_model=None,
 ):
     """The one training loop of every unlearning run, on a model already prepared (trainable ``default`` adapter,
-    plus the frozen ``reference`` copy where the method reads it): the region (``masks``, or the method's own) is
+    plus the frozen ``reference`` copy where the method reads it; or a model trained whole, with its frozen copy
+    ``reference_model``): the region (``masks``, or the method's own) is
     applied, the method relabels its data, and :class:`UnlearnTrainer` trains; checkpoints go under ``work``.
     Returns the trainer and the record's fields."""
     cfg, method, u = plan.stage.cfg, plan.method, plan.settings
@@ -390,6 +424,7 @@ def train_unlearning(
         trainer_cls=UnlearnTrainer,
         method=method,
         params=params,
+        reference_model=reference_model,
         callbacks=[memory, *callbacks],
     )
     length = unlearning_length(u, len(trainer.get_train_dataloader()), args.gradient_accumulation_steps)
@@ -430,5 +465,6 @@ def train_unlearning(
         peak_memory_mb=memory.peak_mb,
         start_memory_mb=memory.start_mb,
         peak_memory_since=memory.since,
-        trainable_parameters=model.get_nb_trainable_parameters()[0],
+        full_parameters=not isinstance(model, PeftModel),
+        trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
     )

@@ -24,8 +24,8 @@ from knowundo.data.format import encode_items, pad_id_of
 from knowundo.distributed import is_main
 from knowundo.layout import ADAPTER_DIR, CHECKPOINTS_DIR, RELEARN_RECORD, relearned_adapter
 from knowundo.models.batches import FeatureDataset, PadCollator
-from knowundo.models.load import load_adapter, load_base
-from knowundo.models.training import batch_record, make_trainer, save_adapter, train
+from knowundo.models.load import load_checkpoint
+from knowundo.models.training import batch_record, make_trainer, save_trained, train
 from knowundo.stage import Stage, adapter_hash
 
 
@@ -50,8 +50,7 @@ def relearn(cfg: Config, domain: str, adapter: str | Path, progress: bool = True
     if (record := output.finished()) is not None:
         return record
     started = time.perf_counter()
-    model, tokenizer = load_base(cfg)
-    model = load_adapter(model, adapter, trainable=True)
+    model, tokenizer = load_checkpoint(cfg, adapter, trainable=True)  # trains what the unlearning trained
     encoded = encode_items(items, stage.formatter(tokenizer))
     set_seed(cfg.seed, deterministic=True)
     work = output.begin()
@@ -59,7 +58,7 @@ def relearn(cfg: Config, domain: str, adapter: str | Path, progress: bool = True
     args = stage.training_arguments(recipe, work, "relearn", progress, max_steps=cfg.attack.relearn_steps)
     trainer = make_trainer(model, args, FeatureDataset(encoded.features), PadCollator(pad_id_of(tokenizer)))
     result = train(trainer, None)
-    save_adapter(trainer, work / ADAPTER_DIR)
+    save_trained(trainer, work / ADAPTER_DIR)
     if is_main():
         shutil.rmtree(work / CHECKPOINTS_DIR, ignore_errors=True)
     return output.commit(

@@ -1,7 +1,9 @@
 """The judge pass: how fluent a text is, as the perplexity of its tokens under a fixed judge model, teacher-forced
-on the answer tokens only, conditioned on the question without a system prompt. Two judges, neither loaded as a
-second model: the **base** model (the evaluated model with its adapter switched off) and, when the domain has one,
-the **oracle** (the fine-tune on the Retention Scope alone, its adapter swapped in). The base model judges plain
+on the answer tokens only, conditioned on the question without a system prompt. Two judges: the **base** model
+(``model.name`` without any adapter: the evaluated model with its adapter switched off) and, when the domain has
+one, the **oracle** (the fine-tune on the Retention Scope alone, its adapter swapped in; or an oracle model given
+as such). A judge is loaded as a second model only where the evaluated model cannot become it by switching an
+adapter (a full checkpoint, an oracle model given as such). The base model judges plain
 language; the oracle also knows the domain's world and templates, yet never learned the Unlearn Scope — a fluent
 answer it did not learn is as likely under it as the gold answer.
 
@@ -20,12 +22,12 @@ import numpy
 
 from knowundo.data.format import IGNORE, Formatter, pad_id_of
 from knowundo.evaluate.teacher_forced import score_features
-from knowundo.models.load import swapped_adapter
+from knowundo.models.load import swapped_checkpoint
 
 GOLD_PERCENTILE = 99.0
 JUDGES = {
-    "base": "the base model (the evaluated model with its adapter disabled)",
-    "oracle": "the oracle (the fine-tune on the Retention Scope alone)",
+    "base": "the base model (model.name without any adapter)",
+    "oracle": "the oracle (the fine-tune on the Retention Scope alone, or the oracle model given)",
 }
 RULE = (
     f"gibberish: judge perplexity above the {GOLD_PERCENTILE:g}th percentile of the gold val answers' judge "
@@ -44,7 +46,7 @@ def judge_model(model, judge: str = "base", oracle_adapter: Path | None = None):
     """The judge as a model: the base model under a LoRA-wrapped model (the model itself when it has no
     adapter); the oracle's adapter swapped in (``oracle_adapter`` None: the evaluated model is the oracle)."""
     if judge == "oracle":
-        context = swapped_adapter(model, oracle_adapter) if oracle_adapter is not None else contextlib.nullcontext()
+        context = swapped_checkpoint(model, oracle_adapter) if oracle_adapter is not None else contextlib.nullcontext()
     else:
         context = model.disable_adapter() if hasattr(model, "disable_adapter") else contextlib.nullcontext()
     with context as judged:

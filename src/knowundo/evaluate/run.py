@@ -39,7 +39,15 @@ from knowundo.layout import (
     checkpoint_label,
     relearned_adapter,
 )
-from knowundo.models.load import load_adapter, load_base, swapped_adapter
+from knowundo.models.load import (
+    is_full_checkpoint,
+    load_causal_lm,
+    load_checkpoint,
+    load_model_config,
+    load_tokenizer,
+    model_beside,
+    swapped_checkpoint,
+)
 from knowundo.stage import Stage, adapter_hash
 
 
@@ -47,7 +55,9 @@ class EvalContext:
     """One loaded model and its evaluation inputs; the per-item passes run on first request and are cached, so
     metrics that need the same pass share it. Splits: ``unlearn`` / ``retention`` (val), ``general`` (held-out)
     and ``holdout`` (the domain's never-trained instances, if the data has them). ``references``: result files
-    of other models of the same domain that metrics compare against (``vanilla``, ``oracle``)."""
+    of other models of the same domain that metrics compare against (``vanilla``, ``oracle``). ``base_beside``:
+    the model is not ``cfg.model`` under an adapter (a full checkpoint, an oracle model given as such), so the base
+    judge is loaded beside it."""
 
     def __init__(
         self,
@@ -57,8 +67,9 @@ class EvalContext:
         adapter: Path | None,
         training: dict | None,
         references: dict[str, dict] | None = None,
+        base_beside: bool = False,
     ):
-        self.model, self.tokenizer, self.stage = model, tokenizer, stage
+        self.model, self.tokenizer, self.stage, self.base_beside = model, tokenizer, stage, base_beside
         self.cfg, self.domain, self.adapter, self.training = stage.cfg, stage.domain, adapter, training
         self.references = references or {}
         self._teacher_forced: dict[tuple[str, str], dict] = {}
@@ -100,9 +111,9 @@ class EvalContext:
         """A teacher-forced pass over any items (not cached: for probes and attacked models)."""
         return evaluate_items(self.model, self.formatter(variant), items, self.cfg.eval.batch_size, self.cfg.eval.mia_k)
 
-    def swapped_adapter(self, adapter: Path):
-        """The evaluated model with another saved adapter active for a while (:func:`swapped_adapter`)."""
-        return swapped_adapter(self.model, adapter)
+    def swapped_checkpoint(self, checkpoint: Path):
+        """The evaluated model with another saved checkpoint in place for a while (:func:`swapped_checkpoint`)."""
+        return swapped_checkpoint(self.model, checkpoint)
 
     def probes(self, scope: str) -> list[dict]:
         """Per item of ``scope`` that the robustness evaluations use (:meth:`robustness_items`; no system prompt),
@@ -185,7 +196,7 @@ class EvalContext:
 
     def judges(self) -> list[str]:
         """The fluency judges this evaluation has: the base model always; the oracle when this model is the
-        oracle or the oracle's result is a reference (its adapter swapped in)."""
+        oracle or the oracle's result is a reference."""
         return ["base", *(["oracle"] if self.is_oracle() or ORACLE_LABEL in self.references else [])]
 
     def is_oracle(self) -> bool:
@@ -193,8 +204,24 @@ class EvalContext:
 
     @contextmanager
     def judge(self, name: str):
-        oracle = None if self.is_oracle() else self.references.get(ORACLE_LABEL, {}).get("meta", {}).get("adapter")
-        with judge_model(self.model, name, Path(oracle) if oracle else None) as model:
+        """The judge as a model. The base judge is ``cfg.model`` with no adapter: the evaluated model with its
+        adapter switched off, or loaded beside it when the evaluated model is not ``cfg.model`` under an adapter
+        (``base_beside``: a full checkpoint, a given oracle). The oracle judge is the evaluated model if it is
+        the oracle; else the oracle's adapter swapped in (loaded beside, on the base, where the evaluated model
+        has no adapter to swap), or the oracle model given as such loaded beside."""
+        meta = self.references.get(ORACLE_LABEL, {}).get("meta", {})
+        given = (meta.get("training") or {}).get("model")
+        if name == "base":
+            context = model_beside(self.cfg) if self.base_beside else judge_model(self.model, "base")
+        elif self.is_oracle():
+            context = judge_model(self.model, "oracle")
+        elif given:
+            context = model_beside(self.cfg, given)
+        elif self.base_beside:
+            context = model_beside(self.cfg, adapter=Path(meta["adapter"]))
+        else:
+            context = judge_model(self.model, "oracle", Path(meta["adapter"]))
+        with context as model:
             yield model
 
     def judged(self, split: str, variant: str = "none") -> list[dict]:
@@ -362,10 +389,12 @@ def eval_key(
     adapter: str | Path | None,
     label: str | None,
     references: dict[str, str | Path] | None = None,
+    oracle_model: str | None = None,
 ) -> str:
-    """Everything a result depends on: the adapter's weights (and those of its relearned copy), the data, the
-    model, the eval and attack settings, the registered metrics and the reference results compared against;
-    computed after checking the prompt variants, the data, the adapter and the references (before any work)."""
+    """Everything a result depends on: the adapter's weights (and those of its relearned copy) or the oracle model
+    evaluated, the data, the model, the eval and attack settings, the registered metrics and the reference results
+    compared against; computed after checking the prompt variants, the data, the adapter and the references
+    (before any work)."""
     cfg.eval.check_prompts(domain)
     stage = Stage("eval", cfg, domain)
     relearned = relearned_adapter(adapter) if adapter is not None else None
@@ -378,9 +407,18 @@ def eval_key(
         relearned=adapter_hash(relearned) if relearned is not None and relearned.is_dir() else None,
         holdout=hash_json(stage.holdout),
         references={name: result["meta"]["key"] for name, result in loaded.items()},
+        oracle_model=model_identity(oracle_model, stage.cfg) if oracle_model else None,
         metrics=sorted(m.name for m in metrics()),
         result_format=RESULT_FORMAT,
     )
+
+
+def model_identity(name: str, cfg: Config) -> dict:
+    """What identifies a model given by name, checked to be loadable: a local directory by its weights' hash, a
+    Hub id by its name."""
+    load_model_config(name, cfg.model.trust_remote_code)
+    local = Path(name).expanduser()
+    return {"weights": adapter_hash(local)} if local.is_dir() else {"hub": name}
 
 
 def _columns(metric, value) -> list[Column]:
@@ -424,7 +462,9 @@ def check_reference(stage: Stage, name: str, result: dict, where: str) -> dict:
         raise KnowUndoError(
             f"{where}: not an evaluation result of the {stage.domain} domain (needed as the {name} reference)"
         )
-    given = name == VANILLA_LABEL and not training and result.get("label") == VANILLA_LABEL
+    given = (name == VANILLA_LABEL and not training and result.get("label") == VANILLA_LABEL) or (
+        name == ORACLE_LABEL and training.get("stage") == "given" and bool(training.get("oracle"))
+    )
     if not given and (
         name not in REFERENCE_ROLES
         or training.get("stage") != "finetune"
@@ -437,8 +477,11 @@ def check_reference(stage: Stage, name: str, result: dict, where: str) -> dict:
     if meta.get("data_hash") != hash_json(stage.data):
         raise KnowUndoError(f"{where}: the {name} reference was evaluated on other data")
     adapter = meta.get("adapter")
-    if name == ORACLE_LABEL and stage.cfg.eval.generate and not (adapter and Path(adapter).is_dir()):
-        raise KnowUndoError(f"{where}: the oracle's adapter {adapter} (the second fluency judge) is not there")
+    if name == ORACLE_LABEL and stage.cfg.eval.generate:  # the second fluency judge
+        if training.get("stage") == "given":
+            load_model_config(training["model"], stage.cfg.model.trust_remote_code)
+        elif not (adapter and Path(adapter).is_dir()):
+            raise KnowUndoError(f"{where}: the oracle's adapter {adapter} (the second fluency judge) is not there")
     return result
 
 
@@ -450,17 +493,24 @@ def evaluate_checkpoint(
     label: str | None = None,
     progress: bool = True,
     references: dict[str, str | Path] | None = None,
+    oracle_model: str | None = None,
 ) -> dict:
-    """Every registered metric on one saved model (:func:`evaluate_loaded`); the result is written to ``out_file``
-    if given. ``references``: result files of the ``vanilla`` and ``oracle`` models of the domain, for the metrics
-    that compare."""
+    """Every registered metric on one saved model (:func:`evaluate_loaded`): ``cfg.model``, with ``adapter`` (a
+    LoRA adapter, or a full checkpoint from ``unlearn.full_parameters``) if given; or ``oracle_model`` (a Hub id or
+    directory: a model that never saw the Unlearn Scope, trained elsewhere) as the domain's oracle. The result is
+    written to ``out_file`` if given. ``references``: result files of the ``vanilla`` and ``oracle`` models of the
+    domain, for the metrics that compare."""
     stage = Stage("eval", cfg, domain)
     adapter = Path(adapter) if adapter is not None else None
-    key = eval_key(cfg, domain, adapter, label, references)
-    default_label, training = describe_adapter(adapter)
-    model, tokenizer = load_base(cfg)
-    if adapter is not None:
-        model = load_adapter(model, adapter)
+    if oracle_model and adapter is not None:
+        raise KnowUndoError("an oracle model is evaluated as given: no adapter on it")
+    key = eval_key(cfg, domain, adapter, label, references, oracle_model)
+    if oracle_model:
+        default_label, training = ORACLE_LABEL, given_oracle(oracle_model)
+        model, tokenizer = load_causal_lm(oracle_model, cfg), load_tokenizer(cfg)
+    else:
+        default_label, training = describe_adapter(adapter)
+        model, tokenizer = load_checkpoint(cfg, adapter)
     result = evaluate_loaded(
         model,
         tokenizer,
@@ -472,6 +522,7 @@ def evaluate_checkpoint(
         training=training,
         progress=progress,
         reference_files={name: str(path) for name, path in (references or {}).items()},
+        base_beside=bool(oracle_model) or (adapter is not None and is_full_checkpoint(adapter)),
     )
     if out_file is not None:  # the file links relative to itself; the result returned keeps the paths as given
         meta, home = result["meta"], Path(out_file).parent
@@ -481,6 +532,11 @@ def evaluate_checkpoint(
         }
         write_json(out_file, {**result, "meta": {**meta, **stored}})
     return result
+
+
+def given_oracle(name: str) -> dict:
+    """The training summary of an oracle model given as such (trained elsewhere, on the Retention Scope alone)."""
+    return {"stage": "given", "oracle": True, "model": name}
 
 
 def evaluate_loaded(
@@ -494,16 +550,18 @@ def evaluate_loaded(
     training: dict | None = None,
     progress: bool = True,
     reference_files: dict[str, str] | None = None,
+    base_beside: bool = False,
 ) -> dict:
     """Every registered metric on a model in memory: the split metrics per prompt variant and scope, the model
     metrics once. ``references``: the checked results of the domain's ``vanilla`` and ``oracle`` models;
     ``adapter`` / ``training``: where the model was saved and how it was trained, for the metrics that read them
-    (checkpoint curves, the relearning attack). ``meta.seconds``: each prompt variant's and model metric's wall
-    time (a shared pass counts where it first ran: the first variant's) and the sum of the robustness metrics',
-    which the time budget of the default run (``benchmarks/default_run.py``) counts apart from the paper's system."""
+    (checkpoint curves, the relearning attack); ``base_beside``: see :class:`EvalContext`. ``meta.seconds``: each
+    prompt variant's and model metric's wall time (a shared pass counts where it first ran: the first variant's)
+    and the sum of the robustness metrics', which the time budget of the default run (``benchmarks/default_run.py``)
+    counts apart from the paper's system."""
     cfg = stage.cfg
     cfg.eval.check_prompts(stage.domain)
-    ctx = EvalContext(model, tokenizer, stage, adapter, training, references or {})
+    ctx = EvalContext(model, tokenizer, stage, adapter, training, references or {}, base_beside)
     split_metrics = [m for m in metrics() if isinstance(m, SplitMetric) and m.enabled(cfg.eval)]
     model_metrics = [m for m in metrics() if isinstance(m, ModelMetric) and m.enabled(ctx)]
     result = {"kind": EVAL_RESULT_KIND, "label": label, "domain": stage.domain, "prompts": {}}

@@ -12,7 +12,6 @@ from knowundo.errors import KnowUndoError
 from knowundo.layout import ADAPTER_WEIGHTS
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": None}
-BUILT_IN = ("tiny", "smollm2")  # model names built or converted here, cached under the user cache
 
 
 def resolved_dtype(name: str) -> str:
@@ -130,15 +129,14 @@ def with_pad_token(tokenizer):
     return tokenizer
 
 
-def load_base(cfg: Config):
-    """(model, tokenizer) for ``cfg.model``, the model on this process's device (:mod:`knowundo.placement`) in
-    its resolved dtype; ``trust_remote_code`` only when the user turned it on."""
+def load_causal_lm(path: str, cfg: Config):
+    """A causal LM from a directory or Hub id, on this process's device (:mod:`knowundo.placement`) in
+    ``model.dtype`` resolved; ``trust_remote_code`` only when the user turned it on."""
     from transformers import AutoModelForCausalLM
 
     from knowundo.placement import place
 
     dtype = DTYPES[resolved_dtype(cfg.model.dtype)]
-    path = resolve_model_path(cfg)
     remote = cfg.model.trust_remote_code
     model_config = load_model_config(path, remote)
     try:
@@ -147,7 +145,62 @@ def load_base(cfg: Config):
         raise KnowUndoError(f"{path!r} is not a causal language model: {str(exc).splitlines()[0]}") from None
     except OSError as exc:
         raise KnowUndoError(f"cannot load model {path!r}: {str(exc).splitlines()[0]}") from None
-    return place(model), load_tokenizer(cfg)
+    return place(model)
+
+
+def load_base(cfg: Config):
+    """(model, tokenizer) for ``cfg.model`` (:func:`load_causal_lm`)."""
+    return load_causal_lm(resolve_model_path(cfg), cfg), load_tokenizer(cfg)
+
+
+def is_full_checkpoint(path: str | Path) -> bool:
+    """A directory of a whole model's weights (what ``unlearn.full_parameters`` saves), not a LoRA adapter."""
+    path = Path(path)
+    return (path / "config.json").is_file() and not (path / "adapter_config.json").is_file()
+
+
+def checkpoint_weights(path: str | Path) -> list[Path]:
+    """The weights files of a saved LoRA adapter or full checkpoint (what stage keys hash); safetensors only, so a
+    pickled checkpoint is never loaded."""
+    if is_full_checkpoint(path):
+        files = sorted(Path(path).glob("*.safetensors"))
+        if not files:
+            raise KnowUndoError(f"{path}: no model weights there (no .safetensors file)")
+        return files
+    return [adapter_weights(path)]
+
+
+def load_checkpoint(cfg: Config, checkpoint: str | Path | None, trainable: bool = False):
+    """(model, tokenizer) of a saved model: the base model (None), the base with a saved LoRA adapter, or a full
+    checkpoint's own weights (``cfg.model``'s tokenizer); ``trainable``: the adapter, or every weight of a full
+    checkpoint, trains."""
+    if checkpoint is not None and is_full_checkpoint(checkpoint):
+        checkpoint_weights(checkpoint)
+        model = load_causal_lm(str(checkpoint), cfg)
+        model.requires_grad_(trainable)
+        return model, load_tokenizer(cfg)
+    model, tokenizer = load_base(cfg)
+    return (load_adapter(model, checkpoint, trainable=trainable) if checkpoint is not None else model), tokenizer
+
+
+@contextmanager
+def model_beside(cfg: Config, name: str | None = None, adapter: str | Path | None = None):
+    """Another model loaded for a while beside the one in use, in eval mode, then freed: ``cfg.model`` or the model
+    ``name`` (a Hub id or directory), with a saved ``adapter`` if given. For a judge that the model in use cannot
+    become by switching an adapter (a full checkpoint has none to switch off)."""
+    import gc
+
+    model = load_causal_lm(name or resolve_model_path(cfg), cfg)
+    if adapter is not None:
+        model = load_adapter(model, adapter)
+    model.eval()
+    try:
+        yield model
+    finally:
+        del model
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
 def attach_lora(model, cfg: Config):
@@ -258,15 +311,20 @@ def trainable_adapter(model, adapter_dir: str | Path | None, cfg: Config):
 
 
 @contextmanager
-def swapped_adapter(model, adapter: str | Path):
-    """``model`` with another saved adapter active for a while (a checkpoint, an attacked copy, the oracle as a
-    judge), then as it was — its own adapter active and frozen as it was (peft's set_adapter makes the adapter
-    it activates trainable); a model without an adapter gets the LoRA layers removed again. No second copy of
-    the base model."""
+def swapped_checkpoint(model, checkpoint: str | Path):
+    """``model`` with another saved checkpoint in place for a while (a checkpoint, an attacked copy, the oracle as
+    a judge), then as it was. A LoRA adapter is loaded beside the model's own and made active — its own adapter
+    active and frozen as it was afterwards (peft's set_adapter makes the adapter it activates trainable); a model
+    without an adapter gets the LoRA layers removed again. A full checkpoint's weights are copied over the
+    model's, the originals kept on the CPU meanwhile. No second copy of the model on its device."""
     from peft import PeftModel
 
+    if is_full_checkpoint(checkpoint):
+        with _weights_swapped(model, checkpoint):
+            yield model
+        return
     if not isinstance(model, PeftModel):
-        wrapped = load_adapter(model, adapter)
+        wrapped = load_adapter(model, checkpoint)
         try:
             yield wrapped
         finally:
@@ -275,7 +333,7 @@ def swapped_adapter(model, adapter: str | Path):
     trainable = {param: param.requires_grad for param in model.parameters()}
     active = model.active_adapter
     try:
-        model.load_adapter(str(adapter), adapter_name=SWAPPED_ADAPTER)
+        model.load_adapter(str(checkpoint), adapter_name=SWAPPED_ADAPTER)
         model.set_adapter(SWAPPED_ADAPTER)
         yield model
     finally:
@@ -284,3 +342,24 @@ def swapped_adapter(model, adapter: str | Path):
             model.delete_adapter(SWAPPED_ADAPTER)
         for param, requires_grad in trainable.items():
             param.requires_grad_(requires_grad)
+
+
+@contextmanager
+def _weights_swapped(model, checkpoint: str | Path):
+    from safetensors.torch import load_file
+
+    tensors = model.state_dict()
+    saved: dict[str, torch.Tensor] = {}
+    try:
+        with torch.no_grad():
+            for path in checkpoint_weights(checkpoint):
+                for name, value in load_file(str(path)).items():
+                    if name not in tensors or tensors[name].shape != value.shape:
+                        raise KnowUndoError(f"{checkpoint}: {name} does not match the evaluated model")
+                    saved.setdefault(name, tensors[name].detach().to("cpu", copy=True))
+                    tensors[name].copy_(value.to(tensors[name].dtype))
+        yield
+    finally:
+        with torch.no_grad():
+            for name, value in saved.items():
+                tensors[name].copy_(value.to(tensors[name].device))

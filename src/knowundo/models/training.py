@@ -125,14 +125,14 @@ def batch_record(args: TrainingArguments) -> dict:
     }
 
 
-def save_adapter(trainer: Trainer, target: Path, adapter: str = "default") -> None:
-    """Save the trained LoRA adapter as safetensors through ``Trainer.save_model`` (which gathers ZeRO-3 /
-    FSDP shards and writes on the main process only), keeping only ``adapter`` and no pickled
-    ``training_args.bin``."""
+def save_trained(trainer: Trainer, target: Path, adapter: str = "default") -> None:
+    """Save what trained — the LoRA adapter, or the whole model of a full-parameter run — as safetensors through
+    ``Trainer.save_model`` (which gathers ZeRO-3 / FSDP shards and writes on the main process only), keeping only
+    ``adapter`` and no pickled ``training_args.bin``."""
     trainer.save_model(str(target))
     if is_main():
         (Path(target) / "training_args.bin").unlink(missing_ok=True)
-        for name in trainer.model.peft_config:
+        for name in getattr(trainer.model, "peft_config", {}):
             if name != adapter:
                 shutil.rmtree(Path(target) / name, ignore_errors=True)
     barrier()

@@ -15,7 +15,7 @@ def _compute(ctx) -> list[dict]:
         if adapter_hash(path) == final:
             scored = {scope: ctx.teacher_forced(scope) for scope in SCOPES}
         else:
-            with ctx.swapped_adapter(path):
+            with ctx.swapped_checkpoint(path):
                 scored = {scope: ctx.score(ctx.items(scope)) for scope in SCOPES}
         point = {
             "step": step,

@@ -17,7 +17,7 @@ def recovered_share(before: float, after: float, vanilla: float | None) -> float
 
 def _compute(ctx) -> dict:
     before = 100.0 - ctx.robustness_accuracy("unlearn")
-    with ctx.swapped_adapter(relearned_adapter(ctx.adapter)):
+    with ctx.swapped_checkpoint(relearned_adapter(ctx.adapter)):
         after = 100.0 - ctx.score(ctx.robustness_items("unlearn"))["accuracy"]
     vanilla = value_at(ctx.references.get("vanilla", {}), ("prompts", "none", "unlearn", "success"))
     return {
