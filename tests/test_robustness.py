@@ -337,7 +337,7 @@ def test_the_oracle_judges_as_the_oracle_adapter_on_any_evaluated_model(
     adapter to switch (a full checkpoint) gets both judges loaded beside it, and an oracle given as a model is
     loaded beside as such."""
     from knowundo.finetune import finetune
-    from knowundo.models.load import load_adapter, load_base
+    from knowundo.models.load import load_adapter, load_base, model_beside
 
     cfg = micro_config()
     oracle_dir = tmp_path / "oracle"
@@ -359,7 +359,8 @@ def test_the_oracle_judges_as_the_oracle_adapter_on_any_evaluated_model(
     ):
         before, names = _logits(evaluated, ids), [name for name, _ in evaluated.named_parameters()]
         ctx = EvalContext.__new__(EvalContext)
-        ctx.model, ctx.training, ctx.cfg, ctx.base_beside, ctx.references = evaluated, None, cfg, beside, references
+        ctx.model, ctx.training, ctx.cfg, ctx.references = evaluated, None, cfg, references
+        ctx.base_judge = (lambda: model_beside(cfg)) if beside else None
         assert ctx.judges() == ["base", "oracle"]
         with ctx.judge("oracle") as judge:
             assert torch.allclose(_logits(judge, ids), expected, atol=1e-5)
@@ -369,11 +370,11 @@ def test_the_oracle_judges_as_the_oracle_adapter_on_any_evaluated_model(
         assert [name for name, _ in evaluated.named_parameters()] == names  # no LoRA layer left behind
     # the oracle judges itself with its own adapter; a model without an oracle reference has the base judge only
     ctx = EvalContext.__new__(EvalContext)
-    ctx.model, ctx.training, ctx.references, ctx.base_beside = (
+    ctx.model, ctx.training, ctx.references, ctx.base_judge = (
         load_adapter(load_base(cfg)[0], oracle_dir / "adapter"),
         {"oracle": True},
         {},
-        False,
+        None,
     )
     with ctx.judge("oracle") as judge:
         assert torch.allclose(_logits(judge, ids), expected, atol=1e-5)

@@ -15,6 +15,7 @@ and saving to a run directory around it)::
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,8 @@ from knowundo.unlearn import REFERENCE, add_reference, plan_run, train_unlearnin
 @dataclass
 class UnlearnResult:
     """An unlearning run's model (a peft model whose ``default`` adapter was trained, or the plain model trained
-    whole; ``model.save_pretrained`` writes it) and its record (the fields ``unlearn.json`` holds: method, parameters, steps, losses, memory)."""
+    whole; ``model.save_pretrained`` writes it) and its record (the fields ``unlearn.json`` holds: method,
+    parameters, steps, losses, memory)."""
 
     model: object
     record: dict
@@ -225,13 +227,16 @@ def evaluate_model(
     *,
     label: str = "model",
     references: dict[str, dict] | None = None,
+    base_model=None,
     progress: bool = False,
 ) -> dict:
     """Every registered metric on a model in memory — the result ``knowundo eval`` writes, as a dict: per prompt
     variant and scope the success, perplexity, ROUGE-L, fluency and refusal values (``result["prompts"]["none"]
     ["unlearn"]["success"]``), the model metrics (general ability, membership inference, attacks) and per-item
     records. ``references``: result dicts of the domain's ``vanilla`` / ``oracle`` fine-tunes (from ``knowundo
-    eval`` or a run directory's ``eval/``), for the metrics that compare (forget quality, privleak)."""
+    eval`` or a run directory's ``eval/``), for the metrics that compare (forget quality, privleak). The base
+    fluency judge is the model with its adapter switched off; for a model trained whole (``unlearn.full_parameters``)
+    give the model it was trained from as ``base_model`` (else the model judges itself)."""
     from knowundo.evaluate.run import check_reference, evaluate_loaded
 
     stage = _stage("eval", config, data)
@@ -239,4 +244,7 @@ def evaluate_model(
         name: check_reference(stage, name, result, f"the {name} reference")
         for name, result in (references or {}).items()
     }
-    return evaluate_loaded(place(model), with_pad_token(tokenizer), stage, label, checked, progress=progress)
+    base_judge = (lambda: contextlib.nullcontext(place(base_model).eval())) if base_model is not None else None
+    return evaluate_loaded(
+        place(model), with_pad_token(tokenizer), stage, label, checked, progress=progress, base_judge=base_judge
+    )

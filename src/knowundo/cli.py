@@ -216,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--vanilla",
         metavar="MODEL",
         help="a model (Hub id or directory, e.g. a full fine-tune) that already knows the data: it is the vanilla "
-        "row, nothing is fine-tuned and there is no oracle (sets model.name, run.finetune=false, run.oracle=false)",
+        "row, nothing is fine-tuned and there is no oracle unless --oracle-model gives one (sets model.name, "
+        "run.finetune=false, run.oracle=false)",
     )
     run.add_argument(
         "--oracle-model",
@@ -391,11 +392,11 @@ def cmd_eval(args) -> None:
 def cmd_relearn(args) -> None:
     from knowundo.attacks.relearn import relearn
     from knowundo.layout import relearned_adapter
-    from knowundo.models.load import adapter_weights
+    from knowundo.models.load import checkpoint_weights
     from knowundo.stage import Stage
 
     cfg = _config(args)
-    _prepare_model(cfg, lambda: (Stage("relearn", cfg, args.domain).data, adapter_weights(args.adapter)))
+    _prepare_model(cfg, lambda: (Stage("relearn", cfg, args.domain).data, checkpoint_weights(args.adapter)))
     record = relearn(cfg, args.domain, args.adapter)
     print(
         f"relearned {args.domain}: {record['steps']} steps on {record['items']} unlearn train items, train loss "

@@ -260,7 +260,7 @@ class RunConfig:
     methods: list = field(default_factory=lambda: [*PAPER_ROWS, *MODERN_ROWS])  # the row labels run, in this order
     # fine-tune the model on each domain first (the fine-tuned adapter is the `vanilla` row); false: the model as
     # given already knows the data (e.g. a released full fine-tune) and is itself the vanilla row, unlearning
-    # trains a fresh LoRA on it, and there is no oracle or base row
+    # trains a fresh LoRA (or every weight) on it, there is no base row, and an oracle only from `oracle_model`
     finetune: bool = True
     # an oracle (row `oracle`): the model that never saw the Unlearn Scope, against which forget quality and
     # privleak are measured; a second adapter fine-tuned on the Retention Scope only, or `oracle_model`
@@ -548,9 +548,10 @@ def validate(cfg: Config) -> list[str]:
         )
     if cfg.run.oracle_model and not cfg.run.oracle:
         problems.append("run.oracle_model is set but run.oracle=false")
-    if cfg.run.oracle_model in BUILT_IN_MODELS:
-        problems.append(f"run.oracle_model: {cfg.run.oracle_model!r} is a built-in base model, not an oracle")
-    if cfg.unlearn.full_parameters and cfg.localize.granularity == "row":
+    whole = cfg.unlearn.full_parameters or any(
+        isinstance(entry, dict) and entry.get("full_parameters") for entry in cfg.unlearn.per_method.values()
+    )
+    if whole and cfg.localize.granularity == "row":
         problems.append(
             "unlearn.full_parameters with localize.granularity=row: a region of LoRA rows selects nothing of the "
             "whole weights; use localize.granularity=module"

@@ -28,7 +28,7 @@ from knowundo.data.relabel import RelabelContext, random_labels
 from knowundo.distributed import all_reduce_sum, barrier, is_main, rank, world_size
 from knowundo.errors import KnowUndoError
 from knowundo.layout import GRADIENT_STATS, GRADIENTS_RECORD, HEATMAP, SCOPES
-from knowundo.logits import per_sample_nll
+from knowundo.logits import forward_on_answers, per_sample_nll
 from knowundo.models.load import load_base, trainable_adapter
 from knowundo.placement import on_device
 from knowundo.region import Region, layer_of, lora_parameters
@@ -77,8 +77,8 @@ def average_gradients(
         relabelled = random_labels(features, RelabelContext(None, formatter, generator))
         for start in range(first, len(relabelled), stride):
             batch = on_device(pad_batch(relabelled[start : start + batch_size], pad_id_of(formatter.tokenizer)))
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            (per_sample_nll(logits, batch["labels"]).sum() / total).backward()
+            outputs, labels, _ = forward_on_answers(model, batch)
+            (per_sample_nll(outputs.logits, labels).sum() / total).backward()
             if bar is not None:
                 bar.update()
     grads = {}

@@ -1,10 +1,14 @@
 """The one place where logits meet labels.
 
 ``logits[:, t]`` predicts ``input_ids[:, t + 1]``; every metric, loss, relabelling and KL uses this shift and
-the answer-only mask (labels == -100 elsewhere), in float32 whatever dtype the model runs in.
+the answer-only mask (labels == -100 elsewhere), in float32 whatever dtype the model runs in. Every forward pass that
+scores answers computes its logits over the batch's answer window only (:func:`forward_on_answers`).
 """
 
 from __future__ import annotations
+
+import inspect
+from functools import cache
 
 import torch
 
@@ -44,3 +48,58 @@ def position_kl(logits: torch.Tensor, target_logits: torch.Tensor, mask: torch.T
         log_target=True,
         reduction="none",
     ).sum(-1)
+
+
+def answer_window(labels: torch.Tensor) -> slice:
+    """The positions whose logits a loss on ``labels`` reads, with the labels cut alike: from the position before
+    the batch's first answer token to its last answer token. Shifting the cut logits and labels as usual pairs
+    every answer token with the logits that predict it, as over the whole sequence. No answer: everything."""
+    answer = (labels != IGNORE).any(0).nonzero()
+    if answer.numel() == 0:
+        return slice(0, labels.shape[1])
+    return slice(max(int(answer[0]) - 1, 0), int(answer[-1]) + 1)
+
+
+@cache
+def _keeps_logits(model_type: type) -> bool:
+    return "logits_to_keep" in inspect.signature(model_type.forward).parameters
+
+
+def keeps_logits(model) -> bool:
+    """Whether the model (under a DDP / DeepSpeed wrapper or peft) computes logits at chosen positions only
+    (transformers' ``logits_to_keep``, which every current causal LM takes)."""
+    inner = getattr(model, "module", model)
+    inner = inner.get_base_model() if hasattr(inner, "get_base_model") else inner
+    return _keeps_logits(type(inner))
+
+
+def answer_inputs(model, inputs: dict) -> dict:
+    """``inputs`` (with ``labels``) for a forward pass that computes logits over the answer window only, labels cut
+    alike (:func:`answer_window`): the LM head — a projection onto the whole vocabulary — skips the question's
+    positions, a third to a half of a chat-formatted item. Unchanged where the model cannot, or where the
+    inputs are already cut."""
+    if "logits_to_keep" in inputs or not keeps_logits(model):
+        return inputs
+    window = answer_window(inputs["labels"])
+    if window.stop - window.start == inputs["labels"].shape[1]:
+        return inputs
+    kept = torch.arange(window.start, window.stop, device=inputs["labels"].device)
+    return {**inputs, "labels": inputs["labels"][:, window], "logits_to_keep": kept}
+
+
+def forward_on_answers(model, batch: dict, **kwargs):
+    """(outputs, labels, window) of ``model`` on a padded batch: logits over the answer window only, the labels and
+    any hidden states (``output_hidden_states``) cut to the same window, so that everything aligns as over the
+    whole sequence; ``window`` is where the cut starts and ends in the batch."""
+    inputs = answer_inputs(model, {"input_ids": batch["input_ids"], "labels": batch["labels"]})
+    kept = inputs.get("logits_to_keep")
+    outputs = model(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        **({"logits_to_keep": kept} if kept is not None else {}),
+        **kwargs,
+    )
+    window = slice(int(kept[0]), int(kept[-1]) + 1) if kept is not None else slice(0, batch["labels"].shape[1])
+    if getattr(outputs, "hidden_states", None) is not None and kept is not None:
+        outputs.hidden_states = tuple(h[:, window] for h in outputs.hidden_states)
+    return outputs, inputs["labels"], window

@@ -8,6 +8,9 @@ attention heads, vocabulary V, e = bytes per element of the model dtype):
   weights      N · e
   LoRA         n · 4 · (1 + 1 + 2)          fp32 adapter, its gradient, AdamW's two moments (+ n · 4 per frozen
                                              reference copy when the method reads reference outputs)
+  full weights N · 4 · (1 + 1 + 2)          instead of both lines above for an `unlearn.full_parameters` row: every
+                                             weight in fp32 with its gradient and moments (+ N · e for the frozen
+                                             reference model)
   activations  L · b·s·h · (34 + 5·a·s/h) · e/2   per trained side (Korthikanti et al. 2022, arXiv 2205.05198);
                with gradient checkpointing L · b·s·h · e + one layer's share
   logits       b·s·V · (e + 4 + 4)          the logits, their float32 copy for the loss, and its gradient
@@ -18,7 +21,6 @@ adds its logits. The estimate leaves out the allocator's fragmentation and the C
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 from knowundo.config import Config, validate
@@ -30,6 +32,7 @@ from knowundo.layout import RunLabel
 from knowundo.methods import check_label, get_method, method_params, trained_sides
 from knowundo.models.load import (
     DTYPES,
+    check_oracle_model,
     load_model_config,
     load_tokenizer,
     prepare_base,
@@ -117,10 +120,10 @@ def peak_bytes(row: RunLabel | None, cfg: Config, total: int, lora: int, shape: 
     side = activation_bytes(shape, batch, seq, element, checkpointing)
     if row is None:
         return total * element + lora * 16 + side
-    # trained weights: fp32 master copy, gradient and two Adam moments; a full-parameter row trains all of them and
-    # keeps its reference as a second whole model
+    # trained weights: fp32 copy, gradient and two Adam moments (16 bytes each); a full-parameter row trains all of
+    # them in fp32 (no second copy in the model's dtype) and keeps its reference as a whole model in that dtype
     trained = total if train.full_parameters else lora
-    fixed = total * element + trained * 16
+    fixed = (0 if train.full_parameters else total * element) + trained * 16
     method = get_method(row.method)
     referenced = method.reference_sides(method_params(cfg.unlearn.method_args, row.method, row.label))
     reference = (trained * (element if train.full_parameters else 4) + batch * seq * shape.vocab * element) * bool(
@@ -154,13 +157,6 @@ def check_template(cfg: Config, tokenizer, item: dict) -> str:
             "the answer mask does not cover exactly the answer tokens and the end token on a sample item"
         )
     return tokenizer.decode(encoded["input_ids"][: len(prompt)])
-
-
-def check_same_tokenizer(cfg: Config, tokenizer) -> None:
-    """The oracle model reads the same tokens as the model: every per-token comparison with it assumes so."""
-    oracle = load_tokenizer(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, name=cfg.run.oracle_model)))
-    if oracle.get_vocab() != tokenizer.get_vocab():
-        raise KnowUndoError(f"{cfg.run.oracle_model!r} has another tokenizer than the model {cfg.model.name!r}")
 
 
 def check_tasks(tasks: list[str]) -> list[str]:
@@ -213,7 +209,7 @@ def preflight(cfg: Config, memory: int | None = None, rows: list[str] | None = N
                     end = "EOS" if template == "plain" else "end of turn"
                     report.lines.append(f"template {named}: prompt {prompt!r} + answer + {end}, mask exact")
     if cfg.run.oracle_model and loaded is not None:
-        report.attempt("run.oracle_model", lambda: check_same_tokenizer(cfg, loaded[1]))
+        report.attempt("run.oracle_model", lambda: check_oracle_model(cfg, cfg.run.oracle_model, loaded[1]))
     report.problems += check_tasks(list(cfg.eval.general_tasks))
     if cfg.eval.general_tasks:
         report.lines.append(f"lm-eval tasks: {', '.join(cfg.eval.general_tasks)}")

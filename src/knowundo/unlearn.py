@@ -34,6 +34,7 @@ from knowundo.data.relabel import RelabelContext
 from knowundo.distributed import is_main, on_any_process
 from knowundo.errors import KnowUndoError
 from knowundo.layout import ADAPTER_DIR, CHECKPOINTS_DIR, METHOD_TENSORS, RETAIN_SOURCES, UNLEARN_RECORD, RunLabel
+from knowundo.logits import forward_on_answers
 from knowundo.methods import Method, Side, check_label, method_params, register, trained_sides
 from knowundo.models.batches import FeatureDataset
 from knowundo.models.callbacks import PeakMemory
@@ -161,16 +162,16 @@ class UnlearnTrainer(AdapterTrainer):
         """One side after its forward pass, with what the method reads: reference outputs (the alternative
         answers count as the forget side), hidden states, and for the forget side its alternative answers."""
         batch = inputs[name]
-        outputs = self._forward(model, batch)
+        outputs, labels = self._forward(model, batch)
         reference = None
         if ("retain" if name == "retain" else "forget") in self.reference_sides:
-            reference = self._reference(model, batch)
+            reference, _ = self._reference(model, batch)  # the same window: the same labels
         alternative = None
         if name == "forget" and "alternative" in self.sides:
             alternative = self._side(model, inputs, "alternative")
         return Side(
             outputs.logits,
-            batch["labels"],
+            labels,
             batch["weight"],
             reference_logits=reference.logits if reference is not None else None,
             hidden_states=outputs.hidden_states,
@@ -179,12 +180,10 @@ class UnlearnTrainer(AdapterTrainer):
         )
 
     def _forward(self, model, batch: dict, **extra):
-        return model(
-            input_ids=batch["input_ids"],
-            attention_mask=batch["attention_mask"],
-            output_hidden_states=self.method.hidden_states,
-            **extra,
-        )
+        """(outputs, labels) over the batch's answer window (:func:`forward_on_answers`): logits, labels and hidden
+        states cut alike."""
+        outputs, labels, _ = forward_on_answers(model, batch, output_hidden_states=self.method.hidden_states, **extra)
+        return outputs, labels
 
     @torch.no_grad()
     def _reference(self, model, batch: dict):
@@ -215,10 +214,17 @@ def add_reference(model) -> None:
 
 
 def trainable_whole(model, with_reference: bool):
-    """(model, reference or None): a plain model with every weight trainable, and — for a method that reads
-    reference outputs — a frozen copy of it as it was, in eval mode (a second model's memory)."""
-    model.requires_grad_(True)
+    """(model, reference or None): a plain model with every weight trainable, in float32 (the optimizer's master
+    weights: bfloat16 would round most updates away; the Trainer's autocast still computes in bfloat16 where the
+    model runs in it), and — for a method that reads reference outputs — a frozen copy of it as it was, in the
+    model's own dtype and eval mode (a second model's memory). Not under DeepSpeed ZeRO-3, whose partitioned
+    weights a copy outside the engine cannot hold."""
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    if is_deepspeed_zero3_enabled():
+        raise KnowUndoError("unlearn.full_parameters is not supported under DeepSpeed ZeRO-3; use DDP or FSDP")
     reference = copy.deepcopy(model).eval().requires_grad_(False) if with_reference else None
+    model.float().requires_grad_(True)
     return model, reference
 
 
@@ -466,5 +472,5 @@ def train_unlearning(
         start_memory_mb=memory.start_mb,
         peak_memory_since=memory.since,
         full_parameters=not isinstance(model, PeftModel),
-        trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
+        trainable_parameters=sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters() if p.requires_grad),
     )

@@ -2,7 +2,8 @@
 fine-tuning steps on a small part of the forgotten data. If the rest of the Unlearn Scope comes back with it,
 the knowledge was hidden, not removed.
 
-From an unlearned adapter: ``attack.relearn_steps`` optimizer steps of the fine-tune recipe (its learning rate,
+From an unlearned adapter (further trained; a full-parameter checkpoint gets a fresh LoRA, so that the attacker is
+the same for every row): ``attack.relearn_steps`` optimizer steps of the fine-tune recipe (its learning rate,
 batch and accumulation; constant schedule, no warmup: a short attack, not a schedule) on a seeded
 ``attack.relearn_fraction`` of the unlearn **train** split — never val, which the attack is judged on. A stage
 like the others: keyed by the attacked adapter's weights and the settings, reused when finished.
@@ -24,7 +25,7 @@ from knowundo.data.format import encode_items, pad_id_of
 from knowundo.distributed import is_main
 from knowundo.layout import ADAPTER_DIR, CHECKPOINTS_DIR, RELEARN_RECORD, relearned_adapter
 from knowundo.models.batches import FeatureDataset, PadCollator
-from knowundo.models.load import load_checkpoint
+from knowundo.models.load import is_full_checkpoint, load_checkpoint, trainable_adapter
 from knowundo.models.training import batch_record, make_trainer, save_trained, train
 from knowundo.stage import Stage, adapter_hash
 
@@ -50,7 +51,11 @@ def relearn(cfg: Config, domain: str, adapter: str | Path, progress: bool = True
     if (record := output.finished()) is not None:
         return record
     started = time.perf_counter()
-    model, tokenizer = load_checkpoint(cfg, adapter, trainable=True)  # trains what the unlearning trained
+    if is_full_checkpoint(adapter):  # a fresh LoRA on it: the same attacker as on an adapter row
+        model, tokenizer = load_checkpoint(cfg, adapter)
+        model = trainable_adapter(model, None, cfg)
+    else:
+        model, tokenizer = load_checkpoint(cfg, adapter, trainable=True)
     encoded = encode_items(items, stage.formatter(tokenizer))
     set_seed(cfg.seed, deterministic=True)
     work = output.begin()

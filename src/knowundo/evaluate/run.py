@@ -13,7 +13,8 @@ import math
 import random
 import time
 from collections import defaultdict
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import torch
@@ -40,6 +41,7 @@ from knowundo.layout import (
     relearned_adapter,
 )
 from knowundo.models.load import (
+    check_oracle_model,
     is_full_checkpoint,
     load_causal_lm,
     load_checkpoint,
@@ -55,9 +57,9 @@ class EvalContext:
     """One loaded model and its evaluation inputs; the per-item passes run on first request and are cached, so
     metrics that need the same pass share it. Splits: ``unlearn`` / ``retention`` (val), ``general`` (held-out)
     and ``holdout`` (the domain's never-trained instances, if the data has them). ``references``: result files
-    of other models of the same domain that metrics compare against (``vanilla``, ``oracle``). ``base_beside``:
-    the model is not ``cfg.model`` under an adapter (a full checkpoint, an oracle model given as such), so the base
-    judge is loaded beside it."""
+    of other models of the same domain that metrics compare against (``vanilla``, ``oracle``). ``base_judge``: for
+    a model that is not the base model under an adapter (a full checkpoint, an oracle model given as such), a
+    callable that makes the base model available as a context manager (loaded beside it, say)."""
 
     def __init__(
         self,
@@ -67,9 +69,9 @@ class EvalContext:
         adapter: Path | None,
         training: dict | None,
         references: dict[str, dict] | None = None,
-        base_beside: bool = False,
+        base_judge: Callable[[], AbstractContextManager] | None = None,
     ):
-        self.model, self.tokenizer, self.stage, self.base_beside = model, tokenizer, stage, base_beside
+        self.model, self.tokenizer, self.stage, self.base_judge = model, tokenizer, stage, base_judge
         self.cfg, self.domain, self.adapter, self.training = stage.cfg, stage.domain, adapter, training
         self.references = references or {}
         self._teacher_forced: dict[tuple[str, str], dict] = {}
@@ -204,21 +206,20 @@ class EvalContext:
 
     @contextmanager
     def judge(self, name: str):
-        """The judge as a model. The base judge is ``cfg.model`` with no adapter: the evaluated model with its
-        adapter switched off, or loaded beside it when the evaluated model is not ``cfg.model`` under an adapter
-        (``base_beside``: a full checkpoint, a given oracle). The oracle judge is the evaluated model if it is
-        the oracle; else the oracle's adapter swapped in (loaded beside, on the base, where the evaluated model
-        has no adapter to swap), or the oracle model given as such loaded beside."""
+        """The judge as a model. The base judge is the base model with no adapter: the evaluated model with its
+        adapter switched off, or :attr:`base_judge` (a full checkpoint, a given oracle). The oracle judge is the
+        evaluated model if it is the oracle; else the oracle's adapter swapped in (into the base judge where the
+        evaluated model has no adapter to swap), or the oracle model given as such, loaded beside."""
         meta = self.references.get(ORACLE_LABEL, {}).get("meta", {})
         given = (meta.get("training") or {}).get("model")
         if name == "base":
-            context = model_beside(self.cfg) if self.base_beside else judge_model(self.model, "base")
+            context = self.base_judge() if self.base_judge else judge_model(self.model, "base")
         elif self.is_oracle():
             context = judge_model(self.model, "oracle")
         elif given:
             context = model_beside(self.cfg, given)
-        elif self.base_beside:
-            context = model_beside(self.cfg, adapter=Path(meta["adapter"]))
+        elif self.base_judge:
+            context = _swapped_into(self.base_judge, Path(meta["adapter"]))
         else:
             context = judge_model(self.model, "oracle", Path(meta["adapter"]))
         with context as model:
@@ -272,6 +273,12 @@ class EvalContext:
                 )
             self._thresholds[judge] = gibberish_threshold([p for p in gold if p is not None])
         return self._thresholds[judge]
+
+
+@contextmanager
+def _swapped_into(base_judge: Callable[[], AbstractContextManager], adapter: Path):
+    with base_judge() as base, swapped_checkpoint(base, adapter) as judged:
+        yield judged
 
 
 def _scores_by_item(scored: dict, owners: list[int]) -> dict[int, list[dict]]:
@@ -355,6 +362,7 @@ def describe_adapter(adapter: Path | None) -> tuple[str, dict | None]:
             "peak_memory_mb",
             "start_memory_mb",
             "trainable_parameters",
+            "full_parameters",
             "optimized_parameters",
             "learning_rate",
             "stopped_early",
@@ -505,7 +513,10 @@ def evaluate_checkpoint(
     if oracle_model and adapter is not None:
         raise KnowUndoError("an oracle model is evaluated as given: no adapter on it")
     key = eval_key(cfg, domain, adapter, label, references, oracle_model)
+    # a model that is not the base under an adapter: the base judge is loaded beside it
+    beside = bool(oracle_model) or (adapter is not None and is_full_checkpoint(adapter))
     if oracle_model:
+        check_oracle_model(cfg, oracle_model)
         default_label, training = ORACLE_LABEL, given_oracle(oracle_model)
         model, tokenizer = load_causal_lm(oracle_model, cfg), load_tokenizer(cfg)
     else:
@@ -522,7 +533,7 @@ def evaluate_checkpoint(
         training=training,
         progress=progress,
         reference_files={name: str(path) for name, path in (references or {}).items()},
-        base_beside=bool(oracle_model) or (adapter is not None and is_full_checkpoint(adapter)),
+        base_judge=(lambda: model_beside(cfg)) if beside else None,
     )
     if out_file is not None:  # the file links relative to itself; the result returned keeps the paths as given
         meta, home = result["meta"], Path(out_file).parent
@@ -535,8 +546,10 @@ def evaluate_checkpoint(
 
 
 def given_oracle(name: str) -> dict:
-    """The training summary of an oracle model given as such (trained elsewhere, on the Retention Scope alone)."""
-    return {"stage": "given", "oracle": True, "model": name}
+    """The training summary of an oracle model given as such (trained elsewhere, on the Retention Scope alone): a
+    local one by its absolute path, which holds wherever the run directory or the working directory moves."""
+    local = Path(name).expanduser()
+    return {"stage": "given", "oracle": True, "model": str(local.resolve()) if local.is_dir() else name}
 
 
 def evaluate_loaded(
@@ -550,18 +563,18 @@ def evaluate_loaded(
     training: dict | None = None,
     progress: bool = True,
     reference_files: dict[str, str] | None = None,
-    base_beside: bool = False,
+    base_judge: Callable[[], AbstractContextManager] | None = None,
 ) -> dict:
     """Every registered metric on a model in memory: the split metrics per prompt variant and scope, the model
     metrics once. ``references``: the checked results of the domain's ``vanilla`` and ``oracle`` models;
     ``adapter`` / ``training``: where the model was saved and how it was trained, for the metrics that read them
-    (checkpoint curves, the relearning attack); ``base_beside``: see :class:`EvalContext`. ``meta.seconds``: each
+    (checkpoint curves, the relearning attack); ``base_judge``: see :class:`EvalContext`. ``meta.seconds``: each
     prompt variant's and model metric's wall time (a shared pass counts where it first ran: the first variant's)
     and the sum of the robustness metrics', which the time budget of the default run (``benchmarks/default_run.py``)
     counts apart from the paper's system."""
     cfg = stage.cfg
     cfg.eval.check_prompts(stage.domain)
-    ctx = EvalContext(model, tokenizer, stage, adapter, training, references or {}, base_beside)
+    ctx = EvalContext(model, tokenizer, stage, adapter, training, references or {}, base_judge)
     split_metrics = [m for m in metrics() if isinstance(m, SplitMetric) and m.enabled(cfg.eval)]
     model_metrics = [m for m in metrics() if isinstance(m, ModelMetric) and m.enabled(ctx)]
     result = {"kind": EVAL_RESULT_KIND, "label": label, "domain": stage.domain, "prompts": {}}

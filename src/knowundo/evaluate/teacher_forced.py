@@ -7,7 +7,7 @@ import math
 import torch
 
 from knowundo.data.format import IGNORE, Formatter, encode_items, pad_batch, pad_id_of
-from knowundo.logits import gold_logprobs
+from knowundo.logits import forward_on_answers, gold_logprobs
 from knowundo.placement import on_device
 
 
@@ -40,8 +40,8 @@ def score_features(model, features: list[dict], pad_id: int, batch_size: int, mi
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
         batch = on_device(pad_batch([features[i] for i in chunk], pad_id))
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        stats = {k: v.tolist() for k, v in answer_token_stats(logits, batch["labels"], min_k).items()}
+        outputs, labels, _ = forward_on_answers(model, batch)
+        stats = {k: v.tolist() for k, v in answer_token_stats(outputs.logits, labels, min_k).items()}
         for row, index in enumerate(chunk):
             tokens, correct = stats["tokens"][row], stats["correct"][row]
             scores[index] = {

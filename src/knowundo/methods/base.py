@@ -28,7 +28,9 @@ class Side:
     """One side of a batch after the forward pass: logits, answer-only labels (-100 elsewhere), per-sample
     weights; on request the reference (frozen fine-tuned) model's logits on the same inputs, the hidden states
     of every layer (``hidden_states[l]`` is the output of decoder layer ``l``, 0 the embeddings) and the same
-    questions with alternative answers (``alternative``, itself a Side)."""
+    questions with alternative answers (``alternative``, itself a Side). Logits, labels and hidden states cover
+    the batch's answer window (:func:`knowundo.logits.answer_window`), all alike: position t still predicts the
+    label at t + 1."""
 
     logits: torch.Tensor
     labels: torch.Tensor

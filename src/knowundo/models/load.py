@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from knowundo.config import Config
+from knowundo.config import BUILT_IN_MODELS, Config
 from knowundo.errors import KnowUndoError
 from knowundo.layout import ADAPTER_WEIGHTS
 
@@ -153,6 +153,24 @@ def load_base(cfg: Config):
     return load_causal_lm(resolve_model_path(cfg), cfg), load_tokenizer(cfg)
 
 
+def check_oracle_model(cfg: Config, name: str, tokenizer=None) -> None:
+    """A model given as the oracle, checked before any work: a loadable causal LM (a local one with safetensors
+    weights) that reads the same tokens as the model — every per-token comparison with it assumes so."""
+    from transformers import AutoTokenizer
+
+    if name in BUILT_IN_MODELS:
+        raise KnowUndoError(f"{name!r} is a built-in base model, not an oracle")
+    load_model_config(name, cfg.model.trust_remote_code)
+    if Path(name).expanduser().is_dir():
+        checkpoint_weights(name)
+    try:
+        oracle = AutoTokenizer.from_pretrained(name, trust_remote_code=cfg.model.trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise KnowUndoError(f"cannot load the tokenizer of {name!r}: {str(exc).splitlines()[0]}") from None
+    if oracle.get_vocab() != (tokenizer if tokenizer is not None else load_tokenizer(cfg)).get_vocab():
+        raise KnowUndoError(f"{name!r} has another tokenizer than the model {cfg.model.name!r}")
+
+
 def is_full_checkpoint(path: str | Path) -> bool:
     """A directory of a whole model's weights (what ``unlearn.full_parameters`` saves), not a LoRA adapter."""
     path = Path(path)
@@ -184,15 +202,13 @@ def load_checkpoint(cfg: Config, checkpoint: str | Path | None, trainable: bool 
 
 
 @contextmanager
-def model_beside(cfg: Config, name: str | None = None, adapter: str | Path | None = None):
+def model_beside(cfg: Config, name: str | None = None):
     """Another model loaded for a while beside the one in use, in eval mode, then freed: ``cfg.model`` or the model
-    ``name`` (a Hub id or directory), with a saved ``adapter`` if given. For a judge that the model in use cannot
-    become by switching an adapter (a full checkpoint has none to switch off)."""
+    ``name`` (a Hub id or directory). For a judge that the model in use cannot become by switching an adapter (a
+    full checkpoint has none to switch off)."""
     import gc
 
     model = load_causal_lm(name or resolve_model_path(cfg), cfg)
-    if adapter is not None:
-        model = load_adapter(model, adapter)
     model.eval()
     try:
         yield model

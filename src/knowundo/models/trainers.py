@@ -8,7 +8,7 @@ from transformers import Trainer
 
 from knowundo.data.format import IGNORE
 from knowundo.distributed import on_any_process
-from knowundo.logits import gold_logprobs, position_kl, shifted
+from knowundo.logits import answer_inputs, forward_on_answers, gold_logprobs, position_kl, shifted
 from knowundo.models.batches import PromptShareDataset, ServedLengthGroupedSampler
 from knowundo.models.callbacks import TokenAccuracy
 
@@ -20,6 +20,12 @@ class AdapterTrainer(Trainer):
     that replace the base's rows, not differences from them, so weight decay would pull them towards zero rather
     than towards the base: they are exempt from it, as biases and norms are. A :class:`PromptShareDataset` is
     grouped by the lengths it serves each epoch."""
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """Trainer's causal-LM loss with the logits over the answer window only (:func:`answer_inputs`)."""
+        return super().compute_loss(
+            model, answer_inputs(model, inputs), return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+        )
 
     def get_decay_parameter_names(self, model) -> list[str]:
         return [name for name in super().get_decay_parameter_names(model) if TRAINED_EMBEDDING_ROWS not in name]
@@ -53,13 +59,13 @@ class AccuracyTrainer(AdapterTrainer):
             self._keep_base_logits(model, inputs, replay_ids)
         distil = replay_ids >= 0 if replay_ids is not None else None
         if distil is None or not bool(distil.any()):
+            inputs = answer_inputs(model, inputs)
             loss, outputs = super().compute_loss(
                 model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
             )
             self.accuracy.add(outputs.logits, inputs["labels"])
             return (loss, outputs) if return_outputs else loss
-        labels = inputs["labels"]
-        outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+        outputs, labels, _ = forward_on_answers(model, inputs)
         logits, targets, mask = shifted(outputs.logits, labels)
         gold = ~distil
         summed = -(gold_logprobs(logits[gold], targets[gold]) * mask[gold]).sum()
@@ -84,16 +90,16 @@ class AccuracyTrainer(AdapterTrainer):
         was_training = model.training
         model.eval()
         try:
-            logits = model(
-                input_ids=inputs["input_ids"][passed],
-                attention_mask=inputs["attention_mask"][passed],
+            outputs, labels, _ = forward_on_answers(
+                model,
+                {key: inputs[key][passed] for key in ("input_ids", "attention_mask", "labels")},
                 adapter_names=["__base__"] * len(passed),
-            ).logits
+            )
         finally:
             model.train(was_training)
-        answer = inputs["labels"][:, 1:] != IGNORE
-        for row, row_logits in zip(new, logits):
-            self._base_answer_logits[rows[row]] = row_logits[:-1][answer[row]].cpu()
+        answer = labels[:, 1:] != IGNORE
+        for index, row in enumerate(new):
+            self._base_answer_logits[rows[row]] = outputs.logits[index, :-1][answer[index]].cpu()
 
     def _token_divisor(self, mask: torch.Tensor, num_items_in_batch) -> torch.Tensor | int:
         """The mean over answer tokens the Trainer's own causal-LM loss takes: over the whole accumulated (and,
