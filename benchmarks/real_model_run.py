@@ -14,7 +14,6 @@ Usage: python benchmarks/real_model_run.py [--out DIR] [--page docs/results/smol
 from __future__ import annotations
 
 import argparse
-import re
 import subprocess
 import sys
 import time
@@ -55,17 +54,37 @@ def run(out: Path, extra: list[str]) -> float:
     return time.perf_counter() - started
 
 
+def paper_seconds(out: Path, log: str) -> tuple[float, float, set[str]]:
+    """(stage time of the whole run, of the paper's system, the domains): the paper's system is every stage line —
+    fine-tunes, the oracle's included, localization, unlearning, evaluations — less the attacks and the robustness
+    metrics inside each evaluation (their seconds from its result file, ``meta.seconds.robustness``)."""
+    import json
+
+    from default_run import STAGE_LINE
+
+    from knowundo.layout import RunLayout
+
+    total, robustness, domains = 0.0, 0.0, set()
+    for where, kind, seconds, label in STAGE_LINE.findall(log):
+        total += float(seconds)
+        domains.add(where)
+        if kind == "attack":
+            robustness += float(seconds)
+        elif kind == "eval":
+            record = json.loads(RunLayout(out / where).eval(label).read_text())
+            robustness += record["meta"]["seconds"]["robustness"]
+    return total, total - robustness, domains - {"all"}
+
+
 def render(out: Path, page: Path, wall: float | None = None) -> None:
     """The results page of the run (``knowundo report --page``) with the verdict on issue 30's target first."""
     from knowundo.report import results_page
 
-    log = (out / "stages.log").read_text()
-    timed = [re.match(r"\[(\w+)\] +\w+ +([\d.]+)s ", line) for line in log.splitlines()]
-    total = sum(float(match[2]) for match in timed if match)
-    domains = {match[1] for match in timed if match} - {"all"}
+    total, paper, domains = paper_seconds(out, (out / "stages.log").read_text())
     verdict = (
-        f"Stage time {total:.0f} s (the sum of the stage lines) = {total / BUDGET_SECONDS:.2f} of the 60-minute "
-        f"target ({'met' if total <= BUDGET_SECONDS else 'not met'})"
+        f"Stage time {total:.0f} s (the sum of the stage lines); the paper's system (fine-tunes, the oracle, the "
+        f"paper's rows and their evaluations, without the robustness metrics) {paper:.0f} s = "
+        f"{paper / BUDGET_SECONDS:.2f} of the 60-minute target ({'met' if paper <= BUDGET_SECONDS else 'not met'})"
         if len(domains) > 1
         else f"Stage time {total:.0f} s (the sum of the stage lines) on {', '.join(sorted(domains))} alone; the "
         f"60-minute target is for both domains"
