@@ -37,33 +37,27 @@ def main() -> None:
     features = encode_items(stage.data["unlearn"]["train"][: cfg.finetune.batch_size], stage.formatter(tokenizer))
     batch = pad_batch(features.features, pad_id_of(tokenizer))
 
+    def loss(window: bool) -> torch.Tensor:
+        if window:
+            outputs, labels, _ = forward_on_answers(model, batch)
+        else:
+            outputs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+            labels = batch["labels"]
+        return per_sample_nll(outputs.logits, labels).mean()
+
     def train_step(window: bool):
         def step():
             model.zero_grad(set_to_none=True)
-            if window:
-                outputs, labels, _ = forward_on_answers(model, batch)
-            else:
-                outputs, labels = (
-                    model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]),
-                    batch["labels"],
-                )
-            loss = per_sample_nll(outputs.logits, labels).mean()
-            loss.backward()
-            return float(loss.detach())
+            value = loss(window)
+            value.backward()
+            return float(value.detach())
 
         return step
 
     def score(window: bool):
         @torch.no_grad()
         def step():
-            if window:
-                outputs, labels, _ = forward_on_answers(model, batch)
-            else:
-                outputs, labels = (
-                    model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]),
-                    batch["labels"],
-                )
-            return float(per_sample_nll(outputs.logits, labels).mean())
+            return float(loss(window))
 
         return step
 
