@@ -1,9 +1,9 @@
-"""The rule that set the tiny preset's per-method unlearning learning rates, re-runnable (whenever the tiny base or
-recipe changes): for each row, the lowest lr of GRID that forgets >= 50% of the privacy unlearn val split (Unlearn
+"""The rule that set a preset's per-method unlearning learning rates (the tiny preset's; ``--preset smollm2`` for the
+real model's), re-runnable whenever the base or the recipe changes: for each row, the lowest lr of GRID that forgets >= 50% of the privacy unlearn val split (Unlearn
 Success = 100 - teacher-forced token accuracy, no system prompt), with the method's default parameters. Rows not
 listed keep the baselines' lr. Prints one line per (row, lr) tried and the resulting `unlearn.per_method` block.
 
-Usage: python benchmarks/tune_unlearn_lr.py [--rows memflex,npo,...] [--out DIR]
+Usage: python benchmarks/tune_unlearn_lr.py [--preset tiny] [--rows memflex,npo,...] [--out DIR]
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ def unlearn_success(cfg, adapter: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="tiny")
     parser.add_argument("--rows", default=",".join(ROWS))
     parser.add_argument("--out", type=Path, default=None, help="work directory (default: a temporary one)")
     args = parser.parse_args()
@@ -44,7 +45,7 @@ def main() -> None:
     from knowundo.unlearn import unlearn
 
     work = args.out or Path(tempfile.mkdtemp(prefix="knowundo-tune-"))
-    base_cfg = load_config("tiny", overrides=["unlearn.save_steps=0"])
+    base_cfg = load_config(args.preset, overrides=["unlearn.save_steps=0"])
     prepare_base(base_cfg, progress=False)
     finetune(base_cfg, DOMAIN, work / "finetune", progress=False)
     adapter = work / "finetune" / "adapter"
@@ -57,7 +58,8 @@ def main() -> None:
             region = work / "localize" / "region.json"
         for lr in GRID:
             cfg = load_config(
-                "tiny", overrides=["unlearn.save_steps=0", "unlearn.per_method={}", f"unlearn.learning_rate={lr}"]
+                args.preset,
+                overrides=["unlearn.save_steps=0", "unlearn.per_method={}", f"unlearn.learning_rate={lr}"],
             )
             out = work / f"{row}-{lr:g}"
             unlearn(cfg, DOMAIN, label.method, adapter, out, region=region, progress=False)
