@@ -1,7 +1,8 @@
 """The rule that set a preset's per-method unlearning learning rates (the tiny preset's; ``--preset smollm2`` for the
-real model's), re-runnable whenever the base or the recipe changes: for each row, the lowest lr of GRID that forgets >= 50% of the privacy unlearn val split (Unlearn
-Success = 100 - teacher-forced token accuracy, no system prompt), with the method's default parameters. Rows not
-listed keep the baselines' lr. Prints one line per (row, lr) tried and the resulting `unlearn.per_method` block.
+real model's), re-runnable whenever the base or the recipe changes: for each row, the lowest lr of GRID that
+forgets >= 50% of the privacy unlearn val split (Unlearn Success = 100 - teacher-forced token accuracy, no system
+prompt), with the method's default parameters. Rows not listed keep the baselines' lr. Prints one line per (row,
+lr) tried and the resulting `unlearn.per_method` block.
 
 Usage: python benchmarks/tune_unlearn_lr.py [--preset tiny] [--rows memflex,npo,...] [--out DIR]
 """
