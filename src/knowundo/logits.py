@@ -67,10 +67,21 @@ def _keeps_logits(model_type: type) -> bool:
 
 def keeps_logits(model) -> bool:
     """Whether the model (under a DDP / DeepSpeed wrapper or peft) computes logits at chosen positions only
-    (transformers' ``logits_to_keep``, which every current causal LM takes)."""
+    (transformers' ``logits_to_keep``, which every current causal LM takes). Not under ``nn.DataParallel``, which
+    would split the positions' index tensor across its replicas."""
+    if isinstance(model, torch.nn.DataParallel):
+        return False
     inner = getattr(model, "module", model)
     inner = inner.get_base_model() if hasattr(inner, "get_base_model") else inner
     return _keeps_logits(type(inner))
+
+
+def _window_for(model, labels: torch.Tensor) -> slice | None:
+    """The answer window to compute logits over, or None where the whole sequence is computed anyway."""
+    if not keeps_logits(model):
+        return None
+    window = answer_window(labels)
+    return None if window.stop - window.start == labels.shape[1] else window
 
 
 def answer_inputs(model, inputs: dict) -> dict:
@@ -78,10 +89,8 @@ def answer_inputs(model, inputs: dict) -> dict:
     alike (:func:`answer_window`): the LM head — a projection onto the whole vocabulary — skips the question's
     positions, a third to a half of a chat-formatted item. Unchanged where the model cannot, or where the
     inputs are already cut."""
-    if "logits_to_keep" in inputs or not keeps_logits(model):
-        return inputs
-    window = answer_window(inputs["labels"])
-    if window.stop - window.start == inputs["labels"].shape[1]:
+    window = None if "logits_to_keep" in inputs else _window_for(model, inputs["labels"])
+    if window is None:
         return inputs
     kept = torch.arange(window.start, window.stop, device=inputs["labels"].device)
     return {**inputs, "labels": inputs["labels"][:, window], "logits_to_keep": kept}
@@ -91,15 +100,13 @@ def forward_on_answers(model, batch: dict, **kwargs):
     """(outputs, labels, window) of ``model`` on a padded batch: logits over the answer window only, the labels and
     any hidden states (``output_hidden_states``) cut to the same window, so that everything aligns as over the
     whole sequence; ``window`` is where the cut starts and ends in the batch."""
-    inputs = answer_inputs(model, {"input_ids": batch["input_ids"], "labels": batch["labels"]})
-    kept = inputs.get("logits_to_keep")
-    outputs = model(
-        input_ids=batch["input_ids"],
-        attention_mask=batch["attention_mask"],
-        **({"logits_to_keep": kept} if kept is not None else {}),
-        **kwargs,
-    )
-    window = slice(int(kept[0]), int(kept[-1]) + 1) if kept is not None else slice(0, batch["labels"].shape[1])
-    if getattr(outputs, "hidden_states", None) is not None and kept is not None:
+    labels = batch["labels"]
+    window = _window_for(model, labels)
+    if window is None:
+        outputs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **kwargs)
+        return outputs, labels, slice(0, labels.shape[1])
+    kept = torch.arange(window.start, window.stop, device=labels.device)
+    outputs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=kept, **kwargs)
+    if getattr(outputs, "hidden_states", None) is not None:
         outputs.hidden_states = tuple(h[:, window] for h in outputs.hidden_states)
-    return outputs, inputs["labels"], window
+    return outputs, labels[:, window], window

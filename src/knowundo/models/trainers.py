@@ -22,10 +22,10 @@ class AdapterTrainer(Trainer):
     grouped by the lengths it serves each epoch."""
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        """Trainer's causal-LM loss with the logits over the answer window only (:func:`answer_inputs`)."""
-        return super().compute_loss(
-            model, answer_inputs(model, inputs), return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
-        )
+        """Trainer's causal-LM loss, in training with the logits over the answer window only (:func:`answer_inputs`;
+        an evaluation through Trainer pairs its own uncut labels with the logits)."""
+        inputs = answer_inputs(model, inputs) if model.training else inputs
+        return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
 
     def get_decay_parameter_names(self, model) -> list[str]:
         return [name for name in super().get_decay_parameter_names(model) if TRAINED_EMBEDDING_ROWS not in name]
