@@ -7,7 +7,7 @@ from scipy.stats import binomtest, wilcoxon
 from knowundo.layout import BASE_LABEL
 
 EXPLANATION = (
-    "A small task moves in large steps (the bundled MC task: 34 questions, 2.9 points each), so a difference in "
+    "A small task moves in large steps ({steps}), so a difference in "
     "points alone cannot tell a loss from chance. Each row is compared with the base model (before fine-tuning) of "
     "its domain on the same questions, so a difference adds up the fine-tune's effect and the unlearning's (the "
     "`vanilla` row: the fine-tune's alone). Held-out general set: per-item token accuracies, Wilcoxon signed-rank "
@@ -62,6 +62,7 @@ def general_changes(results: list[dict]) -> list[dict]:
                         task: scores["acc"],
                         f"{task}_change": scores["acc"] - base_scores["acc"],
                         **{f"{task}_{key}": value for key, value in tested.items()},
+                        f"{task}_questions": len(base_scores["correct"]),
                     }
                 )
         rows.append(row)

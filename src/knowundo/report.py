@@ -290,7 +290,13 @@ def samples_markdown(results: list[dict]) -> str:
 def general_markdown(rows: list[dict]) -> str:
     """One table per domain: each row's general ability, its change against the base model and the paired tests
     (:mod:`knowundo.general_change`)."""
-    text = [f"# General ability against the base model\n\n{GENERAL_CHANGE_EXPLANATION}\n"]
+    asked = next((row[f"{MC_TASK}_questions"] for row in rows if f"{MC_TASK}_questions" in row), None)
+    steps = (
+        f"the bundled MC task: {asked} questions, {100 / asked:.1f} points each"
+        if asked
+        else "a question is worth 100 / its number of questions"
+    )
+    text = [f"# General ability against the base model\n\n{GENERAL_CHANGE_EXPLANATION.format(steps=steps)}\n"]
     for domain in dict.fromkeys(row["domain"] for row in rows):
         mine = [row for row in rows if row["domain"] == domain]
         tasks = list(dict.fromkeys(key.removesuffix("_lost") for row in mine for key in row if key.endswith("_lost")))
