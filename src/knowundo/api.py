@@ -180,9 +180,9 @@ def unlearn_model(
     ``region.json``; MemFlex needs one, any other method then trains only there), keeping the Retention Scope
     (``retain="general"``: the general set instead). Settings: ``config.unlearn`` with its per-method entries.
     The model is trained in place (its ``default`` LoRA adapter; a plain model gets a fresh one) and returned
-    with the record; with ``unlearn.full_parameters`` every weight trains instead (a peft model's adapter merged
-    into it first), and the model returned is the plain model. ``output_dir``: where the Trainer's checkpoints go
-    (default: a temporary directory, removed).
+    with the record; with ``unlearn.full_parameters`` every weight trains instead, in float32 (a peft model's
+    adapter merged into it first), and the model returned is the plain model. ``output_dir``: where the Trainer's
+    checkpoints go (default: a temporary directory, removed).
     """
     from peft import PeftModel
 
