@@ -29,7 +29,7 @@ from knowundo.localize import choose_region, gradient_statistics, selection_for
 from knowundo.methods import Method
 from knowundo.models.load import attach_lora, load_base, prepare_base, with_pad_token
 from knowundo.placement import place
-from knowundo.region import Region, load_region, whole_module_masks
+from knowundo.region import Region, load_region
 from knowundo.stage import Stage
 from knowundo.unlearn import REFERENCE, add_reference, plan_run, train_unlearning, trainable_whole
 
@@ -198,13 +198,7 @@ def unlearn_model(
         model = with_trainable_adapter(model, stage.cfg)
         if referenced:
             add_reference(model)
-    if isinstance(region, Region):
-        masks = region.masks if isinstance(model, PeftModel) else whole_module_masks(region.masks, model)
-    else:
-        masks = load_region(region, model) if region is not None else None
-    names = {name for name, _ in model.named_parameters()}
-    if masks is not None and (unknown := [name for name in masks if name not in names]):
-        raise KnowUndoError(f"the region names {len(unknown)} parameters the model lacks, e.g. {unknown[0]}")
+    masks = load_region(region, model) if region is not None else None
     with tempfile.TemporaryDirectory(prefix="knowundo-unlearn-") as scratch:
         work = Path(output_dir) if output_dir is not None else Path(scratch)
         work.mkdir(parents=True, exist_ok=True)

@@ -124,15 +124,20 @@ def layer_region(model, layers: range) -> dict[str, torch.Tensor]:
     return masks
 
 
-def load_region(path: str | Path, model) -> dict[str, torch.Tensor]:
-    """Boolean unit mask per LoRA parameter of ``model`` from a ``region.json`` (row masks from the
-    safetensors file beside it); for a plain model trained whole, per parameter (:func:`whole_module_masks`).
+def load_region(region: Region | str | Path, model) -> dict[str, torch.Tensor]:
+    """Boolean unit mask per LoRA parameter of ``model`` from a :class:`Region` or a ``region.json`` (row masks from
+    the safetensors file beside it); for a plain model trained whole, per parameter (:func:`whole_module_masks`).
     Names that the model lacks, or an empty region, are errors."""
     from peft import PeftModel
 
-    if not isinstance(model, PeftModel):
-        return whole_module_masks(_lora_region(path, {}), model)
-    return _lora_region(path, dict(model.named_parameters()))
+    params = dict(model.named_parameters()) if isinstance(model, PeftModel) else {}
+    if isinstance(region, Region):
+        if unknown := [name for name in region.masks if params and name not in params]:
+            raise KnowUndoError(f"the region names {len(unknown)} parameters the model lacks, e.g. {unknown[0]}")
+        masks = region.masks
+    else:
+        masks = _lora_region(region, params)
+    return masks if params else whole_module_masks(masks, model)
 
 
 def _lora_region(path: str | Path, params: dict) -> dict[str, torch.Tensor]:

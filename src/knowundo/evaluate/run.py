@@ -415,16 +415,16 @@ def eval_key(
         relearned=adapter_hash(relearned) if relearned is not None and relearned.is_dir() else None,
         holdout=hash_json(stage.holdout),
         references={name: result["meta"]["key"] for name, result in loaded.items()},
-        oracle_model=model_identity(oracle_model, stage.cfg) if oracle_model else None,
+        oracle_model=oracle_identity(stage.cfg, oracle_model) if oracle_model else None,
         metrics=sorted(m.name for m in metrics()),
         result_format=RESULT_FORMAT,
     )
 
 
-def model_identity(name: str, cfg: Config) -> dict:
-    """What identifies a model given by name, checked to be loadable: a local directory by its weights' hash, a
-    Hub id by its name."""
-    load_model_config(name, cfg.model.trust_remote_code)
+def oracle_identity(cfg: Config, name: str) -> dict:
+    """What identifies an oracle model given by name, checked first (:func:`check_oracle_model`): a local directory
+    by its weights' hash, a Hub id by its name."""
+    check_oracle_model(cfg, name)
     local = Path(name).expanduser()
     return {"weights": adapter_hash(local)} if local.is_dir() else {"hub": name}
 
@@ -516,7 +516,6 @@ def evaluate_checkpoint(
     # a model that is not the base under an adapter: the base judge is loaded beside it
     beside = bool(oracle_model) or (adapter is not None and is_full_checkpoint(adapter))
     if oracle_model:
-        check_oracle_model(cfg, oracle_model)
         default_label, training = ORACLE_LABEL, given_oracle(oracle_model)
         model, tokenizer = load_causal_lm(oracle_model, cfg), load_tokenizer(cfg)
     else:

@@ -110,11 +110,12 @@ def load_model_config(path: str, trust_remote_code: bool = False):
         raise KnowUndoError(f"cannot load model {path!r}: {where}{str(exc).splitlines()[0]}") from None
 
 
-def load_tokenizer(cfg: Config):
-    """The model's tokenizer (pad set to EOS where it has none: masking is positional, so pad == eos is safe)."""
+def load_tokenizer(cfg: Config, path: str | None = None):
+    """The model's tokenizer, or the one at ``path`` (pad set to EOS where it has none: masking is positional, so
+    pad == eos is safe)."""
     from transformers import AutoTokenizer
 
-    path = resolve_model_path(cfg)
+    path = path or resolve_model_path(cfg)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.model.trust_remote_code)
     except (OSError, ValueError) as exc:
@@ -156,18 +157,13 @@ def load_base(cfg: Config):
 def check_oracle_model(cfg: Config, name: str, tokenizer=None) -> None:
     """A model given as the oracle, checked before any work: a loadable causal LM (a local one with safetensors
     weights) that reads the same tokens as the model — every per-token comparison with it assumes so."""
-    from transformers import AutoTokenizer
-
     if name in BUILT_IN_MODELS:
         raise KnowUndoError(f"{name!r} is a built-in base model, not an oracle")
     load_model_config(name, cfg.model.trust_remote_code)
     if Path(name).expanduser().is_dir():
         checkpoint_weights(name)
-    try:
-        oracle = AutoTokenizer.from_pretrained(name, trust_remote_code=cfg.model.trust_remote_code)
-    except (OSError, ValueError) as exc:
-        raise KnowUndoError(f"cannot load the tokenizer of {name!r}: {str(exc).splitlines()[0]}") from None
-    if oracle.get_vocab() != (tokenizer if tokenizer is not None else load_tokenizer(cfg)).get_vocab():
+    model_tokenizer = tokenizer if tokenizer is not None else load_tokenizer(cfg)
+    if load_tokenizer(cfg, name).get_vocab() != model_tokenizer.get_vocab():
         raise KnowUndoError(f"{name!r} has another tokenizer than the model {cfg.model.name!r}")
 
 
@@ -193,7 +189,7 @@ def load_checkpoint(cfg: Config, checkpoint: str | Path | None, trainable: bool 
     checkpoint's own weights (``cfg.model``'s tokenizer); ``trainable``: the adapter, or every weight of a full
     checkpoint, trains."""
     if checkpoint is not None and is_full_checkpoint(checkpoint):
-        checkpoint_weights(checkpoint)
+        checkpoint_weights(checkpoint)  # safetensors there: from_pretrained would also take a pickled file
         model = load_causal_lm(str(checkpoint), cfg)
         model.requires_grad_(trainable)
         return model, load_tokenizer(cfg)
