@@ -35,13 +35,29 @@ def test_the_neutral_preset_needs_a_model(capsys):
     assert len(err) == 1 and "preset chat is for a model you name: add --model" in err[0]
 
 
-def test_auto_dtype_is_float32_on_a_cpu_and_auto_template_follows_the_tokenizer(tiny_model):
-    from knowundo.data.format import resolve_template
-    from knowundo.models.load import resolved_dtype
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_dtype_follows_the_cpus_bfloat16_instructions_and_keys_the_stages(monkeypatch, native):
+    import torch
 
-    assert resolved_dtype("auto") == "float32" and resolved_dtype("bfloat16") == "bfloat16"
+    from knowundo.config import load_config
+    from knowundo.models.load import resolved_dtype
+    from knowundo.stage import Stage
+
+    cfg = load_config("tiny", overrides=["model.dtype=auto"])
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.setattr(torch.cpu, probe, lambda: native, raising=False)
+    resolved = "bfloat16" if native else "float32"
+    assert resolved_dtype("auto") == resolved and resolved_dtype("float32") == "float32"
+    key = Stage("finetune", cfg, "privacy").key([])
+    explicit = Stage("finetune", load_config("tiny", overrides=[f"model.dtype={resolved}"]), "privacy").key([])
+    assert key == explicit  # a stage is keyed by the dtype it computes in, not by the word "auto"
     with pytest.raises(KnowUndoError, match="unknown dtype 'fp8'"):
         resolved_dtype("fp8")
+
+
+def test_auto_template_follows_the_tokenizer(tiny_model):
+    from knowundo.data.format import resolve_template
+
     _, tokenizer = tiny_model
     assert resolve_template("auto", tokenizer) == "plain"  # the tiny tokenizer has no chat template
     with_chat = type("T", (), {"chat_template": "{{ messages }}"})()

@@ -69,12 +69,13 @@ def test_the_real_general_set_measures_what_the_model_knows(smollm2):
 def test_check_resolves_the_neutral_preset_and_the_chat_template_for_a_model_directory(smollm2, capsys):
     from knowundo.cli import main
     from knowundo.models.smollm2 import smollm2_path
+    from knowundo.placement import supports_bf16
 
     assert main(["check", "--model", str(smollm2_path()), *sets("run.domains=privacy", "run.methods=ga")]) == 0
     out = capsys.readouterr()
     assert out.out.startswith("preset chat\n")
     assert "template auto -> chat: prompt '<|im_start|>" in out.out and "mask exact" in out.out
-    assert "float32 on cpu" in out.out and "warning" not in out.err
+    assert f"{'bfloat16' if supports_bf16() else 'float32'} on cpu" in out.out and "warning" not in out.err
 
     assert (
         main(

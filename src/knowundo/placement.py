@@ -41,9 +41,15 @@ def describe() -> str:
 
 
 def supports_bf16() -> bool:
-    """Whether :func:`device` computes in bfloat16 natively (a GPU that has it; a CPU is slow and inexact there)."""
+    """Whether :func:`device` computes in bfloat16 natively: a GPU that has it, or a CPU with bfloat16 matrix
+    instructions (AVX512-BF16 or AMX), where oneDNN's bfloat16 matrix products beat float32 ones. A CPU without
+    them emulates bfloat16, slower than float32."""
     target = device()
-    return target.type == "cuda" and torch.cuda.is_bf16_supported()
+    if target.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    # torch's own CPU feature probes (private, hence looked up; a torch without them reports no support)
+    probes = (getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    return target.type == "cpu" and any(probe is not None and probe() for probe in probes)
 
 
 def machine() -> dict:

@@ -20,15 +20,17 @@ from knowundo.data.format import Formatter
 from knowundo.data.knowundo import DataSource, check_domain, load_domain, load_general, load_holdout
 from knowundo.data.task import UnlearningData
 from knowundo.layout import CHECKPOINTS_DIR
-from knowundo.models.load import built_in_key, checkpoint_weights, trains_in_bf16
+from knowundo.models.load import built_in_key, checkpoint_weights, resolved_dtype, trains_in_bf16
 from knowundo.models.training import training_arguments
 from knowundo.placement import describe
 
 
 def model_settings(cfg: Config) -> dict:
-    """What identifies the model: its section, plus what identifies a built-in model (the tiny model's recipe, the
-    smollm2 weights' hash)."""
-    return {"model": cfg.to_dict()["model"], **built_in_key(cfg)}
+    """What identifies the model: its section with ``dtype`` as resolved on this machine (``auto`` trains and
+    evaluates in another dtype on another device), plus what identifies a built-in model (the tiny model's recipe,
+    the smollm2 weights' hash)."""
+    model = cfg.to_dict()["model"]
+    return {"model": {**model, "dtype": resolved_dtype(model["dtype"])}, **built_in_key(cfg)}
 
 
 def adapter_hash(adapter: str | Path | None) -> str | None:
