@@ -37,7 +37,7 @@ def run(out: Path, env: dict) -> tuple[float, str]:
     return time.perf_counter() - started, done.stdout
 
 
-STAGE_LINE = re.compile(r"^\[(\w+)\] (\w+) +([\d.]+)s  (?:([\w@.-]+): )?", re.M)
+STAGE_LINE = re.compile(r"^\[([\w/-]+)\] (\w+) +([\d.]+)s  (?:([\w@.-]+): )?", re.M)
 SHARED = ("vanilla", "base", "oracle")
 
 

@@ -15,7 +15,7 @@ ORDER = [
     ("methods", "stage"),
     ("finetune", "localize", "unlearn", "attacks"),
     ("evaluate",),
-    ("findings", "general_change", "report", "preflight", "plugins"),
+    ("findings", "general_change", "replicates", "report", "preflight", "plugins"),
     ("pipeline", "api"),
     ("cli",),
 ]

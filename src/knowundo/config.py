@@ -272,6 +272,13 @@ class RunConfig:
     # evaluate the base model too (row `base`: what the model knew before fine-tuning, e.g. its general ability;
     # without a fine-tune the base model is the vanilla row)
     base: bool = True
+    # the training seeds of every row (e.g. [42, 1, 2]); empty: `seed` alone. Each row (localization, unlearning,
+    # the relearning attack) is trained once per seed and evaluated alike; the report shows the mean over seeds
+    # with a 95% bootstrap interval and decides the paper's findings by paired tests. The rows of `seed` itself
+    # stay where a one-seed run puts them (a one-seed run is reused); the others go to <domain>/seeds/<seed>/
+    seeds: list = field(default_factory=list)
+    # repeat the fine-tune and the oracle per seed too (each seed's rows unlearn their own fine-tuned model)
+    seed_finetune: bool = False
 
 
 @dataclass
@@ -303,6 +310,16 @@ NEUTRAL_PRESET = "chat"  # for a model named without a preset
 BUILT_IN_MODELS = ("tiny", "smollm2")  # model names built or converted here, cached under the user cache
 # the model family (config.json's model_type) each model-specific preset was written for
 PRESET_FAMILIES = {"smollm2": "llama", "llama2-7b-chat": "llama", "qwen1.5-7b-chat": "qwen2"}
+
+
+def run_seeds(cfg: Config) -> list[int]:
+    """The training seeds of a run's rows: ``run.seeds``, or ``seed`` alone."""
+    return list(cfg.run.seeds) or [cfg.seed]
+
+
+def seeded(cfg: Config, seed: int) -> Config:
+    """A copy of ``cfg`` whose stages run with ``seed`` (training order, initialization, relabel draws)."""
+    return dataclasses.replace(cfg, seed=seed)
 
 
 def default_preset(model: str | None) -> str:
@@ -549,6 +566,13 @@ def validate(cfg: Config) -> list[str]:
         )
     if cfg.run.oracle_model and not cfg.run.oracle:
         problems.append("run.oracle_model is set but run.oracle=false")
+    seeds = cfg.run.seeds
+    if not isinstance(seeds, list) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in seeds):
+        problems.append(f"run.seeds must be a list of integers >= 0, got {seeds!r}")
+    elif len(set(seeds)) != len(seeds):
+        problems.append(f"run.seeds lists a seed twice: {seeds}")
+    if cfg.run.seed_finetune and not cfg.run.finetune:
+        problems.append("run.seed_finetune needs run.finetune: without a fine-tune there is nothing to repeat")
     whole = cfg.unlearn.full_parameters or any(
         isinstance(entry, dict) and entry.get("full_parameters") for entry in cfg.unlearn.per_method.values()
     )

@@ -41,6 +41,7 @@ HEATMAP = "heatmap.png"
 METHOD_TENSORS = "method_tensors.safetensors"  # tensors a method records (RMU's steering vector)
 RELEARN_DIR = "relearn"  # beside an unlearned adapter: the adapter after the relearning attack
 RELEARN_RECORD = "relearn.json"
+SEEDS_DIR = "seeds"  # OUT/<domain>/seeds/<seed>/: a row's other training seeds
 
 # row labels
 BASE_LABEL = "base"
@@ -134,6 +135,10 @@ class RunLayout:
 
     def eval(self, label: str) -> Path:
         return self.eval_dir / f"{label}.json"
+
+    def seed(self, seed: int) -> RunLayout:
+        """Where the rows trained with another seed than the run's go (``run.seeds``): the same layout again."""
+        return RunLayout(self.root / SEEDS_DIR / str(seed))
 
 
 def relearned_adapter(adapter: str | Path) -> Path:

@@ -8,7 +8,8 @@ checkpoint, and a directory of other settings is refused. ``--force STAGE`` redo
 
 Layout (:mod:`knowundo.layout`): ``OUT/run.json`` (resolved config, versions, data hashes),
 ``OUT/<domain>/finetune``, ``oracle``, ``localize``, ``unlearn/<label>`` (with ``relearn/`` inside),
-``eval/<label>.json``, and ``OUT/report``.
+``eval/<label>.json``, and ``OUT/report``. With ``run.seeds``, the rows of each other training seed (and, with
+``run.seed_finetune``, its fine-tune and oracle) in ``OUT/<domain>/seeds/<seed>/``, laid out alike.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from knowundo.artifacts import (
     write_json,
 )
 from knowundo.attacks.relearn import relearn
-from knowundo.config import BUILT_IN_MODELS, Config
+from knowundo.config import BUILT_IN_MODELS, Config, run_seeds, seeded
 from knowundo.data.knowundo import DataSource, check_domain, load_domain
 from knowundo.distributed import barrier, is_main, on_any_process, world_size
 from knowundo.errors import KnowUndoError
@@ -157,12 +158,25 @@ def _silent(line: str) -> None:
 
 
 class DomainRun:
-    """The stages of one domain, each a ``() -> (summary, cached)`` for :class:`StageLog`."""
+    """The stages of one domain and one training seed, each a ``() -> (summary, cached)`` for :class:`StageLog`.
+    ``cfg`` trains (its ``seed``: this pass's); ``evaluation``: the config every model is evaluated with (the
+    run's, whatever the training seed: the same instrument for every seed); ``tuned``: the layout whose fine-tune
+    and oracle this pass's rows start from and compare with (its own by default). Its stage lines name the
+    directory it writes, relative to the run's (``privacy``, ``privacy/seeds/1``)."""
 
-    def __init__(self, cfg: Config, domain: str, layout: RunLayout, progress: bool):
+    def __init__(
+        self,
+        cfg: Config,
+        domain: str,
+        layout: RunLayout,
+        progress: bool,
+        evaluation: Config | None = None,
+        tuned: RunLayout | None = None,
+    ):
         self.cfg, self.domain, self.layout, self.progress = cfg, domain, layout, progress
+        self.evaluation, self.tuned = evaluation or cfg, tuned or layout
         # the vanilla model's adapter: the fine-tune's, or none for a model that already knows its data
-        self.vanilla = layout.adapter if cfg.run.finetune else None
+        self.vanilla = self.tuned.adapter if cfg.run.finetune else None
 
     def remove_forced(self, forced: set[str], labels: list[RunLabel]) -> None:
         layout = self.layout
@@ -201,9 +215,9 @@ class DomainRun:
         model's (for the unlearned rows)."""
         chosen = {}
         if self.cfg.run.oracle and label != ORACLE_LABEL:
-            chosen[ORACLE_LABEL] = self.layout.eval(ORACLE_LABEL)
+            chosen[ORACLE_LABEL] = self.tuned.eval(ORACLE_LABEL)
         if label not in (ORACLE_LABEL, VANILLA_LABEL, BASE_LABEL):
-            chosen[VANILLA_LABEL] = self.layout.eval(VANILLA_LABEL)
+            chosen[VANILLA_LABEL] = self.tuned.eval(VANILLA_LABEL)
         return chosen
 
     def localize(self) -> tuple[str, bool]:
@@ -235,11 +249,11 @@ class DomainRun:
         """On the main process only (the others wait): evaluation is cheap next to training. ``oracle_model``: the
         oracle given as a model (``run.oracle_model``), evaluated as the oracle row."""
         target, references = self.layout.eval(label), self.references(label)
-        key = eval_key(self.cfg, self.domain, adapter, label, references, oracle_model)
+        key = eval_key(self.evaluation, self.domain, adapter, label, references, oracle_model)
         cached = target.is_file() and read_json(target).get("meta", {}).get("key") == key
         if is_main() and not cached:
             evaluate_checkpoint(
-                self.cfg,
+                self.evaluation,
                 self.domain,
                 adapter,
                 target,
@@ -343,31 +357,44 @@ def _run_stages(
     if cfg.model.name in BUILT_IN_MODELS:
         log.run("model", "all", _prepare_built_in, cfg, progress)
     for domain in domains:
-        stages = DomainRun(cfg, domain, RunLayout(out / domain), progress)
+        home = RunLayout(out / domain)
+        shared = DomainRun(cfg, domain, home, progress)  # the run's own seed, where a one-seed run puts everything
+        passes = [
+            shared
+            if seed == cfg.seed
+            else DomainRun(
+                seeded(cfg, seed),
+                domain,
+                home.seed(seed),
+                progress,
+                evaluation=cfg,
+                tuned=None if cfg.run.seed_finetune else home,
+            )
+            for seed in run_seeds(cfg)
+        ]
         if is_main():
-            stages.remove_forced(forced, labels)
+            for stages in passes:
+                stages.remove_forced(forced, labels)
+            if shared not in passes:  # only its fine-tune and oracle serve this run
+                shared.remove_forced(forced & {"finetune"}, [])
         barrier()
-        if cfg.run.finetune:
-            log.run("finetune", domain, stages.finetune)
-            if missed := target_missed(read_json(stages.layout.finetune / FINETUNE_RECORD)):
-                echo(f"[{domain}] warning: {missed}")
-        if cfg.run.oracle_model:
-            log.run("eval", domain, stages.evaluate, ORACLE_LABEL, None, cfg.run.oracle_model)
-        elif cfg.run.oracle:
-            log.run("finetune", domain, stages.oracle)
-            log.run("eval", domain, stages.evaluate, ORACLE_LABEL, stages.layout.oracle_adapter)
-        if cfg.run.base and cfg.run.finetune:
-            log.run("eval", domain, stages.evaluate, BASE_LABEL, None)
-        log.run("eval", domain, stages.evaluate, VANILLA_LABEL, stages.vanilla)
-        if warning := knowledge_warning(read_json(stages.layout.eval(VANILLA_LABEL))):
-            echo(f"[{domain}] warning: {warning}")
-        if any(needs_region(label) for label in labels):
-            log.run("localize", domain, stages.localize)
-        for label in labels:
-            log.run("unlearn", domain, stages.unlearn, label)
-            if cfg.attack.relearn:
-                log.run("attack", domain, stages.relearn, label)
-            log.run("eval", domain, stages.evaluate, label.label, stages.layout.unlearned_adapter(label.label))
+        if shared not in passes:
+            if cfg.run.seed_finetune:
+                if cfg.run.base and cfg.run.finetune:
+                    log.run("eval", domain, shared.evaluate, BASE_LABEL, None)
+            else:
+                _tuned_stages(cfg, shared, log, echo, base=True)
+        for stages in passes:
+            where = str(stages.layout.root.relative_to(out))
+            if stages.tuned == stages.layout:  # a fine-tune of its own (the run's own seed, or run.seed_finetune)
+                _tuned_stages(cfg, stages, log, echo, base=stages is shared, where=where)
+            if any(needs_region(label) for label in labels):
+                log.run("localize", where, stages.localize)
+            for label in labels:
+                log.run("unlearn", where, stages.unlearn, label)
+                if cfg.attack.relearn:
+                    log.run("attack", where, stages.relearn, label)
+                log.run("eval", where, stages.evaluate, label.label, stages.layout.unlearned_adapter(label.label))
 
     def do_report() -> tuple[str, bool]:
         report = build_report(out) if is_main() else report_dir(out)
@@ -380,6 +407,27 @@ def _run_stages(
         for domain in domains:
             echo(f"[{domain}] paper findings: {findings_summary(findings, domain)} (report/findings.md)")
     echo(log.totals())
+
+
+def _tuned_stages(
+    cfg: Config, stages: DomainRun, log: StageLog, echo: Callable[[str], None], base: bool, where: str | None = None
+) -> None:
+    """The fine-tune, the oracle and their evaluations (and the base model's, once per domain) of one pass."""
+    where = where or stages.domain
+    if cfg.run.finetune:
+        log.run("finetune", where, stages.finetune)
+        if missed := target_missed(read_json(stages.layout.finetune / FINETUNE_RECORD)):
+            echo(f"[{where}] warning: {missed}")
+    if cfg.run.oracle_model:
+        log.run("eval", where, stages.evaluate, ORACLE_LABEL, None, cfg.run.oracle_model)
+    elif cfg.run.oracle:
+        log.run("finetune", where, stages.oracle)
+        log.run("eval", where, stages.evaluate, ORACLE_LABEL, stages.layout.oracle_adapter)
+    if base and cfg.run.base and cfg.run.finetune:
+        log.run("eval", where, stages.evaluate, BASE_LABEL, None)
+    log.run("eval", where, stages.evaluate, VANILLA_LABEL, stages.vanilla)
+    if warning := knowledge_warning(read_json(stages.layout.eval(VANILLA_LABEL))):
+        echo(f"[{where}] warning: {warning}")
 
 
 @contextlib.contextmanager

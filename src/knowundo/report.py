@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 import random
 import shutil
@@ -16,7 +17,7 @@ from knowundo.artifacts import EVAL_RESULT_KIND, atomic_path, read_json, write_j
 from knowundo.errors import KnowUndoError
 from knowundo.evaluate.general import MC_TASK
 from knowundo.evaluate.metric import MAIN_TABLE, ROBUSTNESS_TABLE, Column, Columns, number
-from knowundo.findings import check_findings, findings_markdown
+from knowundo.findings import check_findings, compare_regions, findings_markdown, regions_markdown
 from knowundo.general_change import EXPLANATION as GENERAL_CHANGE_EXPLANATION
 from knowundo.general_change import general_changes
 from knowundo.layout import (
@@ -32,11 +33,21 @@ from knowundo.layout import (
     split_checkpoint_label,
 )
 from knowundo.methods import method_names
+from knowundo.replicates import (
+    Bootstrap,
+    Replicates,
+    column_mean,
+    group_replicates,
+    primary_results,
+    replicate_seed,
+    row_intervals,
+)
 
 
 def collect_results(results_dir: str | Path, skip: Path | None = None) -> list[dict]:
     """Every evaluation result file under ``results_dir`` (unfinished ``.partial`` stages and the report
-    directory itself are skipped), in row order; two results for the same domain and label are an error."""
+    directory itself are skipped), in row order; results of one domain and label with different training seeds are
+    that row's replicates (``run.seeds``), two with the same seed an error."""
     root = Path(results_dir)
     if not root.is_dir():
         raise KnowUndoError(f"{root}: results directory not found")
@@ -56,10 +67,10 @@ def collect_results(results_dir: str | Path, skip: Path | None = None) -> list[d
             raise KnowUndoError(
                 f"{path}: a result without report columns (written by an older knowundo); evaluate the model again"
             )
-        key = (data["domain"], data["label"])
+        key = (data["domain"], data["label"], replicate_seed(data))
         if key in seen:
             raise KnowUndoError(
-                f"two results for {key[0]}/{key[1]}: {seen[key]} and {path}; pass --label to "
+                f"two results for {key[0]}/{key[1]} (seed {key[2]}): {seen[key]} and {path}; pass --label to "
                 f"`knowundo eval` to tell them apart"
             )
         seen[key] = path
@@ -92,12 +103,12 @@ def _row_order(root: Path):
 
 
 def provenance(results: list[dict]) -> dict:
-    """Seeds, data hashes and library versions of the results a report was built from (each result file has
-    its own; a report mixing several says so by listing them all)."""
+    """Training seeds, data hashes and library versions of the results a report was built from (each result file
+    has its own; a report mixing several says so by listing them all)."""
     metas = [r.get("meta") or {} for r in results]
     versions = [m.get("versions") for m in metas if m.get("versions")]
     return {
-        "seeds": sorted({m.get("seed") for m in metas if m.get("seed") is not None}),
+        "seeds": sorted({seed for seed in map(replicate_seed, results) if seed is not None}),
         "data_hashes": {f"{r['domain']}/{r['label']}": m.get("data_hash") for r, m in zip(results, metas)},
         "versions": versions[0] if versions and all(v == versions[0] for v in versions) else versions,
     }
@@ -125,6 +136,40 @@ def table_rows(results: list[dict], columns: list[Column]) -> list[dict]:
             )
             rows.append({**row, **{c.key: c.value(r, variant) for c in columns}})
     return rows
+
+
+def mean_rows(rows: list[Replicates], columns: list[Column], plans: dict[str, Bootstrap]) -> list[dict]:
+    """:func:`table_rows` with each row's mean over its seeds; with several seeds, also their number and each
+    value's 95% interval (``<key>_low``, ``<key>_high``; :func:`knowundo.replicates.row_intervals` on the
+    domain's resampling plan in ``plans``)."""
+    if all(len(row.results) == 1 for row in rows):
+        return table_rows(primary_results(rows), columns)
+    variants = _variants([r for row in rows for r in row.results], columns)
+    intervals = {
+        id(row): row_intervals(plans[row.domain], row, columns, variants) for row in rows if len(row.results) > 1
+    }
+    table = []
+    for variant in variants:
+        for row in rows:
+            if variant is not None and variant not in row.results[0]["prompts"]:
+                continue
+            record = {"prompt": variant} if variant is not None else {}
+            record.update({"domain": row.domain, "method": row.label, "seeds": len(row.results)})
+            record.update({c.key: column_mean(c, row.results, variant) for c in columns})
+            for column in columns:
+                bounds = intervals[id(row)][variant][column.key] if id(row) in intervals else None
+                record[f"{column.key}_low"], record[f"{column.key}_high"] = bounds or (None, None)
+            table.append(record)
+    return table
+
+
+def _with_interval(column: Column, row: dict) -> str:
+    """A cell: the value, and ``±h`` (half the 95% interval's width) where the row has one that is not a point."""
+    low, high = row.get(f"{column.key}_low"), row.get(f"{column.key}_high")
+    text = column.format(row[column.key])
+    if low is None or high is None or not math.isfinite(high - low) or high - low <= 0 or column.fmt == "ppl":
+        return text
+    return f"{text} ±{column.format((high - low) / 2)}"
 
 
 def _markdown(header: list[str], lines: list[list[str]]) -> str:
@@ -191,10 +236,18 @@ def table_markdown(title: str, rows: list[dict], columns: list[Column], notes: s
         chosen = [row for row in rows if row.get("prompt") == variant]
         for domain in dict.fromkeys(row["domain"] for row in chosen):
             lines = [
-                [row["method"], *(c.format(row[c.key]) for c in shown)] for row in chosen if row["domain"] == domain
+                [row["method"], *(_with_interval(c, row) for c in shown)] for row in chosen if row["domain"] == domain
             ]
             text.append(f"### {domain}\n\n" + _markdown(["Method", *(c.title for c in shown)], lines))
-    return f"# {title}\n\n" + preface + "\n".join(text) + "\n" + _legend(shown) + notes
+    seeds = max((row.get("seeds", 1) for row in rows), default=1)
+    spread = (
+        f"Each value is the mean over a row's seeds (up to {seeds}); ±: half the width of its 95% interval (a "
+        "bootstrap over the seeds and the val items; the bounds in the .csv/.json, each seed's values in "
+        "seeds.csv).\n\n"
+        if seeds > 1
+        else ""
+    )
+    return f"# {title}\n\n" + preface + spread + "\n".join(text) + "\n" + _legend(shown) + notes
 
 
 def category_markdown(results: list[dict], columns: Columns) -> tuple[str, list[dict]]:
@@ -484,6 +537,52 @@ def plot_robustness(rows: list[dict], columns: list[Column], domain: str, target
     return True
 
 
+def plot_scopes(rows: list[dict], domain: str, target: Path) -> bool:
+    """Every row of a domain (no system prompt) where it lands: Unlearn Success against Retention Success, with
+    each value's 95% interval as error bars (the upper right is the goal: forgotten and kept)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    chosen = [row for row in rows if row["domain"] == domain and row.get("prompt") == "none"]
+    chosen = [
+        row for row in chosen if row.get("unlearn_success") is not None and row.get("retention_success") is not None
+    ]
+    if not chosen:
+        return False
+
+    def spread(row: dict, key: str) -> list[float]:
+        low, high = row.get(f"{key}_low"), row.get(f"{key}_high")
+        return [0.0, 0.0] if low is None else [row[key] - low, high - row[key]]
+
+    fig, ax = plt.subplots(figsize=(7.5, 6.0))
+    palette = plt.get_cmap("tab20").colors
+    for index, row in enumerate(chosen):
+        ax.errorbar(
+            row["unlearn_success"],
+            row["retention_success"],
+            xerr=[[v] for v in spread(row, "unlearn_success")],
+            yerr=[[v] for v in spread(row, "retention_success")],
+            fmt="o",
+            capsize=3,
+            color=palette[index % len(palette)],
+            label=f"{row['method']} ({row.get('seeds', 1)})",
+        )
+    ax.set_xlim(-2, 102)
+    ax.set_ylim(-2, 102)
+    ax.set_xlabel("Unlearn Success ↑ (unlearn val)")
+    ax.set_ylabel("Retention Success ↑ (retention val)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, title="row (seeds)")
+    fig.suptitle(f"{domain}: mean over seeds with 95% intervals (no system prompt)")
+    fig.tight_layout()
+    with atomic_path(target) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return True
+
+
 def _write_text(target: Path, text: str) -> None:
     with atomic_path(target) as tmp:
         tmp.write_text(text)
@@ -508,28 +607,58 @@ def first_table(table_md: Path) -> str:
 def build_report(results_dir: str | Path, out_dir: str | Path | None = None) -> Path:
     """Write every table the results declare (``table``: the comparison, one section per prompt variant; others
     such as ``mia``, ``fluency``) as .md/.csv (the comparison also .json), findings.md/json (the paper's six
-    findings checked), samples.md, general.md/csv (every row's general ability against the base model's,
-    question by question), categories.md/csv,
-    efficiency.md/csv and curves_<domain>.png."""
+    findings checked and tested), regions.md/json (each method inside the MemFlex region against itself, tested),
+    samples.md, general.md/csv (every row's general ability against the base
+    model's, question by question), categories.md/csv, efficiency.md/csv and curves_<domain>.png. Rows with
+    several training seeds show their mean with 95% intervals, and add seeds.csv (each seed's values) and
+    scopes_<domain>.png; samples, breakdowns and curves show each row's first seed."""
     out = Path(out_dir) if out_dir is not None else report_dir(results_dir)
-    results = collect_results(results_dir, skip=out.resolve() if out.exists() else out)
-    columns = Columns.of(results)
+    every = collect_results(results_dir, skip=out.resolve() if out.exists() else out)
+    run_record = Path(results_dir) / RUN_RECORD
+    first_seed = read_json(run_record).get("seed") if run_record.is_file() else None
+    replicates = group_replicates(every, first_seed)
+    results = primary_results(replicates)  # one per row, its first seed's: samples, breakdowns, curves
+    seeded = any(len(row.results) > 1 for row in replicates)
+    plans = {
+        domain: Bootstrap([row for row in replicates if row.domain == domain])
+        for domain in dict.fromkeys(row.domain for row in replicates)
+        if seeded
+    }
+    columns, main = Columns.of(every), []
     for table in columns.tables():
         chosen = columns.table(table)
-        rows = table_rows(results, chosen)
+        rows = mean_rows(replicates, chosen, plans)
+        main = rows if table == MAIN_TABLE else main
         title = columns.titles.get(table, "KnowUnDo results" if table == MAIN_TABLE else table)
         notes = {MAIN_TABLE: ROW_LEGEND, ROBUSTNESS_TABLE: robustness_notes(results)}.get(table, "")
         warnings = [(r["domain"], knowledge_warning(r)) for r in results] if table == MAIN_TABLE else []
         preface = "".join(f"> **Warning ({domain}):** {warning}\n\n" for domain, warning in warnings if warning)
         _write_text(out / f"{table}.md", table_markdown(title, rows, chosen, notes, preface))
         _write_csv(out / f"{table}.csv", rows)
-        write_json(out / f"{table}.json", {**provenance(results), "rows": rows})
+        write_json(out / f"{table}.json", {**provenance(every), "rows": rows})
         if table == ROBUSTNESS_TABLE:
             for domain in dict.fromkeys(row["domain"] for row in rows):
                 plot_robustness(rows, chosen, domain, out / f"robustness_{domain}.png")
-    findings = check_findings(results)
+    findings = check_findings(every, first_seed)
     _write_text(out / "findings.md", findings_markdown(findings))
-    write_json(out / "findings.json", {**provenance(results), "findings": findings})
+    write_json(out / "findings.json", {**provenance(every), "findings": findings})
+    regions = compare_regions(every, first_seed)
+    if regions:
+        _write_text(out / "regions.md", regions_markdown(regions))
+        write_json(out / "regions.json", {**provenance(every), "comparisons": regions})
+    else:
+        for stale in (out / "regions.md", out / "regions.json"):
+            stale.unlink(missing_ok=True)
+    if seeded:  # each seed's values, and where the rows land with their intervals
+        _write_csv(
+            out / "seeds.csv",
+            [{"seed": replicate_seed(r), **row} for r in every for row in table_rows([r], columns.table(MAIN_TABLE))],
+        )
+        for domain in plans:
+            plot_scopes(main, domain, out / f"scopes_{domain}.png")
+    else:
+        for stale in [out / "seeds.csv", *out.glob("scopes_*.png")] if out.is_dir() else []:
+            stale.unlink(missing_ok=True)
     _write_text(out / "samples.md", samples_markdown(results))
     if general := general_changes(results):
         _write_text(out / "general.md", general_markdown(general))
@@ -552,6 +681,7 @@ def build_report(results_dir: str | Path, out_dir: str | Path | None = None) -> 
 PAGE_SECTIONS = (
     ("table.md", "The comparison"),
     ("findings.md", "The paper's findings"),
+    ("regions.md", "What the MemFlex region changes"),
     ("general.md", "General ability against the base model"),
     ("robustness.md", "Robustness"),
     ("efficiency.md", "Efficiency"),

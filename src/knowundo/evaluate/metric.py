@@ -190,6 +190,26 @@ def metrics() -> list[SplitMetric | ModelMetric]:
     return list(METRICS.values())
 
 
+def reduce_split(split_metrics: list[SplitMetric], records: list[dict], scope: str) -> dict:
+    """A split's values (or one category's) from its per-item records: what each metric of that scope reduces them
+    to. The evaluation and the report's resampling (:mod:`knowundo.replicates`) both reduce through here."""
+    values = {"items": len(records)}
+    for metric in split_metrics:
+        if scope in metric.scopes:
+            values.update(metric.reduce(records, scope))
+    return values
+
+
+def reduce_variant(split_metrics: list[SplitMetric], records: dict[str, list[dict]]) -> dict:
+    """Both scopes of one prompt variant from their per-item records, plus the values across scopes (Avg
+    Success)."""
+    variant = {scope: reduce_split(split_metrics, records[scope], scope) for scope in SCOPES}
+    for metric in split_metrics:
+        if metric.summary is not None:
+            variant.update(metric.summary(variant))
+    return variant
+
+
 def check_columns(columns: list[Column]) -> list[Column]:
     keys = [c.key for c in columns]
     duplicated = sorted({k for k in keys if keys.count(k) > 1})

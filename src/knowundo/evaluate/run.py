@@ -27,7 +27,7 @@ from knowundo.data.validate import has_probes
 from knowundo.errors import KnowUndoError
 from knowundo.evaluate.generation import generate_grouped
 from knowundo.evaluate.judge import gibberish_threshold, judge_model, judge_perplexities, record_keys
-from knowundo.evaluate.metric import Column, ModelMetric, SplitMetric, check_columns, metrics
+from knowundo.evaluate.metric import Column, ModelMetric, SplitMetric, check_columns, metrics, reduce_split
 from knowundo.evaluate.teacher_forced import evaluate_items
 from knowundo.layout import (
     BASE_LABEL,
@@ -290,13 +290,6 @@ def _scores_by_item(scored: dict, owners: list[int]) -> dict[int, list[dict]]:
     return grouped
 
 
-def _reduce(split_metrics: list[SplitMetric], records: list[dict], scope: str) -> dict:
-    values = {"items": len(records)}
-    for metric in split_metrics:
-        values.update(metric.reduce(records, scope))
-    return values
-
-
 def evaluate_scope(ctx: EvalContext, split_metrics: list[SplitMetric], scope: str, variant: str) -> dict:
     """One val split under one prompt variant: the passes its metrics need, their per-item values, the
     reductions over the split and over each category."""
@@ -323,8 +316,8 @@ def evaluate_scope(ctx: EvalContext, split_metrics: list[SplitMetric], scope: st
     return {
         "truncated": scored["truncated"],
         "dropped": scored["dropped"],
-        **_reduce(chosen, records, scope),
-        "by_category": {c: _reduce(chosen, r, scope) for c, r in sorted(categories.items())},
+        **reduce_split(chosen, records, scope),
+        "by_category": {c: reduce_split(chosen, r, scope) for c, r in sorted(categories.items())},
         "per_item": records,
     }
 
@@ -370,13 +363,19 @@ def describe_adapter(adapter: Path | None) -> tuple[str, dict | None]:
         label = record["label"]
         return (
             label if step is None else checkpoint_label(label, step),
-            {"stage": "unlearn", "checkpoint_step": step, **{k: record.get(k) for k in keys}},
+            {
+                "stage": "unlearn",
+                "checkpoint_step": step,
+                "seed": record.get("seed"),
+                **{k: record.get(k) for k in keys},
+            },
         )
     if (run_dir / FINETUNE_RECORD).is_file():
         record = read_json(run_dir / FINETUNE_RECORD)
         label = ORACLE_LABEL if record.get("oracle") else VANILLA_LABEL
         return label, {
             "stage": "finetune",
+            "seed": record.get("seed"),
             "oracle": bool(record.get("oracle")),
             "wall_seconds": record.get("wall_seconds"),
             "trainable_parameters": record.get("trainable_parameters"),
