@@ -44,6 +44,7 @@ def test_auto_dtype_follows_the_cpus_bfloat16_instructions_and_keys_the_stages(m
     from knowundo.stage import Stage
 
     cfg = load_config("tiny", overrides=["model.dtype=auto"])
+    monkeypatch.setattr("knowundo.placement.device", lambda: torch.device("cpu"))
     for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
         monkeypatch.setattr(torch.cpu, probe, lambda: native, raising=False)
     resolved = "bfloat16" if native else "float32"

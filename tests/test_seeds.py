@@ -95,10 +95,12 @@ def test_a_paired_test_finds_a_real_difference_and_calls_noise_not_significant()
         ("run.seeds=[1,1]", "run.seeds lists a seed twice"),
         ("run.seeds=[-1]", "run.seeds must be a list of integers >= 0"),
         ("run.seeds=seven", "run.seeds"),
+        ("run.seed_finetune=true --set run.finetune=false --set run.oracle=false", "run.seed_finetune needs"),
+        ("run.seed_finetune=true --set run.oracle_model=some/model", "a given oracle is one model"),
     ],
 )
 def test_bad_seeds_stop_before_any_work(tmp_path, capsys, setting, message):
-    code = main(["run", "--out", str(tmp_path / "run"), *sets(setting)])
+    code = main(["run", "--out", str(tmp_path / "run"), *sets(*setting.split(" --set "))])
     err = capsys.readouterr().err.strip()
     assert code == 2 and message in err and err.count("\n") == 0
     assert not (tmp_path / "run").exists()
@@ -146,6 +148,12 @@ def test_more_seeds_reuse_the_runs_own_and_report_means_intervals_and_tested_fin
     vanilla = next(f for f in findings if f["finding"] == "vanilla")
     assert vanilla["test"]["verdict"] in ("holds", "does not hold", "not significant") and 0 < vanilla["test"]["p"] <= 1
     assert "p " in (report / "findings.md").read_text()
+
+    # a later invocation with one seed reports that seed alone (the other seed's results stay on disk)
+    assert main(run_command(out)) == 0
+    alone = {row["method"]: row for row in json.loads((report / "table.json").read_text())["rows"]}
+    assert alone["ga"]["unlearn_success"] == pytest.approx(first["ga"], abs=1e-9) and "seeds" not in alone["ga"]
+    assert not (report / "seeds.csv").exists() and (other / "eval" / "ga.json").is_file()
 
     # every stage is cached the second time
     assert main(run_command(out, *sets("run.seeds=[42,7]"))) == 0

@@ -272,10 +272,10 @@ class RunConfig:
     # evaluate the base model too (row `base`: what the model knew before fine-tuning, e.g. its general ability;
     # without a fine-tune the base model is the vanilla row)
     base: bool = True
-    # the training seeds of every row (e.g. [42, 1, 2]); empty: `seed` alone. Each row (localization, unlearning,
-    # the relearning attack) is trained once per seed and evaluated alike; the report shows the mean over seeds
-    # with a 95% bootstrap interval and decides the paper's findings by paired tests. The rows of `seed` itself
-    # stay where a one-seed run puts them (a one-seed run is reused); the others go to <domain>/seeds/<seed>/
+    # the training seeds of every row (e.g. [42, 1, 2]); empty: `seed` alone. The first replaces `seed` (its stages
+    # are where a one-seed run with it puts them: such a run is reused); each row (localization, unlearning, the
+    # relearning attack) is trained once per seed, the other seeds' in <domain>/seeds/<seed>/, and evaluated alike;
+    # the report shows the mean over seeds with a 95% bootstrap interval and tests the paper's findings
     seeds: list = field(default_factory=list)
     # repeat the fine-tune and the oracle per seed too (each seed's rows unlearn their own fine-tuned model)
     seed_finetune: bool = False
@@ -573,6 +573,11 @@ def validate(cfg: Config) -> list[str]:
         problems.append(f"run.seeds lists a seed twice: {seeds}")
     if cfg.run.seed_finetune and not cfg.run.finetune:
         problems.append("run.seed_finetune needs run.finetune: without a fine-tune there is nothing to repeat")
+    if cfg.run.seed_finetune and cfg.run.oracle_model:
+        problems.append(
+            "run.seed_finetune with run.oracle_model: a given oracle is one model, not one per seed; set "
+            "run.seed_finetune=false (every seed's rows are then compared with it)"
+        )
     whole = cfg.unlearn.full_parameters or any(
         isinstance(entry, dict) and entry.get("full_parameters") for entry in cfg.unlearn.per_method.values()
     )

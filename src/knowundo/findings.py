@@ -11,7 +11,6 @@ that it can also be tested: on paired bootstrap resamples of the seeds and val i
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -165,7 +164,9 @@ def check_findings(results: list[dict], first_seed: int | None = None, resamples
 def _test_text(test: dict | None) -> str:
     if not test:
         return "-"
-    low, high = test["interval"] or (math.nan, math.nan)
+    if test["verdict"] == "untestable":
+        return "untestable (an undefined value)"
+    low, high = test["interval"]
     seeds = f"{test['seeds']} seed{'s' if test['seeds'] > 1 else ''}"
     p = f"p {'<=' if test.get('p_is_bound') else '='} {test['p']:.3f}"
     return f"{test['verdict']}: margin {test['margin']:+.1f} [{low:+.1f}, {high:+.1f}], {p} ({seeds})"
@@ -178,8 +179,8 @@ def findings_markdown(records: list[dict]) -> str:
         "",
         "Fixed rules (`src/knowundo/findings.py`); val splits, no system prompt unless stated; each row's mean over "
         "its seeds. The test: the finding's margin in points (positive: it holds) with its 95% interval from a "
-        f"paired bootstrap over the seeds and val items ({RESAMPLES} resamples) and the two-sided p-value; "
-        "significant where the interval excludes zero.",
+        f"paired bootstrap over the seeds and the val items by instance ({RESAMPLES} resamples) and the two-sided "
+        "p-value; significant below 0.05 ([seeds and significance](statistics.md) in the docs).",
         "",
     ]
     for domain in dict.fromkeys(r["domain"] for r in records):
@@ -253,7 +254,8 @@ def regions_markdown(records: list[dict]) -> str:
         "",
         "Each method run as itself and inside the region: the region's row minus the plain one in points (no system "
         "prompt; each row's mean over its seeds), tested as the findings are (paired bootstrap over the seeds and "
-        f"val items, {RESAMPLES} resamples; `holds`: the region raises it significantly, `does not hold`: lowers it).",
+        f"val items by instance, {RESAMPLES} resamples; `holds`: the region raises it significantly, `does not hold`: "
+        "lowers it).",
         "",
     ]
     for domain in dict.fromkeys(r["domain"] for r in records):

@@ -293,6 +293,7 @@ def run_benchmark(
     """Run (or resume) the benchmark under ``out``; returns the report directory. ``command``: how it was invoked,
     kept in ``run.json`` and the stage log (``stages.log``) for the results page."""
     out = Path(out)
+    cfg = seeded(cfg, run_seeds(cfg)[0])  # the first of run.seeds is the run's seed
     load_plugins(cfg.plugins)
     source = DataSource.from_config(cfg.data)
     domains = [check_domain(d, source) for d in cfg.run.domains]
@@ -358,11 +359,9 @@ def _run_stages(
         log.run("model", "all", _prepare_built_in, cfg, progress)
     for domain in domains:
         home = RunLayout(out / domain)
-        shared = DomainRun(cfg, domain, home, progress)  # the run's own seed, where a one-seed run puts everything
-        passes = [
-            shared
-            if seed == cfg.seed
-            else DomainRun(
+        # the first seed is the run's (run_benchmark made it cfg.seed): its stages are a one-seed run's
+        passes = [DomainRun(cfg, domain, home, progress)] + [
+            DomainRun(
                 seeded(cfg, seed),
                 domain,
                 home.seed(seed),
@@ -370,24 +369,16 @@ def _run_stages(
                 evaluation=cfg,
                 tuned=None if cfg.run.seed_finetune else home,
             )
-            for seed in run_seeds(cfg)
+            for seed in run_seeds(cfg)[1:]
         ]
         if is_main():
             for stages in passes:
                 stages.remove_forced(forced, labels)
-            if shared not in passes:  # only its fine-tune and oracle serve this run
-                shared.remove_forced(forced & {"finetune"}, [])
         barrier()
-        if shared not in passes:
-            if cfg.run.seed_finetune:
-                if cfg.run.base and cfg.run.finetune:
-                    log.run("eval", domain, shared.evaluate, BASE_LABEL, None)
-            else:
-                _tuned_stages(cfg, shared, log, echo, base=True)
         for stages in passes:
             where = str(stages.layout.root.relative_to(out))
             if stages.tuned == stages.layout:  # a fine-tune of its own (the run's own seed, or run.seed_finetune)
-                _tuned_stages(cfg, stages, log, echo, base=stages is shared, where=where)
+                _tuned_stages(cfg, stages, log, echo, base=stages is passes[0], where=where)
             if any(needs_region(label) for label in labels):
                 log.run("localize", where, stages.localize)
             for label in labels:

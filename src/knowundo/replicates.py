@@ -1,19 +1,21 @@
 """Rows trained with several seeds (``run.seeds``), and how sure a number or a comparison is.
 
 A row's results are its *replicates*, one per training seed (the seed of the stage that trained it). A table value
-of a row with several seeds is the mean over its seeds, with a 95% interval from a two-level bootstrap (resampling
-the units of a crossed design, seeds x val items): each resample draws the seeds with replacement, then the val
-items with replacement — one draw of item indices per prompt variant and split, shared by every seed and every row
-of the domain, since all are evaluated on the same items — and recomputes every value from the stored per-item
-records the way the evaluation reduced them (each metric's own ``reduce``). A value with no per-item records (a
-model-level metric such as General MC or forget quality) is resampled over seeds only. The interval is the
-percentile interval of the resampled means.
+of a row with several seeds is the mean over its seeds, with a 95% interval from a two-level bootstrap over the
+units of the design, seeds x val items: each resample draws the seeds with replacement, then the val items by
+instance — whole instances (a person, a book) with replacement, since the questions about one are not independent —
+one draw per split, shared by every prompt variant, seed and row of the domain (all are evaluated on the same
+items), and recomputes every value from the stored per-item records the way the evaluation reduced them (each
+metric's own ``reduce``). A value with no per-item records (a model-level metric such as General MC or forget
+quality) is resampled over seeds only. The interval is the percentile interval of the resampled means. With two or
+three seeds the seed level is resampled from very few values and the interval is narrower than the seed-to-seed
+variation warrants (a bootstrap of n values has (n-1)/n of their variance): more seeds, better intervals.
 
 A comparison (the paper's findings; a method against itself inside the MemFlex region) is a *margin* — positive
-when it holds — computed on the same resamples with the rows paired (the same seeds, the same items): it holds or
-fails significantly when its 95% interval excludes zero; the two-sided p-value is twice the share of resamples on
-the other side of zero (Efron & Tibshirani 1993, ch. 15-16). With one seed, items alone are resampled: the test says
-whether the val items support the verdict, not whether another training run would.
+when it holds — computed on paired resamples (every row drawn with the same seeds and the same items): its 95%
+interval and a two-sided p-value, twice the smaller share of resamples on one side of zero (Efron & Tibshirani
+1993, ch. 15-16); significant below 5%. With one seed, items alone are resampled: the test says whether the val
+items support the verdict, not whether another training run would.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy
 
+from knowundo.errors import KnowUndoError
 from knowundo.evaluate.metric import Column, SplitMetric, metrics, number, reduce_variant
 from knowundo.layout import SCOPES
 
@@ -109,9 +112,11 @@ def has_items(result: dict) -> bool:
 
 
 class Bootstrap:
-    """One plan of resamples for the rows of one domain, shared by every value and comparison computed from it:
-    per resample, a draw of seed positions for each replicate count and a draw of item indices for each prompt
-    variant and split."""
+    """One plan of resamples for the rows of one domain, shared by every value and comparison computed from it. Per
+    resample: a draw of seeds (values, with replacement, from the seeds the domain's repeated rows share; a row with
+    one result is the same for every seed: the shared fine-tune, oracle and base) and a draw of val items by
+    instance (whole instances with replacement: the questions about one person or book are not independent), one
+    draw per split shared by every prompt variant, seed and row — so that rows, seeds and variants are paired."""
 
     def __init__(
         self,
@@ -123,66 +128,102 @@ class Bootstrap:
     ):
         """``only``: the names of the split metrics to recompute (the others' values stay as evaluated);
         ``variants``: the prompt variants to recompute (the others stay as evaluated): for a comparison that reads
-        a few values."""
+        a few values. A one-line error where the rows cannot be paired (other seeds, other val items)."""
         rng = numpy.random.default_rng(seed)
-        self.only, self.variants = only, variants
-        self._by_index: dict[tuple[int, str, str], dict[int, dict]] = {}
-        self.resamples = resamples
-        self.seed_draws = {n: rng.integers(0, n, size=(resamples, n)) for n in sorted({len(r.results) for r in rows})}
-        self.items: dict[tuple[str, str], tuple[list[int], numpy.ndarray]] = {}
-        itemized = [r.results[0] for r in rows if has_items(r.results[0])]
-        for variant in sorted({v for result in itemized for v in result["prompts"]}):
+        self.resamples, self.only, self.variants = resamples, only, variants
+        seed_sets = {tuple(sorted(row.seeds)) for row in rows if len(row.results) > 1}
+        if len(seed_sets) > 1:
+            raise KnowUndoError(
+                f"{rows[0].domain}: its rows were trained with different seeds ({', '.join(map(str, seed_sets))}); "
+                f"finish the run, or remove the results of the seeds it no longer has"
+            )
+        self.seeds = list(seed_sets.pop()) if seed_sets else []
+        self.seed_draws = rng.integers(0, len(self.seeds), size=(resamples, len(self.seeds))) if self.seeds else None
+        itemized = [(row, result) for row in rows for result in row.results if has_items(result)]
+        self.clusters: dict[str, list[list[int]]] = {}
+        self.item_draws: dict[str, numpy.ndarray] = {}
+        if itemized:
+            first = next(iter(itemized[0][1]["prompts"].values()))
             for scope in SCOPES:
-                indices = next(
-                    [record["index"] for record in result["prompts"][variant][scope]["per_item"]]
-                    for result in itemized
-                    if variant in result["prompts"]
-                )
-                self.items[variant, scope] = (indices, rng.integers(0, len(indices), size=(resamples, len(indices))))
-        self._split_metrics: dict[int, list[SplitMetric]] = {}
+                clusters: dict[tuple, list[int]] = {}
+                for record in first[scope]["per_item"]:
+                    owner = record.get("instance")
+                    cluster = ("item", record["index"]) if owner is None else ("instance", owner)
+                    clusters.setdefault(cluster, []).append(record["index"])
+                self.clusters[scope] = list(clusters.values())
+                self.item_draws[scope] = rng.integers(0, len(clusters), size=(resamples, len(clusters)))
+            _check_items(itemized)
+        self._indices: dict[tuple[str, int], list[int]] = {}
+        self._by_index: dict[tuple[int, str, str], dict[int, dict]] = {}
+        self._metrics: dict[int, list[SplitMetric]] = {}
+        self._cache: dict[int, dict] = {}
+        self._cache_draw = -1
+
+    def _drawn_items(self, scope: str, b: int) -> list[int]:
+        if (scope, b) not in self._indices:
+            clusters = self.clusters[scope]
+            self._indices[scope, b] = [i for k in self.item_draws[scope][b] for i in clusters[k]]
+        return self._indices[scope, b]
 
     def _resampled(self, result: dict, b: int) -> dict:
         """``result`` with each prompt variant's values recomputed from resample ``b``'s items (as is where it has
         no per-item records)."""
-        if not has_items(result):
-            return result
-        chosen = self._split_metrics.setdefault(
-            id(result), [m for m in _split_metrics_of(result) if self.only is None or m.name in self.only]
-        )
-        prompts = {}
+        if self._cache_draw != b:  # one resample at a time: a result drawn twice in it is recomputed once
+            self._cache, self._cache_draw = {}, b
+        key = id(result)
+        if key in self._cache:
+            return self._cache[key]
+        if id(result) not in self._metrics:
+            chosen = [m for m in _split_metrics_of(result) if self.only is None or m.name in self.only]
+            self._metrics[id(result)] = chosen if has_items(result) and self.clusters else []
+        chosen, prompts = self._metrics[id(result)], {}
         for variant, values in result["prompts"].items():
-            skipped = self.variants is not None and variant not in self.variants
-            if skipped or not chosen or (variant, SCOPES[0]) not in self.items:
+            if not chosen or (self.variants is not None and variant not in self.variants):
                 prompts[variant] = values
                 continue
             records = {}
             for scope in SCOPES:
-                by_index = self._by_index.get((id(result), variant, scope))
-                if by_index is None:
-                    by_index = {record["index"]: record for record in values[scope]["per_item"]}
-                    self._by_index[id(result), variant, scope] = by_index
-                indices, draws = self.items[variant, scope]
-                records[scope] = [by_index[indices[k]] for k in draws[b] if indices[k] in by_index]
+                if (id(result), variant, scope) not in self._by_index:
+                    self._by_index[id(result), variant, scope] = {r["index"]: r for r in values[scope]["per_item"]}
+                by_index = self._by_index[id(result), variant, scope]
+                # an item a prompt variant dropped (too long with its system prompt) is dropped for every row alike
+                records[scope] = [by_index[i] for i in self._drawn_items(scope, b) if i in by_index]
             prompts[variant] = {**values, **reduce_variant(chosen, records)}
-        return {**result, "prompts": prompts}
+        self._cache[key] = {**result, "prompts": prompts}
+        return self._cache[key]
 
-    def draws(self, row: Replicates) -> Iterator[list[dict]]:
-        """Per resample, the row's results as drawn: its seeds with replacement, each recomputed on the drawn
-        items."""
-        positions = self.seed_draws[len(row.results)]
-        for b in range(self.resamples):
-            cache: dict[int, dict] = {}
-            yield [cache.setdefault(int(p), self._resampled(row.results[int(p)], b)) for p in positions[b]]
+    def draws(self, row: Replicates, b: int) -> list[dict]:
+        """The row's results as resample ``b`` draws them: its result for each drawn seed (its only one, for a row
+        that does not depend on the seed), each recomputed on the drawn items."""
+        if len(row.results) == 1:
+            return [self._resampled(row.results[0], b)]
+        by_seed = dict(zip(row.seeds, row.results))
+        return [self._resampled(by_seed[self.seeds[k]], b) for k in self.seed_draws[b]]
 
     def paired(self, rows: list[Replicates]) -> Iterator[dict[str, dict]]:
         """Per resample, every row's :func:`mean_view` on the same draw (the rows paired)."""
-        for drawn in zip(*(self.draws(row) for row in rows)):
-            yield {row.label: mean_view(results) for row, results in zip(rows, drawn)}
+        for b in range(self.resamples):
+            yield {row.label: mean_view(self.draws(row, b)) for row in rows}
+
+
+def _check_items(itemized: list[tuple[Replicates, dict]]) -> None:
+    """Every result of a domain was evaluated on the same val items under each prompt variant (else they cannot be
+    paired: results of other data or settings were mixed in)."""
+    expected: dict[tuple[str, str], set] = {}
+    for row, result in itemized:
+        for variant, values in result["prompts"].items():
+            for scope in SCOPES:
+                indices = {record["index"] for record in values[scope]["per_item"]}
+                if expected.setdefault((variant, scope), indices) != indices:
+                    raise KnowUndoError(
+                        f"{row.domain}/{row.label} (seed {replicate_seed(result)}): its {scope} val items under the "
+                        f"{variant} prompt differ from the other rows'; results of other data cannot be compared"
+                    )
 
 
 def interval(values: list[float], confidence: float = CONFIDENCE) -> tuple[float, float] | None:
-    """The percentile interval of resampled values (None where any is undefined)."""
-    if not values or any(v is None or math.isnan(v) for v in values):
+    """The percentile interval of resampled values (None where any is undefined or infinite)."""
+    if not values or any(v is None or not math.isfinite(v) for v in values):
         return None
     tail = 100 * (1 - confidence) / 2
     low, high = numpy.percentile(values, [tail, 100 - tail])
@@ -190,14 +231,16 @@ def interval(values: list[float], confidence: float = CONFIDENCE) -> tuple[float
 
 
 def row_intervals(
-    bootstrap: Bootstrap, row: Replicates, columns: list[Column], variants: list[str | None]
+    bootstrap: Bootstrap, row: Replicates, columns: list[Column], variants: list[str]
 ) -> dict[str | None, dict[str, tuple[float, float] | None]]:
-    """Each column's 95% interval for one row, per prompt variant (None: the model-level columns' section)."""
-    resampled: dict[str | None, dict[str, list]] = {v: {c.key: [] for c in columns} for v in variants}
-    for drawn in bootstrap.draws(row):
-        for variant in variants:
-            for column in columns:
-                resampled[variant][column.key].append(column_mean(column, drawn, variant))
+    """Each column's 95% interval for one row: a prompt variant's columns per variant, the model-level ones under
+    None."""
+    resampled: dict[str | None, dict[str, list]] = {v: {} for v in [*variants, None]}
+    for b in range(bootstrap.resamples):
+        drawn = bootstrap.draws(row, b)
+        for column in columns:
+            for variant in variants if column.level == "variant" else [None]:
+                resampled[variant].setdefault(column.key, []).append(column_mean(column, drawn, variant))
     return {v: {key: interval(values) for key, values in by_key.items()} for v, by_key in resampled.items()}
 
 
@@ -205,8 +248,9 @@ def paired_tests(
     bootstrap: Bootstrap, rows: list[Replicates], margins: dict[str, Callable[[dict[str, dict]], float]]
 ) -> dict[str, dict]:
     """Comparisons, each a margin over the rows' mean views (positive: it holds), tested on the paired resamples:
-    the observed margin, its 95% interval, the two-sided p-value and the verdict — ``holds`` / ``does not hold``
-    where the interval excludes zero, else ``not significant``."""
+    the observed margin, its 95% interval, the two-sided p-value (twice the smaller share of resamples on one side
+    of zero, ties counted half to each) and the verdict it gives at 5% — ``holds`` / ``does not hold`` by the side
+    most resamples fall on, else ``not significant``; ``untestable`` where the margin is undefined."""
     observed = {name: margin({row.label: mean_view(row.results) for row in rows}) for name, margin in margins.items()}
     resampled: dict[str, list[float]] = {name: [] for name in margins}
     for views in bootstrap.paired(rows):
@@ -214,20 +258,14 @@ def paired_tests(
             resampled[name].append(margin(views))
     tests = {}
     for name, values in resampled.items():
-        bounds, n = interval(values), len(values)
-        above = sum(v > 0 for v in values)
-        verdict = (
-            "not significant"
-            if bounds is None or bounds[0] <= 0 <= bounds[1]
-            else ("holds" if bounds[0] > 0 else "does not hold")
-        )
-        tests[name] = {
-            "margin": observed[name],
-            "interval": list(bounds) if bounds else None,
-            "p": min(1.0, 2 * (min(above, n - above) + 1) / (n + 1)),
-            "p_is_bound": min(above, n - above) == 0,  # no resample on the other side: p is at most this
-            "verdict": verdict,
-            "seeds": max(len(row.results) for row in rows),
-            "resamples": n,
-        }
+        n, bounds = len(values), interval(values)
+        test = {"margin": observed[name], "interval": list(bounds) if bounds else None, "resamples": n}
+        test["seeds"] = len(bootstrap.seeds) or 1
+        if bounds is None or observed[name] is None or not math.isfinite(observed[name]):
+            tests[name] = {**test, "p": None, "verdict": "untestable"}
+            continue
+        above, below = sum(v > 0 for v in values), sum(v < 0 for v in values)
+        p = min(1.0, 2 * (min(above, below) + (n - above - below) / 2 + 1) / (n + 1))
+        verdict = "not significant" if p >= 1 - CONFIDENCE else ("holds" if above > below else "does not hold")
+        tests[name] = {**test, "p": p, "p_is_bound": min(above, below) == 0 and above + below == n, "verdict": verdict}
     return tests

@@ -138,18 +138,14 @@ def table_rows(results: list[dict], columns: list[Column]) -> list[dict]:
     return rows
 
 
-def mean_rows(rows: list[Replicates], columns: list[Column], plans: dict[str, Bootstrap]) -> list[dict]:
+def mean_rows(rows: list[Replicates], columns: list[Column], intervals: dict[int, dict]) -> list[dict]:
     """:func:`table_rows` with each row's mean over its seeds; with several seeds, also their number and each
-    value's 95% interval (``<key>_low``, ``<key>_high``; :func:`knowundo.replicates.row_intervals` on the
-    domain's resampling plan in ``plans``)."""
+    value's 95% interval (``<key>_low``, ``<key>_high``) from ``intervals`` (per row's ``id``:
+    :func:`knowundo.replicates.row_intervals`)."""
     if all(len(row.results) == 1 for row in rows):
         return table_rows(primary_results(rows), columns)
-    variants = _variants([r for row in rows for r in row.results], columns)
-    intervals = {
-        id(row): row_intervals(plans[row.domain], row, columns, variants) for row in rows if len(row.results) > 1
-    }
     table = []
-    for variant in variants:
+    for variant in _variants([r for row in rows for r in row.results], columns):
         for row in rows:
             if variant is not None and variant not in row.results[0]["prompts"]:
                 continue
@@ -157,8 +153,8 @@ def mean_rows(rows: list[Replicates], columns: list[Column], plans: dict[str, Bo
             record.update({"domain": row.domain, "method": row.label, "seeds": len(row.results)})
             record.update({c.key: column_mean(c, row.results, variant) for c in columns})
             for column in columns:
-                bounds = intervals[id(row)][variant][column.key] if id(row) in intervals else None
-                record[f"{column.key}_low"], record[f"{column.key}_high"] = bounds or (None, None)
+                where = intervals.get(id(row), {}).get(variant if column.level == "variant" else None, {})
+                record[f"{column.key}_low"], record[f"{column.key}_high"] = where.get(column.key) or (None, None)
             table.append(record)
     return table
 
@@ -475,11 +471,7 @@ def plot_curves(results: list[dict], domain: str, target: Path) -> bool:
     axes[2].set_yscale("log")
     fig.legend(*axes[0].get_legend_handles_labels(), loc="center right", fontsize=8)
     fig.suptitle(f"{domain}: metrics across unlearning (val splits, no system prompt)")
-    fig.tight_layout(rect=(0, 0, 0.88, 1))
-    with atomic_path(target) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return True
+    return _saved(fig, target, rect=(0, 0, 0.88, 1))
 
 
 def robustness_notes(results: list[dict]) -> str:
@@ -530,11 +522,7 @@ def plot_robustness(rows: list[dict], columns: list[Column], domain: str, target
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, ncol=len(series), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     fig.suptitle(f"{domain}: Unlearn Success without attack and after each (no system prompt)")
-    fig.tight_layout()
-    with atomic_path(target) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return True
+    return _saved(fig, target)
 
 
 def plot_scopes(rows: list[dict], domain: str, target: Path) -> bool:
@@ -554,7 +542,7 @@ def plot_scopes(rows: list[dict], domain: str, target: Path) -> bool:
 
     def spread(row: dict, key: str) -> list[float]:
         low, high = row.get(f"{key}_low"), row.get(f"{key}_high")
-        return [0.0, 0.0] if low is None else [row[key] - low, high - row[key]]
+        return [0.0, 0.0] if low is None or high is None else [max(0.0, row[key] - low), max(0.0, high - row[key])]
 
     fig, ax = plt.subplots(figsize=(7.5, 6.0))
     palette = plt.get_cmap("tab20").colors
@@ -576,7 +564,14 @@ def plot_scopes(rows: list[dict], domain: str, target: Path) -> bool:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, title="row (seeds)")
     fig.suptitle(f"{domain}: mean over seeds with 95% intervals (no system prompt)")
-    fig.tight_layout()
+    return _saved(fig, target)
+
+
+def _saved(fig, target: Path, rect: tuple = (0, 0, 1, 1)) -> bool:
+    """A figure laid out, written whole or not at all, and closed."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout(rect=rect)
     with atomic_path(target) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
@@ -614,20 +609,26 @@ def build_report(results_dir: str | Path, out_dir: str | Path | None = None) -> 
     scopes_<domain>.png; samples, breakdowns and curves show each row's first seed."""
     out = Path(out_dir) if out_dir is not None else report_dir(results_dir)
     every = collect_results(results_dir, skip=out.resolve() if out.exists() else out)
-    run_record = Path(results_dir) / RUN_RECORD
-    first_seed = read_json(run_record).get("seed") if run_record.is_file() else None
+    run_record = read_json(Path(results_dir) / RUN_RECORD) if (Path(results_dir) / RUN_RECORD).is_file() else {}
+    first_seed = run_record.get("seed")
+    if first_seed is not None:  # a seed the run no longer lists (an earlier invocation's) is not part of its report
+        seeds = run_record.get("config", {}).get("run", {}).get("seeds") or [first_seed]
+        every = [r for r in every if replicate_seed(r) in seeds]
     replicates = group_replicates(every, first_seed)
     results = primary_results(replicates)  # one per row, its first seed's: samples, breakdowns, curves
-    seeded = any(len(row.results) > 1 for row in replicates)
-    plans = {
-        domain: Bootstrap([row for row in replicates if row.domain == domain])
-        for domain in dict.fromkeys(row.domain for row in replicates)
-        if seeded
-    }
-    columns, main = Columns.of(every), []
+    columns, main, intervals = Columns.of(every), [], {}
+    domains = list(dict.fromkeys(row.domain for row in replicates))
+    if seeded := any(len(row.results) > 1 for row in replicates):
+        variants = [v for v in _variants(every, columns.all) if v is not None]
+        for domain in domains:  # one resampling plan per domain, one pass over it per row for every table
+            mine = [row for row in replicates if row.domain == domain]
+            plan = Bootstrap(mine)
+            for row in mine:
+                if len(row.results) > 1:
+                    intervals[id(row)] = row_intervals(plan, row, columns.all, variants)
     for table in columns.tables():
         chosen = columns.table(table)
-        rows = mean_rows(replicates, chosen, plans)
+        rows = mean_rows(replicates, chosen, intervals)
         main = rows if table == MAIN_TABLE else main
         title = columns.titles.get(table, "KnowUnDo results" if table == MAIN_TABLE else table)
         notes = {MAIN_TABLE: ROW_LEGEND, ROBUSTNESS_TABLE: robustness_notes(results)}.get(table, "")
@@ -654,7 +655,7 @@ def build_report(results_dir: str | Path, out_dir: str | Path | None = None) -> 
             out / "seeds.csv",
             [{"seed": replicate_seed(r), **row} for r in every for row in table_rows([r], columns.table(MAIN_TABLE))],
         )
-        for domain in plans:
+        for domain in domains:
             plot_scopes(main, domain, out / f"scopes_{domain}.png")
     else:
         for stale in [out / "seeds.csv", *out.glob("scopes_*.png")] if out.is_dir() else []:

@@ -17,7 +17,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 def resolved_dtype(name: str) -> str:
     """``model.dtype`` as the model runs: ``auto`` is bfloat16 on a device that computes in it natively (a GPU
     that supports it, a CPU with bfloat16 instructions: :func:`~knowundo.placement.supports_bf16`) and float32
-    elsewhere. Metrics are computed in float32 either way."""
+    elsewhere. Log-probabilities are taken in float32 either way; the forward pass itself rounds in bfloat16."""
     if name not in DTYPES:
         raise KnowUndoError(f"unknown dtype {name!r}; choose one of {', '.join(DTYPES)}")
     if name == "auto":
