@@ -55,18 +55,17 @@ def main() -> None:
     wall = time.perf_counter() - started
     if done.returncode != 0:
         sys.exit(f"knowundo run failed:\n{done.stderr[-3000:]}")
-    one, _ = stage_seconds(one_seed_log)
     own, other = stage_seconds(done.stdout)
+    one = stage_seconds(one_seed_log)[0] or own  # the reused run's stage log, or this invocation's first seed
     count = len(args.seeds.split(","))
     lines = [
         f"command: `knowundo run --set '{seeds}'`"
         + (f" on a copy of a finished one-seed run ({args.source})" if args.source else ""),
-        f"stage time of the one-seed run (its stage log): {one:.0f} s" if one else "no one-seed run was reused",
-        f"stage time of this invocation: seed {args.seeds.split(',')[0]}'s stages {own:.0f} s (cached ones count 0), "
-        f"the other {count - 1} seeds' {other:.0f} s; wall time {wall:.0f} s",
+        f"stage time of this invocation {own + other:.0f} s (wall time {wall:.0f} s): the first seed's stages (a "
+        f"one-seed run's{', cached ones counting 0' if args.source else ''}) {own:.0f} s, the other {count - 1} "
+        f"seeds' {other:.0f} s",
+        f"{count} seeds against one: {(one + other) / one:.2f}x the one-seed stage time ({one:.0f} s)",
     ]
-    if one:
-        lines.append(f"{count} seeds against one: {(one + other) / one:.2f}x the one-seed stage time")
     findings = [line for line in done.stdout.splitlines() if "paper findings:" in line]
     print("\n".join(lines + findings))
     if args.page:
