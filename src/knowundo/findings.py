@@ -180,7 +180,7 @@ def findings_markdown(records: list[dict]) -> str:
         "Fixed rules (`src/knowundo/findings.py`); val splits, no system prompt unless stated; each row's mean over "
         "its seeds. The test: the finding's margin in points (positive: it holds) with its 95% interval from a "
         f"paired bootstrap over the seeds and the val items by instance ({RESAMPLES} resamples) and the two-sided "
-        "p-value; significant below 0.05 ([seeds and significance](statistics.md) in the docs).",
+        "p-value; significant below 0.05 (the docs: `docs/statistics.md`).",
         "",
     ]
     for domain in dict.fromkeys(r["domain"] for r in records):
