@@ -45,7 +45,7 @@ def replicate_seed(result: dict) -> int | None:
 
 @dataclass
 class Replicates:
-    """One row of one domain: its results, one per training seed, in seed order."""
+    """One row of one domain: its results, one per training seed (the run's own seed first)."""
 
     domain: str
     label: str
