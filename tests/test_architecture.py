@@ -17,6 +17,7 @@ ORDER = [
     ("evaluate",),
     ("findings", "general_change", "replicates", "report", "preflight", "plugins"),
     ("pipeline", "api"),
+    ("sweep",),
     ("cli",),
 ]
 STAGES = ("finetune", "localize", "unlearn", "attacks")

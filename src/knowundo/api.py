@@ -151,7 +151,7 @@ def localize_model(
     stats = gradient_statistics(
         model,
         stage.formatter(with_pad_token(tokenizer)),
-        {scope: stage.data[scope]["train"] for scope in SCOPES},
+        {scope: stage.train(scope) for scope in SCOPES},
         loc.copies,
         cfg.seed,
         loc.batch_size,

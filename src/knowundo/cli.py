@@ -235,6 +235,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    sweep = sub.add_parser(
+        "sweep",
+        help="a fair hyperparameter sweep: every row of sweep.rows trained at the same number of grid points, "
+        "scored on the selection split (data.selection), one point per row chosen by sweep.rule; writes a "
+        "Pareto plot and the chosen settings as a config file",
+    )
+    _add_config_options(sweep)
+    sweep.add_argument("--domains", help="comma-separated (default: run.domains)")
+    sweep.add_argument("--rows", help="comma-separated row labels to sweep (default: sweep.rows)")
+    sweep.add_argument("--out", default="runs/sweep", metavar="DIR", help="results directory (default: %(default)s)")
+    sweep.add_argument("--quiet", action="store_true", help="no progress bars")
+
     check = sub.add_parser(
         "check",
         help="preflight, in seconds and without training: settings, model config and "
@@ -470,11 +482,21 @@ def cmd_run(args) -> None:
         print(f"full report (every prompt variant, categories, MIA, efficiency, curves): {report}")
 
 
+def cmd_sweep(args) -> None:
+    from knowundo.sweep import run_sweep
+
+    flags = (("domains", "run.domains"), ("rows", "sweep.rows"))
+    cfg = _config(args, [f"{key}={getattr(args, flag)}" for flag, key in flags if getattr(args, flag) is not None])
+    report = run_sweep(cfg, args.out, progress=not args.quiet, command=shlex.join(["knowundo", *args.argv]))
+    print((report / "sweep.md").read_text(), end="")
+    print(f"sweep report (Pareto plots, chosen_<domain>.yaml): {report}")
+
+
 def cmd_report(args) -> None:
     from knowundo.report import build_report, results_page
 
     out = build_report(args.results, args.out)
-    print((out / "table.md").read_text(), end="")
+    print((out / ("sweep.md" if (out / "sweep.md").is_file() else "table.md")).read_text(), end="")
     print(f"report -> {out}")
     if args.page:
         print(f"results page -> {results_page(args.results, args.page, report=out)}")
@@ -490,6 +512,7 @@ COMMANDS = {
     "check": cmd_check,
     "methods": cmd_methods,
     "run": cmd_run,
+    "sweep": cmd_sweep,
     "report": cmd_report,
 }
 

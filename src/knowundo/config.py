@@ -69,6 +69,10 @@ class DataConfig:
     # Parquet) for a local source; `config/split` of the dataset data.path for a hub source; {domain} in X becomes
     # the domain's name
     splits: dict = field(default_factory=dict)
+    # the selection split: this share of each instance's train items (per scope) and of each category of the general
+    # held-out set, a seeded choice, set aside: the model is fine-tuned on it, but no row unlearns on it and no table
+    # reports it. `knowundo sweep` and unlearn.select choose on it, never on the val items the tables report (0: none)
+    selection: float = 0.0
 
 
 @dataclass
@@ -281,6 +285,29 @@ class RunConfig:
     seed_finetune: bool = False
 
 
+SWEEP_RULES = ("best_avg", "oracle_match")
+
+
+@dataclass
+class SweepConfig:
+    """`knowundo sweep`: every row trained at each point of its grid (the learning rates times its own parameters'
+    values), every row given the same number of trainings, each point scored on the selection split
+    (``data.selection``), one point chosen per row by ``rule``."""
+
+    rows: list = field(default_factory=lambda: ["ga_gd", "npo", "memflex"])  # the row labels swept
+    learning_rates: list = field(default_factory=lambda: [1e-3, 3e-3, 1e-2, 3e-2, 1e-1])  # every row's lr grid
+    # grids of a method's own parameters, e.g. {npo: {beta: [0.05, 0.1, 0.5]}} (crossed with the learning rates)
+    params: dict = field(default_factory=dict)
+    # trainings per row: a row whose grid is larger gets a seeded sample of this many of its points (random search);
+    # 0: the smallest grid's size, so that every row gets exactly as many trainings
+    budget: int = 0
+    # best_avg: the highest Avg Success among the points whose General stays within general_tolerance points of the
+    # vanilla model's; oracle_match: among the points that forget at least as much as the oracle (Unlearn Success,
+    # MUSE's stopping rule), the best Retention Success
+    rule: str = "best_avg"
+    general_tolerance: float = 5.0  # best_avg: the largest drop of General (points) a chosen point may cost
+
+
 @dataclass
 class Config:
     seed: int = 42  # the seed of every stage (training order, initialization, relabelling, sampling)
@@ -299,6 +326,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     attack: AttackConfig = field(default_factory=AttackConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -310,6 +338,20 @@ NEUTRAL_PRESET = "chat"  # for a model named without a preset
 BUILT_IN_MODELS = ("tiny", "smollm2")  # model names built or converted here, cached under the user cache
 # the model family (config.json's model_type) each model-specific preset was written for
 PRESET_FAMILIES = {"smollm2": "llama", "llama2-7b-chat": "llama", "qwen1.5-7b-chat": "qwen2"}
+
+
+# settings added after runs were stored, left out of stage and run keys while at their default: a run stored before
+# them stays valid (reused, not redone)
+KEYED_FROM_CHANGE = {("data", "selection"): 0.0}
+
+
+def keyed(settings: dict) -> dict:
+    """``cfg.to_dict()`` as keys hash it (:data:`KEYED_FROM_CHANGE`)."""
+    out = {section: dict(values) if isinstance(values, dict) else values for section, values in settings.items()}
+    for (section, key), default in KEYED_FROM_CHANGE.items():
+        if section in out and out[section].get(key, default) == default:
+            out[section].pop(key, None)
+    return out
 
 
 def run_seeds(cfg: Config) -> list[int]:
@@ -417,6 +459,16 @@ def _coerce(value: Any, current: Any, annotation: str, key: str) -> Any:
         raise KnowUndoError(f"config key '{key}' expects {kind.__name__}, got {value!r}") from None
 
 
+def _positive_number(value) -> bool:
+    """A number > 0, also as YAML reads 1e-3 (a string: YAML 1.1 wants 1.0e-3)."""
+    if isinstance(value, bool):
+        return False
+    try:
+        return float(value) > 0
+    except (TypeError, ValueError):
+        return False
+
+
 def _is_reporter(name) -> bool:
     from transformers.integrations.integration_utils import get_available_reporting_integrations
 
@@ -433,6 +485,7 @@ def _ranges(cfg: Config) -> list[tuple[str, Any, Callable[[Any], bool], str]]:
         ("lora.dropout", cfg.lora.dropout, lambda v: 0 <= v < 1, "in [0, 1)"),
         ("lora.top_layers", cfg.lora.top_layers, non_negative, ">= 0"),
         ("data.instances", cfg.data.instances, non_negative, ">= 0"),
+        ("data.selection", cfg.data.selection, lambda v: 0 <= v < 1, "in [0, 1)"),
         (
             "data.general",
             cfg.data.general,
@@ -512,6 +565,15 @@ def _ranges(cfg: Config) -> list[tuple[str, Any, Callable[[Any], bool], str]]:
         ("eval.robustness_items", cfg.eval.robustness_items, non_negative, ">= 0"),
         ("attack.relearn_steps", cfg.attack.relearn_steps, at_least_1, ">= 1"),
         ("attack.relearn_fraction", cfg.attack.relearn_fraction, lambda v: 0 < v <= 1, "in (0, 1]"),
+        ("sweep.rule", cfg.sweep.rule, lambda v: v in SWEEP_RULES, f"one of {', '.join(SWEEP_RULES)}"),
+        ("sweep.budget", cfg.sweep.budget, non_negative, ">= 0"),
+        ("sweep.general_tolerance", cfg.sweep.general_tolerance, non_negative, ">= 0"),
+        (
+            "sweep.learning_rates",
+            cfg.sweep.learning_rates,
+            lambda v: bool(v) and all(_positive_number(x) for x in v),
+            "a non-empty list of numbers > 0",
+        ),
     ]
     for index, scheme in enumerate(cfg.attack.quantize):
         checks.append((f"attack.quantize[{index}]", scheme, _is_scheme, QUANT_SCHEME_SYNTAX))

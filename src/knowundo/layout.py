@@ -42,6 +42,9 @@ METHOD_TENSORS = "method_tensors.safetensors"  # tensors a method records (RMU's
 RELEARN_DIR = "relearn"  # beside an unlearned adapter: the adapter after the relearning attack
 RELEARN_RECORD = "relearn.json"
 SEEDS_DIR = "seeds"  # OUT/<domain>/seeds/<seed>/: a row's other training seeds
+SWEEP_DIR = "sweep"  # OUT/<domain>/sweep/<label>/<point>/: the trainings of `knowundo sweep`
+SELECTION_SCORES = "selection.json"  # a model's scores on the selection split
+SWEEP_RESULTS = "sweep.json"  # OUT/report/: every point of a sweep, its references and the choices
 
 # row labels
 BASE_LABEL = "base"
@@ -135,6 +138,14 @@ class RunLayout:
 
     def eval(self, label: str) -> Path:
         return self.eval_dir / f"{label}.json"
+
+    def sweep_point(self, label: str, point: str) -> Path:
+        """One training of `knowundo sweep`: an unlearning run directory, with its selection scores."""
+        return self.root / SWEEP_DIR / label / point
+
+    def selection_scores(self, label: str) -> Path:
+        """The selection-split scores of a reference model (vanilla, oracle) of a sweep."""
+        return self.root / SWEEP_DIR / f"{label}.json"
 
     def seed(self, seed: int) -> RunLayout:
         """Where the rows trained with another seed than the run's go (``run.seeds``): the same layout again."""

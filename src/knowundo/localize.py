@@ -161,7 +161,7 @@ def compute_statistics(
     """:func:`gradient_statistics` of a saved adapter, cached in ``out_dir`` under the stage key (the selection is
     not part of it: choosing another region from the same statistics recomputes nothing)."""
     stage = Stage("localize", cfg, domain)
-    train_only = {scope: stage.data[scope]["train"] for scope in SCOPES}
+    train_only = {scope: stage.train(scope) for scope in SCOPES}
     loc = cfg.localize
     output = stage.output(
         out_dir,

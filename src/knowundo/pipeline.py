@@ -31,7 +31,7 @@ from knowundo.artifacts import (
     write_json,
 )
 from knowundo.attacks.relearn import relearn
-from knowundo.config import BUILT_IN_MODELS, Config, run_seeds, seeded
+from knowundo.config import BUILT_IN_MODELS, Config, keyed, run_seeds, seeded
 from knowundo.data.knowundo import DataSource, check_domain, load_domain
 from knowundo.distributed import barrier, is_main, on_any_process, world_size
 from knowundo.errors import KnowUndoError
@@ -68,7 +68,7 @@ STAGES = ("finetune", "localize", "unlearn", "attack", "eval", "report")
 def settings_key(cfg: Config) -> str:
     """What makes two runs comparable in one directory: everything except evaluation, attacks and run coverage
     (those may change between invocations; evaluations and attacks are re-keyed on their own)."""
-    return hash_json({k: v for k, v in cfg.to_dict().items() if k not in ("eval", "attack", "run")})
+    return hash_json({k: v for k, v in keyed(cfg.to_dict()).items() if k not in ("eval", "attack", "run", "sweep")})
 
 
 def expand_force(stages: list[str]) -> set[str]:
@@ -119,7 +119,8 @@ class StageLog:
         return f"time per stage: {', '.join(parts)}; total {sum(self.seconds.values()):.0f}s"
 
 
-def _check_run_dir(out: Path, cfg: Config) -> None:
+def check_run_dir(out: Path, cfg: Config) -> None:
+    """Refuse a directory that holds a run (or sweep) of other settings, or anything else."""
     record = out / RUN_RECORD
     if record.is_file():
         try:
@@ -271,8 +272,32 @@ class DomainRun:
         ), cached
 
 
-def _kept_in(log: Path, echo: Callable[[str], None]) -> Callable[[str], None]:
-    """``echo`` that also appends each line to ``log`` (the run's stage log, read by results pages)."""
+def run_record(cfg: Config, domains: list[str], rows: list[str], command: str | None) -> dict:
+    """``run.json``: what a results page says about how the run was made, and the settings key that guards the
+    directory."""
+    source = DataSource.from_config(cfg.data)
+    return {
+        "settings_key": settings_key(cfg),
+        "command": command,
+        "started": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "code": code_revision(),
+        "machine": machine(),
+        "seed": cfg.seed,
+        "domains": domains,
+        "methods": rows,
+        "processes": world_size(),
+        "data_hashes": {d: hash_json(load_domain(source, d)) for d in domains},
+        "config": cfg.to_dict(),
+        "versions": library_versions(),
+    }
+
+
+def kept_in(out: Path, record: dict, echo: Callable[[str], None]) -> Callable[[str], None]:
+    """``echo`` that also appends each line to the run's stage log (read by results pages), which first gets the
+    invocation's command line."""
+    log = out / STAGES_LOG
+    with log.open("a") as handle:
+        handle.write(f"$ {record['command'] or 'run_benchmark(...)'}  # {record['started']}\n")
 
     def both(line: str) -> None:
         with log.open("a") as handle:
@@ -312,30 +337,12 @@ def run_benchmark(
             if problems
             else "the preflight check found problems (see the main process)"
         )
-    _check_run_dir(out, cfg)
+    check_run_dir(out, cfg)
     if is_main():
         remove_stale_temporaries(out)
-        started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        write_json(
-            out / RUN_RECORD,
-            {
-                "settings_key": settings_key(cfg),
-                "command": command,
-                "started": started,
-                "code": code_revision(),
-                "machine": machine(),
-                "seed": cfg.seed,
-                "domains": domains,
-                "methods": [label.label for label in labels],
-                "processes": world_size(),
-                "data_hashes": {d: hash_json(load_domain(source, d)) for d in domains},
-                "config": cfg.to_dict(),
-                "versions": library_versions(),
-            },
-        )
-        with (out / STAGES_LOG).open("a") as log:
-            log.write(f"$ {command or 'run_benchmark(...)'}  # {started}\n")
-        echo = _kept_in(out / STAGES_LOG, echo)
+        record = run_record(cfg, domains, [label.label for label in labels], command)
+        write_json(out / RUN_RECORD, record)
+        echo = kept_in(out, record, echo)
     else:
         echo = _silent  # one process reports
     barrier()
@@ -356,7 +363,7 @@ def _run_stages(
 ) -> None:
     log = StageLog(echo)
     if cfg.model.name in BUILT_IN_MODELS:
-        log.run("model", "all", _prepare_built_in, cfg, progress)
+        log.run("model", "all", prepare_built_in, cfg, progress)
     for domain in domains:
         home = RunLayout(out / domain)
         # the first seed is the run's (run_benchmark made it cfg.seed): its stages are a one-seed run's
@@ -441,7 +448,7 @@ def _library_objects_frozen():
         gc.unfreeze()
 
 
-def _prepare_built_in(cfg: Config, progress: bool) -> tuple[str, bool]:
+def prepare_built_in(cfg: Config, progress: bool) -> tuple[str, bool]:
     """The explicit model step of a built-in model: the tiny base built, SmolLM2 converted, once (cached for later
     runs)."""
     cached = is_prepared(cfg)

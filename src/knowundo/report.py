@@ -28,6 +28,7 @@ from knowundo.layout import (
     RUN_RECORD,
     SCOPES,
     STAGES_LOG,
+    SWEEP_RESULTS,
     VANILLA_LABEL,
     report_dir,
     split_checkpoint_label,
@@ -567,6 +568,178 @@ def plot_scopes(rows: list[dict], domain: str, target: Path) -> bool:
     return _saved(fig, target)
 
 
+def pareto_front(points: list[dict]) -> list[dict]:
+    """The points no other point beats on both Unlearn and Retention Success, by Unlearn Success."""
+    front = [
+        p
+        for p in points
+        if not any(
+            q["unlearn_success"] >= p["unlearn_success"]
+            and q["retention_success"] >= p["retention_success"]
+            and (q["unlearn_success"], q["retention_success"]) != (p["unlearn_success"], p["retention_success"])
+            for q in points
+        )
+    ]
+    return sorted(front, key=lambda p: p["unlearn_success"])
+
+
+def plot_pareto(domain_results: dict, domain: str, target: Path) -> bool:
+    """Every point of a sweep on the selection split: Unlearn Success against Retention Success, coloured by
+    General; each row its marker, its chosen point ringed; the front of all points dashed; the vanilla model and
+    the oracle as references."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = domain_results["rows"]
+    everything = [p for entry in rows.values() for p in entry["points"]]
+    if not everything:
+        return False
+    generals = [p["general"] for p in everything] + [r["general"] for r in domain_results["references"].values()]
+    norm = matplotlib.colors.Normalize(min(generals), max(generals))
+    fig, ax = plt.subplots(figsize=(8.0, 6.0))
+    markers = "osD^v<>PXh*"
+    for index, (row, entry) in enumerate(rows.items()):
+        points, marker = entry["points"], markers[index % len(markers)]
+        ax.scatter(
+            [p["unlearn_success"] for p in points],
+            [p["retention_success"] for p in points],
+            c=[p["general"] for p in points],
+            cmap="viridis",
+            norm=norm,
+            marker=marker,
+            s=40,
+            edgecolors="grey",
+            linewidths=0.5,
+            label=row,
+        )
+        chosen = points[entry["chosen"]]
+        ax.scatter(
+            chosen["unlearn_success"],
+            chosen["retention_success"],
+            marker=marker,
+            s=170,
+            facecolors="none",
+            edgecolors="red",
+            linewidths=1.5,
+        )
+    front = pareto_front(everything)
+    ax.plot(
+        [p["unlearn_success"] for p in front],
+        [p["retention_success"] for p in front],
+        "k--",
+        lw=0.8,
+        label="front of all points",
+    )
+    for name, reference in domain_results["references"].items():
+        ax.scatter(
+            reference["unlearn_success"],
+            reference["retention_success"],
+            marker="+" if name == "oracle" else "x",
+            s=90,
+            color=plt.get_cmap("viridis")(norm(reference["general"])),
+            label=name,
+        )
+    fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=ax, label="General (selection split)")
+    ax.set_xlim(-2, 102)
+    ax.set_ylim(-2, 102)
+    ax.set_xlabel("Unlearn Success ↑ (selection split)")
+    ax.set_ylabel("Retention Success ↑ (selection split)")
+    ax.grid(alpha=0.3)
+    legend = ax.legend(fontsize=7, loc="lower left", title="row (chosen: ringed red)", title_fontsize=7)
+    for handle in legend.legend_handles[: len(rows)]:  # a row's marker, not the colour of its first point
+        handle.set_facecolor("lightgrey")
+    fig.suptitle(f"{domain}: every sweep point")
+    return _saved(fig, target)
+
+
+def chosen_config(domain_results: dict, selection: float) -> dict:
+    """The chosen points of one domain as settings for `knowundo run --config` (with the selection split they
+    were chosen on, so the run trains on the same items)."""
+    per_method, method_args = {}, {}
+    for row, entry in domain_results["rows"].items():
+        settings = dict(entry["points"][entry["chosen"]]["settings"])
+        per_method[row] = {"learning_rate": settings.pop("learning_rate")}
+        if settings:
+            method_args[row] = settings
+    unlearn = {"per_method": per_method, **({"method_args": method_args} if method_args else {})}
+    return {"data": {"selection": selection}, "unlearn": unlearn}
+
+
+def _scores(values: dict) -> list[str]:
+    return [f"{values[k]:.1f}" for k in ("unlearn_success", "retention_success", "avg_success", "general")]
+
+
+def sweep_report(results_dir: str | Path, out_dir: str | Path | None = None) -> Path:
+    """The pages of a sweep from its ``report/sweep.json``: sweep.md / sweep.csv (each row's chosen point and why,
+    then every point), pareto_<domain>.png and chosen_<domain>.yaml."""
+    import yaml
+
+    out = Path(out_dir) if out_dir is not None else report_dir(results_dir)
+    source = report_dir(results_dir) / SWEEP_RESULTS
+    if not source.is_file():
+        raise KnowUndoError(f"{results_dir}: no {source.relative_to(results_dir)}; run `knowundo sweep` there first")
+    results = read_json(source)
+    cfg = results["config"]
+    sweep, selection = cfg["sweep"], cfg["data"]["selection"]
+    budget = {len(entry["points"]) for d in results["domains"].values() for entry in d["rows"].values()}
+    rule = {
+        "best_avg": f"the highest Avg Success with General within {sweep['general_tolerance']:g} points of the "
+        "vanilla model's",
+        "oracle_match": "the best Retention Success among the points that forget at least as much as the oracle "
+        "(MUSE's rule)",
+    }[sweep["rule"]]
+    parts = [
+        f"# Sweep: one point per row, chosen by `{sweep['rule']}`\n\n"
+        f"Every row was trained at {' / '.join(str(b) for b in sorted(budget))} points (learning rates "
+        f"{', '.join(f'{float(lr):g}' for lr in sweep['learning_rates'])}"
+        + (f"; parameters {sweep['params']}" if sweep["params"] else "")
+        + f") and scored on the selection split (`data.selection={selection:g}`: train items set aside, known to "
+        f"the model, unlearned by no row, reported by no table). Rule: {rule}. The chosen settings, as a config "
+        f"file: `chosen_<domain>.yaml` (`knowundo run --config`).\n"
+    ]
+    csv_rows = []
+    for domain, entry in results["domains"].items():
+        refs = entry["references"]
+        lines = [[name, "-", *_scores(values), ""] for name, values in refs.items()]
+        for row, swept in entry["rows"].items():
+            chosen = swept["points"][swept["chosen"]]
+            lines.append([row, chosen["point"], *_scores(chosen), swept["reason"]])
+        header = ["Row", "chosen point", "UL Succ", "RT Succ", "Avg Succ", "General", "why"]
+        every = []
+        for row, swept in entry["rows"].items():
+            for index, point in enumerate(swept["points"]):
+                marker = "**chosen**" if index == swept["chosen"] else ""
+                every.append([row, point["point"], *_scores(point), marker])
+                csv_rows.append(
+                    {
+                        "domain": domain,
+                        "row": row,
+                        "point": point["point"],
+                        **point["settings"],
+                        **{k: point[k] for k in ("unlearn_success", "retention_success", "avg_success", "general")},
+                        "chosen": index == swept["chosen"],
+                    }
+                )
+        parts.append(
+            f"## {domain}\n\n"
+            + _markdown(header, lines)
+            + "\n### Every point\n\n"
+            + _markdown(["Row", "point", "UL Succ", "RT Succ", "Avg Succ", "General", ""], every)
+        )
+        plot_pareto(entry, domain, out / f"pareto_{domain}.png")
+        chosen = chosen_config(entry, selection)
+        header_comment = (
+            f"# chosen by `knowundo sweep` ({sweep['rule']}) on the {domain} selection split; "
+            f"use with: knowundo run --config <this file> (with the sweep's other settings)\n"
+        )
+        _write_text(out / f"chosen_{domain}.yaml", header_comment + yaml.safe_dump(chosen, sort_keys=False))
+    _write_text(out / "sweep.md", "\n".join(parts))
+    _write_csv(out / "sweep.csv", csv_rows)
+    return out
+
+
 def _saved(fig, target: Path, rect: tuple = (0, 0, 1, 1)) -> bool:
     """A figure laid out, written whole or not at all, and closed."""
     import matplotlib.pyplot as plt
@@ -607,9 +780,11 @@ def build_report(results_dir: str | Path, out_dir: str | Path | None = None) -> 
     model's, question by question), categories.md/csv, efficiency.md/csv and curves_<domain>.png. Rows with
     several training seeds show their mean with 95% intervals, and add seeds.csv (each seed's values) and
     scopes_<domain>.png; samples, breakdowns and curves show each row's first seed."""
+    run_record = read_json(Path(results_dir) / RUN_RECORD) if (Path(results_dir) / RUN_RECORD).is_file() else {}
+    if run_record.get("kind") == "sweep":
+        return sweep_report(results_dir, out_dir)
     out = Path(out_dir) if out_dir is not None else report_dir(results_dir)
     every = collect_results(results_dir, skip=out.resolve() if out.exists() else out)
-    run_record = read_json(Path(results_dir) / RUN_RECORD) if (Path(results_dir) / RUN_RECORD).is_file() else {}
     first_seed = run_record.get("seed")
     if first_seed is not None:  # a seed the run no longer lists (an earlier invocation's) is not part of its report
         seeds = run_record.get("config", {}).get("run", {}).get("seeds") or [first_seed]
@@ -687,6 +862,7 @@ PAGE_SECTIONS = (
     ("robustness.md", "Robustness"),
     ("efficiency.md", "Efficiency"),
     ("samples.md", "What the models answer"),
+    ("sweep.md", "Sweep"),
 )
 
 
@@ -735,7 +911,8 @@ def results_page(
     run = read_json(run_dir / RUN_RECORD)
     report = report or build_report(run_dir)
     model = run.get("config", {}).get("model", {}).get("name", "?")
-    heading = title or f"Results: {model} on {', '.join(run.get('domains', []))}"
+    kind = "Sweep" if run.get("kind") == "sweep" else "Results"
+    heading = title or f"{kind}: {model} on {', '.join(run.get('domains', []))}"
     log = (run_dir / STAGES_LOG).read_text().strip() if (run_dir / STAGES_LOG).is_file() else ""
     if not run.get("command") and log.startswith("$ "):  # a run from before run.json kept its command
         run = {**run, "command": log.splitlines()[0][2:].split("  # ")[0]}

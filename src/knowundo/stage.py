@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from knowundo.artifacts import StageOutput, file_hash, hash_json, library_versions
-from knowundo.config import Config, TrainConfig
+from knowundo.config import Config, TrainConfig, keyed
 from knowundo.data.format import Formatter
 from knowundo.data.knowundo import DataSource, check_domain, load_domain, load_general, load_holdout
+from knowundo.data.selection import carve
 from knowundo.data.task import UnlearningData
-from knowundo.layout import CHECKPOINTS_DIR
+from knowundo.errors import KnowUndoError
+from knowundo.layout import CHECKPOINTS_DIR, SCOPES
 from knowundo.models.load import built_in_key, checkpoint_weights, resolved_dtype, trains_in_bf16
 from knowundo.models.training import training_arguments
 from knowundo.placement import describe
@@ -78,6 +80,35 @@ class Stage:
         """The general-knowledge set: ``{"train": [...], "heldout": [...]}``."""
         return self.given.general if self.given is not None else load_general(self.source)
 
+    @cached_property
+    def _carved(self) -> dict[str, tuple[list[dict], list[dict]]]:
+        """Split -> (kept, selection) under ``data.selection`` (:mod:`knowundo.data.selection`)."""
+        share, seed = self.cfg.data.selection, self.cfg.data.seed
+        carved = {scope: carve(self.data[scope]["train"], share, seed, scope, "instance") for scope in SCOPES}
+        carved["general"] = carve(self.general["heldout"], share, seed, "general", "category")
+        for scope in SCOPES:
+            reported = {item["text"] for item in self.data[scope]["val"]}
+            if any(item["text"] in reported for item in carved[scope][1]):
+                raise KnowUndoError(
+                    f"data.selection: the {scope} val split repeats train items (data without val items is scored "
+                    f"on its train items), so a selection split would be reported; set data.selection=0"
+                )
+        return carved
+
+    def train(self, scope: str) -> list[dict]:
+        """The train split of a scope as unlearning, localization and the relearning attack read it: without the
+        selection split."""
+        return self._carved[scope][0]
+
+    @property
+    def general_heldout(self) -> list[dict]:
+        """The held-out general set the General columns report: without the selection split."""
+        return self._carved["general"][0]
+
+    def selection(self, split: str) -> list[dict]:
+        """The selection split of ``unlearn``, ``retention`` or ``general`` (empty when ``data.selection`` is 0)."""
+        return self._carved[split][1]
+
     def formatter(self, tokenizer, system_prompt: str | None = None) -> Formatter:
         return Formatter(tokenizer, self.cfg.model.template, self.cfg.model.max_length, system_prompt=system_prompt)
 
@@ -98,7 +129,7 @@ class Stage:
     def key(self, data: Any, sections: tuple[str, ...] = (), **inputs) -> str:
         """Hash of everything that shapes the output (see the module docstring); ``data``: the items it reads;
         ``sections``: the config sections of this stage."""
-        cfg = self.cfg.to_dict()
+        cfg = keyed(self.cfg.to_dict())
         settings = {
             "seed": cfg["seed"],
             "data": cfg["data"],

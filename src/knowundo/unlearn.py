@@ -280,8 +280,8 @@ def plan_run(stage: Stage, method: str | Method, retain: str = "retention", regi
     params = method_params(cfg.unlearn.method_args, method_name, label.label)
     retain_items = None
     if method.retain:
-        retain_items = stage.data["retention"]["train"] if retain == "retention" else stage.general["train"]
-    data = {"forget": stage.data["unlearn"]["train"], "retain": retain_items}
+        retain_items = stage.train("retention") if retain == "retention" else stage.general["train"]
+    data = {"forget": stage.train("unlearn"), "retain": retain_items}
     settings = cfg.unlearn.for_method(method_name, label.label)  # this row's own settings, not every row's
     return UnlearnPlan(stage, method, params, label, settings, data)
 

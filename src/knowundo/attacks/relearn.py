@@ -32,7 +32,7 @@ from knowundo.stage import Stage, adapter_hash
 
 def relearn_items(stage: Stage) -> list[dict]:
     """The seeded share of the unlearn train split the attacker fine-tunes on (at least one item)."""
-    items = stage.data["unlearn"]["train"]
+    items = stage.train("unlearn")
     count = max(1, round(len(items) * stage.cfg.attack.relearn_fraction))
     chosen = sorted(random.Random(stage.cfg.seed).sample(range(len(items)), count))
     return [items[i] for i in chosen]

@@ -84,7 +84,7 @@ class EvalContext:
     def items(self, split: str) -> list[dict]:
         """The items of a split; the holdout (membership non-members) as :meth:`robustness_items` chooses."""
         if split == "general":
-            return self.stage.general["heldout"]
+            return self.stage.general_heldout
         if split == "holdout":
             holdout = self.stage.holdout or []
             return [holdout[i] for i in self.robustness_indices(holdout)]

@@ -1,0 +1,39 @@
+"""The selection split: items the model knows but no row unlearns on and no table reports, for choosing
+hyperparameters and checkpoints without looking at the reported val items.
+
+A seeded share of each instance's train items per scope (whole facts of every person or book, so a choice made on
+it generalises over instances as the val split does) and of each category of the general held-out set. The
+fine-tune still trains on everything (the model must know the selection items as it knows the rest); unlearning,
+localization and the relearning attack read the train split without them, the General column the held-out set
+without them."""
+
+from __future__ import annotations
+
+import random
+
+from knowundo.errors import KnowUndoError
+
+SELECTION_SPLITS = ("unlearn", "retention", "general")
+
+
+def carve(items: list[dict], share: float, seed: int, split: str, group_key: str) -> tuple[list[dict], list[dict]]:
+    """(kept, selection), each in the items' order: of every group (items with the same ``group_key`` value) a
+    seeded ``round(share * size)`` set aside, at most all but one (every instance keeps a train item)."""
+    if share <= 0:
+        return list(items), []
+    groups: dict = {}
+    for position, item in enumerate(items):
+        groups.setdefault(str(item.get(group_key)), []).append(position)
+    chosen = set()
+    for name in sorted(groups):
+        members = groups[name]
+        count = min(round(share * len(members)), len(members) - 1)
+        chosen |= set(random.Random(f"selection/{seed}/{split}/{name}").sample(members, count))
+    kept = [item for i, item in enumerate(items) if i not in chosen]
+    selection = [item for i, item in enumerate(items) if i in chosen]
+    if not selection:
+        raise KnowUndoError(
+            f"data.selection={share:g} sets no {split} item aside ({len(items)} items in groups of "
+            f"{min(len(g) for g in groups.values())} or more); raise it or set it to 0"
+        )
+    return kept, selection
