@@ -8,7 +8,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "knowundo"
 ORDER = [
     ("errors", "layout", "known_warnings"),
-    ("config", "artifacts", "distributed", "placement"),
+    ("config", "artifacts", "distributed", "placement", "executor"),
     ("data",),
     ("logits", "models"),
     ("region",),

@@ -5,7 +5,7 @@ micro sweep writes its tables, Pareto plot and chosen settings, resumes, and fee
 import pytest
 
 from knowundo.cli import main
-from tests.conftest import MICRO, sets
+from tests.conftest import MICRO, run_command, sets
 
 
 def _questions(items: list[dict]) -> set[str]:
@@ -45,9 +45,14 @@ def test_runs_stored_before_the_selection_split_keep_their_keys(micro_config):
 
     cfg = micro_config()
     stored = {k: v for k, v in cfg.to_dict().items() if k not in ("eval", "attack", "run", "sweep")}
-    stored["data"] = {k: v for k, v in stored["data"].items() if k != "selection"}
+    stored["data"] = {k: v for k, v in stored["data"].items() if k != "selection"}  # settings added since
+    stored["unlearn"] = {k: v for k, v in stored["unlearn"].items() if k not in ("select", "select_tolerance")}
     assert settings_key(cfg) == hash_json(stored)
     assert settings_key(micro_config("data.selection=0.2")) != settings_key(cfg)
+    # choosing a checkpoint retrains nothing: in no key
+    assert settings_key(micro_config("unlearn.select=oracle_match", "data.selection=0.2")) == settings_key(
+        micro_config("data.selection=0.2")
+    )
     carved = micro_config("data.selection=0.2")
     assert Stage("finetune", cfg, "privacy").key([]) != Stage("finetune", carved, "privacy").key([])
 
@@ -182,7 +187,15 @@ def test_a_micro_sweep_chooses_writes_its_report_and_resumes(tmp_path, capsys, m
         for line in capsys.readouterr().out.splitlines()
         if line.startswith("[privacy] ") and line.split()[1] in ("finetune", "localize", "unlearn", "select")
     ]
-    assert len(stages) == 13 and all(" cached " in line for line in stages)  # 2 fine-tunes, region, 2 + 8 points
+    assert len(stages) == 12 and all(" cached " in line for line in stages)  # 2 fine-tunes, region, refs, 8 points
+    assert read_json(report / "sweep.json")["domains"]["privacy"]["rows"] == results["rows"]
+    # a point trained again as a Ray task (with this process's threads) scores exactly as it did here
+    import shutil
+
+    import torch
+
+    shutil.rmtree(out / "privacy" / "sweep" / "memflex" / "lr0.03")
+    assert main([*command, *sets("run.executor=ray", f"run.ray_cpus={torch.get_num_threads()}")]) == 0
     assert read_json(report / "sweep.json")["domains"]["privacy"]["rows"] == results["rows"]
 
 
@@ -198,3 +211,57 @@ def test_data_scored_on_its_train_items_refuses_a_selection_split(micro_config):
     assert Stage.of("unlearn", micro_config(), data).train("unlearn") == data.scopes["unlearn"]["train"]
     with pytest.raises(KnowUndoError, match="repeats train items"):
         Stage.of("unlearn", micro_config("data.selection=0.3"), data).train("unlearn")
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (["unlearn.select=best_avg"], "data.selection must be > 0 when unlearn.select is best_avg"),
+        (["data.selection=0.2", "unlearn.select=best_avg", "unlearn.save_steps=0"], "unlearn.save_steps must be > 0"),
+        (["data.selection=0.2", "unlearn.select=oracle_match", "run.oracle=false"], "run.oracle must be true"),
+        (["data.selection=0.2", "unlearn.select=first"], "unlearn.select must be last, best_avg or oracle_match"),
+        (["data.selection=0.2", "unlearn.per_method={ga: {select: best}}"], "unlearn.per_method.ga.select"),
+    ],
+)
+def test_bad_checkpoint_selection_stops_before_any_work(tmp_path, capsys, settings, message):
+    out = tmp_path / "run"
+    assert main(run_command(out, *sets(*settings))) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_a_row_reports_the_checkpoint_chosen_on_the_selection_split(tmp_path, capsys, micro_base):
+    """A finished run given ``unlearn.select`` trains nothing again: it scores the checkpoints, reports the chosen
+    one (evaluated and attacked as such) and says why; back to ``last`` it reports the end again."""
+    from knowundo.artifacts import read_json
+
+    out = tmp_path / "run"
+    chosen = ["--methods", "ga", *sets("data.selection=0.2", "unlearn.save_steps=2", "attack.quantize=[]")]
+    assert main(run_command(out, *chosen)) == 0
+    last = read_json(out / "privacy" / "eval" / "ga.json")
+    capsys.readouterr()
+    assert main(run_command(out, *chosen, *sets("unlearn.select=oracle_match"))) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("[privacy] unlearn ") and " cached " in line for line in lines)
+    (select,) = [line for line in lines if line.startswith("[privacy] select")]
+    run_dir = out / "privacy" / "unlearn" / "ga"
+    record = read_json(run_dir / "selected.json")
+    assert record["rule"] == "oracle_match" and f"step {record['step']} of {record['steps']}" in select
+    assert [c["step"] for c in record["candidates"]] == sorted(c["step"] for c in record["candidates"])
+    assert len(record["candidates"]) >= 3
+    oracle = read_json(out / "privacy" / "selection" / "oracle.json")["unlearn_success"]
+    best = max(record["candidates"], key=lambda c: c["unlearn_success"])
+    reached = [c for c in record["candidates"] if c["unlearn_success"] >= oracle]
+    expected = max(reached, key=lambda c: c["retention_success"]) if reached else best
+    assert record["step"] == expected["step"]
+    result = read_json(out / "privacy" / "eval" / "ga.json")
+    assert result["meta"]["training"]["selected"]["step"] == record["step"]
+    if record["step"] != record["steps"]:  # a checkpoint: its own evaluation and its own relearning attack
+        assert result["meta"]["key"] != last["meta"]["key"]
+        assert (run_dir / record["adapter"] / "relearn" / "adapter").is_dir()
+    assert "Reported at a checkpoint chosen on the selection split" in (out / "report" / "table.md").read_text()
+    assert main(run_command(out, *chosen)) == 0
+    assert read_json(out / "privacy" / "eval" / "ga.json")["meta"]["key"] == last["meta"]["key"]
+    assert "Reported at a checkpoint" not in (out / "report" / "table.md").read_text()

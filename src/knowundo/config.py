@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.util
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -128,6 +129,10 @@ class FinetuneConfig(TrainConfig):
     system_prompt_share: float = 0.0
 
 
+EXECUTORS = ("serial", "ray")  # how the rows of a run go: one after another, or as Ray tasks
+SWEEP_RULES = ("best_avg", "oracle_match")  # how a sweep chooses a point, unlearn.select a checkpoint (besides last)
+
+
 @dataclass
 class UnlearnConfig(TrainConfig):
     """Baseline unlearning (paper Table 7: 2 epochs, batch 1 x 16, lr 5e-5, cosine, warmup 0.03, no decay)."""
@@ -147,6 +152,12 @@ class UnlearnConfig(TrainConfig):
     per_method: dict = field(default_factory=dict)
     # each method's own loss parameters, e.g. {npo: {beta: 0.1}} (checked against the method's dataclass)
     method_args: dict = field(default_factory=dict)
+    # which checkpoint a row reports: last (the run's end), or one of every checkpoint saved (save_steps) chosen on
+    # the selection split (data.selection): best_avg (the highest Avg Success with General within select_tolerance
+    # points of the vanilla model's) or oracle_match (the best Retention Success among the checkpoints that forget
+    # at least as much as the oracle; MUSE's stopping rule). Chooses, never retrains: not part of any stage's key
+    select: str = "last"
+    select_tolerance: float = 5.0  # best_avg: the largest drop of General (points) a chosen checkpoint may cost
 
     def for_method(self, *names: str) -> UnlearnConfig:
         """These settings with the overrides of each of ``names`` applied in order (unknown keys are errors)."""
@@ -283,9 +294,13 @@ class RunConfig:
     seeds: list = field(default_factory=list)
     # repeat the fine-tune and the oracle per seed too (each seed's rows unlearn their own fine-tuned model)
     seed_finetune: bool = False
-
-
-SWEEP_RULES = ("best_avg", "oracle_match")
+    # how the rows run: serial (one after another, here) or ray (each row of every domain and seed a Ray task, side
+    # by side, after the fine-tunes, oracles and regions they start from; the same stages, keys and results)
+    executor: str = "serial"
+    ray_address: str = ""  # ray: an existing cluster's address (ray.init(address=...)); empty: a local one here
+    # ray: the CPUs each row's task declares, and the threads its torch computes with (a serial run's thread count
+    # gives results equal to its own); each task also declares one GPU where the cluster has them
+    ray_cpus: int = 1
 
 
 @dataclass
@@ -343,15 +358,30 @@ PRESET_FAMILIES = {"smollm2": "llama", "llama2-7b-chat": "llama", "qwen1.5-7b-ch
 # settings added after runs were stored, left out of stage and run keys while at their default: a run stored before
 # them stays valid (reused, not redone)
 KEYED_FROM_CHANGE = {("data", "selection"): 0.0}
+# settings that choose among results and never change what trains: in no key
+CHOOSING = (("unlearn", "select"), ("unlearn", "select_tolerance"))
 
 
 def keyed(settings: dict) -> dict:
-    """``cfg.to_dict()`` as keys hash it (:data:`KEYED_FROM_CHANGE`)."""
+    """``cfg.to_dict()`` as keys hash it (:data:`KEYED_FROM_CHANGE`, :data:`CHOOSING`)."""
     out = {section: dict(values) if isinstance(values, dict) else values for section, values in settings.items()}
     for (section, key), default in KEYED_FROM_CHANGE.items():
         if section in out and out[section].get(key, default) == default:
             out[section].pop(key, None)
+    for section, key in CHOOSING:
+        if section in out:
+            out[section].pop(key, None)
+            out[section]["per_method"] = {
+                row: {k: v for k, v in entry.items() if k != key} if isinstance(entry, dict) else entry
+                for row, entry in out[section].get("per_method", {}).items()
+            }
     return out
+
+
+def trained_settings(settings: UnlearnConfig) -> dict:
+    """A row's resolved unlearning settings as its stage key hashes them: without those that only choose
+    (:data:`CHOOSING`)."""
+    return {k: v for k, v in dataclasses.asdict(settings).items() if ("unlearn", k) not in CHOOSING}
 
 
 def run_seeds(cfg: Config) -> list[int]:
@@ -550,7 +580,22 @@ def _ranges(cfg: Config) -> list[tuple[str, Any, Callable[[Any], bool], str]]:
         checks += [
             (f"{section}.steps", train.steps, non_negative, ">= 0"),
             (f"{section}.min_steps", train.min_steps, non_negative, ">= 0"),
+            (
+                f"{section}.select",
+                train.select,
+                lambda v: v in ("last", *SWEEP_RULES),
+                "last, best_avg or oracle_match",
+            ),
+            (f"{section}.select_tolerance", train.select_tolerance, non_negative, ">= 0"),
         ]
+        chooses = f"when {section}.select is {train.select}"
+        if train.select != "last":
+            checks += [
+                ("data.selection", cfg.data.selection, positive, f"> 0 {chooses} (it chooses on the selection split)"),
+                (f"{section}.save_steps", train.save_steps, positive, f"> 0 {chooses} (it chooses a checkpoint)"),
+            ]
+        if train.select == "oracle_match":
+            checks.append(("run.oracle", cfg.run.oracle, bool, f"true {chooses} (it compares with the oracle)"))
     checks += [
         ("unlearn.relabel_batch_size", cfg.unlearn.relabel_batch_size, at_least_1, ">= 1"),
         ("localize.copies", cfg.localize.copies, at_least_1, ">= 1"),
@@ -565,6 +610,14 @@ def _ranges(cfg: Config) -> list[tuple[str, Any, Callable[[Any], bool], str]]:
         ("eval.robustness_items", cfg.eval.robustness_items, non_negative, ">= 0"),
         ("attack.relearn_steps", cfg.attack.relearn_steps, at_least_1, ">= 1"),
         ("attack.relearn_fraction", cfg.attack.relearn_fraction, lambda v: 0 < v <= 1, "in (0, 1]"),
+        ("run.executor", cfg.run.executor, lambda v: v in EXECUTORS, f"one of {', '.join(EXECUTORS)}"),
+        ("run.ray_cpus", cfg.run.ray_cpus, at_least_1, ">= 1"),
+        (
+            "run.executor",
+            cfg.run.executor,
+            lambda v: v != "ray" or importlib.util.find_spec("ray") is not None,
+            "serial unless the ray package is installed (pip install 'knowundo[ray]')",
+        ),
         ("sweep.rule", cfg.sweep.rule, lambda v: v in SWEEP_RULES, f"one of {', '.join(SWEEP_RULES)}"),
         ("sweep.budget", cfg.sweep.budget, non_negative, ">= 0"),
         ("sweep.general_tolerance", cfg.sweep.general_tolerance, non_negative, ">= 0"),

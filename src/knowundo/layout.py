@@ -44,6 +44,8 @@ RELEARN_RECORD = "relearn.json"
 SEEDS_DIR = "seeds"  # OUT/<domain>/seeds/<seed>/: a row's other training seeds
 SWEEP_DIR = "sweep"  # OUT/<domain>/sweep/<label>/<point>/: the trainings of `knowundo sweep`
 SELECTION_SCORES = "selection.json"  # a model's scores on the selection split
+SELECTION_DIR = "selection"  # OUT/<domain>/selection/: the reference models' selection scores
+SELECTED_RECORD = "selected.json"  # beside an unlearning run: the checkpoint it reports (unlearn.select) and why
 SWEEP_RESULTS = "sweep.json"  # OUT/report/: every point of a sweep, its references and the choices
 
 # row labels
@@ -144,8 +146,8 @@ class RunLayout:
         return self.root / SWEEP_DIR / label / point
 
     def selection_scores(self, label: str) -> Path:
-        """The selection-split scores of a reference model (vanilla, oracle) of a sweep."""
-        return self.root / SWEEP_DIR / f"{label}.json"
+        """The selection-split scores of a reference model (vanilla, oracle) that choices compare with."""
+        return self.root / SELECTION_DIR / f"{label}.json"
 
     def seed(self, seed: int) -> RunLayout:
         """Where the rows trained with another seed than the run's go (``run.seeds``): the same layout again."""
@@ -153,8 +155,12 @@ class RunLayout:
 
 
 def relearned_adapter(adapter: str | Path) -> Path:
-    """Where the relearning attack on an unlearned adapter puts its adapter (beside the attacked one)."""
-    return Path(adapter).parent / RELEARN_DIR / ADAPTER_DIR
+    """Where the relearning attack on an unlearned adapter puts its adapter: beside the attacked one, or inside
+    it for a checkpoint (each checkpoint a row may report, ``unlearn.select``, has its own)."""
+    adapter = Path(adapter)
+    if adapter.parent.name == CHECKPOINTS_DIR:
+        return adapter / RELEARN_DIR / ADAPTER_DIR
+    return adapter.parent / RELEARN_DIR / ADAPTER_DIR
 
 
 def report_dir(out: str | Path) -> Path:

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from knowundo.artifacts import (
+    checkpoint_steps,
     code_revision,
     hash_json,
     library_versions,
@@ -36,10 +37,14 @@ from knowundo.data.knowundo import DataSource, check_domain, load_domain
 from knowundo.distributed import barrier, is_main, on_any_process, world_size
 from knowundo.errors import KnowUndoError
 from knowundo.evaluate.run import eval_key, evaluate_checkpoint
+from knowundo.evaluate.selection import choose_checkpoint, reported_adapter, selection_scores
+from knowundo.executor import run_jobs
 from knowundo.findings import findings_summary
 from knowundo.finetune import finetune, target_missed
 from knowundo.layout import (
+    ADAPTER_DIR,
     BASE_LABEL,
+    CHECKPOINTS_DIR,
     FINETUNE_RECORD,
     GRADIENTS_RECORD,
     ORACLE_LABEL,
@@ -114,6 +119,14 @@ class StageLog:
         self.seconds[kind] = self.seconds.get(kind, 0.0) + elapsed
         self.echo(f"[{where}] {kind:9} {'cached' if cached else f'{elapsed:6.1f}s'}  {summary}")
 
+    def merge(self, result: tuple[list[str], dict[str, float]]) -> None:
+        """Another log's lines and times (a row run elsewhere: :func:`_row_job`)."""
+        lines, seconds = result
+        for line in lines:
+            self.echo(line)
+        for kind, value in seconds.items():
+            self.seconds[kind] = self.seconds.get(kind, 0.0) + value
+
     def totals(self) -> str:
         parts = [f"{kind} {seconds:.0f}s" for kind, seconds in self.seconds.items()]
         return f"time per stage: {', '.join(parts)}; total {sum(self.seconds.values()):.0f}s"
@@ -179,6 +192,10 @@ class DomainRun:
         # the vanilla model's adapter: the fine-tune's, or none for a model that already knows its data
         self.vanilla = self.tuned.adapter if cfg.run.finetune else None
 
+    def quiet(self) -> DomainRun:
+        """This pass without progress bars (for a row run elsewhere, whose output nobody watches)."""
+        return DomainRun(self.cfg, self.domain, self.layout, False, self.evaluation, self.tuned)
+
     def remove_forced(self, forced: set[str], labels: list[RunLabel]) -> None:
         layout = self.layout
         for stage, path in (
@@ -187,7 +204,7 @@ class DomainRun:
             ("localize", layout.localize),
             ("eval", layout.eval_dir),
             *(("unlearn", layout.unlearn(label.label)) for label in labels),
-            *(("attack", relearned_adapter(layout.unlearned_adapter(label.label)).parent) for label in labels),
+            *(("attack", relearned_adapter(adapter).parent) for label in labels for adapter in self._reportable(label)),
         ):
             if stage in forced:
                 _remove(path)
@@ -202,8 +219,47 @@ class DomainRun:
         record = finetune(self.cfg, self.domain, self.layout.oracle, progress=self.progress, oracle=True)
         return f"oracle: {record['items']} retention items, {_fit(record)}", done
 
+    def _reportable(self, label: RunLabel) -> list[Path]:
+        """Every adapter of a row that may be reported, hence attacked: its end and its checkpoints."""
+        run_dir = self.layout.unlearn(label.label)
+        return [run_dir / ADAPTER_DIR, *(path for _, path in checkpoint_steps(run_dir / CHECKPOINTS_DIR))]
+
+    def selection_rule(self, label: RunLabel) -> str:
+        """How the row's reported checkpoint is chosen (``unlearn.select``, its own entry first)."""
+        return self.cfg.unlearn.for_method(label.method, label.label).select
+
+    def reported_adapter(self, label: RunLabel) -> Path:
+        """The adapter the row reports: the run's end, or the checkpoint ``unlearn.select`` chose."""
+        if self.selection_rule(label) == "last":
+            return self.layout.unlearned_adapter(label.label)
+        return reported_adapter(self.layout.unlearn(label.label))
+
+    def references_on_selection(self) -> dict[str, dict]:
+        """The vanilla model's and the oracle's selection scores (what a choice compares with), cached."""
+        models = {VANILLA_LABEL: (self.vanilla, "")}
+        if self.cfg.run.oracle_model:
+            models[ORACLE_LABEL] = (None, self.cfg.run.oracle_model)
+        elif self.cfg.run.oracle:
+            models[ORACLE_LABEL] = (self.tuned.oracle_adapter, "")
+        return {
+            label: selection_scores(self.cfg, self.domain, adapter, self.tuned.selection_scores(label), name)
+            for label, (adapter, name) in models.items()
+        }
+
+    def select(self, label: RunLabel) -> tuple[str, bool]:
+        settings = self.cfg.unlearn.for_method(label.method, label.label)
+        record, cached = choose_checkpoint(
+            self.cfg,
+            self.domain,
+            self.layout.unlearn(label.label),
+            self.references_on_selection(),
+            settings.select,
+            settings.select_tolerance,
+        )
+        return f"{label.label}: step {record['step']} of {record['steps']} ({record['reason']})", cached
+
     def relearn(self, label: RunLabel) -> tuple[str, bool]:
-        adapter = self.layout.unlearned_adapter(label.label)
+        adapter = self.reported_adapter(label)
         done = (relearned_adapter(adapter).parent / RELEARN_RECORD).is_file()
         record = relearn(self.cfg, self.domain, adapter, progress=self.progress)
         return (
@@ -229,8 +285,9 @@ class DomainRun:
             f"LoRA matrices ({region['granularity']})"
         ), done
 
-    def unlearn(self, label: RunLabel) -> tuple[str, bool]:
-        run_dir = self.layout.unlearn(label.label)
+    def unlearn(self, label: RunLabel, run_dir: Path | None = None) -> tuple[str, bool]:
+        """The row's unlearning run, in its place in the layout or in ``run_dir`` (a sweep's point)."""
+        run_dir = run_dir or self.layout.unlearn(label.label)
         done = (run_dir / UNLEARN_RECORD).is_file()
         record = unlearn(
             self.cfg,
@@ -325,6 +382,8 @@ def run_benchmark(
     if not domains:
         raise KnowUndoError("run.domains is empty")
     labels = check_rows(cfg)
+    if cfg.run.executor == "ray" and world_size() > 1:
+        raise KnowUndoError("run.executor=ray runs rows as Ray tasks from one process; launch it without accelerate")
     forced = expand_force(list(force))
     for domain in domains:
         cfg.eval.check_prompts(domain)
@@ -364,6 +423,7 @@ def _run_stages(
     log = StageLog(echo)
     if cfg.model.name in BUILT_IN_MODELS:
         log.run("model", "all", prepare_built_in, cfg, progress)
+    rows: list = []  # with run.executor=ray: (job, args) of every row
     for domain in domains:
         home = RunLayout(out / domain)
         # the first seed is the run's (run_benchmark made it cfg.seed): its stages are a one-seed run's
@@ -388,11 +448,16 @@ def _run_stages(
                 _tuned_stages(cfg, stages, log, echo, base=stages is passes[0], where=where)
             if any(needs_region(label) for label in labels):
                 log.run("localize", where, stages.localize)
-            for label in labels:
-                log.run("unlearn", where, stages.unlearn, label)
-                if cfg.attack.relearn:
-                    log.run("attack", where, stages.relearn, label)
-                log.run("eval", where, stages.evaluate, label.label, stages.layout.unlearned_adapter(label.label))
+            if cfg.run.executor == "serial":  # each row at once, its lines as they come
+                for label in labels:
+                    row_stages(stages, label, where, log)
+            else:  # the rows of every domain and seed as jobs, once everything they start from is there
+                rows += [(_row_job, (stages.quiet(), label, where)) for label in labels]
+
+    if rows:
+        started = time.perf_counter()
+        run_jobs(cfg, rows, log.merge)
+        echo(f"[all] {len(rows)} rows as Ray tasks: {time.perf_counter() - started:.1f}s wall")
 
     def do_report() -> tuple[str, bool]:
         report = build_report(out) if is_main() else report_dir(out)
@@ -405,6 +470,27 @@ def _run_stages(
         for domain in domains:
             echo(f"[{domain}] paper findings: {findings_summary(findings, domain)} (report/findings.md)")
     echo(log.totals())
+
+
+def row_stages(stages: DomainRun, label: RunLabel, where: str, log: StageLog) -> None:
+    """One row of one pass: unlearning, the checkpoint it reports (``unlearn.select``), the relearning attack and
+    its evaluation."""
+    log.run("unlearn", where, stages.unlearn, label)
+    if stages.selection_rule(label) != "last":
+        log.run("select", where, stages.select, label)
+    if stages.cfg.attack.relearn:
+        log.run("attack", where, stages.relearn, label)
+    log.run("eval", where, stages.evaluate, label.label, stages.reported_adapter(label))
+
+
+def _row_job(stages: DomainRun, label: RunLabel, where: str) -> tuple[list[str], dict[str, float]]:
+    """:func:`row_stages` as a job run elsewhere (a Ray task): its stage lines and times come back."""
+    load_plugins(stages.cfg.plugins)
+    lines: list[str] = []
+    log = StageLog(lines.append)
+    with _library_objects_frozen():
+        row_stages(stages, label, where, log)
+    return lines, log.seconds
 
 
 def _tuned_stages(

@@ -475,6 +475,23 @@ def plot_curves(results: list[dict], domain: str, target: Path) -> bool:
     return _saved(fig, target, rect=(0, 0, 0.88, 1))
 
 
+def checkpoint_notes(results: list[dict]) -> str:
+    """Which rows report a checkpoint chosen on the selection split (``unlearn.select``), and why."""
+    lines = []
+    for r in results:
+        selected = ((r.get("meta") or {}).get("training") or {}).get("selected")
+        if selected:
+            lines.append(
+                f"- {r['domain']} {r['label']}: step {selected['step']} of {selected['steps']} "
+                f"(`{selected['rule']}`: {selected['reason']})"
+            )
+    if not lines:
+        return ""
+    return (
+        "\n\nReported at a checkpoint chosen on the selection split (`unlearn.select`):\n\n" + "\n".join(lines) + "\n"
+    )
+
+
 def robustness_notes(results: list[dict]) -> str:
     """What a reader comparing with a paper needs to know: which statistic forget quality used, and which
     implementation quantized the models (bitsandbytes on a GPU, the same codebooks in PyTorch otherwise)."""
@@ -806,7 +823,8 @@ def build_report(results_dir: str | Path, out_dir: str | Path | None = None) -> 
         rows = mean_rows(replicates, chosen, intervals)
         main = rows if table == MAIN_TABLE else main
         title = columns.titles.get(table, "KnowUnDo results" if table == MAIN_TABLE else table)
-        notes = {MAIN_TABLE: ROW_LEGEND, ROBUSTNESS_TABLE: robustness_notes(results)}.get(table, "")
+        notes = {MAIN_TABLE: ROW_LEGEND + checkpoint_notes(results), ROBUSTNESS_TABLE: robustness_notes(results)}
+        notes = notes.get(table, "")
         warnings = [(r["domain"], knowledge_warning(r)) for r in results] if table == MAIN_TABLE else []
         preface = "".join(f"> **Warning ({domain}):** {warning}\n\n" for domain, warning in warnings if warning)
         _write_text(out / f"{table}.md", table_markdown(title, rows, chosen, notes, preface))

@@ -28,12 +28,13 @@ from knowundo.config import BUILT_IN_MODELS, Config
 from knowundo.data.knowundo import DataSource, check_domain
 from knowundo.errors import KnowUndoError
 from knowundo.evaluate.selection import choose, selection_scores
+from knowundo.executor import run_jobs
 from knowundo.layout import (
+    ADAPTER_DIR,
     ORACLE_LABEL,
     RUN_RECORD,
     SELECTION_SCORES,
     SWEEP_RESULTS,
-    UNLEARN_RECORD,
     VANILLA_LABEL,
     RunLabel,
     RunLayout,
@@ -45,7 +46,6 @@ from knowundo.plugins import load_plugins
 from knowundo.preflight import preflight
 from knowundo.report import sweep_report
 from knowundo.stage import Stage
-from knowundo.unlearn import unlearn
 
 
 @dataclass(frozen=True)
@@ -163,7 +163,8 @@ def run_sweep(
     if cfg.model.name in BUILT_IN_MODELS:
         log.run("model", "all", prepare_built_in, cfg, progress)
     results = {"rule": cfg.sweep.rule, "tolerance": cfg.sweep.general_tolerance, "domains": {}}
-    for domain in domains:
+    references, jobs, scores = {}, [], {}
+    for domain in domains:  # what the points start from and are compared with, then every point as a job
         layout = RunLayout(out / domain)
         stages = DomainRun(cfg, domain, layout, progress)
         if cfg.run.finetune:
@@ -172,28 +173,31 @@ def run_sweep(
             log.run("finetune", domain, stages.oracle)
         if any(needs_region(RunLabel.parse(row)) for row in grid):
             log.run("localize", domain, stages.localize)
-        references = {}
-        models = [(VANILLA_LABEL, stages.vanilla, "")]
-        if cfg.run.oracle:
-            models.append((ORACLE_LABEL, None if cfg.run.oracle_model else layout.oracle_adapter, cfg.run.oracle_model))
-        for label, adapter, model_name in models:
-            references[label] = _scored(log, domain, label, cfg, adapter, layout.selection_scores(label), model_name)
+        references[domain] = {}
+        log.run("select", domain, _scored_references, stages, references[domain])
+        for points in grid.values():
+            for point in points:
+                point_stages = DomainRun(point.config(cfg), domain, layout, progress and cfg.run.executor == "serial")
+                jobs.append((_point_job, (point_stages, point)))
+
+    def done(result: tuple[list[str], dict, tuple, dict]) -> None:
+        lines, seconds, where, values = result
+        log.merge((lines, seconds))
+        scores[where] = values
+
+    run_jobs(cfg, jobs, done)
+    for domain in domains:
         rows = {}
         for row, points in grid.items():
-            tried = []
-            for point in points:
-                point_cfg, run_dir = point.config(cfg), layout.sweep_point(row, point.name)
-                point_stages = DomainRun(point_cfg, domain, layout, progress)
-                log.run("unlearn", domain, _trained, point_stages, point, run_dir)
-                scores = _scored(
-                    log, domain, f"{row} {point.name}", point_cfg, run_dir / "adapter", run_dir / SELECTION_SCORES
-                )
-                tried.append({"point": point.name, "settings": point.settings(), **_values(scores)})
-            index, reason = choose(tried, cfg.sweep.rule, references, cfg.sweep.general_tolerance)
+            tried = [
+                {"point": p.name, "settings": p.settings(), **_values(scores[(domain, row, p.name)])} for p in points
+            ]
+            index, reason = choose(tried, cfg.sweep.rule, references[domain], cfg.sweep.general_tolerance)
             reason += _at_edge(points[index].learning_rate, [float(lr) for lr in cfg.sweep.learning_rates])
             rows[row] = {"points": tried, "chosen": index, "reason": reason}
             log.echo(f"[{domain}] sweep {row}: chose {tried[index]['point']} ({reason})")
-        results["domains"][domain] = {"references": {k: _values(v) for k, v in references.items()}, "rows": rows}
+        refs = {name: _values(values) for name, values in references[domain].items()}
+        results["domains"][domain] = {"references": refs, "rows": rows}
     report = report_dir(out)
     write_json(report / SWEEP_RESULTS, {**results, "config": cfg.to_dict()})
     log.run("report", "all", lambda: (f"sweep tables, Pareto plots, chosen settings -> {sweep_report(out)}", False))
@@ -213,33 +217,36 @@ def _values(scores: dict) -> dict:
     return {k: scores[k] for k in ("unlearn_success", "retention_success", "avg_success", "general")}
 
 
-def _trained(stages: DomainRun, point: Point, run_dir: Path) -> tuple[str, bool]:
-    """One point's unlearning run, where the sweep keeps it."""
-    done = (run_dir / UNLEARN_RECORD).is_file()
-    label = point.label
-    record = unlearn(
-        stages.cfg,
-        stages.domain,
-        label.method,
-        stages.vanilla,
-        run_dir,
-        retain=label.retain,
-        region=stages.layout.region if needs_region(label) else None,
-        progress=stages.progress,
-    )
-    return f"{label.label} {point.name}: {record['steps']} steps", done
-
-
-def _scored(log: StageLog, domain: str, what: str, cfg: Config, adapter, target: Path, model_name: str = "") -> dict:
+def _point_job(stages: DomainRun, point: Point) -> tuple[list[str], dict, tuple, dict]:
+    """One point, here or as a Ray task: its unlearning run and its selection scores (stage lines, times, where,
+    scores)."""
+    lines: list[str] = []
+    log = StageLog(lines.append)
+    row, domain = point.label.label, stages.domain
+    run_dir = stages.layout.sweep_point(row, point.name)
+    log.run("unlearn", domain, stages.unlearn, point.label, run_dir)
     holder = {}
 
-    def work() -> tuple[str, bool]:
+    def scored() -> tuple[str, bool]:
+        target = run_dir / SELECTION_SCORES
         done = target.is_file()
-        scores = holder["scores"] = selection_scores(cfg, domain, adapter, target, model_name)
-        return (
-            f"{what}: selection UL {scores['unlearn_success']:.1f}  RT {scores['retention_success']:.1f}  "
-            f"Avg {scores['avg_success']:.1f}  General {scores['general']:.1f}"
-        ), done
+        holder["scores"] = selection_scores(stages.cfg, domain, run_dir / ADAPTER_DIR, target)
+        return f"{row} {point.name}: {_line(holder['scores'])}", done
 
-    log.run("select", domain, work)
-    return holder["scores"]
+    log.run("select", domain, scored)
+    return lines, log.seconds, (domain, row, point.name), holder["scores"]
+
+
+def _scored_references(stages: DomainRun, into: dict) -> tuple[str, bool]:
+    """The vanilla model's and the oracle's selection scores, put ``into`` a mapping."""
+    names = [VANILLA_LABEL, *([ORACLE_LABEL] if stages.cfg.run.oracle else [])]
+    done = all(stages.tuned.selection_scores(name).is_file() for name in names)
+    into.update(stages.references_on_selection())
+    return "; ".join(f"{name}: {_line(scores)}" for name, scores in into.items()), done
+
+
+def _line(scores: dict) -> str:
+    return (
+        f"selection UL {scores['unlearn_success']:.1f}  RT {scores['retention_success']:.1f}  "
+        f"Avg {scores['avg_success']:.1f}  General {scores['general']:.1f}"
+    )

@@ -28,7 +28,7 @@ from safetensors.torch import save_file
 from transformers import set_seed
 
 from knowundo.artifacts import StageOutput, checkpoint_steps, file_hash, relative_path
-from knowundo.config import Config, UnlearnConfig
+from knowundo.config import Config, UnlearnConfig, trained_settings
 from knowundo.data.format import encode_items, pad_batch, pad_id_of
 from knowundo.data.relabel import RelabelContext
 from knowundo.distributed import is_main, on_any_process
@@ -305,7 +305,7 @@ def plan_unlearn(
         UNLEARN_RECORD,
         plan.data,
         label=plan.label.label,
-        unlearn=dataclasses.asdict(plan.settings),
+        unlearn=trained_settings(plan.settings),
         method_args=dataclasses.asdict(plan.params),
         adapter=adapter_hash(finetuned_adapter),
         region=file_hash(region) if region is not None else None,

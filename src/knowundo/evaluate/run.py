@@ -35,6 +35,7 @@ from knowundo.layout import (
     FINETUNE_RECORD,
     ORACLE_LABEL,
     SCOPES,
+    SELECTED_RECORD,
     UNLEARN_RECORD,
     VANILLA_LABEL,
     checkpoint_label,
@@ -368,6 +369,7 @@ def describe_adapter(adapter: Path | None) -> tuple[str, dict | None]:
                 "checkpoint_step": step,
                 "seed": record.get("seed"),
                 **{k: record.get(k) for k in keys},
+                "selected": selected_checkpoint(adapter),
             },
         )
     if (run_dir / FINETUNE_RECORD).is_file():
@@ -383,6 +385,21 @@ def describe_adapter(adapter: Path | None) -> tuple[str, dict | None]:
             "target_reached": record.get("target_reached"),
         }
     return run_dir.name, None
+
+
+def selected_checkpoint(adapter: str | Path | None) -> dict | None:
+    """How ``unlearn.select`` chose ``adapter`` as the checkpoint its run reports (None when it did not)."""
+    if adapter is None:
+        return None
+    adapter = Path(adapter)
+    run_dir = adapter.parent.parent if adapter.parent.name == CHECKPOINTS_DIR else adapter.parent
+    record = run_dir / SELECTED_RECORD
+    if not record.is_file():
+        return None
+    selected = read_json(record)
+    if stored_path(selected["adapter"], run_dir).resolve() != adapter.resolve():
+        return None
+    return {k: selected[k] for k in ("rule", "step", "steps", "reason")}
 
 
 # the layout of a result file: raised when a result gains a field its readers need (2: lm-eval's answers per
@@ -415,6 +432,7 @@ def eval_key(
         holdout=hash_json(stage.holdout),
         references={name: result["meta"]["key"] for name, result in loaded.items()},
         oracle_model=oracle_identity(stage.cfg, oracle_model) if oracle_model else None,
+        **({"selected": chosen} if (chosen := selected_checkpoint(adapter)) else {}),  # absent: earlier keys hold
         metrics=sorted(m.name for m in metrics()),
         result_format=RESULT_FORMAT,
     )

@@ -13,17 +13,20 @@ Rules (``sweep.rule``), each choosing one candidate among several trainings of o
   forget as much as a model that never saw the data, no more is needed), the highest Retention Success; when none
   reaches it, the one that forgets most (stated).
 
-Ties go to the earlier candidate (the grid's order: the lower learning rate)."""
+Ties go to the earlier candidate (the grid's order: the lower learning rate; the earlier checkpoint).
+
+``unlearn.select`` applies the same rules to the checkpoints of one unlearning run (``unlearn.save_steps``) and
+records the one a row reports, and why, in ``selected.json`` beside the run."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from knowundo.artifacts import read_json, write_json
+from knowundo.artifacts import checkpoint_steps, hash_json, read_json, relative_path, stored_path, write_json
 from knowundo.config import Config
 from knowundo.errors import KnowUndoError
 from knowundo.evaluate.teacher_forced import evaluate_items
-from knowundo.layout import SCOPES
+from knowundo.layout import ADAPTER_DIR, CHECKPOINTS_DIR, SCOPES, SELECTED_RECORD, SELECTION_DIR, UNLEARN_RECORD
 from knowundo.models.load import load_causal_lm, load_checkpoint, load_tokenizer
 from knowundo.stage import Stage, adapter_hash
 
@@ -79,30 +82,72 @@ def choose(candidates: list[dict], rule: str, references: dict[str, dict], toler
     def best(indices: list[int], score: str) -> int:
         return max(indices, key=lambda i: (candidates[i][score], -i))
 
-    everything = list(range(len(candidates)))
     if rule == "best_avg":
-        floor = references["vanilla"]["general"] - tolerance
-        kept = [i for i in everything if candidates[i]["general"] >= floor]
-        if kept:
-            return best(kept, "avg_success"), (
-                f"highest Avg Success of the {len(kept)} of {len(candidates)} points whose General stays within "
-                f"{tolerance:g} points of the vanilla model's ({references['vanilla']['general']:.1f})"
-            )
-        return best(everything, "general"), (
-            f"no point keeps General within {tolerance:g} points of the vanilla model's "
-            f"({references['vanilla']['general']:.1f}): the one that keeps most"
-        )
-    if rule == "oracle_match":
+        level = references["vanilla"]["general"]
+        within = f"within {tolerance:g} points of the vanilla model's ({level:.1f})"
+        qualifies, goal, fallback = (lambda c: c["general"] >= level - tolerance), "avg_success", "general"
+        chosen_why = f"highest Avg Success of the {{kept}} points whose General stays {within}"
+        fallback_why = f"no point keeps General {within}: the one that keeps most"
+    elif rule == "oracle_match":
         if "oracle" not in references:
             raise KnowUndoError("the oracle_match rule needs an oracle (run.oracle=true, or run.oracle_model)")
         target = references["oracle"]["unlearn_success"]
-        reached = [i for i in everything if candidates[i]["unlearn_success"] >= target]
-        if reached:
-            return best(reached, "retention_success"), (
-                f"highest Retention Success of the {len(reached)} of {len(candidates)} points that forget at least "
-                f"as much as the oracle (Unlearn Success {target:.1f})"
-            )
-        return best(everything, "unlearn_success"), (
-            f"no point forgets as much as the oracle (Unlearn Success {target:.1f}): the one that forgets most"
-        )
-    raise KnowUndoError(f"unknown selection rule {rule!r}")
+        qualifies, goal, fallback = (lambda c: c["unlearn_success"] >= target), "retention_success", "unlearn_success"
+        oracle = f"as much as the oracle (Unlearn Success {target:.1f})"
+        chosen_why = f"highest Retention Success of the {{kept}} points that forget at least {oracle}"
+        fallback_why = f"no point forgets {oracle}: the one that forgets most"
+    else:
+        raise KnowUndoError(f"unknown selection rule {rule!r}")
+    kept = [i for i, candidate in enumerate(candidates) if qualifies(candidate)]
+    if kept:
+        return best(kept, goal), chosen_why.format(kept=f"{len(kept)} of {len(candidates)}")
+    return best(list(range(len(candidates))), fallback), fallback_why
+
+
+def choose_checkpoint(
+    cfg: Config, domain: str, run_dir: Path, references: dict[str, dict], rule: str, tolerance: float
+) -> tuple[dict, bool]:
+    """(record, cached): every checkpoint of the unlearning run in ``run_dir`` (and its final adapter, when no
+    checkpoint holds it) scored on the selection split, one chosen by ``rule``; written to ``selected.json``."""
+    final = run_dir / ADAPTER_DIR
+    steps = read_json(run_dir / UNLEARN_RECORD)["steps"]
+    ending = adapter_hash(final)
+    candidates = [
+        (step, path) for step, path in checkpoint_steps(run_dir / CHECKPOINTS_DIR) if adapter_hash(path) != ending
+    ]
+    candidates.append((steps, final))  # the end of the run, as `last` reports it
+    key = hash_json(
+        {
+            "rule": rule,
+            "tolerance": tolerance,
+            "references": {name: scores["key"] for name, scores in references.items()},
+            "candidates": [(step, adapter_hash(path)) for step, path in candidates],
+        }
+    )
+    target = run_dir / SELECTED_RECORD
+    if target.is_file() and (cached := read_json(target)).get("key") == key:
+        return cached, True
+    scored = [
+        selection_scores(cfg, domain, path, run_dir / SELECTION_DIR / f"{step}.json") for step, path in candidates
+    ]
+    index, reason = choose(scored, rule, references, tolerance)
+    step, path = candidates[index]
+    record = {
+        "key": key,
+        "rule": rule,
+        "step": step,
+        "steps": steps,
+        "adapter": relative_path(path, run_dir),
+        "reason": reason,
+        "candidates": [{"step": s, **{k: v[k] for k in SCORES}} for (s, _), v in zip(candidates, scored)],
+    }
+    write_json(target, record)
+    return record, False
+
+
+def reported_adapter(run_dir: Path) -> Path:
+    """The adapter a row with a chosen checkpoint reports (``selected.json``)."""
+    record = run_dir / SELECTED_RECORD
+    if not record.is_file():
+        raise KnowUndoError(f"{run_dir}: no {SELECTED_RECORD}; the checkpoint is chosen after unlearning")
+    return stored_path(read_json(record)["adapter"], run_dir)
