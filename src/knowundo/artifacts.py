@@ -196,8 +196,8 @@ class StageOutput:
 
 
 def code_revision() -> str | None:
-    """The git commit of the source checkout knowundo runs from (``-dirty`` with uncommitted changes), or None for an
-    installed package (its version is in :func:`library_versions`)."""
+    """The git commit of the source checkout knowundo runs from (``-dirty`` with uncommitted changes under src/), or
+    None for an installed package (its version is in :func:`library_versions`)."""
     checkout = Path(__file__).resolve().parents[2]
     if not (checkout / ".git").exists():
         return None
@@ -208,7 +208,8 @@ def code_revision() -> str | None:
     commit = git("rev-parse", "--short", "HEAD")
     if not commit:
         return None
-    return commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    # dirty: the package's own code changed (results pages written into docs/ by the run itself do not count)
+    return commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no", "--", "src") else "")
 
 
 def relative_path(path: str | os.PathLike, record_dir: str | os.PathLike) -> str:

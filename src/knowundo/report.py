@@ -666,6 +666,7 @@ def plot_pareto(domain_results: dict, domain: str, target: Path) -> bool:
     ax.grid(alpha=0.3)
     legend = ax.legend(fontsize=7, loc="lower left", title="row (chosen: ringed red)", title_fontsize=7)
     for handle in legend.legend_handles[: len(rows)]:  # a row's marker, not the colour of its first point
+        handle.set_array(None)
         handle.set_facecolor("lightgrey")
     fig.suptitle(f"{domain}: every sweep point")
     return _saved(fig, target)
