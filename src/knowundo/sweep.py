@@ -26,6 +26,7 @@ from pathlib import Path
 from knowundo.artifacts import write_json
 from knowundo.config import BUILT_IN_MODELS, Config
 from knowundo.data.knowundo import DataSource, check_domain
+from knowundo.distributed import world_size
 from knowundo.errors import KnowUndoError
 from knowundo.evaluate.selection import choose, selection_scores
 from knowundo.executor import run_jobs
@@ -127,6 +128,11 @@ def sweep_grid(cfg: Config) -> dict[str, list[Point]]:
 def check_sweep(cfg: Config) -> tuple[list[str], dict[str, list[Point]]]:
     """(domains, grid), everything a sweep needs checked before any work."""
     load_plugins(cfg.plugins)
+    if world_size() > 1:
+        raise KnowUndoError(
+            "knowundo sweep runs in one process (its points side by side with run.executor=ray); launch it "
+            "without accelerate or torchrun"
+        )
     if cfg.data.selection <= 0:
         raise KnowUndoError(
             "a sweep chooses on the selection split, never on the reported val items: set data.selection "
