@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import gc
 import shutil
 import time
@@ -234,8 +235,10 @@ class DomainRun:
             return self.layout.unlearned_adapter(label.label)
         return reported_adapter(self.layout.unlearn(label.label))
 
+    @functools.cached_property
     def references_on_selection(self) -> dict[str, dict]:
-        """The vanilla model's and the oracle's selection scores (what a choice compares with), cached."""
+        """The vanilla model's and the oracle's selection scores (what a choice compares with): scored once per pass
+        (and cached on disk), whatever the number of rows that choose."""
         models = {VANILLA_LABEL: (self.vanilla, "")}
         if self.cfg.run.oracle_model:
             models[ORACLE_LABEL] = (None, self.cfg.run.oracle_model)
@@ -252,7 +255,7 @@ class DomainRun:
             self.cfg,
             self.domain,
             self.layout.unlearn(label.label),
-            self.references_on_selection(),
+            self.references_on_selection,
             settings.select,
             settings.select_tolerance,
         )

@@ -17,6 +17,7 @@ from knowundo.artifacts import EVAL_RESULT_KIND, atomic_path, read_json, write_j
 from knowundo.errors import KnowUndoError
 from knowundo.evaluate.general import MC_TASK
 from knowundo.evaluate.metric import MAIN_TABLE, ROBUSTNESS_TABLE, Column, Columns, number
+from knowundo.evaluate.selection import SCORES
 from knowundo.findings import check_findings, compare_regions, findings_markdown, regions_markdown
 from knowundo.general_change import EXPLANATION as GENERAL_CHANGE_EXPLANATION
 from knowundo.general_change import general_changes
@@ -686,7 +687,7 @@ def chosen_config(domain_results: dict, selection: float) -> dict:
 
 
 def _scores(values: dict) -> list[str]:
-    return [f"{values[k]:.1f}" for k in ("unlearn_success", "retention_success", "avg_success", "general")]
+    return [f"{values[key]:.1f}" for key in SCORES]
 
 
 def sweep_report(results_dir: str | Path, out_dir: str | Path | None = None) -> Path:
@@ -736,7 +737,7 @@ def sweep_report(results_dir: str | Path, out_dir: str | Path | None = None) -> 
                         "row": row,
                         "point": point["point"],
                         **point["settings"],
-                        **{k: point[k] for k in ("unlearn_success", "retention_success", "avg_success", "general")},
+                        **{key: point[key] for key in SCORES},
                         "chosen": index == swept["chosen"],
                     }
                 )

@@ -28,7 +28,7 @@ from knowundo.config import BUILT_IN_MODELS, Config
 from knowundo.data.knowundo import DataSource, check_domain
 from knowundo.distributed import world_size
 from knowundo.errors import KnowUndoError
-from knowundo.evaluate.selection import choose, selection_scores
+from knowundo.evaluate.selection import SCORES, choose, selection_scores
 from knowundo.executor import run_jobs
 from knowundo.layout import (
     ADAPTER_DIR,
@@ -220,7 +220,7 @@ def _at_edge(chosen: float, grid: list[float]) -> str:
 
 
 def _values(scores: dict) -> dict:
-    return {k: scores[k] for k in ("unlearn_success", "retention_success", "avg_success", "general")}
+    return {key: scores[key] for key in SCORES}
 
 
 def _point_job(stages: DomainRun, point: Point) -> tuple[list[str], dict, tuple, dict]:
@@ -247,7 +247,7 @@ def _scored_references(stages: DomainRun, into: dict) -> tuple[str, bool]:
     """The vanilla model's and the oracle's selection scores, put ``into`` a mapping."""
     names = [VANILLA_LABEL, *([ORACLE_LABEL] if stages.cfg.run.oracle else [])]
     done = all(stages.tuned.selection_scores(name).is_file() for name in names)
-    into.update(stages.references_on_selection())
+    into.update(stages.references_on_selection)
     return "; ".join(f"{name}: {_line(scores)}" for name, scores in into.items()), done
 
 

@@ -25,28 +25,28 @@ from pathlib import Path
 from knowundo.artifacts import checkpoint_steps, hash_json, read_json, relative_path, stored_path, write_json
 from knowundo.config import Config
 from knowundo.errors import KnowUndoError
+from knowundo.evaluate.metric import metrics, reduce_variant
 from knowundo.evaluate.teacher_forced import evaluate_items
 from knowundo.layout import ADAPTER_DIR, CHECKPOINTS_DIR, SCOPES, SELECTED_RECORD, SELECTION_DIR, UNLEARN_RECORD
 from knowundo.models.load import load_causal_lm, load_checkpoint, load_tokenizer
 from knowundo.stage import Stage, adapter_hash
 
-SCORES = ("unlearn_success", "retention_success", "avg_success", "general")
+SCORES = ("unlearn_success", "retention_success", "avg_success", "general")  # what a choice reads of a model
 
 
 def score_selection(model, tokenizer, stage: Stage) -> dict:
-    """The selection scores of a loaded model (see the module docstring)."""
-    formatter, eval_cfg = stage.formatter(tokenizer), stage.cfg.eval
-    accuracy = {
-        split: evaluate_items(model, formatter, stage.selection(split), eval_cfg.batch_size)["accuracy"]
-        for split in (*SCOPES, "general")
+    """The selection scores of a loaded model (see the module docstring): the success metric's own reduction of
+    the per-item records, as the table's."""
+    formatter, batch_size = stage.formatter(tokenizer), stage.cfg.eval.batch_size
+    scored = {
+        split: evaluate_items(model, formatter, stage.selection(split), batch_size) for split in (*SCOPES, "general")
     }
-    unlearn, retention = 100.0 - accuracy["unlearn"], accuracy["retention"]
+    success = [metric for metric in metrics() if metric.name == "success"]
+    variant = reduce_variant(success, {scope: scored[scope]["per_item"] for scope in SCOPES})
     return {
-        "unlearn_success": unlearn,
-        "retention_success": retention,
-        "avg_success": (unlearn + retention) / 2,
-        "general": accuracy["general"],
-        "items": {split: len(stage.selection(split)) for split in (*SCOPES, "general")},
+        **{key: variant[key] for key in SCORES[:3]},
+        "general": scored["general"]["accuracy"],
+        "items": {split: len(stage.selection(split)) for split in scored},
     }
 
 
@@ -112,16 +112,15 @@ def choose_checkpoint(
     final = run_dir / ADAPTER_DIR
     steps = read_json(run_dir / UNLEARN_RECORD)["steps"]
     ending = adapter_hash(final)
-    candidates = [
-        (step, path) for step, path in checkpoint_steps(run_dir / CHECKPOINTS_DIR) if adapter_hash(path) != ending
-    ]
+    saved = [(step, path, adapter_hash(path)) for step, path in checkpoint_steps(run_dir / CHECKPOINTS_DIR)]
+    candidates = [(step, path) for step, path, weights in saved if weights != ending]
     candidates.append((steps, final))  # the end of the run, as `last` reports it
     key = hash_json(
         {
             "rule": rule,
             "tolerance": tolerance,
             "references": {name: scores["key"] for name, scores in references.items()},
-            "candidates": [(step, adapter_hash(path)) for step, path in candidates],
+            "candidates": [(step, weights) for step, _, weights in saved if weights != ending] + [(steps, ending)],
         }
     )
     target = run_dir / SELECTED_RECORD
