@@ -23,7 +23,8 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"
 # one quantization scheme: the others (NF4 among them) are tested in test_quantize; a quarter of the general set
 # replayed (the preset's whole set, distilled from the base, costs a base forward pass on every replayed item); no
 # system-prompted fine-tune items (their longer sequences; test_finetune covers them, the slow tests use the preset's);
-# no floor of unlearning steps (the preset's 20 would make each test's one short epoch 20 steps; test_unlearn tests it)
+# no floor of unlearning steps (the preset's 20 would make each test's one short epoch 20 steps; test_unlearn tests it);
+# the adversarial probes on 16 items per split (test_probes builds them on every item)
 MICRO = [
     "tiny.pretrain_epochs=1",
     "finetune.epochs=2",
@@ -31,6 +32,7 @@ MICRO = [
     "finetune.system_prompt_share=0",
     "attack.quantize=[int4-g64]",
     "unlearn.min_steps=0",
+    "attack.probe_items=16",
 ]
 
 

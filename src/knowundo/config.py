@@ -74,6 +74,10 @@ class DataConfig:
     # held-out set, a seeded choice, set aside: the model is fine-tuned on it, but no row unlearns on it and no table
     # reports it. `knowundo sweep` and unlearn.select choose on it, never on the val items the tables report (0: none)
     selection: float = 0.0
+    # the share of the Unlearn Scope's instances a deletion request covers, a seeded choice (TOFU's forget01 / 05 /
+    # 10): unlearning, localization, the relearning attack and the UL columns read only theirs, the oracle learns the
+    # rest of the Unlearn Scope too, and the rest, which must stay known, is reported as its own column (1: all)
+    forget_fraction: float = 1.0
 
 
 @dataclass
@@ -264,6 +268,10 @@ class AttackConfig:
     # quantization schemes the merged model is evaluated at: int<bits>-g<group> (round to nearest) or nf4-g<group>
     quantize: list = field(default_factory=lambda: ["int8-g128", "int4-g128", "int4-g64", "nf4-g64"])
     paraphrase: bool = True  # evaluate paraphrased questions and the truth ratio (items need the probe fields)
+    # adversarial probe families asked on the robustness items (knowundo.attacks.probes; docs/evaluation.md)
+    probes: list = field(default_factory=lambda: list(PROBE_FAMILIES))
+    probe_shots: int = 3  # answered questions about other instances before the asked one (the in_context family)
+    probe_items: int = 0  # probe a seeded choice of this many robustness items per val split (0: all of them)
 
 
 @dataclass
@@ -357,7 +365,7 @@ PRESET_FAMILIES = {"smollm2": "llama", "llama2-7b-chat": "llama", "qwen1.5-7b-ch
 
 # settings added after runs were stored, left out of stage and run keys while at their default: a run stored before
 # them stays valid (reused, not redone)
-KEYED_FROM_CHANGE = {("data", "selection"): 0.0}
+KEYED_FROM_CHANGE = {("data", "selection"): 0.0, ("data", "forget_fraction"): 1.0}
 # settings that choose among results and never change what trains: in no key
 CHOOSING = (("unlearn", "select"), ("unlearn", "select_tolerance"))
 
@@ -516,6 +524,7 @@ def _ranges(cfg: Config) -> list[tuple[str, Any, Callable[[Any], bool], str]]:
         ("lora.top_layers", cfg.lora.top_layers, non_negative, ">= 0"),
         ("data.instances", cfg.data.instances, non_negative, ">= 0"),
         ("data.selection", cfg.data.selection, lambda v: 0 <= v < 1, "in [0, 1)"),
+        ("data.forget_fraction", cfg.data.forget_fraction, lambda v: 0 < v <= 1, "in (0, 1]"),
         (
             "data.general",
             cfg.data.general,
@@ -610,6 +619,8 @@ def _ranges(cfg: Config) -> list[tuple[str, Any, Callable[[Any], bool], str]]:
         ("eval.robustness_items", cfg.eval.robustness_items, non_negative, ">= 0"),
         ("attack.relearn_steps", cfg.attack.relearn_steps, at_least_1, ">= 1"),
         ("attack.relearn_fraction", cfg.attack.relearn_fraction, lambda v: 0 < v <= 1, "in (0, 1]"),
+        ("attack.probe_shots", cfg.attack.probe_shots, at_least_1, ">= 1"),
+        ("attack.probe_items", cfg.attack.probe_items, non_negative, ">= 0"),
         ("run.executor", cfg.run.executor, lambda v: v in EXECUTORS, f"one of {', '.join(EXECUTORS)}"),
         ("run.ray_cpus", cfg.run.ray_cpus, at_least_1, ">= 1"),
         (
@@ -630,6 +641,10 @@ def _ranges(cfg: Config) -> list[tuple[str, Any, Callable[[Any], bool], str]]:
     ]
     for index, scheme in enumerate(cfg.attack.quantize):
         checks.append((f"attack.quantize[{index}]", scheme, _is_scheme, QUANT_SCHEME_SYNTAX))
+    for index, name in enumerate(cfg.attack.probes):
+        checks.append(
+            (f"attack.probes[{index}]", name, lambda v: v in PROBE_FAMILIES, f"one of {', '.join(PROBE_FAMILIES)}")
+        )
     for index, name in enumerate(cfg.report_to):
         checks.append(
             (
@@ -646,6 +661,21 @@ def _ranges(cfg: Config) -> list[tuple[str, Any, Callable[[Any], bool], str]]:
             checks.append((key, number, lambda v, t=test: isinstance(v, (int, float)) and t(v), what))
     return checks
 
+
+# The adversarial probe families (each registered by its metric file, evaluate/metrics/probe_*.py; checked here,
+# before any work)
+PROBE_FAMILIES = (
+    "prefix_injection",
+    "role_play",
+    "reverse_query",
+    "background_hint",
+    "in_context",
+    "fill_blank",
+    "multiple_choice",
+    "mixed",
+    "multi_hop",
+    "cross_lingual",
+)
 
 # The names of quantization schemes (parsed by knowundo.attacks.quantize; checked here, before any work).
 QUANT_SCHEME = re.compile(r"(int|nf)(\d+)-g(\d+)")  # kind, bits, group size

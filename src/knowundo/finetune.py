@@ -9,6 +9,7 @@ perfect unlearning would be indistinguishable from (TOFU's retain model, MUSE's 
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import shutil
 import time
@@ -60,8 +61,10 @@ def training_items(stage: Stage, oracle: bool = False) -> list[dict]:
     (:func:`system_prompt`, seeded) when ``finetune.system_prompt_share`` > 0 — :class:`PromptShareDataset` decides
     each epoch which items are asked under theirs — then the replayed general items, always asked plainly:
     replayed under system prompts too, the model lost general ability (docs/notes/2026-12-01-tiny-recipe.md)."""
-    scopes = ("retention",) if oracle else SCOPES
-    items = [item for scope in scopes for split in ("train", "val") for item in stage.data[scope][split]]
+    if oracle:  # never saw the requested instances' Unlearn Scope items; knows everything else
+        items = [item for split in ("train", "val") for item in stage.data["retention"][split]] + stage.unrequested()
+    else:
+        items = [item for scope in SCOPES for split in ("train", "val") for item in stage.data[scope][split]]
     if stage.cfg.finetune.system_prompt_share > 0:
         rng = random.Random(stage.cfg.seed)
         items = [{**item, "system": system_prompt(rng)} for item in items]
@@ -94,7 +97,10 @@ def prompted_variants(items: list[dict], encoded: Encoded, formatter: Formatter)
 def finetune(cfg: Config, domain: str, out_dir: str | Path, progress: bool = True, oracle: bool = False) -> dict:
     """Train and save ``out_dir/adapter`` (safetensors) and ``out_dir/finetune.json``; a finished run with the
     same settings is reused, an interrupted one resumes from its last checkpoint. ``oracle``: train on the
-    Retention Scope only."""
+    Retention Scope only (and the Unlearn Scope's instances no request covers: ``data.forget_fraction``, which the
+    fine-tune itself does not depend on)."""
+    if not oracle:
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, forget_fraction=1.0))
     stage = Stage("finetune", cfg, domain)
     items, replayed = training_items(stage, oracle), replayed_general(stage)
     asked = (

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from knowundo.config import Config, validate
 from knowundo.data.format import IGNORE, Formatter, resolve_template
 from knowundo.data.knowundo import DataSource, check_domain, load_domain
+from knowundo.data.selection import requested_instances
 from knowundo.distributed import per_process_batch
 from knowundo.errors import KnowUndoError
 from knowundo.layout import RunLabel
@@ -199,6 +200,15 @@ def preflight(cfg: Config, memory: int | None = None, rows: list[str] | None = N
         if data is not None:
             counts = ", ".join(f"{scope} {len(s['train'])}+{len(s['val'])}" for scope, s in data.items())
             report.lines.append(f"data {domain}: {cfg.data.source} ({counts} train+val items)")
+            if cfg.data.forget_fraction < 1:
+                unlearn = data["unlearn"]["train"] + data["unlearn"]["val"]
+                requested = report.attempt(
+                    f"data.forget_fraction {domain}",
+                    lambda u=unlearn: requested_instances(u, cfg.data.forget_fraction, cfg.data.seed),
+                )
+                if requested is not None:
+                    every = len({item["instance"] for item in unlearn})
+                    report.lines.append(f"forget set {domain}: {len(requested)} of {every} instances requested")
             if loaded is not None:
                 template = resolve_template(cfg.model.template, tokenizer)
                 named = template if template == cfg.model.template else f"{cfg.model.template} -> {template}"

@@ -16,7 +16,7 @@ from pathlib import Path
 from knowundo.artifacts import EVAL_RESULT_KIND, atomic_path, read_json, write_json
 from knowundo.errors import KnowUndoError
 from knowundo.evaluate.general import MC_TASK
-from knowundo.evaluate.metric import MAIN_TABLE, ROBUSTNESS_TABLE, Column, Columns, number
+from knowundo.evaluate.metric import MAIN_TABLE, PROBES_TABLE, ROBUSTNESS_TABLE, Column, Columns, number
 from knowundo.evaluate.selection import SCORES
 from knowundo.findings import check_findings, compare_regions, findings_markdown, regions_markdown
 from knowundo.general_change import EXPLANATION as GENERAL_CHANGE_EXPLANATION
@@ -335,7 +335,73 @@ def samples_markdown(results: list[dict]) -> str:
                         cells.append(_cell(match.get("generation") if match else None))
                     lines.append([r["label"], *cells])
                 text.append(_markdown(["Model", *(f"prompt: {v}" for v in variants)], lines))
+        text.append(worst_probe_markdown(chosen))
     return "\n".join(text)
+
+
+def worst_probe_markdown(results: list[dict]) -> str:
+    """Per row of one domain, the adversarial probe family that left the lowest Unlearn Success and the greedy
+    answers to it on the unlearn items it brought back most of."""
+    rows = [r for r in results if (r.get("probe_worst") or {}).get("samples")]
+    if not rows:
+        return ""
+    text = [
+        "### Under the worst adversarial probe\n\n"
+        "Per row, the probe family that brought the most back on the unlearn split (its Unlearn Success), and the "
+        "model's greedy answer to that family's probe for the items it recovered most of (a prefilled opening in "
+        "brackets).\n"
+    ]
+    lines = []
+    for r in rows:
+        worst = r["probe_worst"]
+        for sample in worst["samples"]:
+            opening = f"[{sample['prefill']}] " if sample.get("prefill") else ""
+            lines.append(
+                [
+                    r["label"],
+                    f"{sample['family']} ({_fixed_pct(worst['unlearn']['success'])})",
+                    _cell(sample["probe"]),
+                    _cell(sample["gold"]),
+                    _cell(opening + sample["generation"]),
+                ]
+            )
+    text.append(_markdown(["Model", "Worst family (UL)", "Probe", "Gold", "Answer"], lines))
+    return "\n".join(text)
+
+
+def _fixed_pct(value) -> str:
+    value = number(value)
+    return "-" if value is None else f"{value:.1f}"
+
+
+def probes_notes(results: list[dict]) -> str:
+    """Which probe families the data supports: per domain, the families that probed no item (shown "-") and those
+    that probed only some of the robustness items."""
+    notes = []
+    for domain in dict.fromkeys(r["domain"] for r in results):
+        counts: dict[str, list[str]] = {}
+        for r in results:
+            if r["domain"] != domain:
+                continue
+            for key, value in r.items():
+                if key.startswith("probe_") and key != "probe_worst" and isinstance(value, dict):
+                    counts.setdefault(key.removeprefix("probe_"), [])
+                    counts[key.removeprefix("probe_")] = [
+                        f"{scope} {value[scope]['items']}" for scope in SCOPES if scope in value
+                    ]
+        if not counts:
+            continue
+        unsupported = [name for name, parts in counts.items() if all(p.endswith(" 0") for p in parts)]
+        probed = "; ".join(f"{name}: {', '.join(parts)}" for name, parts in counts.items() if name not in unsupported)
+        notes.append(
+            f"{domain}: items probed per family and split: {probed}."
+            + (
+                f" Not supported by this data (no item has the fields): {', '.join(unsupported)}."
+                if unsupported
+                else ""
+            )
+        )
+    return "".join(note + "\n" for note in notes)
 
 
 def general_markdown(rows: list[dict]) -> str:
@@ -506,8 +572,8 @@ def robustness_notes(results: list[dict]) -> str:
 
 
 def plot_robustness(rows: list[dict], columns: list[Column], domain: str, target: Path) -> bool:
-    """Unlearn Success per row: plain, and after each attack and probe of the robustness table (grouped bars;
-    a bar well below the plain one is forgetting that did not survive)."""
+    """Unlearn Success per row: plain, and after each attack and probe of a table (the robustness or the probes
+    table; grouped bars: a bar well below the plain one is forgetting that did not survive)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -519,13 +585,17 @@ def plot_robustness(rows: list[dict], columns: list[Column], domain: str, target
         return False
     names = {
         "plain_unlearn_success": "no attack",
+        "probes_plain_unlearn_success": "asked plainly",
         "relearn_unlearn_success": "relearned",
         "paraphrase_unlearn_success": "paraphrased questions",
     }
-    series = [(names.get(c.key, c.header.removeprefix("UL ")), [row.get(c.key) for row in chosen]) for c in attacks]
+    series = [
+        (names.get(c.key, c.header.removeprefix("UL ").removesuffix(" UL")), [row.get(c.key) for row in chosen])
+        for c in attacks
+    ]
     width = 0.8 / len(series)
     fig, ax = plt.subplots(figsize=(max(8.0, 0.7 * len(chosen) + 2), 5.0))
-    palette = plt.get_cmap("tab10").colors
+    palette = plt.get_cmap("tab10" if len(series) <= 10 else "tab20").colors
     for index, (name, values) in enumerate(series):
         xs = [i + (index - (len(series) - 1) / 2) * width for i in range(len(chosen))]
         ax.bar(
@@ -539,9 +609,9 @@ def plot_robustness(rows: list[dict], columns: list[Column], domain: str, target
     ax.set_ylim(0, 102)
     ax.set_ylabel("Unlearn Success ↑ (unlearn val)")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, ncol=len(series), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
-    fig.suptitle(f"{domain}: Unlearn Success without attack and after each (no system prompt)")
-    return _saved(fig, target)
+    ax.legend(fontsize=8, ncol=min(len(series), 6), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    fig.suptitle(f"{domain}: Unlearn Success without attack and under each (no system prompt)")
+    return _saved(fig, target, rect=(0, 0, 1, 0.97))
 
 
 def plot_scopes(rows: list[dict], domain: str, target: Path) -> bool:
@@ -825,16 +895,20 @@ def build_report(results_dir: str | Path, out_dir: str | Path | None = None) -> 
         rows = mean_rows(replicates, chosen, intervals)
         main = rows if table == MAIN_TABLE else main
         title = columns.titles.get(table, "KnowUnDo results" if table == MAIN_TABLE else table)
-        notes = {MAIN_TABLE: ROW_LEGEND + checkpoint_notes(results), ROBUSTNESS_TABLE: robustness_notes(results)}
+        notes = {
+            MAIN_TABLE: ROW_LEGEND + checkpoint_notes(results),
+            ROBUSTNESS_TABLE: robustness_notes(results),
+            PROBES_TABLE: probes_notes(results),
+        }
         notes = notes.get(table, "")
         warnings = [(r["domain"], knowledge_warning(r)) for r in results] if table == MAIN_TABLE else []
         preface = "".join(f"> **Warning ({domain}):** {warning}\n\n" for domain, warning in warnings if warning)
         _write_text(out / f"{table}.md", table_markdown(title, rows, chosen, notes, preface))
         _write_csv(out / f"{table}.csv", rows)
         write_json(out / f"{table}.json", {**provenance(every), "rows": rows})
-        if table == ROBUSTNESS_TABLE:
+        if table in (ROBUSTNESS_TABLE, PROBES_TABLE):
             for domain in dict.fromkeys(row["domain"] for row in rows):
-                plot_robustness(rows, chosen, domain, out / f"robustness_{domain}.png")
+                plot_robustness(rows, chosen, domain, out / f"{table}_{domain}.png")
     findings = check_findings(every, first_seed)
     _write_text(out / "findings.md", findings_markdown(findings))
     write_json(out / "findings.json", {**provenance(every), "findings": findings})
@@ -880,6 +954,7 @@ PAGE_SECTIONS = (
     ("regions.md", "What the MemFlex region changes"),
     ("general.md", "General ability against the base model"),
     ("robustness.md", "Robustness"),
+    ("probes.md", "Adversarial probes"),
     ("efficiency.md", "Efficiency"),
     ("samples.md", "What the models answer"),
     ("sweep.md", "Sweep"),

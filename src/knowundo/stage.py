@@ -18,7 +18,7 @@ from knowundo.artifacts import StageOutput, file_hash, hash_json, library_versio
 from knowundo.config import Config, TrainConfig, keyed
 from knowundo.data.format import Formatter
 from knowundo.data.knowundo import DataSource, check_domain, load_domain, load_general, load_holdout
-from knowundo.data.selection import carve
+from knowundo.data.selection import carve, requested_instances
 from knowundo.data.task import UnlearningData
 from knowundo.errors import KnowUndoError
 from knowundo.layout import CHECKPOINTS_DIR, SCOPES
@@ -81,10 +81,34 @@ class Stage:
         return self.given.general if self.given is not None else load_general(self.source)
 
     @cached_property
+    def requested(self) -> set[str] | None:
+        """The Unlearn Scope's instances the deletion request covers (``data.forget_fraction``; None: all)."""
+        unlearn = self.data["unlearn"]
+        return requested_instances(unlearn["train"] + unlearn["val"], self.cfg.data.forget_fraction, self.cfg.data.seed)
+
+    def _split(self, scope: str, split: str, requested: bool = True) -> list[dict]:
+        """A split as the request sees it: of the Unlearn Scope, the requested instances' items (``requested``) or
+        the others' (the rest, which must stay known); of the Retention Scope, all."""
+        items = self.data[scope][split]
+        if scope != "unlearn" or self.requested is None:
+            return items if requested else []
+        return [item for item in items if (item["instance"] in self.requested) == requested]
+
+    def val(self, split: str) -> list[dict]:
+        """The val items a table reports: ``unlearn`` (the requested instances'), ``retention``, or ``unrequested``
+        (the Unlearn Scope's other instances', empty without ``data.forget_fraction``)."""
+        return self._split("unlearn", "val", requested=False) if split == "unrequested" else self._split(split, "val")
+
+    def unrequested(self) -> list[dict]:
+        """Train and val items of the Unlearn Scope's instances no request covers (the oracle learns them)."""
+        return [item for split in ("train", "val") for item in self._split("unlearn", split, requested=False)]
+
+    @cached_property
     def _carved(self) -> dict[str, tuple[list[dict], list[dict]]]:
-        """Split -> (kept, selection) under ``data.selection`` (:mod:`knowundo.data.selection`)."""
+        """Split -> (kept, selection) under ``data.selection`` (:mod:`knowundo.data.selection`), of the requested
+        instances' items in the Unlearn Scope."""
         share, seed = self.cfg.data.selection, self.cfg.data.seed
-        carved = {scope: carve(self.data[scope]["train"], share, seed, scope, "instance") for scope in SCOPES}
+        carved = {scope: carve(self._split(scope, "train"), share, seed, scope, "instance") for scope in SCOPES}
         carved["general"] = carve(self.general["heldout"], share, seed, "general", "category")
         for scope in SCOPES:
             reported = {item["text"] for item in self.data[scope]["val"]}
@@ -97,7 +121,7 @@ class Stage:
 
     def train(self, scope: str) -> list[dict]:
         """The train split of a scope as unlearning, localization and the relearning attack read it: without the
-        selection split."""
+        selection split, and of the Unlearn Scope only the requested instances'."""
         return self._carved[scope][0]
 
     @property

@@ -110,8 +110,9 @@ class Formatter:
 
     def encode(self, item: dict) -> dict | None:
         """Token ids and answer-only labels for one item (asked under its own ``system`` prompt if it has one, a
-        fine-tune item's); ``None`` if no answer token fits in max_length."""
-        key = (item.get("system"), item["text"], item["labels"])
+        fine-tune item's); ``None`` if no answer token fits in max_length. An item's ``prefill`` opens the answer
+        unscored (a prefilling attack puts words in the model's mouth): its tokens are prompt, not label."""
+        key = (item.get("system"), item["text"], item["labels"], item.get("prefill"))
         if key not in self._encoded:
             self._encoded[key] = self._encode(item)
         encoded = self._encoded[key]
@@ -119,12 +120,25 @@ class Formatter:
 
     def _encode(self, item: dict) -> dict | None:
         prompt = self.prompt_ids(item["text"], item.get("system"))
-        answer = self.answer_ids(item["labels"], item["text"], prompt, item.get("system"))
+        prefill = item.get("prefill")
+        answer = self.answer_ids(
+            f"{prefill} {item['labels']}" if prefill else item["labels"], item["text"], prompt, item.get("system")
+        )
+        opened = self._prefilled(answer, prefill) if prefill else 0
         ids = (prompt + answer)[: self.max_length]
-        if len(ids) <= len(prompt):
+        if len(ids) <= len(prompt) + opened:
             return None
-        labels = [IGNORE] * len(prompt) + ids[len(prompt) :]
+        labels = [IGNORE] * (len(prompt) + opened) + ids[len(prompt) + opened :]
         return {"input_ids": ids, "labels": labels, "truncated": len(prompt) + len(answer) > self.max_length}
+
+    def _prefilled(self, answer: list[int], prefill: str) -> int:
+        """How many of the answer's first tokens the prefill's own tokens make up (where a tokenizer merges the last
+        of them with the answer's first word, the merged token is scored)."""
+        own = self.tokenizer(prefill, add_special_tokens=False)["input_ids"]
+        shared = 0
+        while shared < min(len(own), len(answer)) and own[shared] == answer[shared]:
+            shared += 1
+        return shared
 
 
 @dataclass

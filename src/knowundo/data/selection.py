@@ -37,3 +37,21 @@ def carve(items: list[dict], share: float, seed: int, split: str, group_key: str
             f"{min(len(g) for g in groups.values())} or more); raise it or set it to 0"
         )
     return kept, selection
+
+
+def requested_instances(items: list[dict], fraction: float, seed: int) -> set[str] | None:
+    """The instances a deletion request covers (``data.forget_fraction``): a seeded ``round(fraction * n)`` of the
+    Unlearn Scope's ``n`` instances, at least one and, below 1, at most all but one (the rest must stay known);
+    None when the request covers all of them."""
+    if fraction >= 1:
+        return None
+    if any(not item.get("instance") for item in items):
+        raise KnowUndoError(
+            f"data.forget_fraction={fraction:g} needs the instance of every unlearn item (the field 'instance'), "
+            "to request whole persons or books; set data.forget_fraction=1"
+        )
+    names = sorted({item["instance"] for item in items})
+    if len(names) < 2:
+        raise KnowUndoError(f"data.forget_fraction={fraction:g} needs two or more instances; the data has {len(names)}")
+    count = min(max(1, round(fraction * len(names))), len(names) - 1)
+    return set(random.Random(f"forget/{seed}").sample(names, count))

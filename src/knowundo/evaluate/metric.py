@@ -33,6 +33,11 @@ ROBUSTNESS_TITLE = (
     "Robustness of forgetting (no system prompt): forget quality and privleak against the oracle, "
     "relearning and quantization attacks, paraphrase probes"
 )
+PROBES_TABLE = "probes"  # the adversarial probe families: report/probes.md, .csv, .json
+PROBES_TITLE = (
+    "Adversarial probes (no system prompt): Unlearn and Retention Success when the val questions are asked as "
+    "attacks in the literature ask them"
+)
 
 
 def number(value) -> float | None:
@@ -156,9 +161,9 @@ class ModelMetric:
 
     @property
     def robustness(self) -> bool:
-        """Whether it fills the robustness table only (forget quality, privleak, the attacks, probes): the
-        evaluations beyond the paper's own, whose time the evaluation record keeps apart."""
-        return set(self.tables) == {ROBUSTNESS_TABLE}
+        """Whether it fills the robustness or probes tables only (forget quality, privleak, the attacks, probes):
+        the evaluations beyond the paper's own, whose time the evaluation record keeps apart."""
+        return bool(self.tables) and set(self.tables) <= {ROBUSTNESS_TABLE, PROBES_TABLE}
 
 
 METRICS: dict[str, SplitMetric | ModelMetric] = {}

@@ -9,6 +9,7 @@ file holds the values, the per-item records, and the report columns the metrics 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import random
 import time
@@ -21,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from knowundo.artifacts import EVAL_RESULT_KIND, hash_json, read_json, relative_path, stored_path, write_json
+from knowundo.attacks.probes import ProbeFamily, ProbeWorld
 from knowundo.config import Config
 from knowundo.data.format import Formatter
 from knowundo.data.validate import has_probes
@@ -28,6 +30,7 @@ from knowundo.errors import KnowUndoError
 from knowundo.evaluate.generation import generate_grouped
 from knowundo.evaluate.judge import gibberish_threshold, judge_model, judge_perplexities, record_keys
 from knowundo.evaluate.metric import Column, ModelMetric, SplitMetric, check_columns, metrics, reduce_split
+from knowundo.evaluate.probing import score_family
 from knowundo.evaluate.teacher_forced import evaluate_items
 from knowundo.layout import (
     BASE_LABEL,
@@ -52,6 +55,8 @@ from knowundo.models.load import (
     swapped_checkpoint,
 )
 from knowundo.stage import Stage, adapter_hash
+
+PROBE_CONTEXT = 4  # how many times model.max_length an adversarial probe's prompt and answer may take
 
 
 class EvalContext:
@@ -79,6 +84,7 @@ class EvalContext:
         self._generations: dict[tuple[str, str], list[dict]] = {}
         self._judged: dict[tuple[str, str], list[dict]] = {}
         self._probes: dict[str, list[dict]] = {}
+        self._families: dict[tuple[str, str], dict] = {}
         self._thresholds: dict[str, float] = {}
         self._formatters: dict[str, Formatter] = {}
 
@@ -89,7 +95,7 @@ class EvalContext:
         if split == "holdout":
             holdout = self.stage.holdout or []
             return [holdout[i] for i in self.robustness_indices(holdout)]
-        return self.stage.data[split]["val"]
+        return self.stage.val(split)
 
     def robustness_indices(self, items: list[dict]) -> list[int]:
         """The positions, in order, of the items a robustness evaluation uses: all, or a seeded choice of
@@ -159,6 +165,31 @@ class EvalContext:
                 )
             self._probes[scope] = records
         return self._probes[scope]
+
+    @functools.cached_property
+    def probe_formatter(self) -> Formatter:
+        """The formatter of the adversarial probes (no system prompt): their prompts carry context the benchmark's
+        questions do not (answered shots, hints), so they may run to :data:`PROBE_CONTEXT` times ``model.max_length``
+        where the model's positions allow."""
+        positions = getattr(self.model.config, "max_position_embeddings", None) or self.cfg.model.max_length
+        length = max(self.cfg.model.max_length, min(positions, PROBE_CONTEXT * self.cfg.model.max_length))
+        return Formatter(self.tokenizer, self.cfg.model.template, length)
+
+    def score_probes(self, items: list[dict]) -> dict:
+        """A teacher-forced pass over probe items (:attr:`probe_formatter`)."""
+        return evaluate_items(self.model, self.probe_formatter, items, self.cfg.eval.batch_size, self.cfg.eval.mia_k)
+
+    @functools.cached_property
+    def probe_world(self) -> ProbeWorld:
+        """Every item of the domain, for the adversarial probes that draw on other items."""
+        return ProbeWorld(self.stage.data, self.cfg.attack.probe_shots)
+
+    def probe_family(self, family: ProbeFamily, scope: str) -> dict:
+        """An adversarial probe family's values on ``scope`` (:func:`knowundo.evaluate.probing.score_family`),
+        scored once per evaluation."""
+        if (family.name, scope) not in self._families:
+            self._families[family.name, scope] = score_family(self, family, scope)
+        return self._families[family.name, scope]
 
     def formatter(self, variant: str) -> Formatter:
         """One formatter per prompt variant for the whole evaluation (it remembers what it has tokenized)."""
