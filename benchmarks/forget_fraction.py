@@ -7,7 +7,7 @@ kept (`UL rest`), Retention Success and General per fraction, and a plot of each
 The robustness evaluations (attacks, probes) are off: the scaling is read on the main table's columns.
 
 Usage: python benchmarks/forget_fraction.py --out DIR [--fractions 0.25,0.5,1] [--methods ga_gd,npo,memflex]
-       [--domains privacy] [--page docs/results/tiny-forget-fraction.md] [--set KEY=VALUE ...]
+       [--domains privacy] [--from A_FINISHED_RUN] [--page docs/results/tiny-forget-fraction.md] [--set KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -85,16 +85,18 @@ def main() -> None:
     parser.add_argument("--methods", default="ga_gd,npo,memflex")
     parser.add_argument("--domains", default="privacy")
     parser.add_argument("--set", action="append", default=[], help="further settings for every run")
+    parser.add_argument("--from", dest="source", help="a finished run of the same settings whose fine-tune to reuse")
     parser.add_argument("--page", help="the results page to write (e.g. docs/results/tiny-forget-fraction.md)")
     args = parser.parse_args()
     out, fractions = Path(args.out), [float(f) for f in args.fractions.split(",")]
-    results, lines, shared = {}, [], None
+    results, lines, shared = {}, [], Path(args.source) if args.source else None
     for fraction in fractions:
         seconds, rows, command = run_fraction(out / f"fraction-{fraction:g}", fraction, args, shared)
         shared = shared or out / f"fraction-{fraction:g}"
         results[fraction] = rows
         lines.append(f"`{command}`: {seconds:.0f} s")
         print(lines[-1], flush=True)
+    first = out / f"fraction-{fractions[0]:g}"
     methods = args.methods.split(",")
     text = []
     for domain in args.domains.split(","):
@@ -120,7 +122,7 @@ def main() -> None:
     if args.page:
         from knowundo.report import _stamp
 
-        run = json.loads((shared / "run.json").read_text())
+        run = json.loads((first / "run.json").read_text())
         page = [
             "# Forget-set scaling on the tiny default\n\n",
             "Written by `benchmarks/forget_fraction.py`: the same rows under deletion requests for a growing share of "

@@ -3,6 +3,7 @@ oracle and the tables read under it, that the fine-tune does not depend on it, i
 column for the rest of the Unlearn Scope."""
 
 import dataclasses
+import json
 
 import pytest
 
@@ -89,3 +90,25 @@ def test_a_run_under_a_partial_request_reports_the_rest_of_the_unlearn_scope(mic
     stage = Stage("unlearn", with_fraction(Config(), 0.5), "privacy")
     assert unlearned["forget_items"] == len(stage.train("unlearn"))
     assert "UL rest" in (out / "report" / "table.md").read_text()
+
+
+def test_data_without_instances_is_refused_a_partial_request(tmp_path, capsys):
+    from knowundo.data.knowundo import DataSource, load_domain
+
+    from .test_sources import _write_split_files
+
+    splits = _write_split_files(tmp_path / "data", load_domain(DataSource("bundled"), "privacy"))
+    settings = [
+        "data.source=local",
+        f"data.path={tmp_path / 'data'}",
+        "run.domains=[medical]",
+        "data.fields=tofu",
+        f"data.splits={json.dumps(splits)}",
+        "data.forget_fraction=0.5",
+        "eval.prompts=[none]",
+    ]
+    assert main(["run", "--out", str(tmp_path / "run"), *sets(*settings)]) == 2
+    err = capsys.readouterr().err.strip()  # after the datasets library's progress lines, one error line
+    assert err.count("knowundo: error") == 1 and "data.forget_fraction" in err.splitlines()[-1]
+    assert "'instance'" in err.splitlines()[-1]
+    assert not (tmp_path / "run").exists()

@@ -1,7 +1,9 @@
 """The worst case over the adversarial probe families (``attack.probes``): per row, the lowest Unlearn Success any
-family leaves (the way of asking that brings the most back) and the lowest Retention Success (the one that costs
-the most of what must stay), with greedy answers under the worst family for ``samples.md``. The probes table
-also shows the plain values the families are read against."""
+family leaves (the way of asking that brings the most back), with greedy answers under that family for
+``samples.md``. The result also stores the lowest Retention Success, without a column: a family the model could
+not answer before unlearning (multiple choice on a model that cannot read letters) would decide it for every row,
+so retention is read per family against vanilla's row. The probes table also shows the plain values the families
+are read against."""
 
 from knowundo.evaluate.metric import (
     PROBES_TABLE,
@@ -19,26 +21,15 @@ def _compute(ctx) -> dict:
     return worst_case(ctx)
 
 
-def _columns(table: str, prefix: str, position: int) -> tuple[Column, ...]:
-    return (
-        Column(
-            f"{prefix}worst_unlearn_success",
-            "Worst probe UL",
-            ("probe_worst", "unlearn", "success"),
-            True,
-            position=position,
-            table=table,
-            doc="the lowest Unlearn Success over the adversarial probe families (probes.md names each)",
-        ),
-        Column(
-            f"{prefix}worst_retention_success",
-            "Worst probe RT",
-            ("probe_worst", "retention", "success"),
-            True,
-            position=position + 1,
-            table=table,
-            doc="the lowest Retention Success over the adversarial probe families",
-        ),
+def _worst(table: str, key: str, position: int) -> Column:
+    return Column(
+        key,
+        "Worst probe UL",
+        ("probe_worst", "unlearn", "success"),
+        True,
+        position=position,
+        table=table,
+        doc="the lowest Unlearn Success over the adversarial probe families (probes.md has each family's)",
     )
 
 
@@ -66,8 +57,8 @@ register_metric(
                 position=2,
                 table=PROBES_TABLE,
             ),
-            *_columns(ROBUSTNESS_TABLE, "probe_", 97),
-            *_columns(PROBES_TABLE, "probes_", 90),
+            _worst(ROBUSTNESS_TABLE, "probe_worst_unlearn_success", 97),
+            _worst(PROBES_TABLE, "probes_worst_unlearn_success", 90),
         ),
     )
 )
