@@ -155,6 +155,7 @@ class FakeContext:
         )()
         self.probe_world = ProbeWorld(data, shots=1)
         self._families = {}
+        self.too_long = lambda item: False
 
     def items(self, scope):
         return self.data[scope]["val"]
@@ -163,11 +164,15 @@ class FakeContext:
         return list(range(len(items)))
 
     def score_probes(self, chosen):
+        """Scores every probe, except those ``self.too_long`` says the formatter would drop."""
+        kept = [i for i, item in enumerate(chosen) if not self.too_long(item)]
         return {
+            "truncated": 0,
+            "dropped": len(chosen) - len(kept),
             "per_item": [
-                {"index": i, "accuracy": self.accuracy(item), "mean_logprob": self.logprob(item)}
-                for i, item in enumerate(chosen)
-            ]
+                {"index": i, "accuracy": self.accuracy(chosen[i]), "mean_logprob": self.logprob(chosen[i])}
+                for i in kept
+            ],
         }
 
     def probe_family(self, family, scope):
@@ -202,6 +207,20 @@ def test_a_family_scores_each_item_and_the_choice_family_reads_accuracy_above_ch
     assert choice["accuracy"] == pytest.approx(right) and choice["chance"] == pytest.approx(25.0)
     assert choice["success"] == pytest.approx(100.0 - above_chance(right, 25.0))
     assert above_chance(25.0, 25.0) == 0.0 and above_chance(10.0, 25.0) == 0.0 and above_chance(100.0, 25.0) == 100.0
+
+
+def test_a_probe_too_long_to_score_is_dropped_and_counted_never_misattributed(bundled):
+    data = _two_item_data(bundled)
+    first, second = data["unlearn"]["val"]
+    ctx = FakeContext(
+        data, accuracy=lambda item: 80.0 if item["labels"] == second["labels"] else 10.0, logprob=lambda item: 0.0
+    )
+    ctx.too_long = lambda item: first["text"] in item["text"]  # the first item's probe does not fit
+    values = ctx.probe_family(FAMILIES["role_play"], "unlearn")
+    assert values["items"] == 1 and values["dropped"] == 1 and values["accuracy"] == pytest.approx(80.0)
+    # a choice item with an option dropped has no choice to read
+    choice = ctx.probe_family(FAMILIES["multiple_choice"], "unlearn")
+    assert choice["items"] == 1 and choice["dropped"] == 4
 
 
 def test_probe_items_limits_the_items_probed_alike_for_every_family(bundled):

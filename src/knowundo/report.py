@@ -375,26 +375,33 @@ def _fixed_pct(value) -> str:
 
 
 def probes_notes(results: list[dict]) -> str:
-    """Which probe families the data supports: per domain, the families that probed no item (shown "-") and those
-    that probed only some of the robustness items."""
+    """Which probe families the data supports, per domain (the same items for every row, so one row's counts): the
+    items each family probed per split, the probes the length limit cut or dropped, and the families that probed no
+    item (shown "-")."""
     notes = []
     for domain in dict.fromkeys(r["domain"] for r in results):
-        counts: dict[str, list[str]] = {}
-        for r in results:
-            if r["domain"] != domain:
-                continue
-            for key, value in r.items():
-                if key.startswith("probe_") and key != "probe_worst" and isinstance(value, dict):
-                    counts.setdefault(key.removeprefix("probe_"), [])
-                    counts[key.removeprefix("probe_")] = [
-                        f"{scope} {value[scope]['items']}" for scope in SCOPES if scope in value
-                    ]
-        if not counts:
+        first = next((r for r in results if r["domain"] == domain and any(k.startswith("probe_") for k in r)), None)
+        if first is None:
             continue
-        unsupported = [name for name, parts in counts.items() if all(p.endswith(" 0") for p in parts)]
-        probed = "; ".join(f"{name}: {', '.join(parts)}" for name, parts in counts.items() if name not in unsupported)
+        families = {
+            k.removeprefix("probe_"): v for k, v in first.items() if k.startswith("probe_") and k != "probe_worst"
+        }
+        unsupported = [name for name, v in families.items() if not any(v[scope]["items"] for scope in SCOPES)]
+        parts = []
+        for name, values in families.items():
+            if name in unsupported:
+                continue
+            cut = [
+                f"{scope} {values[scope].get('truncated', 0)} cut, {values[scope].get('dropped', 0)} dropped"
+                for scope in SCOPES
+                if values[scope].get("truncated") or values[scope].get("dropped")
+            ]
+            counts = ", ".join(f"{scope} {values[scope]['items']}" for scope in SCOPES)
+            parts.append(
+                f"{name}: {counts}" + (f" (probes longer than the model's length: {'; '.join(cut)})" if cut else "")
+            )
         notes.append(
-            f"{domain}: items probed per family and split: {probed}."
+            f"{domain}: items probed per family and split: {'; '.join(parts)}."
             + (
                 f" Not supported by this data (no item has the fields): {', '.join(unsupported)}."
                 if unsupported

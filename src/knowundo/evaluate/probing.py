@@ -49,16 +49,18 @@ def above_chance(accuracy: float, chance: float) -> float:
 
 
 def score_family(ctx, family: ProbeFamily, scope: str) -> dict:
-    """A family's values on one scope: items probed, accuracy, success, the chance rate of a choice family, and
-    per probed item its accuracy (the positions :func:`worst_samples` draws from)."""
+    """A family's values on one scope: items probed, accuracy, success, the chance rate of a choice family, the
+    probes the length limit cut or dropped, and per probed item its accuracy (the positions :func:`worst_samples`
+    draws from)."""
     built = probe_items(ctx, family, scope)
     if not built:
         return {"items": 0, "accuracy": None, "success": None}
     per_item: dict[int, list[float]] = {}
+    counts: dict[str, int] = {}
     if family.choice:  # every option after the same prompt; the likeliest one is the model's choice
         asked = [(i, {**probe, "labels": option}) for i, probe in built for option in probe["options"]]
         logprobs: dict[int, list[float]] = {}
-        for owner, record in _scored(ctx, asked):
+        for owner, record in _scored(ctx, asked, counts):
             logprobs.setdefault(owner, []).append(record["mean_logprob"])
         probes = dict(built)  # a choice family asks one probe per item
         for i, values in logprobs.items():
@@ -66,10 +68,10 @@ def score_family(ctx, family: ProbeFamily, scope: str) -> dict:
                 per_item[i] = [100.0 if max(range(len(values)), key=values.__getitem__) == probes[i]["gold"] else 0.0]
         chance = 100.0 * sum(1 / len(probe["options"]) for _, probe in built) / len(built)
     else:
-        for owner, record in _scored(ctx, built):
+        for owner, record in _scored(ctx, built, counts):
             per_item.setdefault(owner, []).append(record["accuracy"])
     if not per_item:  # every probe too long to score an answer token
-        return {"items": 0, "accuracy": None, "success": None}
+        return {"items": 0, "accuracy": None, "success": None, **counts}
     means = {i: sum(values) / len(values) for i, values in per_item.items()}
     accuracy = sum(means.values()) / len(means)
     known = above_chance(accuracy, chance) if family.choice else accuracy
@@ -78,15 +80,19 @@ def score_family(ctx, family: ProbeFamily, scope: str) -> dict:
         "accuracy": accuracy,
         "success": 100.0 - known if scope == "unlearn" else known,
         **({"chance": chance} if family.choice else {}),
+        **counts,
         "per_item": [{"index": i, "accuracy": means[i]} for i in sorted(means)],
     }
 
 
-def _scored(ctx, asked: list[tuple[int, dict]]) -> list[tuple[int, dict]]:
+def _scored(ctx, asked: list[tuple[int, dict]], counts: dict) -> list[tuple[int, dict]]:
     """(val position, score record) for each probe the formatter kept (one too long for any answer token is
-    dropped, never misattributed)."""
-    scored = ctx.score_probes([probe for _, probe in asked])["per_item"]
-    return [(asked[record["index"]][0], record) for record in scored]
+    dropped, never misattributed); adds to ``counts`` how many probes lost answer tokens to the length limit
+    (``truncated``) or were dropped."""
+    scored = ctx.score_probes([probe for _, probe in asked])
+    counts["truncated"] = counts.get("truncated", 0) + scored["truncated"]
+    counts["dropped"] = counts.get("dropped", 0) + scored["dropped"]
+    return [(asked[record["index"]][0], record) for record in scored["per_item"]]
 
 
 def _family_values(ctx, family: ProbeFamily) -> dict:
