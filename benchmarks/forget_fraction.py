@@ -1,8 +1,8 @@
 """Forget-set scaling (issue 34): the same rows unlearned under deletion requests for a growing share of the Unlearn
-Scope's instances (`data.forget_fraction`, TOFU's forget01 / 05 / 10), one `knowundo run` per fraction, the
-fine-tune shared (it does not depend on the fraction: copied into each run and reused), each fraction with its own
-oracle. Writes a page with each row's Unlearn Success (on the requested instances), the rest of the Unlearn Scope
-kept (`UL rest`), Retention Success and General per fraction, and a plot of each against the fraction.
+Scope's instances (`data.forget_fraction`, TOFU's forget01 / 05 / 10), one `knowundo run` per fraction, each with
+its own oracle; with --from, fraction 1 is a finished run of the same settings (e.g. `default_run.py --keep`'s).
+Writes a page with each row's Unlearn Success (on the requested instances), the rest of the Unlearn Scope kept
+(`UL rest`), Retention Success and General per fraction, and a plot of each against the fraction.
 
 The robustness evaluations (attacks, probes) are off: the scaling is read on the main table's columns.
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -30,11 +29,8 @@ COLUMNS = (
 QUIET = ["attack.relearn=false", "attack.probes=[]", "attack.quantize=[]", "attack.paraphrase=false"]
 
 
-def run_fraction(out: Path, fraction: float, args, shared: Path | None) -> tuple[float, list[dict], str]:
-    """One `knowundo run` at ``fraction`` (the fine-tune copied from ``shared``); its time, table rows and command."""
-    if shared is not None and not out.exists():
-        for domain in args.domains.split(","):
-            shutil.copytree(shared / domain / "finetune", out / domain / "finetune")
+def run_fraction(out: Path, fraction: float, args) -> tuple[float, list[dict], str]:
+    """One `knowundo run` at ``fraction``; its time, table rows (no system prompt) and command."""
     settings = [f"data.forget_fraction={fraction:g}", *QUIET, *args.set]
     argv = ["run", "--out", str(out), "--quiet", "--domains", args.domains, "--methods", args.methods]
     argv += [part for setting in settings for part in ("--set", setting)]
@@ -42,12 +38,12 @@ def run_fraction(out: Path, fraction: float, args, shared: Path | None) -> tuple
     done = subprocess.run([sys.executable, "-m", "knowundo.cli", *argv], capture_output=True, text=True, env=os.environ)
     if done.returncode != 0:
         sys.exit(f"knowundo run failed at fraction {fraction:g}:\n{done.stderr[-3000:]}")
-    rows = json.loads((out / "report" / "table.json").read_text())["rows"]
-    return (
-        time.perf_counter() - started,
-        [r for r in rows if r.get("prompt", "none") == "none"],
-        "knowundo " + " ".join(argv),
-    )
+    return time.perf_counter() - started, table_rows(out), "knowundo " + " ".join(argv)
+
+
+def table_rows(run: Path) -> list[dict]:
+    rows = json.loads((run / "report" / "table.json").read_text())["rows"]
+    return [r for r in rows if r.get("prompt", "none") == "none"]
 
 
 def plot(results: dict[float, list[dict]], methods: list[str], domain: str, target: Path) -> None:
@@ -85,18 +81,20 @@ def main() -> None:
     parser.add_argument("--methods", default="ga_gd,npo,memflex")
     parser.add_argument("--domains", default="privacy")
     parser.add_argument("--set", action="append", default=[], help="further settings for every run")
-    parser.add_argument("--from", dest="source", help="a finished run of the same settings whose fine-tune to reuse")
+    parser.add_argument("--from", dest="source", help="a finished run of the same settings: fraction 1's rows")
     parser.add_argument("--page", help="the results page to write (e.g. docs/results/tiny-forget-fraction.md)")
     args = parser.parse_args()
     out, fractions = Path(args.out), [float(f) for f in args.fractions.split(",")]
-    results, lines, shared = {}, [], Path(args.source) if args.source else None
+    results, lines = {}, []
     for fraction in fractions:
-        seconds, rows, command = run_fraction(out / f"fraction-{fraction:g}", fraction, args, shared)
-        shared = shared or out / f"fraction-{fraction:g}"
-        results[fraction] = rows
+        if fraction == 1 and args.source:  # the whole Unlearn Scope requested: the finished run itself
+            results[fraction] = table_rows(Path(args.source))
+            lines.append(f"fraction 1: the rows of the finished run {args.source} (no `UL rest`: nothing is left)")
+            continue
+        seconds, results[fraction], command = run_fraction(out / f"fraction-{fraction:g}", fraction, args)
         lines.append(f"`{command}`: {seconds:.0f} s")
         print(lines[-1], flush=True)
-    first = out / f"fraction-{fractions[0]:g}"
+    first = out / f"fraction-{next(f for f in fractions if f != 1 or not args.source):g}"
     methods = args.methods.split(",")
     text = []
     for domain in args.domains.split(","):
@@ -126,12 +124,12 @@ def main() -> None:
         page = [
             "# Forget-set scaling on the tiny default\n\n",
             "Written by `benchmarks/forget_fraction.py`: the same rows under deletion requests for a growing share of "
-            "the Unlearn Scope's instances (`data.forget_fraction`), the fine-tune shared, an oracle per fraction "
+            "the Unlearn Scope's instances (`data.forget_fraction`), an oracle per fraction "
             "(it learned the rest of the Unlearn Scope too). UL Succ is read on the requested instances' val items, "
             "`UL rest` is the token accuracy on the others' (they must stay known). The robustness evaluations were "
             f"off ({', '.join(QUIET)}).\n\n",
             _stamp(run) + "\n\n",
-            "Runs (stage and evaluation time of each, fine-tune reused after the first):\n\n",
+            "Runs (wall time of each):\n\n",
             *(f"- {line}\n" for line in lines),
             "\n",
             *text,
