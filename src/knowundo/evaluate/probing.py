@@ -156,7 +156,7 @@ def worst_case(ctx) -> dict:
             for name in ctx.cfg.attack.probes
             if (values := ctx.probe_family(FAMILIES[name], scope))["success"] is not None
         ]
-        out[scope] = {"success": min(scored)[0], "family": min(scored)[1]} if scored else {"success": None}
+        out[scope] = dict(zip(("success", "family"), min(scored))) if scored else {"success": None}
     out["samples"] = worst_samples(ctx, out["unlearn"].get("family"))
     return out
 
