@@ -107,7 +107,7 @@ def main() -> None:
                     value = next((r.get(key) for r in results[f] if r["method"] == row and r["domain"] == domain), None)
                     cells.append("-" if value is None else f"{value:.1f}")
             table.append(cells)
-        text.append(f"## {domain}\n")
+        text.append(f"## {domain}\n\n")
         text.append("| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n")
         text += ["| " + " | ".join(cells) + " |\n" for cells in table]
         text.append("")
