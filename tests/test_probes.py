@@ -151,7 +151,13 @@ class FakeContext:
     def __init__(self, data, accuracy, logprob, probes=PROBE_FAMILIES, probe_items=0):
         self.data, self.accuracy, self.logprob = data, accuracy, logprob
         self.cfg = type(
-            "Cfg", (), {"seed": 0, "attack": type("A", (), {"probes": list(probes), "probe_items": probe_items})()}
+            "Cfg",
+            (),
+            {
+                "seed": 0,
+                "eval": type("E", (), {"generate": True})(),
+                "attack": type("A", (), {"probes": list(probes), "probe_items": probe_items})(),
+            },
         )()
         self.probe_world = ProbeWorld(data, shots=1)
         self._families = {}

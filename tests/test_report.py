@@ -6,6 +6,7 @@ import re
 import pytest
 
 from knowundo.cli import main
+from knowundo.config import PROBE_FAMILIES
 from tests.conftest import MICRO, sets
 
 FAST_EVAL = ["eval.prompts=none,helpful", "eval.max_new_tokens=8", "eval.general_mc=false"]
@@ -72,7 +73,8 @@ def test_an_evaluation_times_each_part_and_sums_its_robustness_metrics(results):
     from knowundo.evaluate.metric import ModelMetric, metrics
 
     robustness = {m.name for m in metrics() if isinstance(m, ModelMetric) and m.robustness}
-    assert robustness == {"forget_quality", "paraphrase", "privleak", "quantization", "relearn"}
+    probes = {f"probe_{family}" for family in PROBE_FAMILIES} | {"probe_worst"}
+    assert robustness == {"forget_quality", "paraphrase", "privleak", "quantization", "relearn"} | probes
     result = json.loads((results / "eval" / "ga.json").read_text())
     seconds = result["meta"]["seconds"]
     ran = [m.name for m in metrics() if isinstance(m, ModelMetric) and m.name in result]
@@ -266,8 +268,12 @@ def test_samples_list_the_same_questions_for_every_model_and_are_reproducible(re
     first = (tmp_path / "first" / "samples.md").read_bytes()
     assert first == (tmp_path / "second" / "samples.md").read_bytes()
     text = first.decode()
-    sections = text.split("\n### ")[1:]
+    sections = [section for section in text.split("\n### ")[1:] if " · item " in section.splitlines()[0]]
     assert len(sections) == 3 * 3 + 2 * 4  # privacy: 3 per unlearn category, 2 per retention category
+    worst = text.split("\n### Under the worst adversarial probe")[1]
+    assert [line.split("|")[1].strip() for line in worst.splitlines() if line.startswith("| ")][1:] == [
+        "vanilla"
+    ] * 2 + ["ga"] * 2
     for section in sections:
         models = [line.split("|")[1].strip() for line in section.splitlines() if line.startswith("| ")][1:]
         assert models == ["vanilla", "ga"]

@@ -148,7 +148,7 @@ def register_probe(family: ProbeFamily, position: int) -> ModelMetric:
 def worst_case(ctx) -> dict:
     """Per scope, the enabled family with the lowest success (the one that brings the most back, or costs the
     most retention) and its value; greedy answers under that family's unlearn probes for the items it recovered
-    most of."""
+    most of (unless ``eval.generate`` is off)."""
     out: dict = {}
     for scope in SCOPES:
         scored = [
@@ -157,7 +157,7 @@ def worst_case(ctx) -> dict:
             if (values := ctx.probe_family(FAMILIES[name], scope))["success"] is not None
         ]
         out[scope] = dict(zip(("success", "family"), min(scored))) if scored else {"success": None}
-    out["samples"] = worst_samples(ctx, out["unlearn"].get("family"))
+    out["samples"] = worst_samples(ctx, out["unlearn"].get("family")) if ctx.cfg.eval.generate else []
     return out
 
 
