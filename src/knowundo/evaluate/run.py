@@ -176,8 +176,16 @@ class EvalContext:
         return Formatter(self.tokenizer, self.cfg.model.template, length)
 
     def score_probes(self, items: list[dict]) -> dict:
-        """A teacher-forced pass over probe items (:attr:`probe_formatter`)."""
-        return evaluate_items(self.model, self.probe_formatter, items, self.cfg.eval.batch_size, self.cfg.eval.mia_k)
+        """A teacher-forced pass over probe items (:attr:`probe_formatter`); a probe too long for any answer token
+        is dropped and counted (all of them dropped is an empty pass, not an error: the family probes nothing)."""
+        fitting = [i for i, item in enumerate(items) if self.probe_formatter.encode(item) is not None]
+        if not fitting:
+            return {"truncated": 0, "dropped": len(items), "per_item": []}
+        scored = evaluate_items(
+            self.model, self.probe_formatter, [items[i] for i in fitting], self.cfg.eval.batch_size, self.cfg.eval.mia_k
+        )
+        per_item = [{**record, "index": fitting[record["index"]]} for record in scored["per_item"]]
+        return {**scored, "dropped": len(items) - len(fitting), "per_item": per_item}
 
     @functools.cached_property
     def probe_world(self) -> ProbeWorld:
