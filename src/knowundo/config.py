@@ -78,6 +78,10 @@ class DataConfig:
     # 10): unlearning, localization, the relearning attack and the UL columns read only theirs, the oracle learns the
     # rest of the Unlearn Scope too, and the rest, which must stay known, is reported as its own column (1: all)
     forget_fraction: float = 1.0
+    # which of run.requests a stage serves (0: none, the whole request at once): unlearning, localization and the
+    # relearning attack read that request's instances, the UL columns those of every request so far, UL rest the
+    # others; `knowundo run` sets it for each request, set it yourself to run one stage of a sequence by hand
+    request: int = 0
 
 
 @dataclass
@@ -309,6 +313,15 @@ class RunConfig:
     # ray: the CPUs each row's task declares, and the threads its torch computes with (a serial run's thread count
     # gives results equal to its own); each task also declares one GPU where the cluster has them
     ray_cpus: int = 1
+    # deletion requests arriving one after another (MUSE's sustainability): the requested instances split into this
+    # many seeded groups, unlearned in turn by every row, each request from the row's model after the previous one
+    # (and against it as the reference model); after each request the forgotten-so-far, the not-yet-requested
+    # items, retention and general ability are evaluated, in <domain>/requests/<r>/ (1: the single request only)
+    requests: int = 1
+    # with run.requests: where a row that trains in a MemFlex region unlearns each request: relocalize (a region
+    # localized on the row's own model for the request's items) and/or reuse (the first request's region, kept);
+    # a reused row is named <label>+reused
+    request_regions: list = field(default_factory=lambda: ["relocalize", "reuse"])
 
 
 @dataclass
@@ -365,7 +378,7 @@ PRESET_FAMILIES = {"smollm2": "llama", "llama2-7b-chat": "llama", "qwen1.5-7b-ch
 
 # settings added after runs were stored, left out of stage and run keys while at their default: a run stored before
 # them stays valid (reused, not redone)
-KEYED_FROM_CHANGE = {("data", "selection"): 0.0, ("data", "forget_fraction"): 1.0}
+KEYED_FROM_CHANGE = {("data", "selection"): 0.0, ("data", "forget_fraction"): 1.0, ("data", "request"): 0}
 # settings that choose among results and never change what trains: in no key
 CHOOSING = (("unlearn", "select"), ("unlearn", "select_tolerance"))
 
@@ -623,6 +636,13 @@ def _ranges(cfg: Config) -> list[tuple[str, Any, Callable[[Any], bool], str]]:
         ("attack.probe_items", cfg.attack.probe_items, non_negative, ">= 0"),
         ("run.executor", cfg.run.executor, lambda v: v in EXECUTORS, f"one of {', '.join(EXECUTORS)}"),
         ("run.ray_cpus", cfg.run.ray_cpus, at_least_1, ">= 1"),
+        ("run.requests", cfg.run.requests, at_least_1, ">= 1"),
+        (
+            "data.request",
+            cfg.data.request,
+            lambda v: 0 <= v <= cfg.run.requests,
+            f"in [0, run.requests={cfg.run.requests}]",
+        ),
         (
             "run.executor",
             cfg.run.executor,
@@ -661,6 +681,9 @@ def _ranges(cfg: Config) -> list[tuple[str, Any, Callable[[Any], bool], str]]:
             checks.append((key, number, lambda v, t=test: isinstance(v, (int, float)) and t(v), what))
     return checks
 
+
+# where a row trained in a region unlearns each of run.requests (knowundo.pipeline.RequestRun)
+REQUEST_REGIONS = ("relocalize", "reuse")
 
 # The adversarial probe families (each registered by its metric file, evaluate/metrics/probe_*.py; checked here,
 # before any work)
@@ -723,9 +746,21 @@ def validate(cfg: Config) -> list[str]:
             "run.seed_finetune with run.oracle_model: a given oracle is one model, not one per seed; set "
             "run.seed_finetune=false (every seed's rows are then compared with it)"
         )
+    regions = cfg.run.request_regions
+    if not isinstance(regions, list) or not regions or not all(v in REQUEST_REGIONS for v in regions):
+        problems.append(
+            f"run.request_regions must be a non-empty list of {', '.join(REQUEST_REGIONS)}, got {regions!r}"
+        )
+    elif len(set(regions)) != len(regions):
+        problems.append(f"run.request_regions lists a choice twice: {regions}")
     whole = cfg.unlearn.full_parameters or any(
         isinstance(entry, dict) and entry.get("full_parameters") for entry in cfg.unlearn.per_method.values()
     )
+    if whole and cfg.run.requests > 1:
+        problems.append(
+            "run.requests with unlearn.full_parameters: each request continues from the previous request's adapter; "
+            "train adapters (unlearn.full_parameters=false) for sequential requests"
+        )
     if whole and cfg.localize.granularity == "row":
         problems.append(
             "unlearn.full_parameters with localize.granularity=row: a region of LoRA rows selects nothing of the "

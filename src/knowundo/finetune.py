@@ -98,9 +98,9 @@ def finetune(cfg: Config, domain: str, out_dir: str | Path, progress: bool = Tru
     """Train and save ``out_dir/adapter`` (safetensors) and ``out_dir/finetune.json``; a finished run with the
     same settings is reused, an interrupted one resumes from its last checkpoint. ``oracle``: train on the
     Retention Scope only (and the Unlearn Scope's instances no request covers: ``data.forget_fraction``, which the
-    fine-tune itself does not depend on)."""
-    if not oracle:
-        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, forget_fraction=1.0))
+    fine-tune itself does not depend on). Both come before any of ``run.requests``: ``data.request`` is not theirs."""
+    fraction = cfg.data.forget_fraction if oracle else 1.0
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, forget_fraction=fraction, request=0))
     stage = Stage("finetune", cfg, domain)
     items, replayed = training_items(stage, oracle), replayed_general(stage)
     asked = (

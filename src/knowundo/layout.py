@@ -43,6 +43,7 @@ RELEARN_DIR = "relearn"  # beside an unlearned adapter: the adapter after the re
 RELEARN_RECORD = "relearn.json"
 SEEDS_DIR = "seeds"  # OUT/<domain>/seeds/<seed>/: a row's other training seeds
 SWEEP_DIR = "sweep"  # OUT/<domain>/sweep/<label>/<point>/: the trainings of `knowundo sweep`
+REQUESTS_DIR = "requests"  # OUT/<domain>/requests/<r>/: the stages of request r of run.requests
 SELECTION_SCORES = "selection.json"  # a model's scores on the selection split
 SELECTION_DIR = "selection"  # OUT/<domain>/selection/: the reference models' selection scores
 SELECTED_RECORD = "selected.json"  # beside an unlearning run: the checkpoint it reports (unlearn.select) and why
@@ -56,6 +57,7 @@ OOD_SUFFIX = "_ood"  # retain on the general-knowledge set instead of the retent
 REGION_SEPARATOR = "@"
 REGIONS = ("memflex",)  # where a region comes from: MemFlex localization of the same domain
 RETAIN_SOURCES = ("retention", "general")
+REUSED_SUFFIX = "+reused"  # a row of run.requests that keeps the first request's region
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,11 @@ class RunLabel:
         suffix = OOD_SUFFIX if self.retain == "general" else ""
         return self.method + suffix + (f"{REGION_SEPARATOR}{self.region}" if self.region else "")
 
+    @property
+    def name(self) -> str:
+        """What its directories and results are called (the label, unless a variant says more)."""
+        return self.label
+
     @classmethod
     def parse(cls, label: str) -> RunLabel:
         name, *regions = label.split(REGION_SEPARATOR)
@@ -86,6 +93,18 @@ class RunLabel:
         if name.endswith(OOD_SUFFIX):
             return cls(name[: -len(OOD_SUFFIX)], "general", region)
         return cls(name, "retention", region)
+
+
+@dataclass(frozen=True)
+class RequestRow(RunLabel):
+    """A row of ``run.requests``: its settings are the row's (``label``); one trained in a region either localizes
+    again at every request or keeps the first request's region (``reused``, named ``<label>+reused``)."""
+
+    reused: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.label + (REUSED_SUFFIX if self.reused else "")
 
 
 def checkpoint_label(label: str, step: int) -> str:
@@ -148,6 +167,15 @@ class RunLayout:
     def selection_scores(self, label: str) -> Path:
         """The selection-split scores of a reference model (vanilla, oracle) that choices compare with."""
         return self.root / SELECTION_DIR / f"{label}.json"
+
+    def request(self, index: int) -> RunLayout:
+        """Where request ``index`` of ``run.requests`` puts its stages: the same layout again, with one
+        localization per model it localized on (:meth:`localized`)."""
+        return RunLayout(self.root / REQUESTS_DIR / str(index))
+
+    def localized(self, model: str) -> Path:
+        """A request's localization on ``model`` (the fine-tuned model at the first request, a row's own later)."""
+        return self.localize / model
 
     def seed(self, seed: int) -> RunLayout:
         """Where the rows trained with another seed than the run's go (``run.seeds``): the same layout again."""

@@ -15,6 +15,7 @@ Layout (:mod:`knowundo.layout`): ``OUT/run.json`` (resolved config, versions, da
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import functools
 import gc
@@ -49,11 +50,13 @@ from knowundo.layout import (
     FINETUNE_RECORD,
     GRADIENTS_RECORD,
     ORACLE_LABEL,
+    REGION_FILE,
     RELEARN_RECORD,
     RUN_RECORD,
     STAGES_LOG,
     UNLEARN_RECORD,
     VANILLA_LABEL,
+    RequestRow,
     RunLabel,
     RunLayout,
     relearned_adapter,
@@ -192,6 +195,7 @@ class DomainRun:
         self.evaluation, self.tuned = evaluation or cfg, tuned or layout
         # the vanilla model's adapter: the fine-tune's, or none for a model that already knows its data
         self.vanilla = self.tuned.adapter if cfg.run.finetune else None
+        self.compared = self.tuned  # where the vanilla model's and the oracle's results the rows compare with are
 
     def quiet(self) -> DomainRun:
         """This pass without progress bars (for a row run elsewhere, whose output nobody watches)."""
@@ -204,7 +208,7 @@ class DomainRun:
             ("finetune", layout.oracle),
             ("localize", layout.localize),
             ("eval", layout.eval_dir),
-            *(("unlearn", layout.unlearn(label.label)) for label in labels),
+            *(("unlearn", layout.unlearn(label.name)) for label in labels),
             *(("attack", relearned_adapter(adapter).parent) for label in labels for adapter in self._reportable(label)),
         ):
             if stage in forced:
@@ -222,7 +226,7 @@ class DomainRun:
 
     def _reportable(self, label: RunLabel) -> list[Path]:
         """Every adapter of a row that may be reported, hence attacked: its end and its checkpoints."""
-        run_dir = self.layout.unlearn(label.label)
+        run_dir = self.layout.unlearn(label.name)
         return [run_dir / ADAPTER_DIR, *(path for _, path in checkpoint_steps(run_dir / CHECKPOINTS_DIR))]
 
     def selection_rule(self, label: RunLabel) -> str:
@@ -232,8 +236,8 @@ class DomainRun:
     def reported_adapter(self, label: RunLabel) -> Path:
         """The adapter the row reports: the run's end, or the checkpoint ``unlearn.select`` chose."""
         if self.selection_rule(label) == "last":
-            return self.layout.unlearned_adapter(label.label)
-        return reported_adapter(self.layout.unlearn(label.label))
+            return self.layout.unlearned_adapter(label.name)
+        return reported_adapter(self.layout.unlearn(label.name))
 
     @functools.cached_property
     def references_on_selection(self) -> dict[str, dict]:
@@ -245,7 +249,7 @@ class DomainRun:
         elif self.cfg.run.oracle:
             models[ORACLE_LABEL] = (self.tuned.oracle_adapter, "")
         return {
-            label: selection_scores(self.cfg, self.domain, adapter, self.tuned.selection_scores(label), name)
+            label: selection_scores(self.cfg, self.domain, adapter, self.compared.selection_scores(label), name)
             for label, (adapter, name) in models.items()
         }
 
@@ -254,19 +258,19 @@ class DomainRun:
         record, cached = choose_checkpoint(
             self.cfg,
             self.domain,
-            self.layout.unlearn(label.label),
+            self.layout.unlearn(label.name),
             self.references_on_selection,
             settings.select,
             settings.select_tolerance,
         )
-        return f"{label.label}: step {record['step']} of {record['steps']} ({record['reason']})", cached
+        return f"{label.name}: step {record['step']} of {record['steps']} ({record['reason']})", cached
 
     def relearn(self, label: RunLabel) -> tuple[str, bool]:
         adapter = self.reported_adapter(label)
         done = (relearned_adapter(adapter).parent / RELEARN_RECORD).is_file()
         record = relearn(self.cfg, self.domain, adapter, progress=self.progress)
         return (
-            f"{label.label}: relearned {record['steps']} steps on {record['items']} unlearn train items, "
+            f"{label.name}: relearned {record['steps']} steps on {record['items']} unlearn train items, "
             f"loss {record['train_loss']:.4f}"
         ), done
 
@@ -275,36 +279,50 @@ class DomainRun:
         model's (for the unlearned rows)."""
         chosen = {}
         if self.cfg.run.oracle and label != ORACLE_LABEL:
-            chosen[ORACLE_LABEL] = self.tuned.eval(ORACLE_LABEL)
+            chosen[ORACLE_LABEL] = self.compared.eval(ORACLE_LABEL)
         if label not in (ORACLE_LABEL, VANILLA_LABEL, BASE_LABEL):
-            chosen[VANILLA_LABEL] = self.tuned.eval(VANILLA_LABEL)
+            chosen[VANILLA_LABEL] = self.compared.eval(VANILLA_LABEL)
         return chosen
 
-    def localize(self) -> tuple[str, bool]:
-        done = (self.layout.localize / GRADIENTS_RECORD).is_file()
-        region = localize(self.cfg, self.domain, self.vanilla, self.layout.localize, progress=self.progress)
+    def start(self, label: RunLabel | None = None) -> Path | None:
+        """The adapter a row's unlearning starts from, and its reference model: the vanilla model's."""
+        return self.vanilla
+
+    def localization(self, label: RunLabel | None = None) -> Path:
+        """Where the region a row trains in is localized: one for every row of the pass."""
+        return self.layout.localize
+
+    def relocalizes(self, label: RunLabel) -> bool:
+        """Whether the row localizes a region of its own in this pass (besides the pass's shared one)."""
+        return False
+
+    def localize(self, label: RunLabel | None = None) -> tuple[str, bool]:
+        """The pass's region (``label`` None), or a row's own, localized on the model the row starts from."""
+        out_dir = self.localization(label)
+        done = (out_dir / GRADIENTS_RECORD).is_file()
+        region = localize(self.cfg, self.domain, self.start(label), out_dir, progress=self.progress)
         return (
-            f"{region['selected_units']} of {region['total_units']} units in {region['selected_parameters']} "
-            f"LoRA matrices ({region['granularity']})"
+            f"{label.name + ': ' if label else ''}{region['selected_units']} of {region['total_units']} units in "
+            f"{region['selected_parameters']} LoRA matrices ({region['granularity']})"
         ), done
 
     def unlearn(self, label: RunLabel, run_dir: Path | None = None) -> tuple[str, bool]:
         """The row's unlearning run, in its place in the layout or in ``run_dir`` (a sweep's point)."""
-        run_dir = run_dir or self.layout.unlearn(label.label)
+        run_dir = run_dir or self.layout.unlearn(label.name)
         done = (run_dir / UNLEARN_RECORD).is_file()
         record = unlearn(
             self.cfg,
             self.domain,
             label.method,
-            self.vanilla,
+            self.start(label),
             run_dir,
             retain=label.retain,
-            region=self.layout.region if needs_region(label) else None,
+            region=self.localization(label) / REGION_FILE if needs_region(label) else None,
             progress=self.progress,
         )
         early = record["stopped_early"]
         stopped = f", stopped early at step {early['step']}" if early else ""
-        return f"{label.label}: {record['steps']} steps, {record['seconds_per_step']:.2f}s/step{stopped}", done
+        return f"{label.name}: {record['steps']} steps, {record['seconds_per_step']:.2f}s/step{stopped}", done
 
     def evaluate(self, label: str, adapter: Path | None, oracle_model: str | None = None) -> tuple[str, bool]:
         """On the main process only (the others wait): evaluation is cheap next to training. ``oracle_model``: the
@@ -330,6 +348,54 @@ class DomainRun:
             f"{label}: Unlearn {first['unlearn_success']:.1f}  Retention {first['retention_success']:.1f}  "
             f"Avg {first['avg_success']:.1f} (prompt {variant})"
         ), cached
+
+
+def at_request(cfg: Config, index: int) -> Config:
+    """``cfg`` as the stages of request ``index`` of ``run.requests`` read it (``data.request``)."""
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, request=index))
+
+
+class RequestRun(DomainRun):
+    """Request ``index`` of ``run.requests`` in one domain (its stages read ``data.request``): every row continues
+    from its own model after the previous request (the vanilla model at the first), which is also its reference
+    model; the rows are evaluated against the vanilla model and the oracle evaluated on the same request's view.
+    A row trained in a region localizes again on its own model (from the second request) or, as ``<label>+reused``,
+    keeps the first request's region, localized on the vanilla model. Layout: ``OUT/<domain>/requests/<index>``."""
+
+    def __init__(self, home: DomainRun, index: int, previous: RequestRun | None = None):
+        super().__init__(
+            at_request(home.cfg, index),
+            home.domain,
+            home.layout.request(index),
+            home.progress,
+            at_request(home.evaluation, index),
+            home.tuned,
+        )
+        self.home, self.index, self.previous = home, index, previous
+        self.compared = self.layout
+
+    def quiet(self) -> RequestRun:
+        return RequestRun(self.home.quiet(), self.index, self.previous.quiet() if self.previous else None)
+
+    def start(self, label: RequestRow | None = None) -> Path | None:
+        return self.previous.reported_adapter(label) if label is not None and self.previous else self.vanilla
+
+    def localization(self, label: RequestRow | None = None) -> Path:
+        if self.relocalizes(label):
+            return self.layout.localized(label.name)
+        return self.home.layout.request(1).localized(VANILLA_LABEL)
+
+    def relocalizes(self, label: RequestRow | None) -> bool:
+        return label is not None and self.previous is not None and not label.reused and needs_region(label)
+
+
+def request_rows(labels: list[RunLabel], regions: list[str]) -> list[RequestRow]:
+    """The rows of ``run.requests``: each row once, a row trained in a region once per ``run.request_regions``."""
+    rows = []
+    for label in labels:
+        modes = regions if needs_region(label) else ["relocalize"]
+        rows += [RequestRow(label.method, label.retain, label.region, reused=mode == "reuse") for mode in modes]
+    return rows
 
 
 def run_record(cfg: Config, domains: list[str], rows: list[str], command: str | None) -> dict:
@@ -385,6 +451,8 @@ def run_benchmark(
     if not domains:
         raise KnowUndoError("run.domains is empty")
     labels = check_rows(cfg)
+    if cfg.data.request:
+        raise KnowUndoError("data.request is set by `knowundo run` for each of run.requests; leave it at 0")
     if cfg.run.executor == "ray" and world_size() > 1:
         raise KnowUndoError("run.executor=ray runs rows as Ray tasks from one process; launch it without accelerate")
     forced = expand_force(list(force))
@@ -441,9 +509,13 @@ def _run_stages(
             )
             for seed in run_seeds(cfg)[1:]
         ]
+        requests = request_runs(passes[0])  # run.requests: the run's own seed only
+        sequences = request_rows(labels, cfg.run.request_regions)
         if is_main():
             for stages in passes:
                 stages.remove_forced(forced, labels)
+            for stages in requests:
+                stages.remove_forced(forced, sequences)
         barrier()
         for stages in passes:
             where = str(stages.layout.root.relative_to(out))
@@ -451,11 +523,14 @@ def _run_stages(
                 _tuned_stages(cfg, stages, log, echo, base=stages is passes[0], where=where)
             if any(needs_region(label) for label in labels):
                 log.run("localize", where, stages.localize)
+            chains = [[(stages, where, label)] for label in labels]
+            if stages is passes[0] and requests:  # then each row's requests, one after another
+                chains += _request_chains(cfg, requests, sequences, out, log)
             if cfg.run.executor == "serial":  # each row at once, its lines as they come
-                for label in labels:
-                    row_stages(stages, label, where, log)
+                for chain in chains:
+                    chain_stages(chain, log)
             else:  # the rows of every domain and seed as jobs, once everything they start from is there
-                rows += [(_row_job, (stages.quiet(), label, where)) for label in labels]
+                rows += [(_row_job, ([(run.quiet(), at, label) for run, at, label in chain],)) for chain in chains]
 
     if rows:
         started = time.perf_counter()
@@ -475,24 +550,54 @@ def _run_stages(
     echo(log.totals())
 
 
+def _request_chains(
+    cfg: Config, requests: list[RequestRun], rows: list[RequestRow], out: Path, log: StageLog
+) -> list[list[tuple[DomainRun, str, RunLabel]]]:
+    """What every request's rows start from (the references evaluated in each request's view, the first request's
+    region), then each row's stages request after request."""
+    wheres = [str(request.layout.root.relative_to(out)) for request in requests]
+    for request, where in zip(requests, wheres):
+        _evaluate_references(cfg, request, log, where)
+    if any(needs_region(row) for row in rows):
+        log.run("localize", wheres[0], requests[0].localize)
+    return [[(request, where, row) for request, where in zip(requests, wheres)] for row in rows]
+
+
+def request_runs(home: DomainRun) -> list[RequestRun]:
+    """The passes of ``run.requests`` (none for a single request), each continuing from the one before."""
+    requests: list[RequestRun] = []
+    if home.cfg.run.requests > 1:
+        for index in range(1, home.cfg.run.requests + 1):
+            requests.append(RequestRun(home, index, requests[-1] if requests else None))
+    return requests
+
+
 def row_stages(stages: DomainRun, label: RunLabel, where: str, log: StageLog) -> None:
-    """One row of one pass: unlearning, the checkpoint it reports (``unlearn.select``), the relearning attack and
-    its evaluation."""
+    """One row of one pass: its own region (a later request's), unlearning, the checkpoint it reports
+    (``unlearn.select``), the relearning attack and its evaluation."""
+    if stages.relocalizes(label):
+        log.run("localize", where, stages.localize, label)
     log.run("unlearn", where, stages.unlearn, label)
     if stages.selection_rule(label) != "last":
         log.run("select", where, stages.select, label)
     if stages.cfg.attack.relearn:
         log.run("attack", where, stages.relearn, label)
-    log.run("eval", where, stages.evaluate, label.label, stages.reported_adapter(label))
+    log.run("eval", where, stages.evaluate, label.name, stages.reported_adapter(label))
 
 
-def _row_job(stages: DomainRun, label: RunLabel, where: str) -> tuple[list[str], dict[str, float]]:
-    """:func:`row_stages` as a job run elsewhere (a Ray task): its stage lines and times come back."""
-    load_plugins(stages.cfg.plugins)
+def chain_stages(chain: list[tuple[DomainRun, str, RunLabel]], log: StageLog) -> None:
+    """A row's stages in each of its passes in turn: one pass, or each of ``run.requests`` after the one before."""
+    for stages, where, label in chain:
+        row_stages(stages, label, where, log)
+
+
+def _row_job(chain: list[tuple[DomainRun, str, RunLabel]]) -> tuple[list[str], dict[str, float]]:
+    """:func:`chain_stages` as a job run elsewhere (a Ray task): its stage lines and times come back."""
+    load_plugins(chain[0][0].cfg.plugins)
     lines: list[str] = []
     log = StageLog(lines.append)
     with _library_objects_frozen():
-        row_stages(stages, label, where, log)
+        chain_stages(chain, log)
     return lines, log.seconds
 
 
@@ -505,16 +610,22 @@ def _tuned_stages(
         log.run("finetune", where, stages.finetune)
         if missed := target_missed(read_json(stages.layout.finetune / FINETUNE_RECORD)):
             echo(f"[{where}] warning: {missed}")
+    if cfg.run.oracle and not cfg.run.oracle_model:
+        log.run("finetune", where, stages.oracle)
+    _evaluate_references(cfg, stages, log, where)
+    if base and cfg.run.base and cfg.run.finetune:
+        log.run("eval", where, stages.evaluate, BASE_LABEL, None)
+    if warning := knowledge_warning(read_json(stages.layout.eval(VANILLA_LABEL))):
+        echo(f"[{where}] warning: {warning}")
+
+
+def _evaluate_references(cfg: Config, stages: DomainRun, log: StageLog, where: str) -> None:
+    """The oracle's and the vanilla model's evaluations in a pass's view, which its rows are compared with."""
     if cfg.run.oracle_model:
         log.run("eval", where, stages.evaluate, ORACLE_LABEL, None, cfg.run.oracle_model)
     elif cfg.run.oracle:
-        log.run("finetune", where, stages.oracle)
-        log.run("eval", where, stages.evaluate, ORACLE_LABEL, stages.layout.oracle_adapter)
-    if base and cfg.run.base and cfg.run.finetune:
-        log.run("eval", where, stages.evaluate, BASE_LABEL, None)
+        log.run("eval", where, stages.evaluate, ORACLE_LABEL, stages.tuned.oracle_adapter)
     log.run("eval", where, stages.evaluate, VANILLA_LABEL, stages.vanilla)
-    if warning := knowledge_warning(read_json(stages.layout.eval(VANILLA_LABEL))):
-        echo(f"[{where}] warning: {warning}")
 
 
 @contextlib.contextmanager

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from knowundo.config import Config, validate
 from knowundo.data.format import IGNORE, Formatter, resolve_template
 from knowundo.data.knowundo import DataSource, check_domain, load_domain
-from knowundo.data.selection import requested_instances
+from knowundo.data.selection import request_groups, requested_instances
 from knowundo.distributed import per_process_batch
 from knowundo.errors import KnowUndoError
 from knowundo.layout import RunLabel
@@ -200,8 +200,9 @@ def preflight(cfg: Config, memory: int | None = None, rows: list[str] | None = N
         if data is not None:
             counts = ", ".join(f"{scope} {len(s['train'])}+{len(s['val'])}" for scope, s in data.items())
             report.lines.append(f"data {domain}: {cfg.data.source} ({counts} train+val items)")
+            unlearn = data["unlearn"]["train"] + data["unlearn"]["val"]
+            requested = None
             if cfg.data.forget_fraction < 1:
-                unlearn = data["unlearn"]["train"] + data["unlearn"]["val"]
                 requested = report.attempt(
                     f"data.forget_fraction {domain}",
                     lambda u=unlearn: requested_instances(u, cfg.data.forget_fraction, cfg.data.seed),
@@ -209,6 +210,14 @@ def preflight(cfg: Config, memory: int | None = None, rows: list[str] | None = N
                 if requested is not None:
                     every = len({item["instance"] for item in unlearn})
                     report.lines.append(f"forget set {domain}: {len(requested)} of {every} instances requested")
+            if cfg.run.requests > 1 and (requested is not None or cfg.data.forget_fraction == 1):
+                groups = report.attempt(
+                    f"run.requests {domain}",
+                    lambda u=unlearn, r=requested: request_groups(u, r, cfg.run.requests, cfg.data.seed),
+                )
+                if groups is not None:
+                    sizes = ", ".join(str(len(group)) for group in groups)
+                    report.lines.append(f"requests {domain}: {len(groups)} one after another, of {sizes} instances")
             if loaded is not None:
                 template = resolve_template(cfg.model.template, tokenizer)
                 named = template if template == cfg.model.template else f"{cfg.model.template} -> {template}"

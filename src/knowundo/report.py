@@ -26,6 +26,7 @@ from knowundo.layout import (
     OOD_SUFFIX,
     ORACLE_LABEL,
     REGION_SEPARATOR,
+    REUSED_SUFFIX,
     RUN_RECORD,
     SCOPES,
     STAGES_LOG,
@@ -46,10 +47,11 @@ from knowundo.replicates import (
 )
 
 
-def collect_results(results_dir: str | Path, skip: Path | None = None) -> list[dict]:
+def collect_results(results_dir: str | Path, skip: Path | None = None, requests: bool = False) -> list[dict]:
     """Every evaluation result file under ``results_dir`` (unfinished ``.partial`` stages and the report
     directory itself are skipped), in row order; results of one domain and label with different training seeds are
-    that row's replicates (``run.seeds``), two with the same seed an error."""
+    that row's replicates (``run.seeds``), two with the same seed an error. ``requests``: the results after each
+    of ``run.requests`` instead (each names its request), which the other tables leave out."""
     root = Path(results_dir)
     if not root.is_dir():
         raise KnowUndoError(f"{root}: results directory not found")
@@ -69,7 +71,9 @@ def collect_results(results_dir: str | Path, skip: Path | None = None) -> list[d
             raise KnowUndoError(
                 f"{path}: a result without report columns (written by an older knowundo); evaluate the model again"
             )
-        key = (data["domain"], data["label"], replicate_seed(data))
+        if bool(data.get("request")) != requests:
+            continue
+        key = (data["domain"], data["label"], replicate_seed(data), (data.get("request") or {}).get("index"))
         if key in seen:
             raise KnowUndoError(
                 f"two results for {key[0]}/{key[1]} (seed {key[2]}): {seen[key]} and {path}; pass --label to "
@@ -77,7 +81,7 @@ def collect_results(results_dir: str | Path, skip: Path | None = None) -> list[d
             )
         seen[key] = path
         results.append({**data, "path": str(path)})
-    if not results:
+    if not results and not requests:
         raise KnowUndoError(f"{root}: no evaluation results (files written by `knowundo eval --out`)")
     return sorted(results, key=_row_order(root))
 
@@ -93,13 +97,15 @@ def _row_order(root: Path):
 
     def key(result: dict) -> tuple:
         label, step = split_checkpoint_label(result["label"])
-        method = label.split(REGION_SEPARATOR)[0].removesuffix(OOD_SUFFIX)
+        row = label.removesuffix(REUSED_SUFFIX)  # a row of run.requests with the first request's region
+        method = row.split(REGION_SEPARATOR)[0].removesuffix(OOD_SUFFIX)
         rank = (
-            listed.index(label)
-            if label in listed
+            listed.index(row)
+            if row in listed
             else len(listed) + (registered.index(method) if method in registered else len(registered))
         )
-        return result["domain"], rank, label, -1 if step is None else step
+        request = (result.get("request") or {}).get("index", 0)
+        return result["domain"], rank, label, -1 if step is None else step, request
 
     return key
 
@@ -621,6 +627,160 @@ def plot_robustness(rows: list[dict], columns: list[Column], domain: str, target
     return _saved(fig, target, rect=(0, 0, 1, 0.97))
 
 
+# the columns the requests table shows (where the results have them) and the curves of its plot
+REQUEST_COLUMNS = (
+    "unlearn_success",
+    "unrequested_accuracy",
+    "retention_success",
+    "avg_success",
+    "general_heldout_accuracy",
+    "probe_worst_unlearn_success",
+)
+REQUEST_CURVES = ("unlearn_success", "unrequested_accuracy", "retention_success", "general_heldout_accuracy")
+REQUESTS_EXPLANATION = (
+    "Every row unlearns the requests in turn, each from its own model after the request before (the vanilla model "
+    "at the first). After request r, UL Succ is measured on the val items of the instances requested so far "
+    "(requests 1..r), UL rest on those not requested yet (they must stay known; '-' once all are requested), "
+    "RT Succ on the Retention Scope, General on the general set; `vanilla` and `oracle` are evaluated on the "
+    "same items at each request. `<row>+reused` trains every request in the first request's MemFlex region; "
+    "`<row>` alone localizes again on its own model for each request.\n"
+)
+
+
+def request_rows(results: list[dict], columns: list[Column]) -> list[dict]:
+    """One flat row per (domain, model, request) of ``run.requests`` with every column's value (no system
+    prompt)."""
+    return [
+        {
+            "domain": r["domain"],
+            "method": r["label"],
+            "request": r["request"]["index"],
+            "requests": r["request"]["of"],
+            **{c.key: c.value(r, "none") for c in columns},
+        }
+        for r in results
+    ]
+
+
+def _request_comparisons(rows: list[dict], single: list[dict], domain: str) -> str:
+    """Whether a re-localized region beats a reused one (each pair of rows, at the last request and over all
+    requests), and each row after the last request against the same row given the whole request at once."""
+    mine = [row for row in rows if row["domain"] == domain]
+    last = max(row["requests"] for row in mine)
+    by = {(row["method"], row["request"]): row for row in mine}
+
+    def avg(label: str, requests: range) -> float | None:
+        values = [by[(label, r)].get("avg_success") for r in requests if (label, r) in by]
+        values = [number(v) for v in values if v is not None]
+        return sum(values) / len(values) if values else None
+
+    lines = []
+    for reused in sorted({row["method"] for row in mine if row["method"].endswith(REUSED_SUFFIX)}):
+        own = reused.removesuffix(REUSED_SUFFIX)
+        final, every = range(last, last + 1), range(1, last + 1)
+        scores = [avg(own, final), avg(reused, final), avg(own, every), avg(reused, every)]
+        if None in scores:
+            continue
+        cells = ", ".join(
+            f"{name} {_fixed_pct(by[(own, last)].get(key))} vs {_fixed_pct(by[(reused, last)].get(key))}"
+            for key, name in (
+                ("unlearn_success", "UL"),
+                ("retention_success", "RT"),
+                ("general_heldout_accuracy", "General"),
+            )
+        )
+        verdict = "re-localized ahead" if scores[0] > scores[1] else "reused ahead" if scores[1] > scores[0] else "tied"
+        lines.append(
+            f"- `{own}` re-localized vs `{reused}` after request {last}: {cells}; Avg Succ {scores[0]:.1f} vs "
+            f"{scores[1]:.1f} ({verdict}; mean over the {last} requests {scores[2]:.1f} vs {scores[3]:.1f})"
+        )
+    text = ""
+    if lines:
+        text += "\n**Re-localized or reused region**\n\n" + "\n".join(lines) + "\n"
+    once = {row["method"]: row for row in single if row["domain"] == domain and row.get("prompt") in (None, "none")}
+    table = [
+        [
+            label,
+            *(
+                f"{_fixed_pct(once[label].get(key))} / {_fixed_pct(by[(label, last)].get(key))}"
+                for key in ("unlearn_success", "retention_success", "general_heldout_accuracy")
+            ),
+        ]
+        for label in dict.fromkeys(row["method"] for row in mine)
+        if label in once and (label, last) in by and label not in (VANILLA_LABEL, ORACLE_LABEL)
+    ]
+    if table:
+        text += (
+            f"\n**One request against {last} in turn** (the whole request at once, from the comparison table / "
+            f"after the last of the {last} requests: the same items)\n\n"
+            + _markdown(["Method", "UL Succ", "RT Succ", "General"], table)
+        )
+    return text
+
+
+def requests_markdown(rows: list[dict], columns: list[Column], single: list[dict]) -> str:
+    """The requests table per domain (each row's values after each request), the region comparison and the
+    comparison with the single request (``single``: the comparison table's rows)."""
+    shown = [c for c in columns if c.key in REQUEST_COLUMNS and any(row.get(c.key) is not None for row in rows)]
+    shown.sort(key=lambda c: REQUEST_COLUMNS.index(c.key))
+    text = [f"# Deletion requests one after another ({rows[0]['requests']} requests)\n\n" + REQUESTS_EXPLANATION]
+    for domain in dict.fromkeys(row["domain"] for row in rows):
+        lines = [
+            [row["method"], str(row["request"]), *(c.format(row[c.key]) for c in shown)]
+            for row in rows
+            if row["domain"] == domain
+        ]
+        table = _markdown(["Method", "Request", *(c.title for c in shown)], lines)
+        text.append(f"## {domain}\n\n{table}{_request_comparisons(rows, single, domain)}")
+    return "\n".join(text) + "\n" + _legend(shown)
+
+
+def plot_requests(rows: list[dict], columns: list[Column], domain: str, target: Path) -> bool:
+    """Each row's curves across the requests: UL Succ on what was requested so far, UL rest on what was not yet,
+    RT Succ and General (a reused region dashed in its row's colour; vanilla and oracle in grey)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mine = [row for row in rows if row["domain"] == domain]
+    panels = [c for key in REQUEST_CURVES for c in columns if c.key == key]
+    if not mine or not panels:
+        return False
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels) + 2, 4.2), squeeze=False)
+    palette = plt.get_cmap("tab20").colors
+    labels = list(dict.fromkeys(row["method"] for row in mine))
+    colours = {}
+    for label in labels:
+        own = label.removesuffix(REUSED_SUFFIX)
+        colours.setdefault(own, palette[len(colours) % len(palette)])
+    for label in labels:
+        points = [row for row in mine if row["method"] == label]
+        reference = label in (VANILLA_LABEL, ORACLE_LABEL)
+        style = {
+            "color": ("0.2" if label == VANILLA_LABEL else "0.6")
+            if reference
+            else colours[label.removesuffix(REUSED_SUFFIX)],
+            "linestyle": ":" if reference else "--" if label.endswith(REUSED_SUFFIX) else "-",
+            "marker": "o",
+            "ms": 3,
+        }
+        for ax, column in zip(axes[0], panels):
+            xs = [row["request"] for row in points if row.get(column.key) is not None]
+            ys = [number(row[column.key]) for row in points if row.get(column.key) is not None]
+            ax.plot(xs, ys, label=label if column is panels[0] else None, **style)
+    last = max(row["requests"] for row in mine)
+    for ax, column in zip(axes[0], panels):
+        ax.set_title(column.title if column.key != "unlearn_success" else "UL Succ ↑ (requested so far)")
+        ax.set_xlabel("after request")
+        ax.set_xticks(range(1, last + 1))
+        ax.set_ylim(-2, 102)
+        ax.grid(alpha=0.3)
+    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="center right", fontsize=8)
+    fig.suptitle(f"{domain}: {last} deletion requests one after another (val splits, no system prompt)")
+    return _saved(fig, target, rect=(0, 0, 0.86, 1))
+
+
 def plot_scopes(rows: list[dict], domain: str, target: Path) -> bool:
     """Every row of a domain (no system prompt) where it lands: Unlearn Success against Retention Success, with
     each value's 95% interval as error bars (the upper right is the goal: forgotten and kept)."""
@@ -875,7 +1035,8 @@ def build_report(results_dir: str | Path, out_dir: str | Path | None = None) -> 
     samples.md, general.md/csv (every row's general ability against the base
     model's, question by question), categories.md/csv, efficiency.md/csv and curves_<domain>.png. Rows with
     several training seeds show their mean with 95% intervals, and add seeds.csv (each seed's values) and
-    scopes_<domain>.png; samples, breakdowns and curves show each row's first seed."""
+    scopes_<domain>.png; samples, breakdowns and curves show each row's first seed. With ``run.requests``, also
+    requests.md/csv/json and requests_<domain>.png (each row after each request)."""
     run_record = read_json(Path(results_dir) / RUN_RECORD) if (Path(results_dir) / RUN_RECORD).is_file() else {}
     if run_record.get("kind") == "sweep":
         return sweep_report(results_dir, out_dir)
@@ -952,7 +1113,26 @@ def build_report(results_dir: str | Path, out_dir: str | Path | None = None) -> 
         _write_csv(out / "efficiency.csv", efficiency)
     for domain in dict.fromkeys(r["domain"] for r in results):
         plot_curves(results, domain, out / f"curves_{domain}.png")
+    _requests_report(results_dir, out, main)
     return out
+
+
+def _requests_report(results_dir: str | Path, out: Path, single: list[dict]) -> None:
+    """requests.md/csv/json and requests_<domain>.png from the results of ``run.requests`` (none: no such files;
+    an earlier report's are removed)."""
+    results = collect_results(results_dir, skip=out.resolve() if out.exists() else out, requests=True)
+    stale = [out / "requests.md", out / "requests.csv", out / "requests.json", *out.glob("requests_*.png")]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    if not results:
+        return
+    columns = Columns.of(results).table(MAIN_TABLE)
+    rows = request_rows(results, columns)
+    _write_text(out / "requests.md", requests_markdown(rows, columns, single))
+    _write_csv(out / "requests.csv", rows)
+    write_json(out / "requests.json", {**provenance(results), "rows": rows})
+    for domain in dict.fromkeys(row["domain"] for row in rows):
+        plot_requests(rows, columns, domain, out / f"requests_{domain}.png")
 
 
 PAGE_SECTIONS = (
@@ -962,6 +1142,7 @@ PAGE_SECTIONS = (
     ("general.md", "General ability against the base model"),
     ("robustness.md", "Robustness"),
     ("probes.md", "Adversarial probes"),
+    ("requests.md", "Deletion requests one after another"),
     ("efficiency.md", "Efficiency"),
     ("samples.md", "What the models answer"),
     ("sweep.md", "Sweep"),

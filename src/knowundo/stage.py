@@ -18,7 +18,7 @@ from knowundo.artifacts import StageOutput, file_hash, hash_json, library_versio
 from knowundo.config import Config, TrainConfig, keyed
 from knowundo.data.format import Formatter
 from knowundo.data.knowundo import DataSource, check_domain, load_domain, load_general, load_holdout
-from knowundo.data.selection import carve, requested_instances
+from knowundo.data.selection import carve, request_groups, requested_instances
 from knowundo.data.task import UnlearningData
 from knowundo.errors import KnowUndoError
 from knowundo.layout import CHECKPOINTS_DIR, SCOPES
@@ -81,22 +81,38 @@ class Stage:
         return self.given.general if self.given is not None else load_general(self.source)
 
     @cached_property
-    def requested(self) -> set[str] | None:
-        """The Unlearn Scope's instances the deletion request covers (``data.forget_fraction``; None: all)."""
+    def _requests(self) -> tuple[set[str] | None, set[str] | None]:
+        """(instances requested so far, instances this stage unlearns); None: all of the Unlearn Scope's. Without
+        ``data.request`` both are the request of ``data.forget_fraction``; at request r of ``run.requests``, the
+        first r groups and the r-th (:func:`request_groups`)."""
         unlearn = self.data["unlearn"]
-        return requested_instances(unlearn["train"] + unlearn["val"], self.cfg.data.forget_fraction, self.cfg.data.seed)
+        items = unlearn["train"] + unlearn["val"]
+        whole = requested_instances(items, self.cfg.data.forget_fraction, self.cfg.data.seed)
+        request = self.cfg.data.request
+        if not request:
+            return whole, whole
+        groups = request_groups(items, whole, self.cfg.run.requests, self.cfg.data.seed)
+        so_far = whole if request == len(groups) else set().union(*groups[:request])
+        return so_far, groups[request - 1]
 
-    def _split(self, scope: str, split: str, requested: bool = True) -> list[dict]:
-        """A split as the request sees it: of the Unlearn Scope, the requested instances' items (``requested``) or
-        the others' (the rest, which must stay known); of the Retention Scope, all."""
+    @property
+    def requested(self) -> set[str] | None:
+        """The Unlearn Scope's instances requested so far (``data.forget_fraction``, ``data.request``; None: all)."""
+        return self._requests[0]
+
+    def _split(self, scope: str, split: str, requested: bool = True, instances: set[str] | None = None) -> list[dict]:
+        """A split as the request sees it: of the Unlearn Scope, the items of the requested instances
+        (``requested``; or of ``instances``) or of the others (the rest, which must stay known); of the Retention
+        Scope, all."""
         items = self.data[scope][split]
-        if scope != "unlearn" or self.requested is None:
+        chosen = instances if instances is not None else self.requested
+        if scope != "unlearn" or chosen is None:
             return items if requested else []
-        return [item for item in items if (item["instance"] in self.requested) == requested]
+        return [item for item in items if (item["instance"] in chosen) == requested]
 
     def val(self, split: str) -> list[dict]:
-        """The val items a table reports: ``unlearn`` (the requested instances'), ``retention``, or ``unrequested``
-        (the Unlearn Scope's other instances', empty without ``data.forget_fraction``)."""
+        """The val items a table reports: ``unlearn`` (the instances requested so far), ``retention``, or
+        ``unrequested`` (the Unlearn Scope's other instances', empty when every instance is requested)."""
         return self._split("unlearn", "val", requested=False) if split == "unrequested" else self._split(split, "val")
 
     def unrequested(self) -> list[dict]:
@@ -105,10 +121,14 @@ class Stage:
 
     @cached_property
     def _carved(self) -> dict[str, tuple[list[dict], list[dict]]]:
-        """Split -> (kept, selection) under ``data.selection`` (:mod:`knowundo.data.selection`), of the requested
-        instances' items in the Unlearn Scope."""
+        """Split -> (kept, selection) under ``data.selection`` (:mod:`knowundo.data.selection`), of the Unlearn
+        Scope's items the stage unlearns (the request's, or the current one of ``run.requests``)."""
         share, seed = self.cfg.data.selection, self.cfg.data.seed
-        carved = {scope: carve(self._split(scope, "train"), share, seed, scope, "instance") for scope in SCOPES}
+        unlearning = self._requests[1]
+        carved = {
+            scope: carve(self._split(scope, "train", instances=unlearning), share, seed, scope, "instance")
+            for scope in SCOPES
+        }
         carved["general"] = carve(self.general["heldout"], share, seed, "general", "category")
         for scope in SCOPES:
             reported = {item["text"] for item in self.data[scope]["val"]}
@@ -121,7 +141,7 @@ class Stage:
 
     def train(self, scope: str) -> list[dict]:
         """The train split of a scope as unlearning, localization and the relearning attack read it: without the
-        selection split, and of the Unlearn Scope only the requested instances'."""
+        selection split, and of the Unlearn Scope only the instances this request covers."""
         return self._carved[scope][0]
 
     @property
@@ -154,6 +174,8 @@ class Stage:
         """Hash of everything that shapes the output (see the module docstring); ``data``: the items it reads;
         ``sections``: the config sections of this stage."""
         cfg = keyed(self.cfg.to_dict())
+        if self.cfg.data.request:  # the groups of a request depend on how many there are
+            inputs["requests"] = self.cfg.run.requests
         settings = {
             "seed": cfg["seed"],
             "data": cfg["data"],

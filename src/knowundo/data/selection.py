@@ -55,3 +55,27 @@ def requested_instances(items: list[dict], fraction: float, seed: int) -> set[st
         raise KnowUndoError(f"data.forget_fraction={fraction:g} needs two or more instances; the data has {len(names)}")
     count = min(max(1, round(fraction * len(names))), len(names) - 1)
     return set(random.Random(f"forget/{seed}").sample(names, count))
+
+
+def request_groups(items: list[dict], requested: set[str] | None, requests: int, seed: int) -> list[set[str]]:
+    """The instances of each of ``run.requests`` deletion requests, in the order they arrive: the requested
+    instances (all of the Unlearn Scope's when ``requested`` is None) shuffled with the seed and dealt into
+    ``requests`` groups whose sizes differ by at most one."""
+    if any(not item.get("instance") for item in items):
+        raise KnowUndoError(
+            f"run.requests={requests} needs the instance of every unlearn item (the field 'instance'), to request "
+            "whole persons or books one request after another; set run.requests=1"
+        )
+    names = sorted(requested if requested is not None else {item["instance"] for item in items})
+    if len(names) < requests:
+        raise KnowUndoError(
+            f"run.requests={requests} needs at least as many requested instances; the request covers {len(names)}"
+        )
+    random.Random(f"requests/{seed}").shuffle(names)
+    size, extra = divmod(len(names), requests)
+    groups, start = [], 0
+    for index in range(requests):
+        end = start + size + (index < extra)
+        groups.append(set(names[start:end]))
+        start = end
+    return groups

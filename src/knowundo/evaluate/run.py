@@ -633,6 +633,8 @@ def evaluate_loaded(
     split_metrics = [m for m in metrics() if isinstance(m, SplitMetric) and m.enabled(cfg.eval)]
     model_metrics = [m for m in metrics() if isinstance(m, ModelMetric) and m.enabled(ctx)]
     result = {"kind": EVAL_RESULT_KIND, "label": label, "domain": stage.domain, "prompts": {}}
+    if cfg.data.request:  # a model after one of run.requests, on the items that request's view reports
+        result["request"] = {"index": cfg.data.request, "of": cfg.run.requests}
     columns = [c for m in split_metrics for c in _columns(m, None)]
     parts = [*(("prompt", variant) for variant in cfg.eval.prompts), *(("metric", m) for m in model_metrics)]
     timed: dict[str, float] = {}

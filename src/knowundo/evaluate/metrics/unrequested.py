@@ -1,7 +1,8 @@
 """What a partial deletion request must leave alone: with ``data.forget_fraction`` below 1, the token accuracy on
-the Unlearn Scope's val items of the instances no request covers (teacher-forced, no system prompt) — they are
-as private as the requested ones, but nobody asked to forget them, so a method that forgets them too over-forgets
-(TOFU's forget01 / 05 / 10 against its retain set)."""
+the Unlearn Scope's val items of the instances no request covers, and between ``run.requests``, of those not
+requested yet (teacher-forced, no system prompt) — they are as private as the requested ones, but nobody asked
+(yet) to forget them, so a method that forgets them too over-forgets (TOFU's forget01 / 05 / 10 against its
+retain set)."""
 
 from knowundo.evaluate.metric import Column, ModelMetric, register_metric
 
@@ -24,7 +25,7 @@ register_metric(
                 True,
                 position=250,
                 doc="token accuracy on the unlearn val items of the instances no deletion request covers "
-                "(data.forget_fraction < 1): they must stay known",
+                "(data.forget_fraction < 1) or none has yet (run.requests): they must stay known",
             ),
         ),
     )
