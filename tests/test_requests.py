@@ -3,6 +3,7 @@ each stage reads at request r (and what it keys), the refusals, and a micro run 
 request, with a region re-localized on the row's own model or reused, and the report's requests page."""
 
 import dataclasses
+import shutil
 
 import pytest
 
@@ -90,10 +91,27 @@ def test_bad_request_settings_are_one_line_before_any_work(settings, message, tm
     assert not (tmp_path / "run").exists()
 
 
-def test_requests_continue_row_by_row_and_are_reported(micro_base, tmp_path):
-    out = tmp_path / "run"
-    argv = run_command(out, *sets("run.requests=2", "attack.probes=[]", "eval.generate=false"))
-    assert main(argv) == 0
+REQUESTS = ("run.requests=2", "attack.probes=[]", "eval.generate=false")
+
+
+@pytest.fixture(scope="module")
+def requests_run(micro_base, tmp_path_factory):
+    """A micro run with two requests (privacy; ga and memflex, memflex re-localized and reused)."""
+    out = tmp_path_factory.mktemp("requests") / "run"
+    assert main(run_command(out, *sets(*REQUESTS))) == 0
+    return out
+
+
+def test_knowundo_check_shows_the_requests(micro_config, micro_base):
+    from knowundo.preflight import preflight
+
+    report = preflight(at(micro_config(), 3, 0))
+    assert not report.problems
+    assert any(line.startswith("requests privacy: 3 one after another, of ") for line in report.lines)
+
+
+def test_requests_continue_row_by_row_and_are_reported(requests_run):
+    out = requests_run
     home, first, second = out / "privacy", out / "privacy" / "requests" / "1", out / "privacy" / "requests" / "2"
     # the single request's rows are as without run.requests; every request row starts from its model after the
     # request before (the fine-tuned one at the first), which is also its reference model
@@ -141,10 +159,32 @@ def test_requests_continue_row_by_row_and_are_reported(micro_base, tmp_path):
     assert "One request against 2 in turn" in page
     assert (out / "report" / "requests_privacy.png").stat().st_size > 10_000
     # a second invocation reuses every stage
-    assert main(argv) == 0
+    assert main(run_command(out, *sets(*REQUESTS))) == 0
     again = [
         line
         for line in (out / "stages.log").read_text().split("$ ")[-1].splitlines()
         if "s/step" in line or "Avg" in line
     ]
     assert any("requests/2" in line for line in again) and all(" cached " in line for line in again)
+
+
+def test_request_chains_as_ray_tasks_give_the_serial_results(requests_run, tmp_path, capsys):
+    import torch
+
+    out = tmp_path / "run"
+    shutil.copytree(requests_run, out)
+    for request in ("1", "2"):  # ga's requests again; everything they start from stays
+        shutil.rmtree(out / "privacy" / "requests" / request / "unlearn" / "ga")
+        (out / "privacy" / "requests" / request / "eval" / "ga.json").unlink()
+    ray = ("run.executor=ray", f"run.ray_cpus={torch.get_num_threads()}")  # the serial run's threads: the same sums
+    assert main(run_command(out, *sets(*REQUESTS, *ray))) == 0
+    trained = [line for line in capsys.readouterr().out.splitlines() if "] unlearn " in line and " ga: " in line]
+    assert [line.split("]")[0] for line in trained if " cached " not in line] == [
+        "[privacy/requests/1",
+        "[privacy/requests/2",
+    ]
+    for request in ("1", "2"):
+        ours, serial = (
+            read_json(run / "privacy" / "requests" / request / "eval" / "ga.json") for run in (out, requests_run)
+        )
+        assert ours["prompts"] == serial["prompts"] and ours["meta"]["key"] == serial["meta"]["key"]

@@ -46,7 +46,7 @@ def test_runs_stored_before_the_selection_split_keep_their_keys(micro_config):
     cfg = micro_config()
     stored = {k: v for k, v in cfg.to_dict().items() if k not in ("eval", "attack", "run", "sweep")}
     stored["data"] = {
-        k: v for k, v in stored["data"].items() if k not in ("selection", "forget_fraction")
+        k: v for k, v in stored["data"].items() if k not in ("selection", "forget_fraction", "request")
     }  # added since
     stored["unlearn"] = {k: v for k, v in stored["unlearn"].items() if k not in ("select", "select_tolerance")}
     assert settings_key(cfg) == hash_json(stored)

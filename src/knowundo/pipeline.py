@@ -9,7 +9,8 @@ checkpoint, and a directory of other settings is refused. ``--force STAGE`` redo
 Layout (:mod:`knowundo.layout`): ``OUT/run.json`` (resolved config, versions, data hashes),
 ``OUT/<domain>/finetune``, ``oracle``, ``localize``, ``unlearn/<label>`` (with ``relearn/`` inside),
 ``eval/<label>.json``, and ``OUT/report``. With ``run.seeds``, the rows of each other training seed (and, with
-``run.seed_finetune``, its fine-tune and oracle) in ``OUT/<domain>/seeds/<seed>/``, laid out alike.
+``run.seed_finetune``, its fine-tune and oracle) in ``OUT/<domain>/seeds/<seed>/``, laid out alike. With
+``run.requests``, each request's regions, rows and evaluations in ``OUT/<domain>/requests/<r>/`` (:class:`RequestRun`).
 """
 
 from __future__ import annotations
@@ -195,7 +196,7 @@ class DomainRun:
         self.evaluation, self.tuned = evaluation or cfg, tuned or layout
         # the vanilla model's adapter: the fine-tune's, or none for a model that already knows its data
         self.vanilla = self.tuned.adapter if cfg.run.finetune else None
-        self.compared = self.tuned  # where the vanilla model's and the oracle's results the rows compare with are
+        self.compared = self.tuned  # the layout of the vanilla and oracle results the rows are compared with
 
     def quiet(self) -> DomainRun:
         """This pass without progress bars (for a row run elsewhere, whose output nobody watches)."""

@@ -747,7 +747,11 @@ def plot_requests(rows: list[dict], columns: list[Column], domain: str, target: 
     panels = [c for key in REQUEST_CURVES for c in columns if c.key == key]
     if not mine or not panels:
         return False
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels) + 2, 4.2), squeeze=False)
+    rows_of_panels = math.ceil(len(panels) / 2)
+    fig, grid = plt.subplots(rows_of_panels, 2, figsize=(12.5, 4.2 * rows_of_panels + 0.6), squeeze=False)
+    axes = list(grid.flat)
+    for unused in axes[len(panels) :]:
+        unused.set_visible(False)
     palette = plt.get_cmap("tab20").colors
     labels = list(dict.fromkeys(row["method"] for row in mine))
     colours = {}
@@ -765,20 +769,20 @@ def plot_requests(rows: list[dict], columns: list[Column], domain: str, target: 
             "marker": "o",
             "ms": 3,
         }
-        for ax, column in zip(axes[0], panels):
+        for ax, column in zip(axes, panels):
             xs = [row["request"] for row in points if row.get(column.key) is not None]
             ys = [number(row[column.key]) for row in points if row.get(column.key) is not None]
             ax.plot(xs, ys, label=label if column is panels[0] else None, **style)
     last = max(row["requests"] for row in mine)
-    for ax, column in zip(axes[0], panels):
+    for ax, column in zip(axes, panels):
         ax.set_title(column.title if column.key != "unlearn_success" else "UL Succ ↑ (requested so far)")
         ax.set_xlabel("after request")
         ax.set_xticks(range(1, last + 1))
         ax.set_ylim(-2, 102)
         ax.grid(alpha=0.3)
-    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="center right", fontsize=8)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="center right", fontsize=8)
     fig.suptitle(f"{domain}: {last} deletion requests one after another (val splits, no system prompt)")
-    return _saved(fig, target, rect=(0, 0, 0.86, 1))
+    return _saved(fig, target, rect=(0, 0, 0.83, 1))
 
 
 def plot_scopes(rows: list[dict], domain: str, target: Path) -> bool:
@@ -1126,7 +1130,9 @@ def _requests_report(results_dir: str | Path, out: Path, single: list[dict]) -> 
         path.unlink(missing_ok=True)
     if not results:
         return
-    columns = Columns.of(results).table(MAIN_TABLE)
+    declared = Columns.of(results)  # the comparison's columns, and the worst probe from the robustness table
+    extra = [c for c in declared.all if c.key in REQUEST_COLUMNS and c.table != MAIN_TABLE]
+    columns = declared.table(MAIN_TABLE) + extra
     rows = request_rows(results, columns)
     _write_text(out / "requests.md", requests_markdown(rows, columns, single))
     _write_csv(out / "requests.csv", rows)
