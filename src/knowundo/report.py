@@ -647,7 +647,7 @@ REQUESTS_EXPLANATION = (
 )
 
 
-def request_rows(results: list[dict], columns: list[Column]) -> list[dict]:
+def request_table(results: list[dict], columns: list[Column]) -> list[dict]:
     """One flat row per (domain, model, request) of ``run.requests`` with every column's value (no system
     prompt)."""
     return [
@@ -753,18 +753,13 @@ def plot_requests(rows: list[dict], columns: list[Column], domain: str, target: 
     for unused in axes[len(panels) :]:
         unused.set_visible(False)
     palette = plt.get_cmap("tab20").colors
-    labels = list(dict.fromkeys(row["method"] for row in mine))
-    colours = {}
-    for label in labels:
-        own = label.removesuffix(REUSED_SUFFIX)
-        colours.setdefault(own, palette[len(colours) % len(palette)])
-    for label in labels:
+    colours: dict[str, tuple] = {}  # a row and its reused-region twin share one
+    for label in dict.fromkeys(row["method"] for row in mine):
         points = [row for row in mine if row["method"] == label]
+        colour = colours.setdefault(label.removesuffix(REUSED_SUFFIX), palette[len(colours) % len(palette)])
         reference = label in (VANILLA_LABEL, ORACLE_LABEL)
         style = {
-            "color": ("0.2" if label == VANILLA_LABEL else "0.6")
-            if reference
-            else colours[label.removesuffix(REUSED_SUFFIX)],
+            "color": ("0.2" if label == VANILLA_LABEL else "0.6") if reference else colour,
             "linestyle": ":" if reference else "--" if label.endswith(REUSED_SUFFIX) else "-",
             "marker": "o",
             "ms": 3,
@@ -1133,7 +1128,7 @@ def _requests_report(results_dir: str | Path, out: Path, single: list[dict]) -> 
     declared = Columns.of(results)  # the comparison's columns, and the worst probe from the robustness table
     extra = [c for c in declared.all if c.key in REQUEST_COLUMNS and c.table != MAIN_TABLE]
     columns = declared.table(MAIN_TABLE) + extra
-    rows = request_rows(results, columns)
+    rows = request_table(results, columns)
     _write_text(out / "requests.md", requests_markdown(rows, columns, single))
     _write_csv(out / "requests.csv", rows)
     write_json(out / "requests.json", {**provenance(results), "rows": rows})
