@@ -144,10 +144,6 @@ class RunLayout:
         return self.root / "localize"
 
     @property
-    def region(self) -> Path:
-        return self.localize / REGION_FILE
-
-    @property
     def eval_dir(self) -> Path:
         return self.root / "eval"
 

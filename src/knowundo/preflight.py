@@ -210,7 +210,8 @@ def preflight(cfg: Config, memory: int | None = None, rows: list[str] | None = N
                 if requested is not None:
                     every = len({item["instance"] for item in unlearn})
                     report.lines.append(f"forget set {domain}: {len(requested)} of {every} instances requested")
-            if cfg.run.requests > 1 and (requested is not None or cfg.data.forget_fraction == 1):
+            fraction_failed = cfg.data.forget_fraction < 1 and requested is None  # its problem is listed already
+            if cfg.run.requests > 1 and not fraction_failed:
                 groups = report.attempt(
                     f"run.requests {domain}",
                     lambda u=unlearn, r=requested: request_groups(u, r, cfg.run.requests, cfg.data.seed),
