@@ -6,8 +6,9 @@ Writes a page with each row's Unlearn Success (on the requested instances), the 
 
 The robustness evaluations (attacks, probes) are off: the scaling is read on the main table's columns.
 
-Usage: python benchmarks/forget_fraction.py --out DIR [--fractions 0.25,0.5,1] [--methods ga_gd,npo,memflex]
-       [--domains privacy] [--from A_FINISHED_RUN] [--page docs/results/tiny-forget-fraction.md] [--set KEY=VALUE ...]
+Usage: python benchmarks/forget_fraction.py --out DIR [--preset smollm2] [--fractions 0.25,0.5,1]
+       [--methods ga_gd,npo,memflex] [--domains privacy] [--from A_FINISHED_RUN]
+       [--page docs/results/tiny-forget-fraction.md] [--set KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def run_fraction(out: Path, fraction: float, args) -> tuple[float, list[dict], s
     """One `knowundo run` at ``fraction``; its time, table rows (no system prompt) and command."""
     settings = [f"data.forget_fraction={fraction:g}", *QUIET, *args.set]
     argv = ["run", "--out", str(out), "--quiet", "--domains", args.domains, "--methods", args.methods]
+    argv += ["--preset", args.preset] if args.preset else []
     argv += [part for setting in settings for part in ("--set", setting)]
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "knowundo.cli", *argv], capture_output=True, text=True, env=os.environ)
@@ -77,6 +79,7 @@ def plot(results: dict[float, list[dict]], methods: list[str], domain: str, targ
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="work directory (one run per fraction; resumable)")
+    parser.add_argument("--preset", help="the preset of every run (the tiny default without one)")
     parser.add_argument("--fractions", default="0.25,0.5,1")
     parser.add_argument("--methods", default="ga_gd,npo,memflex")
     parser.add_argument("--domains", default="privacy")
@@ -121,8 +124,9 @@ def main() -> None:
         from knowundo.report import _stamp
 
         run = json.loads((first / "run.json").read_text())
+        model = run["config"]["model"]["name"]
         page = [
-            "# Forget-set scaling on the tiny default\n\n",
+            f"# Forget-set scaling on {'the tiny default' if model == 'tiny' else model}\n\n",
             "Written by `benchmarks/forget_fraction.py`: the same rows under deletion requests for a growing share of "
             "the Unlearn Scope's instances (`data.forget_fraction`), an oracle per fraction "
             "(it learned the rest of the Unlearn Scope too). UL Succ is read on the requested instances' val items, "
