@@ -115,16 +115,18 @@ def test_requests_continue_row_by_row_and_are_reported(requests_run):
     home, first, second = out / "privacy", out / "privacy" / "requests" / "1", out / "privacy" / "requests" / "2"
     # the single request's rows are as without run.requests; every request row starts from its model after the
     # request before (the fine-tuned one at the first), which is also its reference model
-    for row in ("ga", "memflex", "memflex+reused"):
-        assert read_json(first / "unlearn" / row / "unlearn.json")["finetuned_adapter"].endswith("finetune/adapter")
-        after_first = adapter_hash(first / "unlearn" / row / "adapter")
+    # (a row keeping the first request's region is its re-localized twin at the first request: trained once)
+    for row, before in (("ga", "ga"), ("memflex", "memflex"), ("memflex+reused", "memflex")):
+        assert read_json(first / "unlearn" / before / "unlearn.json")["finetuned_adapter"].endswith("finetune/adapter")
+        after_first = adapter_hash(first / "unlearn" / before / "adapter")
         assert (
             read_json(second / "unlearn" / row / "unlearn.json")["key"]
-            != read_json(first / "unlearn" / row / "unlearn.json")["key"]
+            != read_json(first / "unlearn" / before / "unlearn.json")["key"]
         )
         started = read_json(second / "unlearn" / row / "unlearn.json")["finetuned_adapter"]
-        assert (second / "unlearn" / row / started).resolve() == (first / "unlearn" / row / "adapter").resolve()
+        assert (second / "unlearn" / row / started).resolve() == (first / "unlearn" / before / "adapter").resolve()
         assert after_first != adapter_hash(second / "unlearn" / row / "adapter")
+    assert not (first / "unlearn" / "memflex+reused").exists() and not (first / "eval" / "memflex+reused.json").exists()
     # the first request's region was localized on the fine-tuned model; the second re-localized on memflex's own
     # model, and the reused row kept the first
     shared = first / "localize" / "vanilla"
@@ -151,6 +153,7 @@ def test_requests_continue_row_by_row_and_are_reported(requests_run):
         (label, r) for label in ("vanilla", "oracle", "ga", "memflex", "memflex+reused") for r in (1, 2)
     }
     by = {(row["method"], row["request"]): row for row in rows}
+    assert by[("memflex+reused", 1)]["unlearn_success"] == by[("memflex", 1)]["unlearn_success"]
     # gradient ascent forgets what was requested: above the vanilla model on the same items after each request
     assert all(by[("ga", r)]["unlearn_success"] > by[("vanilla", r)]["unlearn_success"] for r in (1, 2))
     assert by[("ga", 1)]["unrequested_accuracy"] is not None and by[("ga", 2)]["unrequested_accuracy"] is None
@@ -173,9 +176,11 @@ def test_request_chains_as_ray_tasks_give_the_serial_results(requests_run, tmp_p
 
     out = tmp_path / "run"
     shutil.copytree(requests_run, out)
-    for request in ("1", "2"):  # ga's requests again; everything they start from stays
-        shutil.rmtree(out / "privacy" / "requests" / request / "unlearn" / "ga")
-        (out / "privacy" / "requests" / request / "eval" / "ga.json").unlink()
+    # ga's requests again, and memflex's with its reused twin (one task: the twin starts from memflex's first)
+    gone = [("1", "ga"), ("2", "ga"), ("1", "memflex"), ("2", "memflex"), ("2", "memflex+reused")]
+    for request, row in gone:
+        shutil.rmtree(out / "privacy" / "requests" / request / "unlearn" / row)
+        (out / "privacy" / "requests" / request / "eval" / f"{row}.json").unlink()
     ray = ("run.executor=ray", f"run.ray_cpus={torch.get_num_threads()}")  # the serial run's threads: the same sums
     assert main(run_command(out, *sets(*REQUESTS, *ray))) == 0
     trained = [line for line in capsys.readouterr().out.splitlines() if "] unlearn " in line and " ga: " in line]
@@ -183,8 +188,8 @@ def test_request_chains_as_ray_tasks_give_the_serial_results(requests_run, tmp_p
         "[privacy/requests/1",
         "[privacy/requests/2",
     ]
-    for request in ("1", "2"):
+    for request, row in gone:
         ours, serial = (
-            read_json(run / "privacy" / "requests" / request / "eval" / "ga.json") for run in (out, requests_run)
+            read_json(run / "privacy" / "requests" / request / "eval" / f"{row}.json") for run in (out, requests_run)
         )
         assert ours["prompts"] == serial["prompts"] and ours["meta"]["key"] == serial["meta"]["key"]

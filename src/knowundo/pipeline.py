@@ -361,7 +361,8 @@ class RequestRun(DomainRun):
     from its own model after the previous request (the vanilla model at the first), which is also its reference
     model; the rows are evaluated against the vanilla model and the oracle evaluated on the same request's view.
     A row trained in a region localizes again on its own model (from the second request) or, as ``<label>+reused``,
-    keeps the first request's region, localized on the vanilla model. Layout: ``OUT/<domain>/requests/<index>``."""
+    keeps the first request's region, localized on the vanilla model (so the two differ from the second request
+    on). Layout: ``OUT/<domain>/requests/<index>``."""
 
     def __init__(self, home: DomainRun, index: int, previous: RequestRun | None = None):
         super().__init__(
@@ -379,7 +380,14 @@ class RequestRun(DomainRun):
         return RequestRun(self.home.quiet(), self.index, self.previous.quiet() if self.previous else None)
 
     def start(self, label: RequestRow | None = None) -> Path | None:
-        return self.previous.reported_adapter(label) if label is not None and self.previous else self.vanilla
+        if label is None or self.previous is None:
+            return self.vanilla
+        return self.previous.reported_adapter(self.previous.kept(label))
+
+    def kept(self, label: RequestRow) -> RequestRow:
+        """The row whose stages stand for ``label`` in this request: at the first, a row keeping the first request's
+        region is its re-localized twin (the same region, start and settings), trained and evaluated once."""
+        return dataclasses.replace(label, reused=False) if self.previous is None else label
 
     def localization(self, label: RequestRow | None = None) -> Path:
         if self.relocalizes(label):
@@ -555,13 +563,19 @@ def _request_chains(
     cfg: Config, requests: list[RequestRun], rows: list[RequestRow], out: Path, log: StageLog
 ) -> list[list[tuple[DomainRun, str, RunLabel]]]:
     """What every request's rows start from (the references evaluated in each request's view, the first request's
-    region), then each row's stages request after request."""
+    region), then each row's stages request after request (a row and its ``+reused`` twin in one chain: they share
+    the first request)."""
     wheres = [str(request.layout.root.relative_to(out)) for request in requests]
     for request, where in zip(requests, wheres):
         _evaluate_references(cfg, request, log, where)
     if any(needs_region(row) for row in rows):
         log.run("localize", wheres[0], requests[0].localize)
-    return [[(request, where, row) for request, where in zip(requests, wheres)] for row in rows]
+    chains: dict[RequestRow, list[tuple[DomainRun, str, RunLabel]]] = {}  # a row and its reused twin: one chain
+    for row in rows:
+        chain = chains.setdefault(dataclasses.replace(row, reused=False), [])
+        steps = [(request, where, request.kept(row)) for request, where in zip(requests, wheres)]
+        chain += [step for step in steps if step not in chain]
+    return list(chains.values())
 
 
 def request_runs(home: DomainRun) -> list[RequestRun]:

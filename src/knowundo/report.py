@@ -649,8 +649,9 @@ REQUESTS_EXPLANATION = (
 
 def request_table(results: list[dict], columns: list[Column]) -> list[dict]:
     """One flat row per (domain, model, request) of ``run.requests`` with every column's value (no system
-    prompt)."""
-    return [
+    prompt). A ``+reused`` row's first request is its re-localized twin's (the pipeline trains them once): its
+    curve starts there."""
+    rows = [
         {
             "domain": r["domain"],
             "method": r["label"],
@@ -660,6 +661,15 @@ def request_table(results: list[dict], columns: list[Column]) -> list[dict]:
         }
         for r in results
     ]
+    firsts = {(row["domain"], row["method"]): row for row in rows if row["request"] == 1}
+    table = []
+    for row in rows:
+        twin = firsts.get((row["domain"], row["method"].removesuffix(REUSED_SUFFIX)))
+        if row["method"].endswith(REUSED_SUFFIX) and twin and (row["domain"], row["method"]) not in firsts:
+            firsts[(row["domain"], row["method"])] = twin
+            table.append({**twin, "method": row["method"]})
+        table.append(row)
+    return table
 
 
 def _request_comparisons(rows: list[dict], single: list[dict], domain: str) -> str:
